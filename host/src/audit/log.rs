@@ -1,0 +1,768 @@
+//! Writing the audit log: [`AuditLog`] appends hash-chained records and makes
+//! them durable on [`AuditLog::sync`]. The format is described in the
+//! [module documentation](crate::audit).
+
+use super::{
+    GENESIS_HASH, Head, RESERVED_FIELDS, canonical_bytes, head_path, parse_record, record_hash,
+};
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors from opening or writing the audit log. Every message names the file
+/// (and line, where there is one), since operators act on these directly.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading or writing the log or its head file failed.
+    #[error("audit log {}: I/O error: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The last line of the log is not a valid record, so the chain cannot be
+    /// continued.
+    #[error(
+        "audit log {} is damaged at line {line}: {reason}; run `vigil audit verify {}` for details \
+         (to start a new log, move the log and its .head file aside and keep them as evidence)",
+        path.display(), path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    /// The head file does not match the log (typically: records were cut from
+    /// the end), so continuing would hide the damage.
+    #[error(
+        "audit log {} does not match its head file: {reason}; run `vigil audit verify {}` for details \
+         (to start a new log, move the log and its .head file aside and keep them as evidence)",
+        path.display(), path.display()
+    )]
+    HeadMismatch { path: PathBuf, reason: String },
+    /// Another process has the log open for appending.
+    #[error(
+        "audit log {} is locked by another process; only one Vigil instance may write a log at a time",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    /// The caller passed a field the log sets itself. This is a bug in the
+    /// caller, not bad input.
+    #[error("audit field `{0}` is reserved: the audit log sets it itself")]
+    ReservedField(String),
+}
+
+/// One record to append: its type, the rule and event it concerns, and any
+/// further fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The record's `type`, e.g. `"finding"` or `"action"`.
+    pub kind: &'static str,
+    /// The rule the record is about, if any.
+    pub rule: Option<String>,
+    /// The identity event the record is about, if any.
+    pub event_id: Option<String>,
+    /// Further fields; must not use the [reserved](super::RESERVED_FIELDS) keys.
+    pub fields: Map<String, Value>,
+}
+
+impl Entry {
+    /// A record of type `kind` with no rule, event or further fields.
+    pub fn new(kind: &'static str) -> Self {
+        Entry {
+            kind,
+            rule: None,
+            event_id: None,
+            fields: Map::new(),
+        }
+    }
+
+    /// Sets the rule the record is about.
+    pub fn rule(mut self, id: impl Into<String>) -> Self {
+        self.rule = Some(id.into());
+        self
+    }
+
+    /// Sets the identity event the record is about.
+    pub fn event(mut self, id: impl Into<String>) -> Self {
+        self.event_id = Some(id.into());
+        self
+    }
+
+    /// Adds a further field (replacing an earlier one with the same key).
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// An audit log open for appending. Holds an exclusive lock on the file for
+/// its lifetime.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    last_seq: u64,
+    head_hash: String,
+    /// Records were appended since the last successful sync.
+    dirty: bool,
+    /// A write failed part-way: the file may end in a partial line, so
+    /// appending more would bury the damage in the middle of the log.
+    failed: bool,
+}
+
+impl AuditLog {
+    /// Opens the log at `path` for appending, creating it (and its parent
+    /// directories) if needed. If the log has records, the chain continues
+    /// from the last one.
+    ///
+    /// Refuses with [`AuditError::Corrupt`] if the last line is not a valid
+    /// record (torn write, hand edit), with [`AuditError::HeadMismatch`] if the
+    /// head file records more than the log holds, and with
+    /// [`AuditError::Locked`] if another process has the log open.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let io_err = |source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(AuditError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            // Some filesystems (e.g. certain network mounts) cannot lock;
+            // running unlocked there beats not running at all.
+            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {}
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        if !existed {
+            // Make the new file's directory entry durable too.
+            sync_dir(parent).map_err(io_err)?;
+        }
+
+        let (last_seq, head_hash) = read_tail(&mut file, path)?;
+        check_head_file(path, last_seq, &head_hash)?;
+
+        Ok(AuditLog {
+            path: path.to_owned(),
+            writer: BufWriter::new(file),
+            last_seq,
+            head_hash,
+            dirty: false,
+            failed: false,
+        })
+    }
+
+    /// Appends one record to the write buffer and returns its `seq`. The
+    /// record is not durable until [`sync`](Self::sync).
+    ///
+    /// Fails with [`AuditError::ReservedField`] (and appends nothing) if
+    /// `entry.fields` uses a key the log sets itself.
+    pub fn append(&mut self, entry: Entry) -> Result<u64, AuditError> {
+        if let Some(key) = entry
+            .fields
+            .keys()
+            .find(|k| RESERVED_FIELDS.contains(&k.as_str()))
+        {
+            return Err(AuditError::ReservedField(key.clone()));
+        }
+        self.check_usable()?;
+
+        let seq = self.last_seq + 1;
+        let mut record = Map::new();
+        record.insert("seq".into(), seq.into());
+        record.insert(
+            "time".into(),
+            Utc::now()
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+                .into(),
+        );
+        record.insert("type".into(), entry.kind.into());
+        if let Some(rule) = entry.rule {
+            record.insert("rule".into(), rule.into());
+        }
+        if let Some(event_id) = entry.event_id {
+            record.insert("event_id".into(), event_id.into());
+        }
+        for (key, mut value) in entry.fields {
+            stabilize_floats(&mut value);
+            record.insert(key, value);
+        }
+        record.insert("prev_hash".into(), self.head_hash.clone().into());
+        let hash = record_hash(&self.head_hash, &record);
+        // Inserted last so that, even with serde_json's preserve_order, the
+        // verifier's "parse, remove hash, re-serialize" yields the bytes hashed.
+        record.insert("hash".into(), hash.clone().into());
+
+        let mut line = canonical_bytes(&record);
+        line.push(b'\n');
+        if let Err(e) = self.writer.write_all(&line) {
+            self.failed = true;
+            return Err(self.io_err(e));
+        }
+        self.last_seq = seq;
+        self.head_hash = hash;
+        self.dirty = true;
+        Ok(seq)
+    }
+
+    /// Makes every appended record durable: flushes and fsyncs the log, then
+    /// atomically replaces the head file with the newest record's `seq` and
+    /// `hash`. Call this before executing any action a record announces.
+    /// Does nothing if nothing was appended since the last sync.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.check_usable()?;
+        let flushed = self
+            .writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().sync_data());
+        if let Err(e) = flushed {
+            self.failed = true;
+            return Err(self.io_err(e));
+        }
+        // The log is durable before the head file claims it, so the head never
+        // points past what is on disk.
+        let head = Head {
+            seq: self.last_seq,
+            hash: self.head_hash.clone(),
+        };
+        write_head_file(&self.path, &head).map_err(|source| AuditError::Io {
+            path: head_path(&self.path),
+            source,
+        })?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `seq` of the newest record (appended, not necessarily synced); 0 if
+    /// the log is empty.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// `hash` of the newest record (appended, not necessarily synced); 64
+    /// zeros if the log is empty.
+    pub fn head_hash(&self) -> &str {
+        &self.head_hash
+    }
+
+    fn check_usable(&self) -> Result<(), AuditError> {
+        if self.failed {
+            return Err(self.io_err(io::Error::other(
+                "an earlier write failed, so the log may end in a partial record; \
+                 reopen it (which checks the last line) before appending more",
+            )));
+        }
+        Ok(())
+    }
+
+    fn io_err(&self, source: io::Error) -> AuditError {
+        AuditError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    /// Best-effort sync, so records appended since the last sync are not lost
+    /// on an orderly exit. Errors cannot be reported from here; callers that
+    /// care call [`AuditLog::sync`] themselves.
+    fn drop(&mut self) {
+        if !self.failed {
+            let _ = self.sync();
+        }
+    }
+}
+
+/// Finds the last record of an open log and returns its `seq` and `hash`
+/// (0 and [`GENESIS_HASH`] for an empty log). Reads backwards from the end, so
+/// opening a large log costs one line, not the whole file.
+fn read_tail(file: &mut File, path: &Path) -> Result<(u64, String), AuditError> {
+    let io_err = |source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let len = file.metadata().map_err(io_err)?.len();
+    if len == 0 {
+        return Ok((0, GENESIS_HASH.to_owned()));
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1)).map_err(io_err)?;
+    file.read_exact(&mut last).map_err(io_err)?;
+    let corrupt = |file: &mut File, reason: String| -> AuditError {
+        // Rare path: only now pay for counting lines, to name the exact one.
+        match count_newlines(file) {
+            Ok(newlines) => AuditError::Corrupt {
+                path: path.to_owned(),
+                line: if last[0] == b'\n' {
+                    newlines
+                } else {
+                    newlines + 1
+                },
+                reason,
+            },
+            Err(e) => io_err(e),
+        }
+    };
+    if last[0] != b'\n' {
+        // Appending after a partial line would glue the next record onto it.
+        return Err(corrupt(
+            file,
+            "the last line is incomplete (no trailing newline), most likely a write torn by a crash"
+                .to_owned(),
+        ));
+    }
+    let line = read_last_line(file, len).map_err(io_err)?;
+    let record = match parse_record(&line) {
+        Ok(record) => record,
+        Err(reason) => return Err(corrupt(file, format!("not a valid record: {reason}"))),
+    };
+    if record.computed_hash != record.hash {
+        return Err(corrupt(
+            file,
+            format!("record seq {} was modified: hash mismatch", record.seq),
+        ));
+    }
+    if !record.canonical {
+        return Err(corrupt(
+            file,
+            format!(
+                "record seq {} is not in the form Vigil writes: it was altered",
+                record.seq
+            ),
+        ));
+    }
+    Ok((record.seq, record.hash))
+}
+
+/// Reads the last line of a file that ends in `\n`, without that newline,
+/// scanning backwards in fixed-size chunks.
+fn read_last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
+    const CHUNK: u64 = 8 * 1024;
+    let mut line = Vec::new();
+    let mut end = len - 1; // exclude the trailing newline
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        let newline = chunk.iter().rposition(|&b| b == b'\n');
+        if let Some(pos) = newline {
+            chunk.drain(..=pos);
+        }
+        chunk.extend_from_slice(&line);
+        line = chunk;
+        if newline.is_some() {
+            break;
+        }
+        end = start;
+    }
+    Ok(line)
+}
+
+fn count_newlines(file: &mut File) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file);
+    let mut count = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(count);
+        }
+        count += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// Refuses to continue a log that is behind its head file: appending would
+/// overwrite the head and erase the evidence that records were cut.
+fn check_head_file(path: &Path, last_seq: u64, last_hash: &str) -> Result<(), AuditError> {
+    let head_file = head_path(path);
+    let mismatch = |reason: String| AuditError::HeadMismatch {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = match fs::read(&head_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                path: head_file,
+                source,
+            });
+        }
+    };
+    let head: Head = serde_json::from_slice(&text).map_err(|e| {
+        mismatch(format!(
+            "head file {} is unreadable: {e}",
+            head_file.display()
+        ))
+    })?;
+    if head.seq > last_seq {
+        return Err(mismatch(format!(
+            "the log ends at seq {last_seq} but the head file records seq {}: records were cut from the tail",
+            head.seq
+        )));
+    }
+    // When the head is older than the last record (a crash between writing
+    // records and rewriting the head) its record is somewhere earlier in the
+    // log; finding it would mean reading the log, which `vigil audit verify`
+    // does. The common case, head == last record, is checked here.
+    if head.seq == last_seq && head.hash != last_hash {
+        return Err(mismatch(format!(
+            "record seq {last_seq} has a different hash than the head file records: the log was rewritten"
+        )));
+    }
+    Ok(())
+}
+
+/// Atomically replaces `<log>.head`: readers see the old or the new head,
+/// never a partial one.
+fn write_head_file(log: &Path, head: &Head) -> io::Result<()> {
+    let final_path = head_path(log);
+    let mut tmp_name = final_path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp_path = PathBuf::from(tmp_name);
+    // A fixed temporary name is safe: the log's lock ensures a single writer.
+    let mut tmp = File::create(&tmp_path)?;
+    let json = serde_json::to_vec(head).map_err(io::Error::other)?;
+    tmp.write_all(&json)?;
+    tmp.write_all(b"\n")?;
+    tmp.sync_all()?;
+    drop(tmp);
+    fs::rename(&tmp_path, &final_path)?;
+    // Make the rename itself durable.
+    sync_dir(final_path.parent().filter(|p| !p.as_os_str().is_empty()))
+}
+
+/// Fsyncs a directory so entries created or renamed in it survive a crash.
+/// Only meaningful (and only possible) on Unix.
+fn sync_dir(dir: Option<&Path>) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Replaces every float in `value` by one that survives a JSON round trip
+/// unchanged. serde_json's default float parsing is fast but not always
+/// exact, so a float could be written as text that reads back as a
+/// neighbouring value, and the verifier would then compute a different hash
+/// for an untouched record. Moving such a float by that last bit at write
+/// time keeps the chain verifiable.
+fn stabilize_floats(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let mut current = value.clone();
+            for _ in 0..4 {
+                let text = canonical_json(&current);
+                let reread: Value =
+                    serde_json::from_str(&text).expect("serde_json reads back its own output");
+                if reread == current {
+                    *value = current;
+                    return;
+                }
+                current = reread;
+            }
+            // No stable form found (not known to happen): keep the number's
+            // text, which at least records what the caller meant.
+            *value = Value::String(canonical_json(value));
+        }
+        Value::Array(items) => items.iter_mut().for_each(stabilize_floats),
+        Value::Object(map) => map.values_mut().for_each(stabilize_floats),
+        _ => {}
+    }
+}
+
+fn canonical_json(value: &Value) -> String {
+    serde_json::to_string(value).expect("serializing a JSON value to memory cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify::verify;
+
+    fn finding(n: u64) -> Entry {
+        Entry::new("finding")
+            .rule("mfa-disabled")
+            .event(format!("evt-{n}"))
+            .field("user", format!("user{n}"))
+    }
+
+    fn write_records(path: &Path, n: u64) {
+        let mut log = AuditLog::open(path).unwrap();
+        for i in 1..=n {
+            assert_eq!(log.append(finding(i)).unwrap(), i);
+        }
+        log.sync().unwrap();
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn record(line: &str) -> Map<String, Value> {
+        serde_json::from_str(line).unwrap()
+    }
+
+    // A log written and synced verifies, and each line has the documented shape.
+    #[test]
+    fn append_sync_verify_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 0);
+        assert_eq!(log.head_hash(), GENESIS_HASH);
+        assert_eq!(
+            log.append(Entry::new("action").rule("r1").event("e1").field("n", 1.5))
+                .unwrap(),
+            1
+        );
+        assert_eq!(log.append(Entry::new("rule-fault")).unwrap(), 2);
+        log.sync().unwrap();
+        let head = log.head_hash().to_owned();
+        assert_eq!(log.path(), path);
+        drop(log);
+
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 2);
+        let first = record(&lines[0]);
+        assert_eq!(first["seq"], 1);
+        assert_eq!(first["type"], "action");
+        assert_eq!(first["rule"], "r1");
+        assert_eq!(first["event_id"], "e1");
+        assert_eq!(first["n"], 1.5);
+        assert_eq!(first["prev_hash"], GENESIS_HASH);
+        let time = first["time"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok());
+        assert!(time.ends_with('Z') && time.len() == "2026-11-28T01:02:03.123Z".len());
+        let second = record(&lines[1]);
+        assert_eq!(second["prev_hash"], first["hash"]);
+        assert!(!second.contains_key("rule") && !second.contains_key("event_id"));
+        assert_eq!(second["hash"], head.as_str());
+
+        let report = verify(&path).unwrap();
+        assert_eq!(report.records, 2);
+        assert_eq!(report.last_seq, 2);
+        assert_eq!(report.head_hash, head);
+        assert!(report.head_file_checked);
+    }
+
+    // Reopening continues the chain: seq and hash pick up where they left off.
+    #[test]
+    fn reopen_continues_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_records(&path, 3);
+        let hash3 = record(&lines(&path)[2])["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 3);
+        assert_eq!(log.head_hash(), hash3);
+        assert_eq!(log.append(finding(4)).unwrap(), 4);
+        log.sync().unwrap();
+        drop(log);
+
+        assert_eq!(record(&lines(&path)[3])["prev_hash"], hash3.as_str());
+        let report = verify(&path).unwrap();
+        assert_eq!((report.records, report.last_seq), (4, 4));
+    }
+
+    // Records appended without an explicit sync are synced on drop.
+    #[test]
+    fn drop_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(finding(1)).unwrap();
+        drop(log);
+        assert_eq!(lines(&path).len(), 1);
+        assert!(verify(&path).unwrap().head_file_checked);
+    }
+
+    // A torn last line (crash mid-write) is refused on open, naming the line.
+    #[test]
+    fn torn_last_line_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_records(&path, 3);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"event_id":"evt-4","hash":"ab"#)
+            .unwrap();
+        drop(file);
+
+        let err = AuditLog::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, AuditError::Corrupt { path: p, line: 4, .. } if p == &path),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("line 4") && msg.contains("vigil audit verify"),
+            "{msg}"
+        );
+    }
+
+    // A complete but hand-edited last line is refused too.
+    #[test]
+    fn edited_last_line_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_records(&path, 3);
+        let text = fs::read_to_string(&path).unwrap().replace("user3", "userX");
+        fs::write(&path, text).unwrap();
+
+        let err = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(err, AuditError::Corrupt { line: 3, .. }), "{err}");
+    }
+
+    // A log shorter than its head file is refused: continuing would hide the cut.
+    #[test]
+    fn truncated_log_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_records(&path, 5);
+        let kept = lines(&path)[..3].join("\n") + "\n";
+        fs::write(&path, kept).unwrap();
+
+        let err = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(err, AuditError::HeadMismatch { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("ends at seq 3 but the head file records seq 5")
+        );
+    }
+
+    // Reserved keys are rejected and nothing is written.
+    #[test]
+    fn reserved_field_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for key in RESERVED_FIELDS {
+            let err = log.append(Entry::new("finding").field(key, 1)).unwrap_err();
+            assert!(
+                matches!(&err, AuditError::ReservedField(k) if k == key),
+                "{err}"
+            );
+        }
+        assert_eq!(log.last_seq(), 0);
+        assert_eq!(log.append(Entry::new("finding")).unwrap(), 1);
+    }
+
+    // After sync the head file holds the last record's seq and hash, replaced
+    // via a temporary file that does not linger.
+    #[test]
+    fn head_file_rewritten_on_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let head_file = head_path(&path);
+        let mut log = AuditLog::open(&path).unwrap();
+        log.sync().unwrap();
+        assert!(!head_file.exists(), "sync with nothing appended is a no-op");
+
+        for round in 1..=2u64 {
+            log.append(finding(round)).unwrap();
+            log.sync().unwrap();
+            let head: Head = serde_json::from_slice(&fs::read(&head_file).unwrap()).unwrap();
+            let last = record(lines(&path).last().unwrap());
+            assert_eq!(head.seq, round);
+            assert_eq!(last["seq"], round);
+            assert_eq!(last["hash"], head.hash.as_str());
+            assert_eq!(head.hash, log.head_hash());
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "no leftover temporary file: {names:?}");
+    }
+
+    // A second writer on the same log is refused while the first holds it.
+    #[test]
+    fn second_writer_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let first = AuditLog::open(&path).unwrap();
+        let err = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(err, AuditError::Locked { .. }), "{err}");
+        drop(first);
+        AuditLog::open(&path).unwrap();
+    }
+
+    // A long last line (spanning several read chunks) is found when reopening.
+    #[test]
+    fn reopen_with_long_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(finding(1)).unwrap();
+        log.append(Entry::new("finding").field("blob", "x".repeat(20_000)))
+            .unwrap();
+        drop(log);
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 2);
+    }
+
+    // Floats are stored so that they read back exactly: the chain verifies.
+    #[test]
+    fn floats_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for f in [
+            0.1,
+            1e-300,
+            2.2250738585072014e-308,
+            1.7976931348623157e308,
+            123456.789e-7,
+        ] {
+            log.append(
+                Entry::new("finding")
+                    .field("score", f)
+                    .field("nested", serde_json::json!([{"f": f}])),
+            )
+            .unwrap();
+        }
+        drop(log);
+        assert!(matches!(verify(&path), Ok(r) if r.records == 5));
+    }
+}

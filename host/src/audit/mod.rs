@@ -1,0 +1,177 @@
+//! The audit log: a tamper-evident, append-only record of everything Vigil
+//! decided and did.
+//!
+//! # File format
+//!
+//! The log is a [JSON Lines](https://jsonlines.org) file: one JSON object per
+//! line, each line ending in `\n`. Every record has these fields:
+//!
+//! | field      | meaning                                                        |
+//! |------------|----------------------------------------------------------------|
+//! | `seq`      | record number: 1 for the first record, +1 for each record after |
+//! | `time`     | when the record was appended, UTC, RFC 3339 with milliseconds (`2026-11-28T01:02:03.123Z`) |
+//! | `type`     | what happened: `finding`, `action`, `action-result`, `rule-fault`, `rule-quarantined`, … |
+//! | `rule`     | the rule involved (absent if none)                             |
+//! | `event_id` | the identity event involved (absent if none)                   |
+//! | …          | further fields specific to the record type                     |
+//! | `prev_hash`| `hash` of the previous record (64 zeros for record 1)          |
+//! | `hash`     | this record's hash, see below                                  |
+//!
+//! Lines are written in canonical form: keys sorted, no whitespace (exactly
+//! what `serde_json` produces for a map). So line *n* always holds record
+//! `seq` *n*, and the log can be read with any JSON tool, e.g.
+//! `jq 'select(.type == "action")' audit.jsonl`.
+//!
+//! # Hash chain
+//!
+//! `hash` is the lowercase hex SHA-256 of
+//!
+//! ```text
+//! prev_hash (64 hex characters) + "\n" + canonical JSON of the record without its `hash` field
+//! ```
+//!
+//! Because each record includes the previous record's hash, changing,
+//! deleting, inserting or reordering any record breaks the chain from that
+//! point on, and `vigil audit verify` reports the first record that does not
+//! fit: its line, its `seq`, and what is wrong with it.
+//!
+//! # Head file
+//!
+//! A chain alone cannot reveal records cut from the *end* of the log: what is
+//! left is still a valid chain. So after every sync the log also writes
+//! `<log>.head` (e.g. `audit.jsonl.head`) containing `{"seq":N,"hash":"…"}`
+//! for the newest durable record. The head file is replaced atomically (write
+//! a temporary file, fsync, rename), so it is always either the old or the new
+//! head, never a mix. `vigil audit verify` checks that the log still contains
+//! that record with that hash; Vigil also refuses to start appending to a log
+//! that is shorter than its head file says, so a truncated log cannot be
+//! silently continued.
+//!
+//! Limitations: someone who can rewrite both the log and the head file can
+//! forge a consistent history; keep a copy of the head hash elsewhere (or ship
+//! the log off the machine) if that matters. A log without a head file is
+//! verified as a chain only, and the report says so.
+//!
+//! # Durability
+//!
+//! Appending a record only buffers it. A record is durable once the log has
+//! been synced (flushed and fsynced, and the head file rewritten). Vigil syncs
+//! before executing any action a record announces, so the log never lags
+//! behind what was done: after a crash the log may show an action that was
+//! announced but never carried out (its `action-result` is missing), never the
+//! other way round. The head file may lag the log by the records appended
+//! after the last sync; that is normal and not reported as an error.
+//!
+//! Only one process may append to a log at a time (an exclusive lock is taken
+//! when it is opened), since two writers would fork the chain.
+//!
+//! # Damage
+//!
+//! If the last line of the log is not a valid record (a write torn by a crash
+//! or power loss, or a hand edit), Vigil refuses to append and names the file
+//! and line. Run `vigil audit verify <log>` to see what is wrong; to start over,
+//! move the log *and* its head file aside so the damaged copy is kept as
+//! evidence.
+
+pub mod log;
+pub mod verify;
+
+pub use log::{AuditError, AuditLog, Entry};
+pub use verify::{VerifyError, VerifyReport, verify};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// `prev_hash` of the first record: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Keys the log sets itself; callers may not supply them as extra fields.
+pub const RESERVED_FIELDS: [&str; 7] = [
+    "seq",
+    "time",
+    "type",
+    "rule",
+    "event_id",
+    "prev_hash",
+    "hash",
+];
+
+/// The head file written next to the log: `<log>.head`.
+pub fn head_path(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+/// Contents of the head file: the newest durable record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Canonical bytes of a record: compact JSON with keys in the map's order
+/// (sorted, with serde_json's default BTreeMap). The writer emits exactly these
+/// bytes, so the verifier can reproduce them by parsing and re-serializing.
+pub(crate) fn canonical_bytes(record: &Map<String, Value>) -> Vec<u8> {
+    // Serializing a map with string keys into a Vec cannot fail.
+    serde_json::to_vec(record).expect("serializing a JSON map to memory cannot fail")
+}
+
+/// The chain hash of a record: SHA-256 over `prev` + "\n" + canonical bytes of
+/// the record without its `hash` field (but with `prev_hash`). Used by both
+/// the writer and the verifier, so they cannot drift apart.
+pub(crate) fn record_hash(prev: &str, record_without_hash: &Map<String, Value>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical_bytes(record_without_hash));
+    hex::encode(hasher.finalize())
+}
+
+/// One line of the log, parsed and re-hashed, but not yet checked against its
+/// neighbours (that is the caller's job: the verifier checks every link, the
+/// writer only needs the last record to be sound).
+pub(crate) struct ParsedRecord {
+    pub seq: u64,
+    pub prev_hash: String,
+    /// The `hash` stored in the line.
+    pub hash: String,
+    /// The hash recomputed from the line's content.
+    pub computed_hash: String,
+    /// Whether the line is byte-for-byte what the writer would have produced.
+    /// A line can carry a correct hash yet differ textually (e.g. a duplicate
+    /// key inserted before the real one, which JSON parsers silently drop
+    /// but a human reading the file would see), so this is checked too.
+    pub canonical: bool,
+}
+
+/// Parses one line (without its trailing newline). The error is a reason
+/// suitable for a "line N: reason" message.
+pub(crate) fn parse_record(line: &[u8]) -> Result<ParsedRecord, String> {
+    let mut map: Map<String, Value> =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let seq = map
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("`seq` is missing or not a non-negative integer")?;
+    let prev_hash = map
+        .get("prev_hash")
+        .and_then(Value::as_str)
+        .ok_or("`prev_hash` is missing or not a string")?
+        .to_owned();
+    let canonical = canonical_bytes(&map) == line;
+    let hash = match map.remove("hash") {
+        Some(Value::String(h)) => h,
+        _ => return Err("`hash` is missing or not a string".to_owned()),
+    };
+    let computed_hash = record_hash(&prev_hash, &map);
+    Ok(ParsedRecord {
+        seq,
+        prev_hash,
+        hash,
+        computed_hash,
+        canonical,
+    })
+}

@@ -1,0 +1,78 @@
+//! `vigil rules list` and `vigil inspect`.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::setup;
+use crate::bindings::Metadata;
+use crate::config::{Config, Limits, Mode};
+use crate::policy::PolicyGate;
+use crate::rules::{RuleLoader, RuleSource, RuleSpec, inspect_component};
+
+pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
+    let config = setup::load_config(config_path)?;
+    let rules = setup::load_rules(&config)?;
+    for r in &rules.rules {
+        let granted: Vec<&str> = r.grant().granted.iter().map(|k| k.name()).collect();
+        println!(
+            "{}\t{}\t{}\tmode={}\tallow={}\t{}",
+            r.id(),
+            r.metadata().version,
+            r.origin(),
+            r.grant().mode.name(),
+            if granted.is_empty() {
+                "-".into()
+            } else {
+                granted.join(",")
+            },
+            r.metadata().description
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect(path: &Path) -> Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = Config::builtin_default();
+    let engine = setup::engine(&config)?;
+    let origin = path.display().to_string();
+    let component = engine.compile(&bytes, &origin)?;
+    let info = inspect_component(engine.engine(), &component);
+    let loader = RuleLoader::new(engine, PolicyGate::default())?;
+    let rule = loader.load(RuleSpec {
+        source: RuleSource {
+            origin,
+            bytes: Cow::Owned(bytes),
+            expected_id: None,
+        },
+        mode: Mode::AuditOnly,
+        granted: None,
+        config: Default::default(),
+        limits: Limits::default(),
+    })?;
+    print_metadata(rule.metadata(), info.wit_version.as_deref());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_metadata(m: &Metadata, wit_version: Option<&str>) {
+    let actions: Vec<&str> = m.actions.iter().map(|k| k.name()).collect();
+    println!("id:          {}", m.id);
+    println!("version:     {}", m.version);
+    println!("description: {}", m.description);
+    println!("subscribes:  {}", m.subscribes.join(", "));
+    println!(
+        "actions:     {}",
+        if actions.is_empty() {
+            "-".into()
+        } else {
+            actions.join(", ")
+        }
+    );
+    println!(
+        "wit:         vigil:rule@{}",
+        wit_version.unwrap_or("? (imports nothing from vigil:rule)")
+    );
+}

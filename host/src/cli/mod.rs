@@ -1,0 +1,108 @@
+//! The `vigil` command line: argument parsing and one file per subcommand.
+//! Exit codes: 0 success, 1 a failed check or run (`audit verify` on a
+//! broken chain, a bad config, a rule that cannot load), 2 bad usage.
+
+mod audit;
+mod inspect;
+mod run;
+pub mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Runs identity-event detection and remediation rules compiled to WebAssembly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process events through the rules. With --events, a finite JSON Lines
+    /// stream (a file, or - for stdin); otherwise the config's sources.
+    Run {
+        /// vigil.toml; without it, the built-in pack runs audit-only.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A JSON Lines file of Okta or Entra events, or - for stdin.
+        #[arg(long, short)]
+        events: Option<PathBuf>,
+    },
+    /// Rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Show what a rule component declares: id, version, subscriptions,
+    /// requested actions and WIT version.
+    Inspect {
+        /// The rule's .wasm component.
+        rule: PathBuf,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// List the rules a configuration loads, with their modes and grants.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain (and the head file, when present).
+    Verify {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run { config, events } => run::run(config.as_deref(), events.as_deref()),
+        Command::Rules {
+            command: RulesCommand::List { config },
+        } => inspect::list(config.as_deref()),
+        Command::Inspect { rule } => inspect::inspect(&rule),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit::verify(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout carries summaries); `VIGIL_LOG` or `RUST_LOG`
+/// set the filter, default `info`.
+fn init_logging() {
+    let filter = std::env::var("VIGIL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

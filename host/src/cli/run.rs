@@ -1,0 +1,101 @@
+//! `vigil run`: process events and print a summary.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::setup;
+use crate::actions::LogExecutor;
+use crate::audit::AuditLog;
+use crate::config::SourceConfig;
+use crate::pipeline::{Pipeline, RunStats};
+use crate::sources::LineReader;
+
+pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode> {
+    let config = setup::load_config(config_path)?;
+    let rules = setup::load_rules(&config)?;
+    for r in &rules.rules {
+        tracing::info!(
+            rule = r.id(),
+            origin = r.origin(),
+            mode = r.grant().mode.name(),
+            granted = %r.grant().granted.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+            "rule loaded"
+        );
+    }
+    let audit = AuditLog::open(&config.audit_path)
+        .with_context(|| format!("cannot open the audit log {}", config.audit_path.display()))?;
+    let mut pipeline = Pipeline::new(rules, audit, Box::new(LogExecutor));
+
+    let mut readers = Vec::new();
+    match events {
+        Some(p) if p == Path::new("-") => readers.push(LineReader::stdin(config.max_line_bytes)),
+        Some(p) => readers.push(LineReader::open(p, config.max_line_bytes)?),
+        None => {
+            if config.sources.is_empty() {
+                bail!(
+                    "no events to read: pass --events FILE (or - for stdin), or list [[sources]] in the config"
+                );
+            }
+            for source in &config.sources {
+                readers.push(match source {
+                    SourceConfig::File { path } => LineReader::open(path, config.max_line_bytes)?,
+                    SourceConfig::Stdin => LineReader::stdin(config.max_line_bytes),
+                });
+            }
+        }
+    }
+    for reader in &mut readers {
+        pipeline.run_stream(reader)?;
+    }
+    let stats = pipeline.finish()?;
+    print_summary(&pipeline, &stats, &readers);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
+    let names: Vec<&str> = readers.iter().map(|r| r.name.as_str()).collect();
+    println!("vigil run: {}", names.join(", "));
+    let reasons: Vec<String> = s
+        .rejected_by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!(
+        "  lines: {}  events: {}  rejected: {}{}",
+        s.lines,
+        s.events,
+        s.rejected,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    let rules: Vec<String> = pipeline
+        .rules()
+        .rules
+        .iter()
+        .map(|r| format!("{} ({})", r.id(), r.grant().mode.name()))
+        .collect();
+    println!("  rules: {}", rules.join(", "));
+    println!("  findings: {}", s.findings);
+    let actions: Vec<String> = ["accepted", "dry-run", "denied", "executed", "failed"]
+        .iter()
+        .map(|d| format!("{d} {}", s.actions.get(d).copied().unwrap_or(0)))
+        .collect();
+    println!("  actions: {}", actions.join(", "));
+    println!("  rule faults: {}", s.faults);
+    if !s.quarantined.is_empty() {
+        println!("  quarantined: {}", s.quarantined.join(", "));
+    }
+    let audit = pipeline.audit();
+    let path = std::fs::canonicalize(audit.path()).unwrap_or_else(|_| audit.path().to_path_buf());
+    println!(
+        "  audit log: {} (last seq {}, head {})",
+        path.display(),
+        audit.last_seq(),
+        audit.head_hash()
+    );
+}

@@ -1,0 +1,481 @@
+//! `vigil.toml`: the operator's configuration, validated once at start.
+//!
+//! Unknown keys are errors (a typo in a security setting must not be
+//! silently ignored), and every error names the key and the line. Every
+//! limit has a default; see `Limits`.
+//!
+//! With no configuration file at all, Vigil runs [`Config::builtin_default`]:
+//! the built-in rule pack, audit-only, each rule granted the actions its
+//! metadata declares — so a first run shows what the pack *would* do and
+//! changes nothing. A configuration file is default-deny: a rule may only
+//! do what its `allow` list grants.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::bindings::ActionKind;
+
+/// Whether granted actions are executed or only recorded.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Record what would be done (`dry-run`), execute nothing.
+    #[default]
+    AuditOnly,
+    /// Execute granted actions.
+    Enforce,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::AuditOnly => "audit-only",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Default mode for rules that do not set their own.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where the audit log is appended (its head file sits beside it).
+    #[serde(default = "default_audit_path")]
+    pub audit_path: PathBuf,
+    /// Where compiled components are cached (keyed by content hash).
+    /// Default: `$XDG_CACHE_HOME/vigil` or `~/.cache/vigil`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Longest input line accepted, in bytes; longer lines are rejected and
+    /// counted.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Load every built-in rule that `rules` does not list (with no grants
+    /// unless listed).
+    #[serde(default = "yes")]
+    pub builtin_pack: bool,
+    /// Default sandbox limits for every rule.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Accounts no rule may ever act on.
+    #[serde(default)]
+    pub protected: Protected,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Set only for [`Config::builtin_default`]: built-in rules are granted
+    /// the actions their metadata declares (they still run audit-only).
+    #[serde(skip)]
+    pub grant_declared_actions: bool,
+}
+
+/// One rule: where it comes from and what it may do.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A built-in rule id (`mfa-push-fatigue`).
+    #[serde(default)]
+    pub builtin: Option<String>,
+    /// A component file (`rules/my-rule.wasm`), relative to the config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Overrides the global mode for this rule.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Action kinds granted to this rule (`suspend-user`, `escalate`, …).
+    /// Default: none.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Settings passed to the rule through the `config` interface.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Per-rule overrides of `[limits]`.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// Sandbox limits. Every one has a default; each can be overridden per rule.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock deadline for one `on-event` call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Linear memory cap, in MiB.
+    pub memory_mib: u64,
+    /// Table elements cap.
+    pub table_elements: usize,
+    /// Instances, tables and memories a rule component may create.
+    pub instances: usize,
+    /// Findings kept from one call; more is a rule fault.
+    pub max_findings: usize,
+    /// Bytes of stdout/stderr kept from one call; the rest is dropped.
+    pub max_output_bytes: usize,
+    /// Consecutive faults after which the rule is quarantined.
+    pub quarantine_after: u32,
+    /// Keys in the rule's state.
+    pub state_max_keys: usize,
+    /// Entries in one state counter or set.
+    pub state_max_entries_per_key: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline_ms: 25,
+            memory_mib: 64,
+            table_elements: 20_000,
+            instances: 10,
+            max_findings: 100,
+            max_output_bytes: 64 * 1024,
+            quarantine_after: 5,
+            state_max_keys: 100_000,
+            state_max_entries_per_key: 10_000,
+        }
+    }
+}
+
+/// `[rules.limits]`: any subset of [`Limits`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub deadline_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub table_elements: Option<usize>,
+    pub instances: Option<usize>,
+    pub max_findings: Option<usize>,
+    pub max_output_bytes: Option<usize>,
+    pub quarantine_after: Option<u32>,
+    pub state_max_keys: Option<usize>,
+    pub state_max_entries_per_key: Option<usize>,
+}
+
+impl Limits {
+    /// These limits with a rule's overrides applied.
+    pub fn with(&self, o: &LimitOverrides) -> Limits {
+        Limits {
+            deadline_ms: o.deadline_ms.unwrap_or(self.deadline_ms),
+            memory_mib: o.memory_mib.unwrap_or(self.memory_mib),
+            table_elements: o.table_elements.unwrap_or(self.table_elements),
+            instances: o.instances.unwrap_or(self.instances),
+            max_findings: o.max_findings.unwrap_or(self.max_findings),
+            max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
+            quarantine_after: o.quarantine_after.unwrap_or(self.quarantine_after),
+            state_max_keys: o.state_max_keys.unwrap_or(self.state_max_keys),
+            state_max_entries_per_key: o
+                .state_max_entries_per_key
+                .unwrap_or(self.state_max_entries_per_key),
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<()> {
+        let positive = [
+            ("deadline_ms", self.deadline_ms),
+            ("memory_mib", self.memory_mib),
+            ("table_elements", self.table_elements as u64),
+            ("instances", self.instances as u64),
+            ("quarantine_after", u64::from(self.quarantine_after)),
+            ("state_max_keys", self.state_max_keys as u64),
+            (
+                "state_max_entries_per_key",
+                self.state_max_entries_per_key as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("{at}.{key} must be greater than 0");
+            }
+        }
+        if self.deadline_ms > 60_000 {
+            bail!(
+                "{at}.deadline_ms is {} ms; at most 60000 is allowed",
+                self.deadline_ms
+            );
+        }
+        if self.memory_mib > 4096 {
+            bail!(
+                "{at}.memory_mib is {}; at most 4096 is allowed",
+                self.memory_mib
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `[protected]`: accounts no action may target, whatever a rule's grant
+/// says (break-glass, service accounts, admins).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protected {
+    /// Exact user ids (`00u1breakglass`) or logins.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Login patterns with `*` wildcards (`breakglass-*@example.com`,
+    /// `svc-*`), matched case-insensitively.
+    #[serde(default)]
+    pub logins: Vec<String>,
+}
+
+/// `[[sources]]`: where `vigil run` reads events when `--events` is not given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    /// A JSON Lines file, read once to its end.
+    File { path: PathBuf },
+    /// JSON Lines on standard input, until it closes.
+    Stdin,
+}
+
+fn default_audit_path() -> PathBuf {
+    PathBuf::from("vigil-audit.jsonl")
+}
+
+fn default_max_line_bytes() -> usize {
+    1024 * 1024
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are
+    /// taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = Config::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config> {
+        // toml's error names the line, column and key.
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration used when no file is given: the built-in pack in
+    /// audit-only mode, each rule granted what its metadata declares (the
+    /// grants are filled in by the rule loader, which knows the metadata).
+    pub fn builtin_default() -> Config {
+        let mut config = Config::parse("").expect("the empty configuration is valid");
+        config.grant_declared_actions = true;
+        config
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.limits.validate("limits")?;
+        if self.max_line_bytes < 1024 {
+            bail!(
+                "max_line_bytes is {}; at least 1024 is required",
+                self.max_line_bytes
+            );
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            match (&rule.builtin, &rule.path) {
+                (Some(_), Some(_)) => bail!("{at}: set either `builtin` or `path`, not both"),
+                (None, None) => {
+                    bail!("{at}: set `builtin` (a built-in rule id) or `path` (a .wasm file)")
+                }
+                _ => {}
+            }
+            for (j, name) in rule.allow.iter().enumerate() {
+                if ActionKind::from_name(name).is_none() {
+                    let known: Vec<&str> = ActionKind::ALL.iter().map(|k| k.name()).collect();
+                    bail!(
+                        "{at}.allow[{j}]: unknown action kind {name:?}; known kinds: {}",
+                        known.join(", ")
+                    );
+                }
+            }
+            for (key, value) in &rule.config {
+                if matches!(value, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    bail!("{at}.config.{key}: values must be strings, numbers or booleans");
+                }
+            }
+            self.limits
+                .with(&rule.limits)
+                .validate(&format!("{at}.limits"))?;
+        }
+        for (i, pattern) in self.protected.logins.iter().enumerate() {
+            if pattern.trim().is_empty() {
+                bail!("protected.logins[{i}] is empty");
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.audit_path);
+        if let Some(dir) = &mut self.cache_dir {
+            resolve(dir);
+        }
+        for rule in &mut self.rules {
+            if let Some(p) = &mut rule.path {
+                resolve(p);
+            }
+        }
+        for source in &mut self.sources {
+            if let SourceConfig::File { path } = source {
+                resolve(path);
+            }
+        }
+    }
+
+    /// The cache directory to use: configured, or the user's cache dir.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("vigil"))
+    }
+}
+
+impl RuleConfig {
+    /// The rule's settings as the strings the `config` interface returns.
+    pub fn config_strings(&self) -> BTreeMap<String, String> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+
+    /// The granted action kinds (validated at load).
+    pub fn granted(&self) -> Vec<ActionKind> {
+        self.allow
+            .iter()
+            .filter_map(|n| ActionKind::from_name(n))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_audit_only_with_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.mode, Mode::AuditOnly);
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.builtin_pack);
+        assert_eq!(c.max_line_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = Config::parse(
+            r#"
+            mode = "enforce"
+            audit_path = "/var/lib/vigil/audit.jsonl"
+            [limits]
+            deadline_ms = 20
+            [protected]
+            ids = ["00ubreakglass1"]
+            logins = ["breakglass-*@example.com"]
+            [[rules]]
+            builtin = "mfa-push-fatigue"
+            mode = "audit-only"
+            allow = ["suspend-user", "escalate"]
+            config = { threshold = 6 }
+            limits = { memory_mib = 32 }
+            [[sources]]
+            type = "file"
+            path = "events.jsonl"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.limits.deadline_ms, 20);
+        let rule = &c.rules[0];
+        assert_eq!(rule.mode, Some(Mode::AuditOnly));
+        assert_eq!(
+            rule.granted(),
+            vec![ActionKind::SuspendUser, ActionKind::Escalate]
+        );
+        assert_eq!(rule.config_strings()["threshold"], "6");
+        assert_eq!(c.limits.with(&rule.limits).memory_mib, 32);
+        assert_eq!(c.limits.with(&rule.limits).deadline_ms, 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("mode = \"enforce\"\naudit_pth = \"x\"\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("audit_pth") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_action_kind_is_named() {
+        let err =
+            Config::parse("[[rules]]\nbuiltin = \"x\"\nallow = [\"delete-user\"]\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("rules[0].allow[0]") && msg.contains("delete-user"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_mode_is_refused() {
+        let err = Config::parse("mode = \"yolo\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("yolo"));
+    }
+
+    #[test]
+    fn zero_limit_is_refused_naming_the_key() {
+        let err = Config::parse("[[rules]]\nbuiltin = \"x\"\nlimits = { deadline_ms = 0 }\n")
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "rules[0].limits.deadline_ms must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn rule_needs_exactly_one_origin() {
+        let err = Config::parse("[[rules]]\nallow = []\n").unwrap_err();
+        assert!(format!("{err:#}").contains("rules[0]"));
+        let err = Config::parse("[[rules]]\nbuiltin = \"a\"\npath = \"b.wasm\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("not both"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(&file, "[[rules]]\npath = \"rules/r.wasm\"\n").unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(
+            c.rules[0].path.as_deref(),
+            Some(dir.path().join("rules/r.wasm").as_path())
+        );
+        assert_eq!(c.audit_path, dir.path().join("vigil-audit.jsonl"));
+    }
+}

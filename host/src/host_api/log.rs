@@ -1,0 +1,21 @@
+//! `vigil:rule/log`: a rule's log lines, tagged with its id. Lines count
+//! against the same per-call output budget as stdout, so a chatty rule
+//! cannot flood the operator's logs.
+
+use super::RuleState;
+use crate::bindings::vigil::rule::log::{Host, Level};
+
+impl Host for RuleState {
+    fn log(&mut self, level: Level, message: String) {
+        if !self.stdout.charge(message.len()) {
+            return;
+        }
+        let rule = self.ctx.rule_id.as_str();
+        match level {
+            Level::Debug => tracing::debug!(target: "vigil::rule", rule, "{message}"),
+            Level::Info => tracing::info!(target: "vigil::rule", rule, "{message}"),
+            Level::Warn => tracing::warn!(target: "vigil::rule", rule, "{message}"),
+            Level::Error => tracing::error!(target: "vigil::rule", rule, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What the host offers a rule: the per-store state ([`RuleState`]) and one
+//! file per WIT interface it implements (`actions`, `state`, `log`,
+//! `config`), plus the deny-everything WASI context that satisfies whatever
+//! `wasm32-wasip2` std imports.
+//!
+//! Everything here is scoped to the calling rule: its own state, its own
+//! grant, its own config; nothing reaches another rule.
+
+mod actions;
+mod config;
+mod limits;
+mod log;
+mod output;
+mod state;
+mod wasi;
+
+pub use actions::{ActionRequest, action_id};
+pub use limits::RuleLimiter;
+pub use output::CapturedOutput;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use vigil_sdk::state_store::{StateLimitError, StateStore};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{Event, Rule};
+use crate::policy::{PolicyGate, RuleGrant};
+
+/// What stays the same for a rule across calls and instance rebuilds.
+pub struct RuleContext {
+    pub rule_id: String,
+    pub grant: RuleGrant,
+    pub gate: Arc<PolicyGate>,
+    pub config: BTreeMap<String, String>,
+    pub max_output_bytes: usize,
+}
+
+/// The data of one rule's wasmtime `Store`.
+pub struct RuleState {
+    pub ctx: Arc<RuleContext>,
+    pub limiter: RuleLimiter,
+    /// The rule's memory across events. Survives instance rebuilds.
+    pub state: StateStore,
+    /// The event being handled, for the policy gate (protected-account
+    /// aliases) and the action ids.
+    pub event: Option<Arc<Event>>,
+    /// Requests decided during the current call, in order.
+    pub requests: Vec<ActionRequest>,
+    /// A state limit the current call hit (it also trapped).
+    pub state_fault: Option<StateLimitError>,
+    pub stdout: CapturedOutput,
+    pub stderr: CapturedOutput,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl RuleState {
+    pub fn new(ctx: Arc<RuleContext>, limiter: RuleLimiter, state: StateStore) -> Self {
+        let stdout = CapturedOutput::new(ctx.max_output_bytes);
+        let stderr = CapturedOutput::new(ctx.max_output_bytes);
+        let wasi = wasi::deny_all(&stdout, &stderr);
+        RuleState {
+            ctx,
+            limiter,
+            state,
+            event: None,
+            requests: Vec::new(),
+            state_fault: None,
+            stdout,
+            stderr,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// Emits what the guest printed during the last call as log lines
+    /// tagged with the rule id, and says how much was dropped.
+    pub fn flush_output(&mut self) {
+        let rule = self.ctx.rule_id.as_str();
+        for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (text, dropped) = out.take();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!(target: "vigil::rule", rule, stream, "{line}");
+            }
+            if dropped > 0 {
+                tracing::warn!(
+                    target: "vigil::rule",
+                    rule,
+                    stream,
+                    "{dropped} bytes of output dropped (max_output_bytes = {})",
+                    self.ctx.max_output_bytes
+                );
+            }
+        }
+    }
+}
+
+impl WasiView for RuleState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The linker every rule is instantiated with: Vigil's interfaces and the
+/// WASI interfaces (backed by the deny-all context).
+pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<RuleState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+    Rule::add_to_linker::<RuleState, HasSelf<RuleState>>(&mut linker, |s| s)
+        .map_err(anyhow::Error::from)?;
+    Ok(linker)
+}
+
+impl crate::bindings::vigil::rule::types::Host for RuleState {}

@@ -1,0 +1,21 @@
+//! Vigil host library: runs detection and remediation rules compiled to
+//! WebAssembly components against normalized identity events.
+//!
+//! Data flows one way, one module per step:
+//! `sources` → `normalize` → `rules` (routing, instances, `host_api`) →
+//! `policy` (the gate) → `audit` → `actions` (executors). `pipeline` wires the
+//! steps together; `cli` is the `vigil` command line.
+
+pub mod actions;
+pub mod audit;
+pub mod bindings;
+pub mod builtin;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod host_api;
+pub mod normalize;
+pub mod pipeline;
+pub mod policy;
+pub mod rules;
+pub mod sources;

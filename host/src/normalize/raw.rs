@@ -1,0 +1,308 @@
+//! Borrowing serde shapes for one input line: the union `Record` every format
+//! is parsed into in a single pass, plus the leaf types (`Str`, `Scalar`) that
+//! keep that parse allocation-free for unescaped strings.
+//!
+//! One union struct rather than "probe, then parse again" because the formats'
+//! top-level keys do not collide (Okta: `eventType`/`published`/`uuid`, hook:
+//! `data`, Entra: `id`/`createdDateTime`/`activityDateTime`...), so detection
+//! is just a look at which `Option`s came back `Some`. Unknown keys are skipped
+//! by serde without building values.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use super::entra::{EntraInitiatedBy, EntraLocation, EntraMfaDetail, EntraStatus, EntraTarget};
+use super::okta::{
+    OktaActor, OktaAuthContext, OktaClient, OktaDebugContext, OktaOutcome, OktaSecurityContext,
+};
+
+/// A JSON string that borrows from the input line unless it contains escapes.
+///
+/// `#[serde(borrow)] Option<Cow<'a, str>>` does not actually borrow (serde's
+/// `Option` impl routes through `Cow`'s always-owning impl), so this newtype
+/// implements the visitor itself: `visit_borrowed_str` keeps the slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Str<'a>(pub Cow<'a, str>);
+
+impl Str<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A loosely typed leaf: Okta's `debugData` carries the same key as a string
+/// in one event and as a bool/number in another, and Graph's `errorCode` is a
+/// number that some exporters quote. Objects/arrays are kept as compact JSON
+/// text (rare, so the detour through `serde_json::Value` is acceptable).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Json(String),
+}
+
+impl Scalar<'_> {
+    /// Renders the value the way an attribute carries it.
+    pub fn render(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::UInt(u) => u.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Json(j) => j.clone(),
+        }
+    }
+
+    /// Integer view, accepting quoted integers ("500121") too.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            Scalar::UInt(u) => i64::try_from(*u).ok(),
+            Scalar::Str(s) => s.trim().parse().ok(),
+            Scalar::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, bool, number, array or object")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::UInt(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                let v = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Scalar::Json(v.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let v = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Scalar::Json(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Every top-level key any supported format uses. All optional: which ones are
+/// present decides the format (see `mod.rs`), and missing/null fields must
+/// never fail the parse.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Record<'a> {
+    // --- Okta LogEvent ---
+    #[serde(borrow)]
+    pub uuid: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub published: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub event_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub severity: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub actor: Option<OktaActor<'a>>,
+    #[serde(borrow)]
+    pub target: Option<Vec<Option<OktaActor<'a>>>>,
+    #[serde(borrow)]
+    pub client: Option<OktaClient<'a>>,
+    #[serde(borrow)]
+    pub outcome: Option<OktaOutcome<'a>>,
+    #[serde(borrow)]
+    pub authentication_context: Option<OktaAuthContext<'a>>,
+    #[serde(borrow)]
+    pub security_context: Option<OktaSecurityContext<'a>>,
+    #[serde(borrow)]
+    pub debug_context: Option<OktaDebugContext<'a>>,
+
+    // --- Okta Event Hook envelope ---
+    #[serde(borrow)]
+    pub data: Option<HookData<'a>>,
+
+    // --- Entra sign-in and directory audit (shared `id`) ---
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub created_date_time: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub user_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub user_principal_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub user_display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub app_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub app_display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub ip_address: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub client_app_used: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub user_agent: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub location: Option<EntraLocation<'a>>,
+    #[serde(borrow)]
+    pub status: Option<EntraStatus<'a>>,
+    #[serde(borrow)]
+    pub conditional_access_status: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub authentication_requirement: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub risk_level_during_sign_in: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub mfa_detail: Option<EntraMfaDetail<'a>>,
+
+    #[serde(borrow)]
+    pub activity_display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub activity_date_time: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub initiated_by: Option<EntraInitiatedBy<'a>>,
+    #[serde(borrow)]
+    pub target_resources: Option<Vec<Option<EntraTarget<'a>>>>,
+    #[serde(borrow)]
+    pub result: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub result_reason: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub category: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub operation_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub logged_by_service: Option<Str<'a>>,
+}
+
+/// `data` of an Okta Event Hook delivery.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct HookData<'a> {
+    #[serde(borrow)]
+    pub events: Option<HookEvents<'a>>,
+}
+
+/// `data.events`: parsed element by element so a shape error names the
+/// element (`data.events[3]: invalid type ...`) instead of only a column.
+#[derive(Debug, Default)]
+pub(crate) struct HookEvents<'a>(pub Vec<Record<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for HookEvents<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HookEvents<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of Okta LogEvents")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+                loop {
+                    let index = out.len();
+                    match seq.next_element::<Option<Record<'de>>>() {
+                        Ok(Some(Some(r))) => out.push(r),
+                        // A null element is kept as an empty record so the
+                        // Okta path reports it as missing fields, by index.
+                        Ok(Some(None)) => out.push(Record::default()),
+                        Ok(None) => break,
+                        Err(e) => {
+                            // serde_json appends the position again when the
+                            // error bubbles up; drop the inner copy.
+                            let msg = e.to_string();
+                            let msg = strip_position(&msg);
+                            return Err(de::Error::custom(format_args!(
+                                "data.events[{index}]: {msg}"
+                            )));
+                        }
+                    }
+                }
+                Ok(HookEvents(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Removes a trailing " at line N column M" that serde_json adds to messages.
+fn strip_position(msg: &str) -> &str {
+    let Some(at) = msg.rfind(" at line ") else {
+        return msg;
+    };
+    let tail = &msg[at + " at line ".len()..];
+    let mut parts = tail.splitn(3, ' ');
+    let ok = matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(l), Some("column"), Some(c))
+            if l.bytes().all(|b| b.is_ascii_digit()) && c.bytes().all(|b| b.is_ascii_digit())
+    );
+    if ok { &msg[..at] } else { msg }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Unescaped strings borrow from the line; escaped ones are owned.
+    #[test]
+    fn str_borrows_when_possible() {
+        let r: Record = serde_json::from_str(r#"{"uuid":"abc","eventType":"a\"b"}"#).unwrap();
+        assert!(matches!(r.uuid.unwrap().0, Cow::Borrowed("abc")));
+        assert!(matches!(r.event_type.unwrap().0, Cow::Owned(ref s) if s == "a\"b"));
+    }
+
+    // Position suffixes are stripped only when they have the serde_json shape.
+    #[test]
+    fn strip_position_only_strips_positions() {
+        assert_eq!(strip_position("bad at line 1 column 20"), "bad");
+        assert_eq!(strip_position("seen at line noise"), "seen at line noise");
+    }
+}

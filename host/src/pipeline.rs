@@ -1,0 +1,310 @@
+//! The run loop: line → normalize → route → rule → (gate, inside the call)
+//! → audit → executor.
+//!
+//! Ordering guarantees:
+//! - every finding, decision and fault is appended to the audit log in the
+//!   order it happened;
+//! - the log is fsync'd before any accepted action is executed, and the
+//!   executor's result is audited after;
+//! - a bad line is counted and reported with its number, never fatal; an
+//!   audit log failure is fatal (Vigil does not act without a record).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value, json};
+
+use crate::actions::{ExecutionRequest, Executor};
+use crate::audit::{AuditLog, Entry};
+use crate::bindings::{Action, Event, Finding};
+use crate::host_api::ActionRequest;
+use crate::normalize::Normalizer;
+use crate::policy::GateDecision;
+use crate::rules::{CallOutcome, RuleSet};
+use crate::sources::{Line, LineReader};
+
+/// Unsynced audit records after which the log is synced anyway, so a crash
+/// loses at most this many non-action records.
+const SYNC_EVERY: usize = 512;
+
+/// Counts for the end-of-run summary.
+#[derive(Debug, Default, Clone)]
+pub struct RunStats {
+    pub lines: u64,
+    pub events: u64,
+    pub rejected: u64,
+    /// Rejections by reason (`invalid-json`, `unknown-format`, …).
+    pub rejected_by_reason: BTreeMap<&'static str, u64>,
+    pub findings: u64,
+    /// Action records by decision (`dry-run`, `accepted`, `denied`,
+    /// `executed`, `failed`).
+    pub actions: BTreeMap<&'static str, u64>,
+    pub faults: u64,
+    pub quarantined: Vec<String>,
+}
+
+pub struct Pipeline {
+    rules: RuleSet,
+    audit: AuditLog,
+    executor: Box<dyn Executor>,
+    normalizer: Normalizer,
+    pub stats: RunStats,
+    unsynced: usize,
+    batch: Vec<Event>,
+}
+
+impl Pipeline {
+    pub fn new(rules: RuleSet, audit: AuditLog, executor: Box<dyn Executor>) -> Self {
+        Pipeline {
+            rules,
+            audit,
+            executor,
+            normalizer: Normalizer::default(),
+            stats: RunStats::default(),
+            unsynced: 0,
+            batch: Vec::new(),
+        }
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Reads a whole stream.
+    pub fn run_stream(&mut self, reader: &mut LineReader) -> Result<()> {
+        while let Some((line_no, line)) = reader.next_line()? {
+            self.process_line(&reader.name.clone(), line_no, line)?;
+        }
+        Ok(())
+    }
+
+    /// Handles one input line. Errors are audit failures only.
+    pub fn process_line(&mut self, source: &str, line_no: u64, line: Line) -> Result<()> {
+        self.stats.lines += 1;
+        let text = match line {
+            Line::Text(t) => t,
+            Line::TooLong { len, limit } => {
+                self.reject(
+                    source,
+                    line_no,
+                    "too-long",
+                    &format!("line of {len} bytes exceeds max_line_bytes = {limit}"),
+                );
+                return Ok(());
+            }
+            Line::NotUtf8 => {
+                self.reject(source, line_no, "not-utf8", "line is not valid UTF-8");
+                return Ok(());
+            }
+        };
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        match self.normalizer.normalize_line(&text, &mut batch) {
+            Ok(_) => {
+                for event in batch.drain(..) {
+                    self.process_event(event)?;
+                }
+            }
+            Err(e) => self.reject(source, line_no, reject_reason(&e), &e.to_string()),
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    fn reject(&mut self, source: &str, line_no: u64, reason: &'static str, message: &str) {
+        self.stats.rejected += 1;
+        *self.stats.rejected_by_reason.entry(reason).or_default() += 1;
+        tracing::warn!(source, line = line_no, reason, "rejected: {message}");
+    }
+
+    /// Runs one normalized event through the rules subscribed to it.
+    pub fn process_event(&mut self, event: Event) -> Result<()> {
+        self.stats.events += 1;
+        let route = self.rules.route(&event);
+        if route.is_empty() {
+            return Ok(());
+        }
+        let event = Arc::new(event);
+        for &i in route.iter() {
+            let rule = &mut self.rules.rules[i];
+            if rule.is_quarantined() {
+                continue;
+            }
+            let outcome = rule.on_event(&event);
+            let rule_id = rule.id().to_owned();
+            self.record(&rule_id, &event, outcome)?;
+        }
+        if self.unsynced >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Audits what one call produced, then executes accepted actions.
+    fn record(&mut self, rule: &str, event: &Event, outcome: CallOutcome) -> Result<()> {
+        for finding in &outcome.findings {
+            self.append(finding_entry(rule, event, finding))?;
+            self.stats.findings += 1;
+        }
+        let mut accepted = Vec::new();
+        for request in outcome.requests {
+            self.append(action_entry(rule, event, &request))?;
+            *self
+                .stats
+                .actions
+                .entry(request.decision.name())
+                .or_default() += 1;
+            if request.decision == GateDecision::Accepted {
+                accepted.push(request);
+            }
+        }
+        if let Some(fault) = &outcome.fault {
+            self.stats.faults += 1;
+            tracing::warn!(rule, event_id = %event.id, fault = fault.kind.name(), "rule fault: {}", fault.message);
+            self.append(
+                Entry::new("rule-fault")
+                    .rule(rule)
+                    .event(&event.id)
+                    .field("fault", fault.kind.name())
+                    .field("message", fault.message.as_str())
+                    .field("consecutive", fault.consecutive),
+            )?;
+        }
+        if outcome.quarantined_now {
+            self.stats.quarantined.push(rule.to_owned());
+            tracing::error!(
+                rule,
+                "rule quarantined after repeated faults; it gets no more events"
+            );
+            self.append(
+                Entry::new("rule-quarantined")
+                    .rule(rule)
+                    .event(&event.id)
+                    .field("reason", "consecutive faults reached quarantine_after"),
+            )?;
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        // The decisions must be durable before anything they announce runs.
+        self.sync()?;
+        for request in accepted {
+            let result = self.executor.execute(&ExecutionRequest {
+                action_id: &request.action_id,
+                rule,
+                event_id: &event.id,
+                action: &request.action,
+            });
+            let (decision, detail) = match result {
+                Ok(detail) => ("executed", detail),
+                Err(e) => ("failed", e.0),
+            };
+            *self.stats.actions.entry(decision).or_default() += 1;
+            self.append(
+                Entry::new("action-result")
+                    .rule(rule)
+                    .event(&event.id)
+                    .field("action_id", request.action_id.as_str())
+                    .field("action", request.action.kind().name())
+                    .field("target", request.action.target())
+                    .field("decision", decision)
+                    .field("executor", self.executor.name())
+                    .field("reason", detail),
+            )?;
+        }
+        self.sync()
+    }
+
+    fn append(&mut self, entry: Entry) -> Result<()> {
+        self.audit
+            .append(entry)
+            .context("cannot write the audit log")?;
+        self.unsynced += 1;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        self.audit.sync().context("cannot sync the audit log")?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Syncs the audit log and returns the counts.
+    pub fn finish(&mut self) -> Result<RunStats> {
+        self.sync()?;
+        Ok(self.stats.clone())
+    }
+}
+
+fn reject_reason(e: &crate::normalize::NormalizeError) -> &'static str {
+    use crate::normalize::NormalizeError as E;
+    match e {
+        E::InvalidJson(_) => "invalid-json",
+        E::UnknownFormat(_) => "unknown-format",
+        E::MissingField { .. } => "missing-field",
+        E::BadTime { .. } => "bad-time",
+        E::InEnvelope { source, .. } => reject_reason(source),
+    }
+}
+
+fn pairs(details: &[(String, String)]) -> Value {
+    Value::Object(
+        details
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn finding_entry(rule: &str, event: &Event, f: &Finding) -> Entry {
+    Entry::new("finding")
+        .rule(rule)
+        .event(&event.id)
+        .field("event_kind", event.kind.as_str())
+        .field("event_time", event.time)
+        .field("severity", f.severity.name())
+        .field("title", f.title.as_str())
+        .field("subject", f.subject.as_str())
+        .field("details", pairs(&f.details))
+}
+
+fn action_entry(rule: &str, event: &Event, r: &ActionRequest) -> Entry {
+    let mut entry = Entry::new("action")
+        .rule(rule)
+        .event(&event.id)
+        .field("action_id", r.action_id.as_str())
+        .field("action", r.action.kind().name())
+        .field("target", r.action.target())
+        .field("decision", r.decision.name())
+        .field("reason", r.decision.reason())
+        .field("params", action_params(&r.action));
+    if let GateDecision::Denied { message, .. } = &r.decision {
+        entry = entry.field("message", message.as_str());
+    }
+    entry
+}
+
+/// The action's parameters beyond kind and target.
+fn action_params(action: &Action) -> Value {
+    match action {
+        Action::SuspendUser(s) => json!({ "duration_secs": s.duration_secs }),
+        Action::BlockIp(b) => json!({ "duration_secs": b.duration_secs }),
+        Action::AddToGroup(g) => json!({ "group": g.group }),
+        Action::Notify(m) | Action::Escalate(m) => json!({
+            "severity": m.severity.name(),
+            "summary": m.summary,
+            "details": pairs(&m.details),
+        }),
+        Action::RevokeSessions(_) | Action::ResetFactors(_) | Action::ActivatePolicy(_) => {
+            json!({})
+        }
+    }
+}

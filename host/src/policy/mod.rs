@@ -1,0 +1,351 @@
+//! The policy gate: the one place that decides whether a rule's action
+//! request may go ahead.
+//!
+//! Checks, in order, each ending the decision when it fails:
+//! 1. the rule declared the action kind in its metadata (a rule cannot ask
+//!    for more than it advertised to the operator);
+//! 2. the operator granted the kind to the rule (`allow`; default deny);
+//! 3. the request is well-formed (non-empty target, a real IP, sane
+//!    duration);
+//! 4. the target is not a protected account — whatever the grant says;
+//! 5. the rule's mode: `audit-only` records `dry-run`, `enforce` accepts it
+//!    for execution.
+//!
+//! The gate is pure: it reads the request, the rule's grant and the current
+//! event, and returns a decision. Auditing and executing are the caller's
+//! steps, in that order. Rules cannot read or change anything here.
+
+mod protected;
+
+pub use protected::ProtectedAccounts;
+
+use std::net::IpAddr;
+
+use crate::bindings::{Action, ActionKind, DenialReason, Event};
+use crate::config::Mode;
+
+/// Longest duration a temporary action may ask for (30 days).
+pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
+/// Longest target or message summary accepted, in bytes.
+const MAX_TEXT_LEN: usize = 4096;
+
+/// What one rule may do, fixed when it is loaded.
+#[derive(Clone, Debug)]
+pub struct RuleGrant {
+    pub rule_id: String,
+    pub mode: Mode,
+    /// Kinds the operator granted.
+    pub granted: Vec<ActionKind>,
+    /// Kinds the rule's metadata declares.
+    pub declared: Vec<ActionKind>,
+}
+
+/// The gate's answer to one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GateDecision {
+    /// Enforce mode: execute it.
+    Accepted,
+    /// Audit-only mode: record it, execute nothing.
+    DryRun,
+    Denied {
+        reason: DenialReason,
+        message: String,
+    },
+}
+
+impl GateDecision {
+    /// The decision as written in the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GateDecision::Accepted => "accepted",
+            GateDecision::DryRun => "dry-run",
+            GateDecision::Denied { .. } => "denied",
+        }
+    }
+
+    /// The short reason written in the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GateDecision::Accepted => "granted; enforce mode",
+            GateDecision::DryRun => "granted; audit-only mode",
+            GateDecision::Denied { reason, .. } => denial_reason_name(*reason),
+        }
+    }
+}
+
+pub fn denial_reason_name(reason: DenialReason) -> &'static str {
+    match reason {
+        DenialReason::NotGranted => "not-granted",
+        DenialReason::ProtectedTarget => "protected",
+        DenialReason::BudgetExceeded => "budget",
+        DenialReason::Invalid => "invalid",
+    }
+}
+
+/// Decides action requests for every rule.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyGate {
+    protected: ProtectedAccounts,
+}
+
+impl PolicyGate {
+    pub fn new(protected: ProtectedAccounts) -> Self {
+        PolicyGate { protected }
+    }
+
+    pub fn decide(&self, grant: &RuleGrant, action: &Action, event: &Event) -> GateDecision {
+        let kind = action.kind();
+        if !grant.declared.contains(&kind) {
+            return denied(
+                DenialReason::NotGranted,
+                format!(
+                    "rule {} did not declare action {} in its metadata",
+                    grant.rule_id,
+                    kind.name()
+                ),
+            );
+        }
+        if !grant.granted.contains(&kind) {
+            return denied(
+                DenialReason::NotGranted,
+                format!(
+                    "action {} is not granted to rule {} (add it to the rule's `allow` list)",
+                    kind.name(),
+                    grant.rule_id
+                ),
+            );
+        }
+        if let Err(message) = validate(action) {
+            return denied(DenialReason::Invalid, message);
+        }
+        if kind.targets_user()
+            && let Some(matched) = self.protected.matches(action.target(), event)
+        {
+            return denied(
+                DenialReason::ProtectedTarget,
+                format!(
+                    "{} is a protected account ({matched}); {} is never applied to it",
+                    action.target(),
+                    kind.name()
+                ),
+            );
+        }
+        match grant.mode {
+            Mode::AuditOnly => GateDecision::DryRun,
+            Mode::Enforce => GateDecision::Accepted,
+        }
+    }
+}
+
+fn denied(reason: DenialReason, message: String) -> GateDecision {
+    GateDecision::Denied { reason, message }
+}
+
+fn validate(action: &Action) -> Result<(), String> {
+    let target = action.target();
+    if target.trim().is_empty() {
+        return Err(format!("{}: empty target", action.kind().name()));
+    }
+    if target.len() > MAX_TEXT_LEN {
+        return Err(format!(
+            "{}: target longer than {MAX_TEXT_LEN} bytes",
+            action.kind().name()
+        ));
+    }
+    let duration = match action {
+        Action::SuspendUser(s) => s.duration_secs,
+        Action::BlockIp(b) => {
+            if b.ip.parse::<IpAddr>().is_err() {
+                return Err(format!("block-ip: {:?} is not an IP address", b.ip));
+            }
+            b.duration_secs
+        }
+        Action::AddToGroup(g) if g.group.trim().is_empty() => {
+            return Err("add-to-group: empty group".into());
+        }
+        Action::Notify(m) | Action::Escalate(m) => {
+            if m.summary.trim().is_empty() || m.summary.len() > MAX_TEXT_LEN {
+                return Err(format!(
+                    "{}: summary must be 1 to {MAX_TEXT_LEN} bytes",
+                    action.kind().name()
+                ));
+            }
+            None
+        }
+        _ => None,
+    };
+    match duration {
+        Some(0) => Err(format!("{}: duration of 0 seconds", action.kind().name())),
+        Some(d) if d > MAX_DURATION_SECS => Err(format!(
+            "{}: duration of {d} s exceeds the maximum of {MAX_DURATION_SECS} s",
+            action.kind().name()
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::{BlockIp, EventClass, Outcome, Principal, SuspendUser};
+    use crate::config::Protected;
+
+    fn event_for(user_id: &str, login: &str) -> Event {
+        Event {
+            id: "e1".into(),
+            source: "okta".into(),
+            kind: "user.mfa.okta_verify.deny_push".into(),
+            class: EventClass::MfaChallenge,
+            time: 0,
+            actor: Some(Principal {
+                id: user_id.into(),
+                kind: "User".into(),
+                login: Some(login.into()),
+                display_name: None,
+            }),
+            targets: vec![],
+            outcome: Outcome::Failure,
+            outcome_reason: None,
+            client_ip: None,
+            geo: None,
+            user_agent: None,
+            factor: None,
+            attributes: vec![],
+        }
+    }
+
+    fn grant(mode: Mode, granted: &[ActionKind]) -> RuleGrant {
+        RuleGrant {
+            rule_id: "r".into(),
+            mode,
+            granted: granted.to_vec(),
+            declared: vec![
+                ActionKind::SuspendUser,
+                ActionKind::BlockIp,
+                ActionKind::Escalate,
+            ],
+        }
+    }
+
+    fn suspend(user: &str) -> Action {
+        Action::SuspendUser(SuspendUser {
+            user: user.into(),
+            duration_secs: Some(1800),
+        })
+    }
+
+    fn gate() -> PolicyGate {
+        PolicyGate::new(ProtectedAccounts::new(&Protected {
+            ids: vec!["00ubreakglass1".into()],
+            logins: vec!["svc-*@example.com".into()],
+        }))
+    }
+
+    #[test]
+    fn granted_action_follows_the_mode() {
+        let e = event_for("00u1", "a@example.com");
+        let g = gate();
+        assert_eq!(
+            g.decide(
+                &grant(Mode::AuditOnly, &[ActionKind::SuspendUser]),
+                &suspend("00u1"),
+                &e
+            ),
+            GateDecision::DryRun
+        );
+        assert_eq!(
+            g.decide(
+                &grant(Mode::Enforce, &[ActionKind::SuspendUser]),
+                &suspend("00u1"),
+                &e
+            ),
+            GateDecision::Accepted
+        );
+    }
+
+    #[test]
+    fn ungranted_action_is_denied_naming_it() {
+        let e = event_for("00u1", "a@example.com");
+        let d = gate().decide(
+            &grant(Mode::Enforce, &[ActionKind::Escalate]),
+            &suspend("00u1"),
+            &e,
+        );
+        let GateDecision::Denied { reason, message } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(reason, DenialReason::NotGranted);
+        assert!(
+            message.contains("suspend-user") && message.contains("allow"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn undeclared_action_is_denied_even_when_granted() {
+        let e = event_for("00u1", "a@example.com");
+        let mut gr = grant(Mode::Enforce, &[ActionKind::ResetFactors]);
+        gr.declared = vec![ActionKind::Escalate];
+        let d = gate().decide(&gr, &Action::ResetFactors("00u1".into()), &e);
+        assert!(
+            matches!(d, GateDecision::Denied { reason: DenialReason::NotGranted, ref message } if message.contains("did not declare"))
+        );
+    }
+
+    #[test]
+    fn protected_id_is_never_suspended() {
+        let e = event_for("00ubreakglass1", "bg@example.com");
+        let d = gate().decide(
+            &grant(Mode::Enforce, &[ActionKind::SuspendUser]),
+            &suspend("00ubreakglass1"),
+            &e,
+        );
+        assert_eq!(d.reason(), "protected");
+    }
+
+    #[test]
+    fn protected_login_pattern_matches_through_the_event_alias() {
+        // The rule targets the user id; the pattern names the login. The
+        // event says which login that id has.
+        let e = event_for("00usvc42", "SVC-backup@example.com");
+        let d = gate().decide(
+            &grant(Mode::Enforce, &[ActionKind::SuspendUser]),
+            &suspend("00usvc42"),
+            &e,
+        );
+        assert_eq!(d.reason(), "protected");
+    }
+
+    #[test]
+    fn invalid_ip_and_durations_are_refused() {
+        let e = event_for("00u1", "a@example.com");
+        let g = gate();
+        let gr = grant(
+            Mode::Enforce,
+            &[ActionKind::BlockIp, ActionKind::SuspendUser],
+        );
+        let bad_ip = Action::BlockIp(BlockIp {
+            ip: "not-an-ip".into(),
+            duration_secs: None,
+        });
+        assert_eq!(g.decide(&gr, &bad_ip, &e).reason(), "invalid");
+        let zero = Action::SuspendUser(SuspendUser {
+            user: "00u1".into(),
+            duration_secs: Some(0),
+        });
+        assert_eq!(g.decide(&gr, &zero, &e).reason(), "invalid");
+        let empty = suspend(" ");
+        assert_eq!(g.decide(&gr, &empty, &e).reason(), "invalid");
+    }
+
+    #[test]
+    fn ip_actions_are_not_checked_against_accounts() {
+        let e = event_for("00ubreakglass1", "bg@example.com");
+        let gr = grant(Mode::Enforce, &[ActionKind::BlockIp]);
+        let block = Action::BlockIp(BlockIp {
+            ip: "203.0.113.9".into(),
+            duration_secs: Some(3600),
+        });
+        assert_eq!(gate().decide(&gr, &block, &e), GateDecision::Accepted);
+    }
+}

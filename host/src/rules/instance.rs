@@ -1,0 +1,307 @@
+//! One loaded rule: its pre-instantiated template, its long-lived instance,
+//! and what happens when a call goes wrong.
+//!
+//! A trap, a timeout or a limit hit ends only that call. It is reported as a
+//! [`RuleFault`] naming the limit; the instance is rebuilt from the template
+//! (the rule's state lives in the host and survives); after
+//! `quarantine_after` consecutive faults the rule is quarantined and gets no
+//! more events.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use vigil_sdk::state_store::{StateLimits, StateStore};
+use wasmtime::{Store, Trap};
+
+use super::{RuleSpec, grant_for};
+use crate::bindings::{Event, Finding, Metadata, Rule, RulePre};
+use crate::config::Limits;
+use crate::engine::VigilEngine;
+use crate::host_api::{ActionRequest, RuleContext, RuleLimiter, RuleState};
+use crate::policy::{PolicyGate, RuleGrant};
+
+/// Deadline for `metadata()` at load time, which may include a language
+/// runtime's start-up (Python, JavaScript).
+const LOAD_DEADLINE_MS: u64 = 5_000;
+
+/// Why a call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call ran past `deadline_ms`.
+    Timeout,
+    /// The guest's call stack overflowed (deep or infinite recursion).
+    StackOverflow,
+    /// Linear memory or table growth past the cap.
+    MemoryLimit,
+    /// A state call past a state limit.
+    StateLimit,
+    /// More findings than `max_findings`.
+    OutputLimit,
+    /// Any other trap: panic, `unreachable`, bad memory access, …
+    Trap,
+    /// The rule returned an error value.
+    RuleError,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Timeout => "timeout",
+            FaultKind::StackOverflow => "stack-overflow",
+            FaultKind::MemoryLimit => "memory-limit",
+            FaultKind::StateLimit => "state-limit",
+            FaultKind::OutputLimit => "output-limit",
+            FaultKind::Trap => "trap",
+            FaultKind::RuleError => "rule-error",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RuleFault {
+    pub kind: FaultKind,
+    pub message: String,
+    /// Faults in a row, including this one.
+    pub consecutive: u32,
+}
+
+/// What one `on-event` call produced.
+#[derive(Debug, Default)]
+pub struct CallOutcome {
+    pub findings: Vec<Finding>,
+    /// Requests the gate decided during the call, in order (also when the
+    /// call faulted afterwards: the decisions were made and are audited).
+    pub requests: Vec<ActionRequest>,
+    pub fault: Option<RuleFault>,
+    /// This call's fault put the rule in quarantine.
+    pub quarantined_now: bool,
+}
+
+pub struct RuleInstance {
+    meta: Metadata,
+    origin: String,
+    limits: Limits,
+    ctx: Arc<RuleContext>,
+    engine: Arc<VigilEngine>,
+    pre: RulePre<RuleState>,
+    store: Store<RuleState>,
+    bindings: Rule,
+    consecutive_faults: u32,
+    quarantined: bool,
+}
+
+impl RuleInstance {
+    pub(super) fn new(
+        engine: Arc<VigilEngine>,
+        pre: RulePre<RuleState>,
+        spec: RuleSpec,
+        gate: Arc<PolicyGate>,
+    ) -> Result<Self> {
+        let limits = spec.limits.clone();
+        // Until the metadata is read the rule has no id and no grant: a
+        // request made from `metadata()` is refused by the gate.
+        let bootstrap = Arc::new(RuleContext {
+            rule_id: spec.source.origin.clone(),
+            grant: RuleGrant {
+                rule_id: spec.source.origin.clone(),
+                mode: crate::config::Mode::AuditOnly,
+                granted: Vec::new(),
+                declared: Vec::new(),
+            },
+            gate: gate.clone(),
+            config: spec.config.clone(),
+            max_output_bytes: limits.max_output_bytes,
+        });
+        let state = StateStore::new(state_limits(&limits));
+        let (mut store, bindings) = instantiate(&engine, &pre, bootstrap, &limits, state)?;
+        store.set_epoch_deadline(VigilEngine::deadline_ticks(LOAD_DEADLINE_MS));
+        let meta = bindings
+            .call_metadata(&mut store)
+            .map_err(anyhow::Error::from)
+            .context("metadata() failed")?;
+        store.data_mut().flush_output();
+        let ctx = Arc::new(RuleContext {
+            rule_id: meta.id.clone(),
+            grant: grant_for(&meta, &spec)?,
+            gate,
+            config: spec.config,
+            max_output_bytes: limits.max_output_bytes,
+        });
+        store.data_mut().ctx = ctx.clone();
+        Ok(RuleInstance {
+            meta,
+            origin: spec.source.origin,
+            limits,
+            ctx,
+            engine,
+            pre,
+            store,
+            bindings,
+            consecutive_faults: 0,
+            quarantined: false,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta.id
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    pub fn grant(&self) -> &RuleGrant {
+        &self.ctx.grant
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined
+    }
+
+    /// Runs `on-event` for one event under the rule's deadline and limits.
+    pub fn on_event(&mut self, event: &Arc<Event>) -> CallOutcome {
+        if self.quarantined {
+            return CallOutcome::default();
+        }
+        {
+            let data = self.store.data_mut();
+            data.state.set_now(event.time);
+            data.event = Some(event.clone());
+            data.limiter.hit = None;
+            data.state_fault = None;
+        }
+        self.store
+            .set_epoch_deadline(VigilEngine::deadline_ticks(self.limits.deadline_ms));
+        let result = self.bindings.call_on_event(&mut self.store, event);
+
+        let data = self.store.data_mut();
+        data.event = None;
+        data.flush_output();
+        let mut outcome = CallOutcome {
+            requests: std::mem::take(&mut data.requests),
+            ..CallOutcome::default()
+        };
+        let fault = match result {
+            Ok(Ok(mut findings)) => {
+                let max = self.limits.max_findings;
+                let fault = (findings.len() > max).then(|| {
+                    let n = findings.len();
+                    findings.truncate(max);
+                    (
+                        FaultKind::OutputLimit,
+                        format!(
+                            "{n} findings returned; max_findings = {max}, the first {max} were kept"
+                        ),
+                    )
+                });
+                outcome.findings = findings;
+                fault
+            }
+            Ok(Err(message)) => Some((FaultKind::RuleError, message)),
+            Err(err) => {
+                let fault = self.classify(&err);
+                self.rebuild();
+                Some(fault)
+            }
+        };
+        match fault {
+            None => self.consecutive_faults = 0,
+            Some((kind, message)) => {
+                self.consecutive_faults += 1;
+                if self.consecutive_faults >= self.limits.quarantine_after {
+                    self.quarantined = true;
+                    outcome.quarantined_now = true;
+                }
+                outcome.fault = Some(RuleFault {
+                    kind,
+                    message,
+                    consecutive: self.consecutive_faults,
+                });
+            }
+        }
+        outcome
+    }
+
+    /// Names what went wrong in a failed call.
+    fn classify(&self, err: &wasmtime::Error) -> (FaultKind, String) {
+        let data = self.store.data();
+        if let Some(hit) = &data.limiter.hit {
+            return (FaultKind::MemoryLimit, hit.clone());
+        }
+        if let Some(e) = &data.state_fault {
+            return (FaultKind::StateLimit, e.to_string());
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => (
+                FaultKind::Timeout,
+                format!(
+                    "deadline exceeded: the call ran longer than deadline_ms = {}",
+                    self.limits.deadline_ms
+                ),
+            ),
+            Some(Trap::StackOverflow) => (
+                FaultKind::StackOverflow,
+                "call stack exhausted (deep or infinite recursion)".into(),
+            ),
+            Some(trap) => (FaultKind::Trap, format!("wasm trap: {trap}")),
+            None => (FaultKind::Trap, format!("{err:#}")),
+        }
+    }
+
+    /// Replaces the instance after a trap (its memory may be inconsistent),
+    /// keeping the rule's state. If even that fails the rule is quarantined.
+    fn rebuild(&mut self) {
+        let state = std::mem::take(&mut self.store.data_mut().state);
+        match instantiate(
+            &self.engine,
+            &self.pre,
+            self.ctx.clone(),
+            &self.limits,
+            state,
+        ) {
+            Ok((store, bindings)) => {
+                self.store = store;
+                self.bindings = bindings;
+            }
+            Err(e) => {
+                tracing::error!(rule = %self.meta.id, "cannot rebuild the rule instance, quarantining it: {e:#}");
+                self.quarantined = true;
+            }
+        }
+    }
+}
+
+fn state_limits(limits: &Limits) -> StateLimits {
+    StateLimits {
+        max_keys: limits.state_max_keys,
+        max_entries_per_key: limits.state_max_entries_per_key,
+        ..StateLimits::default()
+    }
+}
+
+fn instantiate(
+    engine: &VigilEngine,
+    pre: &RulePre<RuleState>,
+    ctx: Arc<RuleContext>,
+    limits: &Limits,
+    state: StateStore,
+) -> Result<(Store<RuleState>, Rule)> {
+    let limiter = RuleLimiter::new(limits.memory_mib, limits.table_elements, limits.instances);
+    let mut store = Store::new(engine.engine(), RuleState::new(ctx, limiter, state));
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(VigilEngine::deadline_ticks(LOAD_DEADLINE_MS));
+    let bindings = pre
+        .instantiate(&mut store)
+        .map_err(anyhow::Error::from)
+        .context("instantiation failed")?;
+    Ok((store, bindings))
+}

@@ -1,0 +1,207 @@
+//! Rules: loading components, reading their metadata, and routing each
+//! event only to the rules subscribed to its kind.
+//!
+//! Loading a rule: compile (or fetch from the cache) → check it targets the
+//! `vigil:rule` WIT version this host implements → pre-instantiate against
+//! the linker → instantiate once → call `metadata()` → build its grant.
+//! Anything wrong is refused at start with a message naming the rule file.
+
+mod inspect;
+mod instance;
+
+pub use inspect::{ComponentInfo, inspect_component};
+pub use instance::{CallOutcome, FaultKind, RuleFault, RuleInstance};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use wasmtime::component::Linker;
+
+use crate::bindings::{ActionKind, Event, Metadata};
+use crate::config::{Limits, Mode};
+use crate::engine::VigilEngine;
+use crate::host_api::{self, RuleState};
+use crate::policy::{PolicyGate, RuleGrant};
+
+/// Where a rule's component comes from.
+pub struct RuleSource {
+    /// `builtin:ID` or the file path, for messages and the audit log.
+    pub origin: String,
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// For built-in rules: the id the metadata must report.
+    pub expected_id: Option<String>,
+}
+
+/// Everything needed to load one rule.
+pub struct RuleSpec {
+    pub source: RuleSource,
+    pub mode: Mode,
+    /// Granted action kinds; `None` grants what the metadata declares (the
+    /// no-config default, always audit-only).
+    pub granted: Option<Vec<ActionKind>>,
+    pub config: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+/// Builds rule instances: the engine plus the one shared linker.
+pub struct RuleLoader {
+    engine: Arc<VigilEngine>,
+    linker: Linker<RuleState>,
+    gate: Arc<PolicyGate>,
+}
+
+impl RuleLoader {
+    pub fn new(engine: Arc<VigilEngine>, gate: PolicyGate) -> Result<Self> {
+        let linker = host_api::linker(engine.engine())?;
+        Ok(RuleLoader {
+            engine,
+            linker,
+            gate: Arc::new(gate),
+        })
+    }
+
+    pub fn load(&self, spec: RuleSpec) -> Result<RuleInstance> {
+        let origin = spec.source.origin.clone();
+        let component = self.engine.compile(&spec.source.bytes, &origin)?;
+        let info = inspect_component(self.engine.engine(), &component);
+        info.check_compatible()
+            .with_context(|| format!("rule {origin} cannot be loaded"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("rule {origin} imports something Vigil does not provide"))?;
+        let pre = crate::bindings::RulePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("rule {origin} does not export the vigil:rule world (metadata, on-event)")
+            })?;
+        instance::RuleInstance::new(self.engine.clone(), pre, spec, self.gate.clone())
+            .with_context(|| format!("rule {origin} failed to start"))
+    }
+}
+
+/// Validates a rule's metadata; returns the grant the policy gate uses.
+fn grant_for(meta: &Metadata, spec: &RuleSpec) -> Result<RuleGrant> {
+    let origin = &spec.source.origin;
+    if meta.id.is_empty()
+        || !meta
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        bail!(
+            "rule {origin} reports an invalid id {:?} (use letters, digits, - _ .)",
+            meta.id
+        );
+    }
+    if let Some(expected) = &spec.source.expected_id
+        && &meta.id != expected
+    {
+        bail!(
+            "rule {origin} reports id {:?}, expected {expected:?}",
+            meta.id
+        );
+    }
+    if meta.subscribes.is_empty() {
+        bail!("rule {} ({origin}) subscribes to no event kinds", meta.id);
+    }
+    let (granted, mode) = match &spec.granted {
+        Some(g) => (g.clone(), spec.mode),
+        None => (meta.actions.clone(), Mode::AuditOnly),
+    };
+    for kind in &granted {
+        if !meta.actions.contains(kind) {
+            tracing::warn!(
+                rule = %meta.id,
+                "action {} is granted but the rule does not declare it; requests for it will be denied",
+                kind.name()
+            );
+        }
+    }
+    Ok(RuleGrant {
+        rule_id: meta.id.clone(),
+        mode,
+        granted,
+        declared: meta.actions.clone(),
+    })
+}
+
+/// The `subscribes` match: exact kind, `prefix*`, or `*`.
+pub fn subscribes(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+/// Kinds remembered in the routing table; past this, routes are computed
+/// per event (a flood of invented kinds cannot grow memory).
+const MAX_ROUTES: usize = 4096;
+
+/// The loaded rules and the routing table.
+pub struct RuleSet {
+    pub rules: Vec<RuleInstance>,
+    routes: HashMap<String, Arc<[usize]>>,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<RuleInstance>) -> Result<Self> {
+        let mut seen = HashMap::new();
+        for r in &rules {
+            if let Some(other) = seen.insert(r.id().to_owned(), r.origin().to_owned()) {
+                bail!(
+                    "two rules report the same id {:?}: {other} and {}",
+                    r.id(),
+                    r.origin()
+                );
+            }
+        }
+        Ok(RuleSet {
+            rules,
+            routes: HashMap::new(),
+        })
+    }
+
+    /// Indexes of the rules subscribed to this event's kind.
+    pub fn route(&mut self, event: &Event) -> Arc<[usize]> {
+        if let Some(r) = self.routes.get(&event.kind) {
+            return r.clone();
+        }
+        let route: Arc<[usize]> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.metadata()
+                    .subscribes
+                    .iter()
+                    .any(|p| subscribes(p, &event.kind))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if self.routes.len() < MAX_ROUTES {
+            self.routes.insert(event.kind.clone(), route.clone());
+        }
+        route
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subscribes;
+
+    #[test]
+    fn subscription_patterns() {
+        // Exact, prefix and catch-all.
+        assert!(subscribes(
+            "user.mfa.okta_verify.deny_push",
+            "user.mfa.okta_verify.deny_push"
+        ));
+        assert!(!subscribes("user.mfa", "user.mfa.okta_verify.deny_push"));
+        assert!(subscribes("user.mfa.*", "user.mfa.okta_verify.deny_push"));
+        assert!(!subscribes("user.mfa.*", "user.session.start"));
+        assert!(subscribes("*", "anything"));
+    }
+}

@@ -1,0 +1,250 @@
+//! `mfa-push-fatigue`: a user who is being push-bombed.
+//!
+//! An attacker with a stolen password sends MFA push after push hoping the
+//! user accepts one. When one user denies at least `threshold` pushes
+//! (default 5) within `window_minutes` (default 10), the rule reports a
+//! finding, asks to suspend the user for `suspend_minutes` (default 30) so
+//! the pushes stop, and escalates to the on-call.
+//!
+//! Signals: Okta `user.mfa.okta_verify.deny_push`; Okta
+//! `user.authentication.auth_via_mfa` failures with factor
+//! `OKTA_VERIFY_PUSH` (Okta logs a denial under both, so the two are counted
+//! separately and the larger count is used, never the sum); Entra sign-ins
+//! failing with error 500121 where the user declined the request.
+//!
+//! It fires once per user per window: after firing, further denials in the
+//! same window add to the count but raise nothing new.
+
+use vigil_sdk::*;
+
+pub struct MfaPushFatigue;
+
+const DENY_PUSH: &str = "user.mfa.okta_verify.deny_push";
+const AUTH_VIA_MFA: &str = "user.authentication.auth_via_mfa";
+const ENTRA_SIGN_IN: &str = "Sign-in activity";
+const MINUTE_MS: u64 = 60_000;
+
+impl Rule for MfaPushFatigue {
+    fn metadata() -> Metadata {
+        Metadata {
+            id: "mfa-push-fatigue".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Suspends a user who denies many MFA pushes in a short window \
+                          (push bombing) and escalates."
+                .into(),
+            subscribes: vec![DENY_PUSH.into(), AUTH_VIA_MFA.into(), ENTRA_SIGN_IN.into()],
+            actions: vec![ActionKind::SuspendUser, ActionKind::Escalate],
+        }
+    }
+
+    fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+        let Some(signal) = denial_signal(event) else {
+            return Ok(Vec::new());
+        };
+        let Some(user) = event.subject_user() else {
+            host.log(
+                Level::Warn,
+                &format!("denied push {} names no user", event.id),
+            );
+            return Ok(Vec::new());
+        };
+        let threshold = host.config_u64("threshold", 5)?;
+        let window_ms = host.config_u64("window_minutes", 10)? * MINUTE_MS;
+        let suspend_secs = host.config_u64("suspend_minutes", 30)? * 60;
+
+        let denials = host.counter_add(&format!("{signal}:{}", user.id), window_ms, 1);
+        let other = if signal == "okta-deny" {
+            host.counter_get(&format!("okta-mfa-fail:{}", user.id), window_ms)
+        } else if signal == "okta-mfa-fail" {
+            host.counter_get(&format!("okta-deny:{}", user.id), window_ms)
+        } else {
+            0
+        };
+        let denials = denials.max(other);
+        if denials < threshold {
+            return Ok(Vec::new());
+        }
+        let fired_key = format!("fired:{}", user.id);
+        if host.get(&fired_key).is_some() {
+            return Ok(Vec::new());
+        }
+        host.set(&fired_key, &event.id, Some(window_ms));
+
+        let login = user.login.clone().unwrap_or_else(|| user.id.clone());
+        let mut finding = Finding::new(
+            Severity::High,
+            format!("MFA push fatigue: {denials} denied pushes for {login}"),
+            user.id.clone(),
+        )
+        .detail("login", &login)
+        .detail("denied_pushes", denials)
+        .detail("window_minutes", window_ms / MINUTE_MS);
+        if let Some(ip) = &event.client_ip {
+            finding = finding.detail("last_client_ip", ip);
+        }
+
+        let suspend = Action::SuspendUser(SuspendUser {
+            user: user.id.clone(),
+            duration_secs: Some(suspend_secs),
+        });
+        finding = finding.detail("suspend_user", outcome_text(host.request(&suspend)));
+        let escalate = Action::Escalate(Message {
+            severity: Severity::High,
+            summary: format!(
+                "{login} denied {denials} MFA pushes within {} minutes: likely push bombing",
+                window_ms / MINUTE_MS
+            ),
+            details: finding.details.clone(),
+        });
+        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        Ok(vec![finding])
+    }
+}
+
+/// Which counter a denied push belongs to, or `None` if the event is not one.
+fn denial_signal(event: &Event) -> Option<&'static str> {
+    if event.kind == DENY_PUSH {
+        return Some("okta-deny");
+    }
+    if event.outcome != Outcome::Failure {
+        return None;
+    }
+    if event.kind == AUTH_VIA_MFA && event.factor.as_deref() == Some("OKTA_VERIFY_PUSH") {
+        return Some("okta-mfa-fail");
+    }
+    let declined = event
+        .attribute("additional-details")
+        .is_some_and(|d| d.to_ascii_lowercase().contains("declined"));
+    if event.kind == ENTRA_SIGN_IN && event.attribute("error-code") == Some("500121") && declined {
+        return Some("entra-deny");
+    }
+    None
+}
+
+/// What became of a request, for the finding's details.
+fn outcome_text(result: Result<Receipt, Denial>) -> String {
+    match result {
+        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
+        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
+    }
+}
+
+export_rule!(MfaPushFatigue);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_sdk::testing::{EventBuilder, MockHost};
+
+    const MIN: i64 = 60_000;
+
+    fn deny(user: &str, minute: i64) -> Event {
+        EventBuilder::okta(DENY_PUSH)
+            .id(&format!("deny-{user}-{minute}"))
+            .actor_user(user, &format!("{user}@example.com"))
+            .outcome(Outcome::Failure)
+            .factor("OKTA_VERIFY_PUSH")
+            .at(1_700_000_000_000 + minute * MIN)
+            .build()
+    }
+
+    #[test]
+    fn five_denials_in_ten_minutes_suspend_and_escalate() {
+        let mut host = MockHost::new();
+        let events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].subject, "u1");
+        assert_eq!(
+            host.requested,
+            vec![
+                Action::SuspendUser(SuspendUser {
+                    user: "u1".into(),
+                    duration_secs: Some(1800)
+                }),
+                host.requested[1].clone(),
+            ]
+        );
+        assert_eq!(host.requested[1].kind(), ActionKind::Escalate);
+    }
+
+    #[test]
+    fn four_denials_are_a_near_miss() {
+        let mut host = MockHost::new();
+        let events: Vec<Event> = (0..4).map(|m| deny("u1", m)).collect();
+        assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
+        assert!(host.requested.is_empty());
+    }
+
+    #[test]
+    fn denials_spread_over_hours_do_not_fire() {
+        let mut host = MockHost::new();
+        let events: Vec<Event> = (0..8).map(|i| deny("u1", i * 11)).collect();
+        assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fires_once_per_user_per_window() {
+        let mut host = MockHost::new();
+        let events: Vec<Event> = (0..9).map(|m| deny("u1", m)).collect();
+        assert_eq!(host.feed_all::<MfaPushFatigue>(&events).unwrap().len(), 1);
+        assert_eq!(host.requested.len(), 2);
+    }
+
+    #[test]
+    fn users_are_counted_separately() {
+        let mut host = MockHost::new();
+        let mut events: Vec<Event> = (0..3).map(|m| deny("u1", m)).collect();
+        events.extend((0..3).map(|m| deny("u2", m)));
+        assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_same_denial_logged_twice_by_okta_is_not_double_counted() {
+        // Okta logs each denial as deny_push and as a failed auth_via_mfa.
+        let mut host = MockHost::new();
+        for m in 0..3 {
+            host.feed::<MfaPushFatigue>(&deny("u1", m)).unwrap();
+            let twin = EventBuilder::okta(AUTH_VIA_MFA)
+                .actor_user("u1", "u1@example.com")
+                .outcome(Outcome::Failure)
+                .factor("OKTA_VERIFY_PUSH")
+                .at(1_700_000_000_000 + m * MIN)
+                .build();
+            host.feed::<MfaPushFatigue>(&twin).unwrap();
+        }
+        assert!(host.requested.is_empty());
+    }
+
+    #[test]
+    fn threshold_comes_from_config() {
+        let mut host = MockHost::new().with_config("threshold", 3);
+        let events: Vec<Event> = (0..3).map(|m| deny("u1", m)).collect();
+        assert_eq!(host.feed_all::<MfaPushFatigue>(&events).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_bad_threshold_is_an_error_naming_the_key() {
+        let mut host = MockHost::new().with_config("threshold", "five");
+        let err = host.feed::<MfaPushFatigue>(&deny("u1", 0)).unwrap_err();
+        assert!(err.contains("threshold"), "{err}");
+    }
+
+    #[test]
+    fn a_denied_suspend_is_reported_in_the_finding() {
+        let mut host = MockHost::new();
+        host.granted = Some(vec![ActionKind::Escalate]);
+        let events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
+        let suspend = findings[0]
+            .details
+            .iter()
+            .find(|(k, _)| k == "suspend_user")
+            .unwrap();
+        assert!(
+            suspend.1.starts_with("denied (not-granted)"),
+            "{}",
+            suspend.1
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The real `vigil` binary, end to end: fixture streams in, summary and
+//! audit log out; bad input skipped and reported; bad configs refused;
+//! `vigil audit verify` on intact and tampered logs.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use vigil_test_support::*;
+
+fn vigil(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_CACHE_HOME", cwd.join("xdg-cache"))
+        .env("VIGIL_LOG", "info")
+        .output()
+        .expect("run vigil")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn run_config(wd: &Workdir, body: &str, fixture_name: &str) -> Output {
+    let config = wd.config(body);
+    let events = fixture(fixture_name);
+    vigil(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        wd.path(),
+    )
+}
+
+const ENFORCE_PUSH_FATIGUE: &str = "mode = \"enforce\"\n\
+    [[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\", \"escalate\"]\n";
+
+#[test]
+fn push_bombing_without_config_yields_dry_run_actions() {
+    let wd = Workdir::new();
+    let events = fixture("push-bombing.jsonl");
+    let out = vigil(&["run", "--events", events.to_str().unwrap()], wd.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("lines: 8  events: 8  rejected: 0"), "{text}");
+    assert!(text.contains("findings: 1"), "{text}");
+    assert!(
+        text.contains("actions: accepted 0, dry-run 2, denied 0, executed 0, failed 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("audit log: ") && text.contains("vigil-audit.jsonl"),
+        "{text}"
+    );
+
+    let records: Vec<Value> = std::fs::read_to_string(wd.path().join("vigil-audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["finding", "action", "action"]);
+    assert_eq!(records[0]["rule"], "mfa-push-fatigue");
+    assert_eq!(records[0]["subject"], "00upushbomb01");
+    assert_eq!(records[0]["severity"], "high");
+    assert_eq!(records[0]["details"]["denied_pushes"], "5");
+    assert_eq!(
+        action_triples(&records),
+        vec![
+            (
+                "suspend-user".into(),
+                "00upushbomb01".into(),
+                "dry-run".into()
+            ),
+            ("escalate".into(), "on-call".into(), "dry-run".into()),
+        ]
+    );
+    assert_eq!(records[1]["params"]["duration_secs"], 1800);
+    // The finding and the actions name the same event: the 5th denial.
+    assert_eq!(records[0]["event_id"], records[1]["event_id"]);
+}
+
+#[test]
+fn enforce_mode_executes_through_the_log_executor_after_auditing() {
+    let wd = Workdir::new();
+    let out = run_config(&wd, ENFORCE_PUSH_FATIGUE, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("actions: accepted 2, dry-run 0, denied 0, executed 2, failed 0")
+    );
+    let records = wd.audit_records();
+    let summary: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap().to_owned(),
+                r["decision"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    // Decisions are recorded before the results they announce.
+    let expected = [
+        ("finding", ""),
+        ("action", "accepted"),
+        ("action", "accepted"),
+        ("action-result", "executed"),
+        ("action-result", "executed"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(summary, expected);
+    assert_eq!(records[3]["action_id"], records[1]["action_id"]);
+    assert_eq!(records[3]["executor"], "log");
+    assert!(stderr(&out).contains("executed suspend-user on 00upushbomb01"));
+}
+
+#[test]
+fn benign_and_near_miss_streams_fire_nothing() {
+    for name in ["benign.jsonl", "push-near-miss.jsonl"] {
+        let wd = Workdir::new();
+        let out = run_config(&wd, ENFORCE_PUSH_FATIGUE, name);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("findings: 0"),
+            "{name}: {}",
+            stdout(&out)
+        );
+        assert!(
+            wd.audit_records().is_empty(),
+            "{name}: {:?}",
+            wd.audit_records()
+        );
+    }
+}
+
+#[test]
+fn malformed_lines_are_skipped_counted_and_named() {
+    let wd = Workdir::new();
+    let out = run_config(&wd, "", "malformed.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "lines: 10  events: 6  rejected: 3 (invalid-json 1, missing-field 1, unknown-format 1)"
+        ),
+        "{text}"
+    );
+    // The valid events around the bad lines still make the finding.
+    assert!(text.contains("findings: 1"), "{text}");
+    let err = stderr(&out);
+    for line in [2, 5, 8] {
+        assert!(
+            err.contains(&format!("line={line}")),
+            "line {line} not reported: {err}"
+        );
+    }
+}
+
+#[test]
+fn oversized_lines_are_rejected_with_their_number() {
+    let wd = Workdir::new();
+    let events = wd.path().join("big.jsonl");
+    let good = std::fs::read_to_string(fixture("push-bombing.jsonl")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    lines.insert(2, format!("{{\"padding\":\"{}\"}}", "x".repeat(5000)));
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let config = wd.config("max_line_bytes = 4096");
+    let out = vigil(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        wd.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("rejected: 1 (too-long 1)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("line=3"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("findings: 1"));
+}
+
+#[test]
+fn events_can_come_from_stdin() {
+    let wd = Workdir::new();
+    let config = wd.config("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--config", config.to_str().unwrap(), "--events", "-"])
+        .current_dir(wd.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = std::fs::read(fixture("push-bombing.jsonl")).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("vigil run: stdin"));
+    assert!(
+        stdout(&out).contains("lines: 8  events: 8"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_configs_exit_non_zero_naming_the_key() {
+    let cases = [
+        ("audit_pth = \"x\"", "audit_pth"),
+        ("mode = \"yolo\"", "yolo"),
+        ("[[rules]]\nbuiltin = \"no-such-rule\"", "no-such-rule"),
+        (
+            "[[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"delete-user\"]",
+            "rules[0].allow[0]",
+        ),
+        ("[limits]\nmemory_mib = 0", "limits.memory_mib"),
+        ("[[rules]]\npath = \"missing.wasm\"", "missing.wasm"),
+    ];
+    for (body, needle) in cases {
+        let wd = Workdir::new();
+        let out = run_config(&wd, body, "benign.jsonl");
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        assert!(stderr(&out).contains(needle), "{body}: {}", stderr(&out));
+        assert!(
+            !wd.audit_path().exists(),
+            "nothing may be audited with a bad config"
+        );
+    }
+}
+
+#[test]
+fn rules_list_and_inspect_describe_the_rules() {
+    let wd = Workdir::new();
+    let config = wd.config(ENFORCE_PUSH_FATIGUE);
+    let out = vigil(
+        &["rules", "list", "--config", config.to_str().unwrap()],
+        wd.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("mfa-push-fatigue\t0.1.0\tbuiltin:mfa-push-fatigue\tmode=enforce\tallow=suspend-user,escalate\t"),
+        "{text}"
+    );
+
+    let out = vigil(&["inspect", GUEST_FORBIDDEN], wd.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("id:          guest-forbidden"), "{text}");
+    assert!(text.contains("subscribes:  *"), "{text}");
+    assert!(text.contains("actions:     block-ip, escalate"), "{text}");
+    assert!(text.contains("wit:         vigil:rule@0.1.0"), "{text}");
+
+    let out = vigil(&["inspect", GUEST_WRONG_WORLD], wd.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not export `metadata`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A real audit log with enough records to tamper with.
+fn audit_log_with_records(wd: &Workdir) -> Vec<String> {
+    let body = format!("[[rules]]\npath = {GUEST_FORBIDDEN:?}\n");
+    let out = run_config(wd, &body, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(wd.audit_path()).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert!(lines.len() >= 10, "{}", lines.len());
+    lines
+}
+
+fn verify(wd: &Workdir) -> Output {
+    vigil(
+        &["audit", "verify", wd.audit_path().to_str().unwrap()],
+        wd.path(),
+    )
+}
+
+#[test]
+fn audit_verify_accepts_an_intact_log_and_prints_the_head() {
+    let wd = Workdir::new();
+    let lines = audit_log_with_records(&wd);
+    let out = verify(&wd);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert!(stdout(&out).contains(&format!("head: {}", last["hash"].as_str().unwrap())));
+}
+
+#[test]
+fn audit_verify_names_the_first_bad_record() {
+    // (how the log is damaged, what verify must say)
+    type Damage = fn(&mut Vec<String>);
+    let cases: [(Damage, &str); 4] = [
+        (
+            |l| l[4] = l[4].replace("not-granted", "granted"),
+            "record seq 5 (line 5) was modified",
+        ),
+        (
+            |l| {
+                l.remove(5);
+            },
+            "record seq 6 missing",
+        ),
+        (|l| l.swap(3, 4), "line 4 has seq 5, expected 4"),
+        (
+            |l| {
+                l.truncate(l.len() - 2);
+            },
+            "records were cut from the tail",
+        ),
+    ];
+    for (damage, expected) in cases {
+        let wd = Workdir::new();
+        let mut lines = audit_log_with_records(&wd);
+        damage(&mut lines);
+        std::fs::write(wd.audit_path(), lines.join("\n") + "\n").unwrap();
+        let out = verify(&wd);
+        assert_eq!(out.status.code(), Some(1), "{expected}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains(expected),
+            "want {expected:?}, got {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn the_audit_chain_continues_across_runs() {
+    let wd = Workdir::new();
+    let first = audit_log_with_records(&wd).len();
+    let body = format!("[[rules]]\npath = {GUEST_FORBIDDEN:?}\n");
+    let out = run_config(&wd, &body, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = wd.audit_records();
+    assert_eq!(records.len(), first * 2);
+    assert_eq!(records[first]["seq"], first as u64 + 1);
+    assert_eq!(records[first]["prev_hash"], records[first - 1]["hash"]);
+    assert!(verify(&wd).status.success());
+}
