@@ -360,3 +360,83 @@ fn the_audit_chain_continues_across_runs() {
     assert_eq!(records[first]["prev_hash"], records[first - 1]["hash"]);
     assert!(verify(&wd).status.success());
 }
+
+#[test]
+fn without_events_the_config_sources_are_read() {
+    let wd = Workdir::new();
+    let body = format!(
+        "[[sources]]\ntype = \"file\"\npath = {:?}\n[[sources]]\ntype = \"file\"\npath = {:?}\n",
+        fixture("benign.jsonl"),
+        fixture("push-bombing.jsonl")
+    );
+    let config = wd.config(&body);
+    let out = vigil(&["run", "--config", config.to_str().unwrap()], wd.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("benign.jsonl, ") && text.contains("push-bombing.jsonl"),
+        "{text}"
+    );
+    assert!(text.contains("lines: 59  events: 59"), "{text}");
+    assert!(text.contains("findings: 1"), "{text}");
+
+    // And with neither --events nor sources, the error says what to do.
+    let bare = wd.config("");
+    let out = vigil(&["run", "--config", bare.to_str().unwrap()], wd.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("pass --events FILE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn guest_output_becomes_tagged_log_lines_within_the_budget() {
+    let wd = Workdir::new();
+    let body = format!(
+        "[[rules]]\npath = {GUEST_HUGE_OUTPUT:?}\nlimits = {{ quarantine_after = 1, deadline_ms = 5000 }}\n"
+    );
+    let out = run_config(&wd, &body, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    // 1 MiB printed; 64 KiB kept as log lines tagged with the rule id.
+    assert!(
+        err.contains("rule=\"guest-huge-output\" stream=\"stdout\""),
+        "{}",
+        &err[..2000.min(err.len())]
+    );
+    assert!(err.contains("bytes of output dropped (max_output_bytes = 65536)"));
+    let kept = err.lines().filter(|l| l.contains("xxxxxxxxxx")).count();
+    assert!((60..=64).contains(&kept), "{kept} lines kept");
+    assert!(stdout(&out).contains("quarantined: guest-huge-output"));
+}
+
+#[test]
+fn the_second_start_loads_compiled_components_from_the_cache() {
+    let wd = Workdir::new();
+    let body = format!("[[rules]]\npath = {GUEST_FORBIDDEN:?}\n");
+    assert!(run_config(&wd, &body, "benign.jsonl").status.success());
+    let cache = wd.path().join("cache");
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    // One for guest-forbidden, one for the built-in mfa-push-fatigue.
+    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    // A damaged artifact is ignored and replaced, never trusted.
+    for a in &artifacts {
+        std::fs::write(a, b"garbage").unwrap();
+    }
+    let out = run_config(&wd, &body, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ignoring unusable cached component"));
+    assert!(stdout(&out).contains("findings: 9"), "{}", stdout(&out));
+    for a in &artifacts {
+        assert!(
+            std::fs::metadata(a).unwrap().len() > 1000,
+            "artifact rewritten"
+        );
+    }
+}

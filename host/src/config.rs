@@ -131,7 +131,7 @@ impl Default for Limits {
             deadline_ms: 25,
             memory_mib: 64,
             table_elements: 20_000,
-            instances: 10,
+            instances: 64,
             max_findings: 100,
             max_output_bytes: 64 * 1024,
             quarantine_after: 5,

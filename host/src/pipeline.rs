@@ -77,8 +77,9 @@ impl Pipeline {
 
     /// Reads a whole stream.
     pub fn run_stream(&mut self, reader: &mut LineReader) -> Result<()> {
+        let name = reader.name.clone();
         while let Some((line_no, line)) = reader.next_line()? {
-            self.process_line(&reader.name.clone(), line_no, line)?;
+            self.process_line(&name, line_no, line)?;
         }
         Ok(())
     }

@@ -21,10 +21,38 @@
 //! The SDK is pinned to one version of the WIT contract, [`WIT_VERSION`]; the
 //! host reads the version from the component's import names.
 
-#[cfg(feature = "state")]
+#[cfg(feature = "semantics")]
 pub mod state_store;
+
+/// Whether a `subscribes` pattern from a rule's metadata matches an event
+/// kind: an exact kind, a prefix ending in `*` (`user.mfa.*`), or `*`.
+#[cfg(feature = "semantics")]
+pub fn subscribes(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
 
 #[cfg(feature = "guest")]
 mod guest;
 #[cfg(feature = "guest")]
 pub use guest::*;
+
+#[cfg(all(test, feature = "semantics"))]
+mod tests {
+    use super::subscribes;
+
+    #[test]
+    fn subscription_patterns() {
+        // Exact, prefix and catch-all.
+        assert!(subscribes(
+            "user.mfa.okta_verify.deny_push",
+            "user.mfa.okta_verify.deny_push"
+        ));
+        assert!(!subscribes("user.mfa", "user.mfa.okta_verify.deny_push"));
+        assert!(subscribes("user.mfa.*", "user.mfa.okta_verify.deny_push"));
+        assert!(!subscribes("user.mfa.*", "user.session.start"));
+        assert!(subscribes("*", "anything"));
+    }
+}

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use vigil_sdk::subscribes;
 use wasmtime::component::Linker;
 
 use crate::bindings::{ActionKind, Event, Metadata};
@@ -128,14 +129,6 @@ fn grant_for(meta: &Metadata, spec: &RuleSpec) -> Result<RuleGrant> {
     })
 }
 
-/// The `subscribes` match: exact kind, `prefix*`, or `*`.
-pub fn subscribes(pattern: &str, kind: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => pattern == kind,
-    }
-}
-
 /// Kinds remembered in the routing table; past this, routes are computed
 /// per event (a flood of invented kinds cannot grow memory).
 const MAX_ROUTES: usize = 4096;
@@ -185,23 +178,5 @@ impl RuleSet {
             self.routes.insert(event.kind.clone(), route.clone());
         }
         route
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::subscribes;
-
-    #[test]
-    fn subscription_patterns() {
-        // Exact, prefix and catch-all.
-        assert!(subscribes(
-            "user.mfa.okta_verify.deny_push",
-            "user.mfa.okta_verify.deny_push"
-        ));
-        assert!(!subscribes("user.mfa", "user.mfa.okta_verify.deny_push"));
-        assert!(subscribes("user.mfa.*", "user.mfa.okta_verify.deny_push"));
-        assert!(!subscribes("user.mfa.*", "user.session.start"));
-        assert!(subscribes("*", "anything"));
     }
 }

@@ -13,6 +13,7 @@ use super::{
     Level, Outcome, Principal, Receipt, Rule,
 };
 use crate::state_store::StateStore;
+use crate::subscribes;
 
 /// A recording, in-memory host.
 #[derive(Default)]
@@ -51,6 +52,21 @@ impl MockHost {
         R::on_event(self, event)
     }
 
+    /// Calls rule `R` directly, without the subscription check or reading
+    /// its metadata on each call (for benchmarks and tight loops). Call
+    /// [`MockHost::declare`] first so requests are judged against the
+    /// rule's declared actions.
+    pub fn call<R: Rule>(&mut self, event: &Event) -> Result<Vec<Finding>, String> {
+        self.state.set_now(event.time);
+        R::on_event(self, event)
+    }
+
+    /// Reads `R`'s declared actions once (what [`MockHost::feed`] does on
+    /// every call).
+    pub fn declare<R: Rule>(&mut self) {
+        self.declared = R::metadata().actions;
+    }
+
     /// Feeds events in order and collects every finding.
     pub fn feed_all<R: Rule>(&mut self, events: &[Event]) -> Result<Vec<Finding>, String> {
         let mut all = Vec::new();
@@ -63,14 +79,6 @@ impl MockHost {
     /// The kinds of the actions requested so far, in order.
     pub fn requested_kinds(&self) -> Vec<ActionKind> {
         self.requested.iter().map(Action::kind).collect()
-    }
-}
-
-/// The host's subscription match: exact, `prefix*`, or `*`.
-pub fn subscribes(pattern: &str, kind: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => pattern == kind,
     }
 }
 

@@ -1,0 +1,266 @@
+//! Throughput of the rule path, Wasm against the native physical limit, in
+//! one run (`cargo bench -p vigil-host --bench throughput`).
+//!
+//! The stream: realistic ~2.2 KB Okta `deny_push` events (every one routed to
+//! `mfa-push-fatigue`) for 20 000 users, a few bursts that fire. Measured,
+//! each as the median of several passes over the whole stream:
+//!
+//! - `parse`: JSON line → normalized event (the host's normalizer);
+//! - `native rule`: the rule compiled natively, called as a plain function
+//!   on pre-parsed events with the SDK's mock host (same state code);
+//! - `wasm rule`: the built-in component called through wasmtime on the same
+//!   pre-parsed events (host state, policy gate, output capture);
+//! - `native end to end` = parse + native rule;
+//! - `wasm end to end`: the real pipeline from JSON lines, audit log on.
+//!
+//! The mixed stream adds 9 unrouted events per routed one, closer to a real
+//! tenant's traffic. Figures go to BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mfa_push_fatigue::MfaPushFatigue;
+use vigil_host::actions::LogExecutor;
+use vigil_host::audit::AuditLog;
+use vigil_host::bindings::{Event, EventClass, Outcome};
+use vigil_host::cli::setup;
+use vigil_host::config::Config;
+use vigil_host::normalize::Normalizer;
+use vigil_host::pipeline::Pipeline;
+use vigil_host::sources::Line;
+use vigil_sdk as sdk;
+
+const USERS: usize = 20_000;
+const EVENTS: usize = 100_000;
+const PASSES: usize = 5;
+
+fn main() {
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/sample-events.jsonl"
+    ))
+    .expect("sample events");
+    let deny = sample
+        .lines()
+        .find(|l| l.contains("\"user.mfa.okta_verify.deny_push\""))
+        .expect("a deny_push template");
+    let benign = sample
+        .lines()
+        .find(|l| l.contains("\"user.session.start\""))
+        .expect("a session.start template");
+
+    let routed = stream(deny, None);
+    let mixed = stream(deny, Some(benign));
+    println!(
+        "machine: {} cores; stream: {} events, {} bytes/line avg",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        routed.len(),
+        routed.iter().map(String::len).sum::<usize>() / routed.len()
+    );
+
+    let normalizer = Normalizer::default();
+    let parse = median(|| {
+        let mut out = Vec::with_capacity(1);
+        for l in &routed {
+            out.clear();
+            normalizer.normalize_line(l, &mut out).unwrap();
+        }
+    });
+    let parsed: Vec<Event> = routed
+        .iter()
+        .map(|l| {
+            let mut out = Vec::new();
+            normalizer.normalize_line(l, &mut out).unwrap();
+            out.pop().unwrap()
+        })
+        .collect();
+
+    // Native: the same rule as a plain function on SDK events.
+    let sdk_events: Vec<sdk::Event> = parsed.iter().map(to_sdk).collect();
+    let native_rule = median(|| {
+        let mut host = sdk::testing::MockHost::new();
+        host.declare::<MfaPushFatigue>();
+        for e in &sdk_events {
+            std::hint::black_box(host.call::<MfaPushFatigue>(e).unwrap());
+        }
+    });
+
+    // Wasm: the built-in component through wasmtime.
+    let shared: Vec<Arc<Event>> = parsed.iter().cloned().map(Arc::new).collect();
+    let wasm_rule = median(|| {
+        let mut rules = setup::load_rules(&Config::builtin_default()).unwrap();
+        let rule = &mut rules.rules[0];
+        for e in &shared {
+            let outcome = rule.on_event(e);
+            assert!(outcome.fault.is_none(), "{:?}", outcome.fault);
+            std::hint::black_box(outcome);
+        }
+    });
+
+    let wasm_e2e = |lines: &[String]| {
+        median(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = Config::builtin_default();
+            config.audit_path = dir.path().join("audit.jsonl");
+            let rules = setup::load_rules(&config).unwrap();
+            let audit = AuditLog::open(&config.audit_path).unwrap();
+            let mut pipeline = Pipeline::new(rules, audit, Box::new(LogExecutor));
+            for (i, l) in lines.iter().enumerate() {
+                pipeline
+                    .process_line("bench", i as u64 + 1, Line::Text(l.clone()))
+                    .unwrap();
+            }
+            let stats = pipeline.finish().unwrap();
+            assert_eq!(stats.faults, 0);
+            assert!(stats.findings > 0);
+        })
+    };
+    let e2e_routed = wasm_e2e(&routed);
+    let e2e_mixed = wasm_e2e(&mixed);
+    let mixed_parse = median(|| {
+        let mut out = Vec::with_capacity(1);
+        for l in &mixed {
+            out.clear();
+            normalizer.normalize_line(l, &mut out).unwrap();
+        }
+    });
+
+    let per = |d: Duration, n: usize| d.as_nanos() as f64 / n as f64;
+    let n = routed.len();
+    let rows = [
+        ("parse (JSON line -> event)", per(parse, n), None),
+        ("native rule (plain function)", per(native_rule, n), None),
+        (
+            "wasm rule (component call)",
+            per(wasm_rule, n),
+            Some(per(native_rule, n)),
+        ),
+        (
+            "native end to end (parse + rule)",
+            per(parse + native_rule, n),
+            None,
+        ),
+        (
+            "wasm end to end (pipeline)",
+            per(e2e_routed, n),
+            Some(per(parse + native_rule, n)),
+        ),
+        (
+            "mixed stream, native (parse + rule on 10%)",
+            per(mixed_parse + native_rule / 10, mixed.len()),
+            None,
+        ),
+        (
+            "mixed stream, wasm end to end",
+            per(e2e_mixed, mixed.len()),
+            Some(per(mixed_parse + native_rule / 10, mixed.len())),
+        ),
+    ];
+    println!(
+        "{:<46} {:>10} {:>12} {:>9}",
+        "path", "ns/event", "events/s", "vs native"
+    );
+    for (name, ns, baseline) in rows {
+        let ratio = baseline.map_or("".to_string(), |b| format!("{:.2}x", ns / b));
+        println!("{name:<46} {ns:>10.0} {:>12.0} {ratio:>9}", 1e9 / ns);
+    }
+}
+
+/// `EVENTS` deny_push lines for `USERS` users, 4 per user within 10 minutes
+/// (a near miss) except every 1000th user, who gets 6 (a burst that fires).
+/// With `filler`, 9 unrouted events follow each routed one.
+fn stream(template: &str, filler: Option<&str>) -> Vec<String> {
+    let user_id = field(template, "\"id\":\"", "\"");
+    let login = field(template, "\"alternateId\":\"", "\"");
+    let uuid = field(template, "\"uuid\":\"", "\"");
+    let published = field(template, "\"published\":\"", "\"");
+    let mut lines = Vec::new();
+    let base = 1_772_438_400_000i64; // 2026-03-02T08:00:00Z
+    for i in 0..EVENTS {
+        let user = i % USERS;
+        let round = i / USERS;
+        let t = base + (round as i64) * 60_000 + (user as i64) * 7;
+        let time = chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        let line = template
+            .replace(user_id, &format!("00ubench{user:08}"))
+            .replace(login, &format!("user{user}@example.com"))
+            .replace(uuid, &format!("bench-{i:012}"))
+            .replace(published, &time);
+        // Rounds 0-3 give every user 4 denials; only every 1000th user gets a 5th.
+        if round < 4 || user.is_multiple_of(1000) {
+            lines.push(line);
+            if let Some(f) = filler {
+                for j in 0..9 {
+                    lines.push(
+                        f.replace(field(f, "\"uuid\":\"", "\""), &format!("fill-{i:012}-{j}")),
+                    );
+                }
+            }
+        }
+    }
+    lines
+}
+
+fn field<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
+    let from = s.find(start).unwrap() + start.len();
+    let to = from + s[from..].find(end).unwrap();
+    &s[from..to]
+}
+
+fn median(mut f: impl FnMut()) -> Duration {
+    f(); // warm-up
+    let mut times: Vec<Duration> = (0..PASSES)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[PASSES / 2]
+}
+
+fn to_sdk(e: &Event) -> sdk::Event {
+    let principal = |p: &vigil_host::bindings::Principal| sdk::Principal {
+        id: p.id.clone(),
+        kind: p.kind.clone(),
+        login: p.login.clone(),
+        display_name: p.display_name.clone(),
+    };
+    sdk::Event {
+        id: e.id.clone(),
+        source: e.source.clone(),
+        kind: e.kind.clone(),
+        class: match e.class {
+            EventClass::Authentication => sdk::EventClass::Authentication,
+            EventClass::MfaChallenge => sdk::EventClass::MfaChallenge,
+            EventClass::FactorChange => sdk::EventClass::FactorChange,
+            EventClass::PolicyChange => sdk::EventClass::PolicyChange,
+            EventClass::AccountChange => sdk::EventClass::AccountChange,
+            EventClass::Session => sdk::EventClass::Session,
+            EventClass::Other => sdk::EventClass::Other,
+        },
+        time: e.time,
+        actor: e.actor.as_ref().map(principal),
+        targets: e.targets.iter().map(principal).collect(),
+        outcome: match e.outcome {
+            Outcome::Success => sdk::Outcome::Success,
+            Outcome::Failure => sdk::Outcome::Failure,
+            Outcome::Unknown => sdk::Outcome::Unknown,
+        },
+        outcome_reason: e.outcome_reason.clone(),
+        client_ip: e.client_ip.clone(),
+        geo: e.geo.as_ref().map(|g| sdk::Geo {
+            country: g.country.clone(),
+            city: g.city.clone(),
+            lat: g.lat,
+            lon: g.lon,
+        }),
+        user_agent: e.user_agent.clone(),
+        factor: e.factor.clone(),
+        attributes: e.attributes.clone(),
+    }
+}
