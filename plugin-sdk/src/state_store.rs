@@ -127,10 +127,11 @@ impl StateStore {
         self.check_window(window_ms)?;
         if !self.counters.contains_key(key) {
             self.make_room()?;
+            self.counters.insert(key.to_owned(), Counter::default());
         }
         let now = self.now;
         let max_entries = self.limits.max_entries_per_key;
-        let counter = self.counters.entry(key.to_owned()).or_default();
+        let counter = self.counters.get_mut(key).expect("inserted above");
         counter.window_ms = counter.window_ms.max(window_ms);
         prune_counter(counter, now);
         if delta > 0 {
@@ -169,10 +170,11 @@ impl StateStore {
         }
         if !self.sets.contains_key(key) {
             self.make_room()?;
+            self.sets.insert(key.to_owned(), DistinctSet::default());
         }
         let now = self.now;
         let max_entries = self.limits.max_entries_per_key;
-        let set = self.sets.entry(key.to_owned()).or_default();
+        let set = self.sets.get_mut(key).expect("inserted above");
         set.window_ms = set.window_ms.max(window_ms);
         prune_set(set, now);
         match set.members.get_mut(member) {

@@ -113,7 +113,18 @@ impl Host for WasmHost {
         bindings::vigil::rule::log::log(level, message)
     }
     fn config(&mut self, key: &str) -> Option<String> {
-        bindings::vigil::rule::config::get(key)
+        // A rule's configuration is fixed for the life of its instance, so
+        // each key crosses the component boundary once, not on every event.
+        thread_local! {
+            static CONFIG: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
+                Default::default();
+        }
+        CONFIG.with_borrow_mut(|cache| {
+            cache
+                .entry(key.to_owned())
+                .or_insert_with(|| bindings::vigil::rule::config::get(key))
+                .clone()
+        })
     }
 }
 

@@ -1,0 +1,231 @@
+"""Vigil rule SDK for Python.
+
+Typed helpers over the componentize-py bindings of the ``vigil:rule@0.1.0``
+world, with the same names as the Rust SDK (``vigil-sdk``): a rule is a
+class with ``metadata()`` and ``on_event(host, event)``; ``export_rule``
+turns it into the component's exports.
+
+.. code-block:: python
+
+    import vigil
+    from vigil import ActionKind, Severity
+
+    class MyRule(vigil.Rule):
+        def metadata(self):
+            return vigil.metadata("my-rule", "0.1.0", "What it detects",
+                                  subscribes=["user.mfa.factor.activate"],
+                                  actions=[ActionKind.ESCALATE])
+
+        def on_event(self, host, event):
+            ...
+            return [vigil.finding(Severity.HIGH, "title", user.id, ip=event.client_ip)]
+
+    WitWorld = vigil.export_rule(MyRule)
+
+Build with ``vigil build DIR`` (or ``componentize-py -d wit -w rule
+componentize -p plugin-sdk/python -p DIR app -o rule.wasm``). An exception
+other than :class:`RuleError` escaping ``on_event`` traps the call; Vigil
+audits it as a rule fault and the next event still runs.
+"""
+
+from typing import List, Optional, Tuple, Union
+
+from componentize_py_types import Err
+
+import wit_world
+from wit_world.imports import actions, config, log, state, types
+from wit_world.imports.log import Level
+from wit_world.imports.types import (
+    Action,
+    ActionKind,
+    Decision,
+    Denial,
+    DenialReason,
+    Event,
+    EventClass,
+    Finding,
+    Metadata,
+    Outcome,
+    Principal,
+    Receipt,
+    Severity,
+)
+
+__all__ = [
+    "WIT_VERSION", "Rule", "Host", "RuleError", "export_rule", "metadata", "finding",
+    "subject_user", "attribute", "suspend_user", "revoke_sessions", "reset_factors",
+    "activate_policy", "add_to_group", "block_ip", "notify", "escalate", "describe",
+    "Action", "ActionKind", "Decision", "Denial", "DenialReason", "Event", "EventClass",
+    "Finding", "Level", "Metadata", "Outcome", "Principal", "Receipt", "Severity",
+]
+
+#: The WIT contract version these helpers were written against.
+WIT_VERSION = "0.1.0"
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+class RuleError(Exception):
+    """Raise from ``on_event`` to report an error value (audited as a rule fault)."""
+
+
+class Host:
+    """Everything a rule can ask of Vigil, scoped to the calling rule."""
+
+    def request(self, action: Action) -> Union[Receipt, Denial]:
+        """Ask for an action. Returns the receipt, or the denial as a value."""
+        try:
+            return actions.request(action)
+        except Err as denied:
+            return denied.value
+
+    def counter_add(self, key: str, window_ms: int, delta: int = 1) -> int:
+        """Add to a counter; returns its total over the last ``window_ms``."""
+        return state.counter_add(key, window_ms, delta)
+
+    def counter_get(self, key: str, window_ms: int) -> int:
+        return state.counter_get(key, window_ms)
+
+    def distinct_add(self, key: str, member: str, window_ms: int) -> int:
+        """Record a member; returns the distinct members over the last ``window_ms``."""
+        return state.distinct_add(key, member, window_ms)
+
+    def distinct_count(self, key: str, window_ms: int) -> int:
+        return state.distinct_count(key, window_ms)
+
+    def get(self, key: str) -> Optional[str]:
+        return state.get(key)
+
+    def set(self, key: str, value: str, ttl_ms: Optional[int] = None) -> None:
+        """Store a value, optionally expiring ``ttl_ms`` after the current event."""
+        state.set(key, value, ttl_ms)
+
+    def delete(self, key: str) -> None:
+        state.delete(key)
+
+    def log(self, level: Level, message: str) -> None:
+        log.log(level, message)
+
+    def config(self, key: str) -> Optional[str]:
+        return config.get(key)
+
+    def config_int(self, key: str, default: int) -> int:
+        """A whole-number setting, or ``default``; a non-number is an error naming the key."""
+        value = config.get(key)
+        if value is None:
+            return default
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise RuleError(f"config `{key}` must be a whole number, got {value!r}")
+
+
+class Rule:
+    """Base class of a rule. Keep no state on ``self``: use the host's state."""
+
+    def metadata(self) -> Metadata:
+        raise NotImplementedError
+
+    def on_event(self, host: Host, event: Event) -> List[Finding]:
+        raise NotImplementedError
+
+
+def export_rule(rule_class):
+    """Returns the class componentize-py exports; assign it to ``WitWorld``."""
+    rule = rule_class()
+    host = Host()
+
+    class Exported(wit_world.WitWorld):
+        def metadata(self) -> Metadata:
+            return rule.metadata()
+
+        def on_event(self, event: Event) -> List[Finding]:
+            try:
+                return rule.on_event(host, event)
+            except RuleError as e:
+                raise Err(str(e))
+
+    return Exported
+
+
+def metadata(id: str, version: str, description: str, subscribes: List[str],
+             actions: List[ActionKind]) -> Metadata:
+    return Metadata(id=id, version=version, description=description,
+                    subscribes=list(subscribes), actions=list(actions))
+
+
+def finding(severity: Severity, title: str, subject: str, **details) -> Finding:
+    """A finding; keyword arguments become details (values as strings, ``None`` skipped)."""
+    pairs: List[Tuple[str, str]] = [(k, str(v)) for k, v in details.items() if v is not None]
+    return Finding(severity=severity, title=title, subject=subject, details=pairs)
+
+
+def subject_user(event: Event) -> Optional[Principal]:
+    """The user an event is about: the first ``User`` target, else the actor."""
+    for target in event.targets:
+        if target.kind == "User":
+            return target
+    return event.actor
+
+
+def attribute(event: Event, name: str) -> Optional[str]:
+    """An extra attribute by name (``is-proxy``, ``client-app``, ...)."""
+    for key, value in event.attributes:
+        if key == name:
+            return value
+    return None
+
+
+def suspend_user(user: str, duration_secs: Optional[int] = None) -> Action:
+    return types.Action_SuspendUser(types.SuspendUser(user=user, duration_secs=duration_secs))
+
+
+def revoke_sessions(user: str) -> Action:
+    return types.Action_RevokeSessions(user)
+
+
+def reset_factors(user: str) -> Action:
+    return types.Action_ResetFactors(user)
+
+
+def activate_policy(policy: str) -> Action:
+    return types.Action_ActivatePolicy(policy)
+
+
+def add_to_group(user: str, group: str) -> Action:
+    return types.Action_AddToGroup(types.GroupMembership(user=user, group=group))
+
+
+def block_ip(ip: str, duration_secs: Optional[int] = None) -> Action:
+    return types.Action_BlockIp(types.BlockIp(ip=ip, duration_secs=duration_secs))
+
+
+def _message(severity: Severity, summary: str, details) -> types.Message:
+    return types.Message(severity=severity, summary=summary,
+                         details=[(k, str(v)) for k, v in dict(details).items()])
+
+
+def notify(severity: Severity, summary: str, details=()) -> Action:
+    return types.Action_Notify(_message(severity, summary, details))
+
+
+def escalate(severity: Severity, summary: str, details=()) -> Action:
+    return types.Action_Escalate(_message(severity, summary, details))
+
+
+def describe(answer: Union[Receipt, Denial]) -> str:
+    """What became of a request, for a finding's details."""
+    if isinstance(answer, Denial):
+        return f"denied ({_DENIAL_NAMES[answer.reason]}): {answer.message}"
+    return f"{answer.decision.name.lower().replace('_', '-')} ({answer.action_id})"
+
+
+# The names the audit log and the Rust SDK use.
+_DENIAL_NAMES = {
+    DenialReason.NOT_GRANTED: "not-granted",
+    DenialReason.PROTECTED_TARGET: "protected",
+    DenialReason.BUDGET_EXCEEDED: "budget",
+    DenialReason.INVALID: "invalid",
+}
