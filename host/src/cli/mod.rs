@@ -3,8 +3,10 @@
 //! broken chain, a bad config, a rule that cannot load), 2 bad usage.
 
 mod audit;
+mod build;
 mod inspect;
 mod run;
+mod scaffold;
 pub mod setup;
 
 use std::path::PathBuf;
@@ -51,6 +53,59 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Create a rule project (source, fixture, vigil.toml, README).
+    New {
+        /// The rule's name: lower-case letters, digits and dashes.
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// The directory to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a rule project (Rust, Python or JavaScript) into a component.
+    Build {
+        /// The project directory.
+        path: PathBuf,
+        /// Where to write the component (default PATH/build/<name>.wasm).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A language rules can be written in.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    fn display(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+            Lang::Js => "JavaScript",
+        }
+    }
+
+    fn build_tool(self) -> &'static str {
+        match self {
+            Lang::Rust => "needs the wasm32-wasip2 Rust target",
+            Lang::Python => "needs componentize-py: `pip install componentize-py==0.25.1`",
+            Lang::Js => {
+                "needs componentize-js: `npm install -g @bytecodealliance/componentize-js@0.23.0`"
+            }
+        }
+    }
+
+    fn test_line(self) -> &'static str {
+        match self {
+            Lang::Rust => "- Unit tests, natively against the SDK's mock host: `cargo test`.",
+            Lang::Python | Lang::Js => "",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -83,6 +138,8 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit::verify(&file),
+        Command::New { name, lang, dir } => scaffold::new(&name, lang, &dir),
+        Command::Build { path, out } => build::build(&path, out.as_deref()),
     };
     match result {
         Ok(code) => code,

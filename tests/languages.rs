@@ -1,0 +1,346 @@
+//! Rules in Python and JavaScript, first-class beside Rust: the example
+//! rules and hostile guests are built from source with `vigil build`
+//! (componentize-py, componentize-js — `tests/run.sh` installs them) and run
+//! through the real `vigil` binary over fixtures; `vigil new` scaffolds in
+//! each language build and pass their own fixture.
+//!
+//! Components are built once per test run into `CARGO_TARGET_TMPDIR` (and
+//! not rebuilt while newer than their sources), and compiled once into a
+//! shared cache, so the 10–20 MB Python and JavaScript components cost their
+//! seconds of compilation once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use vigil_test_support::*;
+
+fn vigil(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(cwd)
+        // One compiled-component cache for the whole run.
+        .env("XDG_CACHE_HOME", shared_dir().join("xdg-cache"))
+        .env("VIGIL_LOG", "info")
+        .output()
+        .expect("run vigil")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("languages")
+}
+
+/// Newest modification time under `path`.
+fn newest(path: &Path) -> std::time::SystemTime {
+    let meta = std::fs::metadata(path).unwrap();
+    let mut t = meta.modified().unwrap();
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            t = t.max(newest(&entry.unwrap().path()));
+        }
+    }
+    t
+}
+
+/// Builds a rule project with `vigil build` unless the component is newer
+/// than its sources, the SDK helpers and the WIT; then compiles it into the
+/// shared cache with `vigil inspect`. Panics with the tool's output.
+fn build(project: &str, cell: &'static OnceLock<PathBuf>) -> &'static Path {
+    cell.get_or_init(|| {
+        let root = repo_root();
+        let src = root.join(project);
+        let out = shared_dir().join(format!(
+            "{}.wasm",
+            src.file_name().unwrap().to_string_lossy()
+        ));
+        let inputs = [
+            src.clone(),
+            root.join("plugin-sdk/python"),
+            root.join("plugin-sdk/js"),
+            root.join("wit"),
+        ];
+        let fresh = out.exists() && inputs.iter().all(|i| newest(i) < newest(&out));
+        std::fs::create_dir_all(shared_dir()).unwrap();
+        if !fresh {
+            let o = vigil(
+                &["build", src.to_str().unwrap(), "-o", out.to_str().unwrap()],
+                &root,
+            );
+            assert!(
+                o.status.success(),
+                "vigil build {project} failed — run the suite with tests/run.sh, which installs \
+                 componentize-py and componentize-js:\n{}\n{}",
+                text(&o.stdout),
+                text(&o.stderr)
+            );
+        }
+        let o = vigil(&["inspect", out.to_str().unwrap()], &root);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out
+    })
+}
+
+static ROGUE: OnceLock<PathBuf> = OnceLock::new();
+static DOWNGRADE: OnceLock<PathBuf> = OnceLock::new();
+static PY_RAISE: OnceLock<PathBuf> = OnceLock::new();
+static JS_THROW: OnceLock<PathBuf> = OnceLock::new();
+
+fn rogue() -> &'static Path {
+    build("plugins/rogue-factor-enrollment", &ROGUE)
+}
+
+fn downgrade() -> &'static Path {
+    build("plugins/mfa-factor-downgrade", &DOWNGRADE)
+}
+
+/// Runs one component (no built-in pack) over a fixture; returns the
+/// workdir (audit records) and vigil's stdout.
+fn run_rule(component: &Path, rule_extra: &str, fixture_name: &str) -> (Workdir, String) {
+    let wd = Workdir::new();
+    let config = wd.config(&format!(
+        "builtin_pack = false\n[[rules]]\npath = {:?}\n{rule_extra}\n",
+        component.to_str().unwrap()
+    ));
+    let events = fixture(fixture_name);
+    let o = vigil(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        wd.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (wd, text(&o.stdout))
+}
+
+const ROGUE_ENFORCE: &str =
+    "mode = \"enforce\"\nallow = [\"reset-factors\", \"revoke-sessions\", \"escalate\"]";
+const DOWNGRADE_ENFORCE: &str = "mode = \"enforce\"\nallow = [\"escalate\"]";
+
+#[test]
+fn python_rule_fires_on_the_attack() {
+    let (wd, out) = run_rule(rogue(), ROGUE_ENFORCE, "rogue-factor-attack.jsonl");
+    assert!(out.contains("findings: 1"), "{out}");
+    assert!(
+        out.contains("accepted 3, dry-run 0, denied 0, executed 3, failed 0"),
+        "{out}"
+    );
+    let findings = wd.records_of("finding");
+    assert_eq!(findings[0]["rule"], "rogue-factor-enrollment");
+    assert_eq!(findings[0]["subject"], "00urogue00001");
+    let kinds: Vec<String> = action_triples(&wd.audit_records())
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(kinds, ["reset-factors", "revoke-sessions", "escalate"]);
+}
+
+#[test]
+fn python_rule_ignores_near_misses_and_benign_traffic() {
+    for name in ["rogue-factor-near-miss.jsonl", "rogue-factor-benign.jsonl"] {
+        let (wd, out) = run_rule(rogue(), ROGUE_ENFORCE, name);
+        assert!(
+            out.contains("findings: 0") && out.contains("rule faults: 0"),
+            "{name}: {out}"
+        );
+        assert!(wd.audit_records().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn python_rule_sees_a_denial_as_a_value() {
+    // Only escalate is granted: reset-factors and revoke-sessions are denied
+    // and the rule reports what it was told.
+    let (wd, out) = run_rule(
+        rogue(),
+        "allow = [\"escalate\"]",
+        "rogue-factor-attack.jsonl",
+    );
+    assert!(out.contains("findings: 1"), "{out}");
+    let details = &wd.records_of("finding")[0]["details"];
+    assert!(
+        details["reset_factors"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied (not-granted): action reset-factors is not granted"),
+        "{details}"
+    );
+    assert!(
+        details["escalate"]
+            .as_str()
+            .unwrap()
+            .starts_with("dry-run (act-"),
+        "{details}"
+    );
+}
+
+#[test]
+fn js_rule_fires_on_the_attack() {
+    let (wd, out) = run_rule(
+        downgrade(),
+        DOWNGRADE_ENFORCE,
+        "factor-downgrade-attack.jsonl",
+    );
+    assert!(out.contains("findings: 1"), "{out}");
+    assert!(
+        out.contains("accepted 1, dry-run 0, denied 0, executed 1, failed 0"),
+        "{out}"
+    );
+    let f = &wd.records_of("finding")[0];
+    assert_eq!(f["rule"], "mfa-factor-downgrade");
+    assert_eq!(f["subject"], "00udowngrade1");
+}
+
+#[test]
+fn js_rule_ignores_near_misses_and_benign_traffic() {
+    for name in [
+        "factor-downgrade-near-miss.jsonl",
+        "factor-downgrade-benign.jsonl",
+    ] {
+        let (wd, out) = run_rule(downgrade(), DOWNGRADE_ENFORCE, name);
+        assert!(
+            out.contains("findings: 0") && out.contains("rule faults: 0"),
+            "{name}: {out}"
+        );
+        assert!(wd.audit_records().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn js_rule_sees_a_denial_as_a_value() {
+    let (wd, out) = run_rule(downgrade(), "allow = []", "factor-downgrade-attack.jsonl");
+    assert!(out.contains("findings: 1"), "{out}");
+    let details = &wd.records_of("finding")[0]["details"];
+    let escalate = details["escalate"].as_str().unwrap();
+    assert!(
+        escalate.starts_with("denied (not-granted): action escalate is not granted"),
+        "{details}"
+    );
+}
+
+/// A guest failing on odd calls: 8 events → 4 faults, 4 findings whose call
+/// counter shows the state survived each rebuild.
+fn assert_fails_every_other_call(component: &Path, rule: &str) {
+    let (wd, out) = run_rule(component, "", "push-bombing.jsonl");
+    assert!(out.contains("rule faults: 4"), "{out}");
+    let faults: Vec<Value> = wd.records_of("rule-fault");
+    assert_eq!(faults.len(), 4);
+    for f in &faults {
+        assert_eq!(f["rule"], rule);
+        assert_eq!(f["fault"], "trap", "{f}");
+        assert_eq!(f["consecutive"], 1);
+    }
+    let calls: Vec<Value> = wd
+        .records_of("finding")
+        .iter()
+        .map(|f| f["details"]["call"].clone())
+        .collect();
+    assert_eq!(calls, ["2", "4", "6", "8"]);
+}
+
+#[test]
+fn a_python_exception_is_a_rule_fault_and_the_next_event_works() {
+    assert_fails_every_other_call(
+        build("tests/guests-py/python-raise", &PY_RAISE),
+        "python-raise",
+    );
+}
+
+#[test]
+fn a_js_throw_is_a_rule_fault_and_the_next_event_works() {
+    assert_fails_every_other_call(build("tests/guests-js/js-throw", &JS_THROW), "js-throw");
+}
+
+/// `vigil new` → `vigil build` → the project's own fixture: `findings: 1`.
+fn scaffold_passes_its_fixture(lang: &str) {
+    let wd = Workdir::new();
+    let name = format!("demo-{lang}");
+    let o = vigil(
+        &[
+            "new",
+            &name,
+            "--lang",
+            lang,
+            "--dir",
+            wd.path().to_str().unwrap(),
+        ],
+        wd.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let project = wd.path().join(&name);
+    let o = vigil(&["build", "."], &project);
+    assert!(
+        o.status.success(),
+        "vigil build ({lang}):\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = vigil(
+        &[
+            "run",
+            "--config",
+            "vigil.toml",
+            "--events",
+            "fixtures/events.jsonl",
+        ],
+        &project,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("findings: 1") && out.contains("dry-run 1"),
+        "{lang}: {out}"
+    );
+    assert!(out.contains("rule faults: 0"), "{lang}: {out}");
+}
+
+#[test]
+fn rust_scaffold_builds_and_passes_its_fixture() {
+    scaffold_passes_its_fixture("rust");
+}
+
+#[test]
+fn python_scaffold_builds_and_passes_its_fixture() {
+    scaffold_passes_its_fixture("python");
+}
+
+#[test]
+fn js_scaffold_builds_and_passes_its_fixture() {
+    scaffold_passes_its_fixture("js");
+}
+
+#[test]
+fn build_names_the_missing_tool() {
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("app.py"), "").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["build", "."])
+        .current_dir(wd.path())
+        .env("PATH", "/nonexistent")
+        .env_remove("VIGIL_COMPONENTIZE_PY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("componentize-py is not installed")
+            && err.contains("pip install componentize-py==0.25.1"),
+        "{err}"
+    );
+
+    let o = vigil(&["build", "."], &repo_root().join("tests/fixtures"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("is not a rule project"),
+        "{}",
+        text(&o.stderr)
+    );
+}
