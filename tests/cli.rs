@@ -9,36 +9,26 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use vigil_test_support::*;
 
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
 fn vigil(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .current_dir(cwd)
-        .env("XDG_CACHE_HOME", cwd.join("xdg-cache"))
-        .env("VIGIL_LOG", "info")
-        .output()
-        .expect("run vigil")
+    vigil_test_support::vigil(VIGIL, args, cwd, &cwd.join("xdg-cache"))
 }
 
 fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    text(&o.stdout)
 }
 
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    text(&o.stderr)
 }
 
 fn run_config(wd: &Workdir, body: &str, fixture_name: &str) -> Output {
-    let config = wd.config(body);
-    let events = fixture(fixture_name);
-    vigil(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
-        wd.path(),
+    wd.run(
+        VIGIL,
+        body,
+        &fixture(fixture_name),
+        &wd.path().join("xdg-cache"),
     )
 }
 
@@ -179,16 +169,11 @@ fn oversized_lines_are_rejected_with_their_number() {
     let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
     lines.insert(2, format!("{{\"padding\":\"{}\"}}", "x".repeat(5000)));
     std::fs::write(&events, lines.join("\n")).unwrap();
-    let config = wd.config("max_line_bytes = 4096");
-    let out = vigil(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
-        wd.path(),
+    let out = wd.run(
+        VIGIL,
+        "max_line_bytes = 4096",
+        &events,
+        &wd.path().join("xdg-cache"),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -204,7 +189,7 @@ fn oversized_lines_are_rejected_with_their_number() {
 fn events_can_come_from_stdin() {
     let wd = Workdir::new();
     let config = wd.config("");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let mut child = Command::new(VIGIL)
         .args(["run", "--config", config.to_str().unwrap(), "--events", "-"])
         .current_dir(wd.path())
         .stdin(Stdio::piped())

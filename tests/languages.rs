@@ -16,19 +16,11 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use vigil_test_support::*;
 
-fn vigil(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .current_dir(cwd)
-        // One compiled-component cache for the whole run.
-        .env("XDG_CACHE_HOME", shared_dir().join("xdg-cache"))
-        .env("VIGIL_LOG", "info")
-        .output()
-        .expect("run vigil")
-}
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Runs vigil with one compiled-component cache for the whole test run.
+fn vigil(args: &[&str], cwd: &Path) -> Output {
+    vigil_test_support::vigil(VIGIL, args, cwd, &shared_dir().join("xdg-cache"))
 }
 
 fn shared_dir() -> PathBuf {
@@ -102,20 +94,15 @@ fn downgrade() -> &'static Path {
 /// workdir (audit records) and vigil's stdout.
 fn run_rule(component: &Path, rule_extra: &str, fixture_name: &str) -> (Workdir, String) {
     let wd = Workdir::new();
-    let config = wd.config(&format!(
+    let body = format!(
         "builtin_pack = false\n[[rules]]\npath = {:?}\n{rule_extra}\n",
         component.to_str().unwrap()
-    ));
-    let events = fixture(fixture_name);
-    let o = vigil(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
-        wd.path(),
+    );
+    let o = wd.run(
+        VIGIL,
+        &body,
+        &fixture(fixture_name),
+        &shared_dir().join("xdg-cache"),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     (wd, text(&o.stdout))
@@ -321,7 +308,7 @@ fn js_scaffold_builds_and_passes_its_fixture() {
 fn build_names_the_missing_tool() {
     let wd = Workdir::new();
     std::fs::write(wd.path().join("app.py"), "").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let o = Command::new(VIGIL)
         .args(["build", "."])
         .current_dir(wd.path())
         .env("PATH", "/nonexistent")

@@ -10,6 +10,8 @@ pub struct RuleLimiter {
     instances: usize,
     /// The limit the current call hit, if any (for the fault record).
     pub hit: Option<String>,
+    /// Linear memory granted so far, across all of the rule's memories.
+    pub memory_in_use: usize,
 }
 
 impl RuleLimiter {
@@ -20,6 +22,7 @@ impl RuleLimiter {
             table_elements,
             instances,
             hit: None,
+            memory_in_use: 0,
         }
     }
 }
@@ -41,6 +44,7 @@ impl ResourceLimiter for RuleLimiter {
             self.hit = Some(msg.clone());
             return Err(wasmtime::Error::msg(msg));
         }
+        self.memory_in_use += desired.saturating_sub(current);
         Ok(true)
     }
 

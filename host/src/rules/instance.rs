@@ -162,6 +162,11 @@ impl RuleInstance {
         &self.limits
     }
 
+    /// Linear memory the current instance holds, in bytes.
+    pub fn linear_memory_in_use(&self) -> usize {
+        self.store.data().limiter.memory_in_use
+    }
+
     pub fn is_quarantined(&self) -> bool {
         self.quarantined
     }

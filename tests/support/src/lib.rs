@@ -9,6 +9,7 @@
 //!   and helpers to read the audit records back.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -75,6 +76,39 @@ impl Workdir {
             .into_iter()
             .filter(|r| r["type"] == kind)
             .collect()
+    }
+}
+
+/// Runs the `vigil` binary at `bin` (the test's `env!("CARGO_BIN_EXE_vigil")`)
+/// in `cwd`, with compiled components cached under `cache_home`.
+pub fn vigil(bin: &str, args: &[&str], cwd: &Path, cache_home: &Path) -> Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_CACHE_HOME", cache_home)
+        .env("VIGIL_LOG", "info")
+        .output()
+        .expect("run vigil")
+}
+
+/// Lossy UTF-8 of a process's output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Workdir {
+    /// `vigil run --config vigil.toml --events EVENTS` in this directory,
+    /// with `config_body` written to `vigil.toml` (see [`Workdir::config`]).
+    pub fn run(&self, bin: &str, config_body: &str, events: &Path, cache_home: &Path) -> Output {
+        let config = self.config(config_body);
+        let args = [
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        vigil(bin, &args, self.path(), cache_home)
     }
 }
 
