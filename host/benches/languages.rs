@@ -1,7 +1,8 @@
 //! The same small rule in Rust, Python and JavaScript (the `vigil new`
 //! scaffold: denied pushes in a burst → escalate), measured in one run:
 //! component size, first start (compile), warm start (compiled-component
-//! cache), instantiation, per-event cost and linear memory per instance.
+//! cache), loading a rule (cached compile + instantiate + `metadata()`),
+//! per-event cost and linear memory per instance.
 //!
 //! `cargo bench -p vigil-host --bench languages` — needs componentize-py and
 //! componentize-js on PATH (`tests/run.sh` installs them under

@@ -9,9 +9,10 @@ security info") from an IP *and* a country never seen for that user within
 The rule learns where each user signs in from successful sign-ins (Okta
 ``user.session.start`` / ``user.authentication.sso``, Entra sign-ins). Blind
 spots: a user with no sign-in history in the window is not judged (every
-first enrollment would fire); an enrollment event without a client IP
-(most Entra directory audits) cannot be judged; proxies and shared egress
-IPs make a stolen session look familiar.
+first enrollment would fire); an enrollment event without a client IP cannot
+be judged; Entra directory audits carry the IP (``initiatedBy.user.ipAddress``)
+but no location, so for them an unseen IP alone decides; proxies and shared
+egress IPs make a stolen session look familiar.
 """
 
 import vigil

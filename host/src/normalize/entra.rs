@@ -61,6 +61,9 @@ pub(crate) struct EntraUserIdentity<'a> {
     pub user_principal_name: Option<Str<'a>>,
     #[serde(borrow)]
     pub display_name: Option<Str<'a>>,
+    /// Where the user acted from (Graph's `initiatedBy.user.ipAddress`).
+    #[serde(borrow)]
+    pub ip_address: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,7 +310,11 @@ pub(crate) fn normalize_audit(
             .collect(),
         outcome,
         outcome_reason: owned(&r.result_reason),
-        client_ip: None,
+        client_ip: r
+            .initiated_by
+            .as_ref()
+            .and_then(|i| i.user.as_ref())
+            .and_then(|u| owned(&u.ip_address)),
         geo: None,
         user_agent: None,
         factor: None,

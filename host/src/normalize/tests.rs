@@ -285,8 +285,9 @@ fn entra_signin_outcomes() {
     assert!(unknown.targets.is_empty());
 }
 
-// Entra directory audit: actor from initiatedBy.user, targets from
-// targetResources, result mapped, the Graph "" reason treated as absent.
+// Entra directory audit: actor from initiatedBy.user (and the client IP from
+// its ipAddress), targets from targetResources, result mapped, the Graph ""
+// reason treated as absent.
 #[test]
 fn entra_audit_full_record() {
     let e = one(ENTRA_AUDIT);
@@ -297,6 +298,7 @@ fn entra_audit_full_record() {
     assert_eq!(actor.id, "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a");
     assert_eq!(actor.login.as_deref(), Some("it.admin@example.com"));
     assert_eq!(actor.display_name, None);
+    assert_eq!(e.client_ip.as_deref(), Some("198.51.100.7"));
     assert_eq!(e.targets[0].kind, "User");
     assert_eq!(
         e.targets[0].login.as_deref(),
