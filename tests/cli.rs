@@ -425,3 +425,64 @@ fn the_second_start_loads_compiled_components_from_the_cache() {
         );
     }
 }
+
+#[test]
+fn vigil_test_runs_the_built_in_packs_test_cases() {
+    let root = repo_root();
+    let out = vigil(&["test", "plugins"], &root);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let summary = text.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(
+        passed,
+        text.lines().filter(|l| l.starts_with("ok   ")).count()
+    );
+    // Every built-in rule has test cases.
+    for rule in ["mfa-push-fatigue"] {
+        assert!(
+            text.contains(&format!("plugins/{rule}/tests/")),
+            "no cases for {rule}"
+        );
+    }
+}
+
+#[test]
+fn vigil_test_shows_a_diff_and_fails() {
+    let wd = Workdir::new();
+    let events = fixture("push-bombing.jsonl");
+    std::fs::write(
+        wd.path().join("wrong.test.toml"),
+        format!(
+            "[[case]]\nname = \"expects the wrong user\"\nrule = \"mfa-push-fatigue\"\nevents = {:?}\n\
+             [[case.findings]]\nsubject = \"00usomeoneelse\"\n\
+             [[case]]\nname = \"expects nothing, correctly, for benign traffic\"\nrule = \"mfa-push-fatigue\"\n\
+             events = {:?}\n",
+            events.to_str().unwrap(),
+            fixture("benign.jsonl").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = vigil(&["test", "."], wd.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL ./wrong.test.toml: expects the wrong user"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      - [0] subject=00usomeoneelse"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      + [0] subject=00upushbomb01 severity=high"),
+        "{text}"
+    );
+    assert!(text.contains("    actions: expected 0, got 2"), "{text}");
+    assert!(
+        text.contains("ok   ./wrong.test.toml: expects nothing, correctly"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+}

@@ -354,16 +354,7 @@ impl Config {
 impl RuleConfig {
     /// The rule's settings as the strings the `config` interface returns.
     pub fn config_strings(&self) -> BTreeMap<String, String> {
-        self.config
-            .iter()
-            .map(|(k, v)| {
-                let s = match v {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), s)
-            })
-            .collect()
+        config_strings(&self.config)
     }
 
     /// The granted action kinds (validated at load).
@@ -373,6 +364,21 @@ impl RuleConfig {
             .filter_map(|n| ActionKind::from_name(n))
             .collect()
     }
+}
+
+/// Rule settings as the strings the `config` interface returns: strings as
+/// they are, numbers and booleans in TOML notation.
+pub fn config_strings(config: &BTreeMap<String, toml::Value>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
 }
 
 #[cfg(test)]

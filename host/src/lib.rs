@@ -17,5 +17,6 @@ pub mod host_api;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;
+pub mod rule_tests;
 pub mod rules;
 pub mod sources;

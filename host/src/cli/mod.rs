@@ -8,6 +8,7 @@ mod inspect;
 mod run;
 mod scaffold;
 pub mod setup;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,11 @@ enum Command {
         /// The directory to create the project in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+    },
+    /// Run rule test cases written as data (*.test.toml files).
+    Test {
+        /// Test files, or directories searched for *.test.toml (default: .).
+        paths: Vec<PathBuf>,
     },
     /// Build a rule project (Rust, Python or JavaScript) into a component.
     Build {
@@ -140,6 +146,7 @@ pub fn main() -> ExitCode {
         } => audit::verify(&file),
         Command::New { name, lang, dir } => scaffold::new(&name, lang, &dir),
         Command::Build { path, out } => build::build(&path, out.as_deref()),
+        Command::Test { paths } => test::test(&paths),
     };
     match result {
         Ok(code) => code,

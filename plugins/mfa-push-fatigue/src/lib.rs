@@ -14,6 +14,14 @@
 //!
 //! It fires once per user per window: after firing, further denials in the
 //! same window add to the count but raise nothing new.
+//!
+//! Worse than the burst is a user who gives in: a *successful* MFA for that
+//! user (Okta `user.authentication.auth_via_mfa` success, Entra sign-in
+//! success) within `window_minutes` after a burst fired means the attacker
+//! is probably in. The rule then asks to revoke the user's sessions and
+//! escalates at critical severity (once per burst).
+//!
+//! Config: `threshold` (5), `window_minutes` (10), `suspend_minutes` (30).
 
 use vigil_sdk::*;
 
@@ -33,11 +41,18 @@ impl Rule for MfaPushFatigue {
                           (push bombing) and escalates."
                 .into(),
             subscribes: vec![DENY_PUSH.into(), AUTH_VIA_MFA.into(), ENTRA_SIGN_IN.into()],
-            actions: vec![ActionKind::SuspendUser, ActionKind::Escalate],
+            actions: vec![
+                ActionKind::SuspendUser,
+                ActionKind::RevokeSessions,
+                ActionKind::Escalate,
+            ],
         }
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+        if is_mfa_success(event) {
+            return accepted_after_burst(host, event);
+        }
         let Some(signal) = denial_signal(event) else {
             return Ok(Vec::new());
         };
@@ -69,6 +84,12 @@ impl Rule for MfaPushFatigue {
             return Ok(Vec::new());
         }
         host.set(&fired_key, &event.id, Some(window_ms));
+        // Watch for the user giving in during the next window.
+        host.set(
+            &format!("burst:{}", user.id),
+            &denials.to_string(),
+            Some(window_ms),
+        );
 
         let login = user.login.clone().unwrap_or_else(|| user.id.clone());
         let mut finding = Finding::new(
@@ -99,6 +120,48 @@ impl Rule for MfaPushFatigue {
         finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
         Ok(vec![finding])
     }
+}
+
+/// A successful MFA for a user whose burst fired within the window: revoke
+/// the sessions the attacker may now hold, and escalate as critical.
+fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+    let Some(user) = event.subject_user() else {
+        return Ok(Vec::new());
+    };
+    let burst_key = format!("burst:{}", user.id);
+    let Some(denials) = host.get(&burst_key) else {
+        return Ok(Vec::new());
+    };
+    // Once per burst.
+    host.delete(&burst_key);
+    let login = user.login.clone().unwrap_or_else(|| user.id.clone());
+    let mut finding = Finding::new(
+        Severity::Critical,
+        format!("MFA push accepted after push bombing: {login}"),
+        user.id.clone(),
+    )
+    .detail("login", &login)
+    .detail("denied_pushes_before", &denials)
+    .detail("accepted_event", &event.id);
+    if let Some(ip) = &event.client_ip {
+        finding = finding.detail("client_ip", ip);
+    }
+    let revoke = Action::RevokeSessions(user.id.clone());
+    finding = finding.detail("revoke_sessions", outcome_text(host.request(&revoke)));
+    let escalate = Action::Escalate(Message {
+        severity: Severity::Critical,
+        summary: format!(
+            "{login} accepted an MFA request right after denying {denials}: the attacker is likely signed in"
+        ),
+        details: finding.details.clone(),
+    });
+    finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+    Ok(vec![finding])
+}
+
+/// A successful MFA verification or sign-in.
+fn is_mfa_success(event: &Event) -> bool {
+    event.outcome == Outcome::Success && (event.kind == AUTH_VIA_MFA || event.kind == ENTRA_SIGN_IN)
 }
 
 /// Which counter a denied push belongs to, or `None` if the event is not one.
@@ -214,6 +277,48 @@ mod tests {
             host.feed::<MfaPushFatigue>(&twin).unwrap();
         }
         assert!(host.requested.is_empty());
+    }
+
+    fn accept(user: &str, minute: i64) -> Event {
+        EventBuilder::okta(AUTH_VIA_MFA)
+            .id(&format!("accept-{user}-{minute}"))
+            .actor_user(user, &format!("{user}@example.com"))
+            .outcome(Outcome::Success)
+            .factor("OKTA_VERIFY_PUSH")
+            .at(1_700_000_000_000 + minute * MIN)
+            .build()
+    }
+
+    #[test]
+    fn accepting_a_push_after_a_burst_revokes_sessions_once() {
+        let mut host = MockHost::new();
+        let mut events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        events.push(accept("u1", 7));
+        events.push(accept("u1", 8));
+        let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
+        assert_eq!(findings.len(), 2);
+        assert_eq!(findings[1].severity, Severity::Critical);
+        assert_eq!(
+            host.requested_kinds(),
+            vec![
+                ActionKind::SuspendUser,
+                ActionKind::Escalate,
+                ActionKind::RevokeSessions,
+                ActionKind::Escalate
+            ]
+        );
+    }
+
+    #[test]
+    fn an_accepted_push_long_after_the_burst_or_without_one_is_normal() {
+        let mut host = MockHost::new();
+        let mut events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        // 20 minutes after the burst fired (window 10 minutes).
+        events.push(accept("u1", 25));
+        events.push(accept("u2", 3));
+        let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(host.requested.len(), 2);
     }
 
     #[test]
