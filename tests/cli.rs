@@ -428,8 +428,9 @@ fn the_second_start_loads_compiled_components_from_the_cache() {
 
 #[test]
 fn vigil_test_runs_the_built_in_packs_test_cases() {
-    let root = repo_root();
-    let out = vigil(&["test", "plugins"], &root);
+    let wd = Workdir::new();
+    let cache = wd.path().join("xdg-cache");
+    let out = vigil_test_support::vigil(VIGIL, &["test", "plugins"], &repo_root(), &cache);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     let summary = text.lines().last().unwrap_or_default();
