@@ -1,12 +1,22 @@
 //! Builds the built-in rule pack (`plugins/`) into WebAssembly components
-//! that `src/builtin.rs` embeds in the `vigil` binary.
+//! and writes `$OUT_DIR/pack.rs`, the table `src/builtin.rs` embeds in the
+//! `vigil` binary. This list is the one place that says what the pack is.
 
+use std::fmt::Write;
 use std::path::PathBuf;
 
 use vigil_sdk_build::GuestBuild;
 
 /// The built-in rules, by package name (also their rule id).
-const PACK: &[&str] = &["mfa-push-fatigue"];
+const PACK: &[&str] = &[
+    "mfa-push-fatigue",
+    "mfa-policy-guard",
+    "mfa-bypass",
+    "mfa-factor-reset-takeover",
+    "impossible-travel",
+    "password-spray",
+    "mfa-enrollment-gap",
+];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
@@ -22,5 +32,16 @@ fn main() {
     for package in PACK {
         build = build.package(package);
     }
-    build.build();
+    let mut table = String::from("pub const PACK: &[BuiltinRule] = &[\n");
+    for (package, path) in build.build() {
+        writeln!(
+            table,
+            "    BuiltinRule {{ id: {package:?}, wasm: include_bytes!({:?}) }},",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    table.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("pack.rs");
+    std::fs::write(out, table).unwrap();
 }

@@ -408,8 +408,12 @@ fn the_second_start_loads_compiled_components_from_the_cache() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
-    // One for guest-forbidden, one for the built-in mfa-push-fatigue.
-    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    // One for guest-forbidden, one per built-in rule.
+    assert_eq!(
+        artifacts.len(),
+        1 + vigil_host::builtin::PACK.len(),
+        "{artifacts:?}"
+    );
     // A damaged artifact is ignored and replaced, never trusted.
     for a in &artifacts {
         std::fs::write(a, b"garbage").unwrap();
@@ -441,7 +445,7 @@ fn vigil_test_runs_the_built_in_packs_test_cases() {
         text.lines().filter(|l| l.starts_with("ok   ")).count()
     );
     // Every built-in rule has test cases.
-    for rule in ["mfa-push-fatigue"] {
+    for rule in vigil_host::builtin::ids() {
         assert!(
             text.contains(&format!("plugins/{rule}/tests/")),
             "no cases for {rule}"

@@ -1,0 +1,628 @@
+//! `mfa-policy-guard`: an MFA policy, policy rule or org-wide factor that
+//! was deactivated, deleted or weakened.
+//!
+//! An attacker holding an admin session (or a careless admin) can switch MFA
+//! off for everyone in one click, which silently disarms every other MFA rule.
+//! On every *successful* change of this kind the rule reports a finding naming
+//! who made it (the actor's login), asks to re-activate the policy where that
+//! can help, and escalates to the on-call.
+//!
+//! Signals (outcome must be Success; failures and unknown outcomes are
+//! ignored):
+//! - Okta `policy.lifecycle.deactivate`, `policy.lifecycle.delete`,
+//!   `policy.rule.deactivate`, `policy.rule.delete`: any policy (high).
+//! - Okta `policy.lifecycle.update`, `policy.rule.update`: only when a target
+//!   looks MFA-relevant (high). Heuristic: the type or display name of a
+//!   policy / policy-rule target contains (case-insensitive) one of `mfa`,
+//!   `multi-factor`, `multifactor`, `2fa`, `factor`, `authenticator`,
+//!   `okta verify`, `sign-on`, `sign on`, `signon`, `authentication`,
+//!   `access policy`. So "Default Sign-On Policy", "MFA Enrollment Policy",
+//!   "Authentication policy: Salesforce" match; "Default Password Policy"
+//!   does not. The heuristic is needed because every password-policy edit
+//!   is also a `policy.lifecycle.update`.
+//! - Okta `system.mfa.factor.deactivate`: an org-wide factor switched off
+//!   (critical).
+//! - Entra `Update conditional access policy` and `Delete conditional access
+//!   policy` (high). The normalized event does not carry
+//!   `modifiedProperties`, so an enabled→disabled change cannot be told from
+//!   any other edit: **every** update of a conditional access policy is
+//!   treated as a weakening.
+//! - Entra `Disable Strong Authentication`: per-user MFA switched off for the
+//!   target user (critical). Subject is that user; there is no policy to
+//!   re-activate, so only an escalation is asked for.
+//!
+//! Actions: `activate-policy` on the policy the event names, then `escalate`.
+//! The policy is the target of kind `PolicyEntity` or `Policy`; for an Okta
+//! policy-rule event the rule's parent policy (`PolicyEntity` target) when
+//! the event carries it, else the rule id (`PolicyRule` target) — the
+//! `activate-policy` action only takes one id, so re-activating a *rule*
+//! needs a human either way. `activate-policy` is not requested when the
+//! policy itself was deleted (`policy.lifecycle.delete`, `Delete conditional
+//! access policy`): a deleted policy cannot be re-activated, the escalation
+//! carries the case. Org-wide factor deactivation and Disable Strong
+//! Authentication name no policy either, so they only escalate.
+//!
+//! Config keys:
+//! - `dedupe_minutes` (default 10): one finding per policy (or factor / user)
+//!   per this many minutes; further changes in the window are logged only.
+//!
+//! Blind spots: Okta's `target[].detailEntry.policyType` (OKTA_SIGN_ON,
+//! MFA_ENROLL, ACCESS_POLICY, PASSWORD…) is not normalized, so a renamed
+//! MFA policy ("Default Policy") whose update is a weakening is missed by the
+//! name heuristic; deactivations and deletes of *any* policy fire, including
+//! password policies. Entra CA updates fire even when they strengthen the
+//! policy, and an Entra "Update policy" on an authentication-methods policy
+//! is not read. Changes made by an API token or app are attributed to the
+//! app (display name or id), not a human login.
+
+use vigil_sdk::*;
+
+pub struct MfaPolicyGuard;
+
+const OKTA_POLICY_UPDATE: &str = "policy.lifecycle.update";
+const OKTA_POLICY_DEACTIVATE: &str = "policy.lifecycle.deactivate";
+const OKTA_POLICY_DELETE: &str = "policy.lifecycle.delete";
+const OKTA_RULE_UPDATE: &str = "policy.rule.update";
+const OKTA_RULE_DEACTIVATE: &str = "policy.rule.deactivate";
+const OKTA_RULE_DELETE: &str = "policy.rule.delete";
+const OKTA_FACTOR_DEACTIVATE: &str = "system.mfa.factor.deactivate";
+const ENTRA_DISABLE_STRONG_AUTH: &str = "Disable Strong Authentication";
+const ENTRA_CA_UPDATE: &str = "Update conditional access policy";
+const ENTRA_CA_DELETE: &str = "Delete conditional access policy";
+const MINUTE_MS: u64 = 60_000;
+
+/// Words in a policy's type or display name that make an update MFA-relevant.
+const MFA_WORDS: &[&str] = &[
+    "mfa",
+    "multi-factor",
+    "multifactor",
+    "2fa",
+    "factor",
+    "authenticator",
+    "okta verify",
+    "sign-on",
+    "sign on",
+    "signon",
+    "authentication",
+    "access policy",
+];
+
+/// What a recognised change is about.
+struct Change<'a> {
+    /// Id the finding and dedupe are keyed on.
+    subject: String,
+    /// Human name of the subject, for the title.
+    subject_name: String,
+    /// What kind of object the subject is (`policy`, `policy rule`, …).
+    subject_kind: &'static str,
+    /// Policy to re-activate, if re-activation can help.
+    activate: Option<String>,
+    severity: Severity,
+    /// The rule target, when the event is about a policy rule.
+    rule: Option<&'a Principal>,
+}
+
+impl Rule for MfaPolicyGuard {
+    fn metadata() -> Metadata {
+        Metadata {
+            id: "mfa-policy-guard".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Re-activates and escalates when an MFA policy, policy rule or \
+                          org-wide factor is deactivated, deleted or weakened."
+                .into(),
+            subscribes: vec![
+                OKTA_POLICY_UPDATE.into(),
+                OKTA_POLICY_DEACTIVATE.into(),
+                OKTA_POLICY_DELETE.into(),
+                OKTA_RULE_UPDATE.into(),
+                OKTA_RULE_DEACTIVATE.into(),
+                OKTA_RULE_DELETE.into(),
+                OKTA_FACTOR_DEACTIVATE.into(),
+                ENTRA_DISABLE_STRONG_AUTH.into(),
+                ENTRA_CA_UPDATE.into(),
+                ENTRA_CA_DELETE.into(),
+            ],
+            actions: vec![ActionKind::ActivatePolicy, ActionKind::Escalate],
+        }
+    }
+
+    fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+        let dedupe_ms = host.config_u64("dedupe_minutes", 10)? * MINUTE_MS;
+        if event.outcome != Outcome::Success {
+            return Ok(Vec::new());
+        }
+        let Some(change) = recognise(event) else {
+            return Ok(Vec::new());
+        };
+        let who = actor_name(event);
+
+        let fired_key = format!("fired:{}", change.subject);
+        if host.get(&fired_key).is_some() {
+            host.log(
+                Level::Info,
+                &format!(
+                    "{} on {} by {who} within the dedupe window: no new finding",
+                    event.kind, change.subject
+                ),
+            );
+            return Ok(Vec::new());
+        }
+        host.set(&fired_key, &event.id, Some(dedupe_ms));
+
+        let mut finding = Finding::new(
+            change.severity,
+            format!(
+                "MFA {} weakened: {} ({}) by {who}",
+                change.subject_kind, change.subject_name, event.kind
+            ),
+            change.subject.clone(),
+        )
+        .detail("event_type", &event.kind)
+        .detail("source", &event.source)
+        .detail("changed_by", &who);
+        if let Some(actor) = &event.actor {
+            finding = finding.detail("changed_by_id", &actor.id);
+        }
+        finding = finding
+            .detail(
+                format!("{}_id", change.subject_kind.replace(' ', "_")),
+                &change.subject,
+            )
+            .detail(
+                format!("{}_name", change.subject_kind.replace(' ', "_")),
+                &change.subject_name,
+            );
+        if let Some(rule) = change.rule {
+            finding = finding.detail("policy_rule_id", &rule.id);
+            if let Some(name) = &rule.display_name {
+                finding = finding.detail("policy_rule_name", name);
+            }
+        }
+        if let Some(ip) = &event.client_ip {
+            finding = finding.detail("client_ip", ip);
+        }
+        if event.kind == ENTRA_CA_UPDATE {
+            finding = finding.detail(
+                "note",
+                "state change not visible in the normalized event: any CA policy update is treated as a weakening",
+            );
+        }
+
+        if let Some(policy) = &change.activate {
+            let activate = Action::ActivatePolicy(policy.clone());
+            finding = finding.detail("activate_policy", outcome_text(host.request(&activate)));
+        }
+        let escalate = Action::Escalate(Message {
+            severity: change.severity,
+            summary: format!(
+                "{who} {} MFA {} {} ({})",
+                verb(&event.kind),
+                change.subject_kind,
+                change.subject_name,
+                change.subject
+            ),
+            details: finding.details.clone(),
+        });
+        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        Ok(vec![finding])
+    }
+}
+
+/// Works out what the event changed, or `None` if it is not a weakening this
+/// rule acts on.
+fn recognise(event: &Event) -> Option<Change<'_>> {
+    let kind = event.kind.as_str();
+    let find = |k: &str| event.targets.iter().find(|t| t.kind == k);
+    match kind {
+        OKTA_POLICY_UPDATE | OKTA_POLICY_DEACTIVATE | OKTA_POLICY_DELETE => {
+            let policy = find("PolicyEntity").or_else(|| find("Policy"))?;
+            if kind == OKTA_POLICY_UPDATE && !mfa_relevant(&[policy]) {
+                return None;
+            }
+            Some(Change {
+                subject: policy.id.clone(),
+                subject_name: name(policy),
+                subject_kind: "policy",
+                activate: (kind != OKTA_POLICY_DELETE).then(|| policy.id.clone()),
+                severity: Severity::High,
+                rule: None,
+            })
+        }
+        OKTA_RULE_UPDATE | OKTA_RULE_DEACTIVATE | OKTA_RULE_DELETE => {
+            let rule = find("PolicyRule");
+            let policy = find("PolicyEntity").or_else(|| find("Policy"));
+            let named: Vec<&Principal> = rule.into_iter().chain(policy).collect();
+            if named.is_empty() {
+                return None;
+            }
+            if kind == OKTA_RULE_UPDATE && !mfa_relevant(&named) {
+                return None;
+            }
+            // The rule's policy when the event carries it, else the rule.
+            let (subject, kind_name) = match policy {
+                Some(p) => (p, "policy"),
+                None => (rule?, "policy rule"),
+            };
+            Some(Change {
+                subject: subject.id.clone(),
+                subject_name: name(subject),
+                subject_kind: kind_name,
+                activate: Some(subject.id.clone()),
+                severity: Severity::High,
+                rule: rule.filter(|_| policy.is_some()),
+            })
+        }
+        OKTA_FACTOR_DEACTIVATE => {
+            // The factor is the target when Okta names one, else the
+            // `factor` field, else just "the org".
+            let factor = event.targets.first();
+            let fallback = event.factor.as_deref();
+            let subject = factor.map_or_else(
+                || fallback.map_or("org-factor".to_owned(), |f| format!("org-factor:{f}")),
+                |f| f.id.clone(),
+            );
+            let subject_name = factor.map_or_else(
+                || fallback.map_or("an org-wide factor".to_owned(), str::to_owned),
+                name,
+            );
+            Some(Change {
+                subject,
+                subject_name,
+                subject_kind: "factor",
+                activate: None,
+                severity: Severity::Critical,
+                rule: None,
+            })
+        }
+        ENTRA_CA_UPDATE | ENTRA_CA_DELETE => {
+            let policy = find("Policy").or_else(|| event.targets.first())?;
+            Some(Change {
+                subject: policy.id.clone(),
+                subject_name: name(policy),
+                subject_kind: "conditional access policy",
+                activate: (kind == ENTRA_CA_UPDATE).then(|| policy.id.clone()),
+                severity: Severity::High,
+                rule: None,
+            })
+        }
+        ENTRA_DISABLE_STRONG_AUTH => {
+            let user = event.targets.iter().find(|t| t.kind == "User")?;
+            Some(Change {
+                subject: user.id.clone(),
+                subject_name: user.login.clone().unwrap_or_else(|| name(user)),
+                subject_kind: "per-user setting",
+                activate: None,
+                severity: Severity::Critical,
+                rule: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether any of the principals' type or display name mentions MFA.
+fn mfa_relevant(targets: &[&Principal]) -> bool {
+    targets.iter().any(|t| {
+        let text = format!(
+            "{} {}",
+            t.kind,
+            t.display_name.as_deref().unwrap_or_default()
+        )
+        .to_ascii_lowercase();
+        MFA_WORDS.iter().any(|w| text.contains(w))
+    })
+}
+
+fn name(p: &Principal) -> String {
+    p.display_name.clone().unwrap_or_else(|| p.id.clone())
+}
+
+/// Who made the change: the actor's login, else its name or id.
+fn actor_name(event: &Event) -> String {
+    event.actor.as_ref().map_or_else(
+        || "an unknown actor".to_owned(),
+        |a| {
+            a.login
+                .clone()
+                .or_else(|| a.display_name.clone())
+                .unwrap_or_else(|| a.id.clone())
+        },
+    )
+}
+
+fn verb(kind: &str) -> &'static str {
+    if kind.contains("delete") || kind.starts_with("Delete") {
+        "deleted"
+    } else if kind.contains("deactivate") || kind.starts_with("Disable") {
+        "disabled"
+    } else {
+        "changed"
+    }
+}
+
+/// What became of a request, for the finding's details.
+fn outcome_text(result: Result<Receipt, Denial>) -> String {
+    match result {
+        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
+        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
+    }
+}
+
+export_rule!(MfaPolicyGuard);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_sdk::testing::{EventBuilder, MockHost};
+
+    const T0: i64 = 1_767_225_600_000;
+    const MIN: i64 = 60_000;
+
+    fn target(id: &str, kind: &str, name: &str) -> Principal {
+        Principal {
+            id: id.into(),
+            kind: kind.into(),
+            login: None,
+            display_name: Some(name.into()),
+        }
+    }
+
+    fn okta(kind: &str, minute: i64, targets: Vec<Principal>, outcome: Outcome) -> Event {
+        let mut e = EventBuilder::okta(kind)
+            .id(&format!("{kind}-{minute}"))
+            .actor_user("00uadmin1", "admin@example.com")
+            .outcome(outcome)
+            .at(T0 + minute * MIN)
+            .build();
+        e.targets = targets;
+        e
+    }
+
+    fn sign_on_policy() -> Principal {
+        target("00pSignOn1", "PolicyEntity", "Default Sign-On Policy")
+    }
+
+    fn value<'a>(f: &'a Finding, key: &str) -> &'a str {
+        &f.details.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    // A deactivated policy: re-activate it, escalate, name the admin.
+    #[test]
+    fn policy_deactivation_activates_and_escalates() {
+        let mut host = MockHost::new();
+        let e = okta(
+            OKTA_POLICY_DEACTIVATE,
+            0,
+            vec![sign_on_policy()],
+            Outcome::Success,
+        );
+        let findings = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].subject, "00pSignOn1");
+        assert_eq!(findings[0].severity, Severity::High);
+        assert!(findings[0].title.contains("admin@example.com"));
+        assert_eq!(value(&findings[0], "changed_by"), "admin@example.com");
+        assert_eq!(
+            host.requested[0],
+            Action::ActivatePolicy("00pSignOn1".into())
+        );
+        let Action::Escalate(m) = &host.requested[1] else {
+            panic!("not an escalation")
+        };
+        assert!(m.summary.contains("admin@example.com"), "{}", m.summary);
+        assert_eq!(host.requested.len(), 2);
+    }
+
+    // A failed deactivation changed nothing.
+    #[test]
+    fn failed_change_is_ignored() {
+        let mut host = MockHost::new();
+        let e = okta(
+            OKTA_POLICY_DEACTIVATE,
+            0,
+            vec![sign_on_policy()],
+            Outcome::Failure,
+        );
+        assert!(host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty());
+        assert!(host.requested.is_empty());
+    }
+
+    // Near miss: a password-policy edit is not MFA-relevant.
+    #[test]
+    fn password_policy_update_is_a_near_miss() {
+        let mut host = MockHost::new();
+        let p = target("00pPwd1", "PolicyEntity", "Default Password Policy");
+        let e = okta(OKTA_POLICY_UPDATE, 0, vec![p], Outcome::Success);
+        assert!(host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty());
+        assert!(host.requested.is_empty());
+    }
+
+    // An MFA-looking update fires.
+    #[test]
+    fn mfa_policy_update_fires() {
+        let mut host = MockHost::new();
+        let p = target("00pMfa1", "PolicyEntity", "MFA Enrollment Policy");
+        let e = okta(OKTA_POLICY_UPDATE, 0, vec![p], Outcome::Success);
+        assert_eq!(host.feed::<MfaPolicyGuard>(&e).unwrap().len(), 1);
+    }
+
+    // A rule change names the rule's policy when the event carries it.
+    #[test]
+    fn rule_deactivation_names_the_parent_policy() {
+        let mut host = MockHost::new();
+        let rule = target("0prRule1", "PolicyRule", "Require MFA off-network");
+        let e = okta(
+            OKTA_RULE_DEACTIVATE,
+            0,
+            vec![rule, sign_on_policy()],
+            Outcome::Success,
+        );
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f[0].subject, "00pSignOn1");
+        assert_eq!(value(&f[0], "policy_rule_id"), "0prRule1");
+        assert_eq!(
+            host.requested[0],
+            Action::ActivatePolicy("00pSignOn1".into())
+        );
+    }
+
+    // Without a parent policy the rule id is used.
+    #[test]
+    fn rule_without_policy_uses_the_rule_id() {
+        let mut host = MockHost::new();
+        let rule = target("0prRule2", "PolicyRule", "Catch-all");
+        let e = okta(OKTA_RULE_DELETE, 0, vec![rule], Outcome::Success);
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f[0].subject, "0prRule2");
+        assert_eq!(host.requested[0], Action::ActivatePolicy("0prRule2".into()));
+    }
+
+    // A deleted policy cannot be re-activated: escalate only.
+    #[test]
+    fn deleted_policy_only_escalates() {
+        let mut host = MockHost::new();
+        let e = okta(
+            OKTA_POLICY_DELETE,
+            0,
+            vec![sign_on_policy()],
+            Outcome::Success,
+        );
+        assert_eq!(host.feed::<MfaPolicyGuard>(&e).unwrap().len(), 1);
+        assert_eq!(host.requested_kinds(), vec![ActionKind::Escalate]);
+    }
+
+    // Org-wide factor deactivation is critical and escalates only.
+    #[test]
+    fn org_factor_deactivation_is_critical() {
+        let mut host = MockHost::new();
+        let f = target("okta_verify", "Factor", "Okta Verify");
+        let e = okta(OKTA_FACTOR_DEACTIVATE, 0, vec![f], Outcome::Success);
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(host.requested_kinds(), vec![ActionKind::Escalate]);
+    }
+
+    // Entra: disabling per-user MFA is critical, subject the user.
+    #[test]
+    fn entra_disable_strong_auth_is_critical() {
+        let mut host = MockHost::new();
+        let mut e = EventBuilder::okta(ENTRA_DISABLE_STRONG_AUTH)
+            .actor_user("admin-guid", "it.admin@example.com")
+            .target_user("victim-guid", "victim@example.com")
+            .outcome(Outcome::Success)
+            .at(T0)
+            .build();
+        e.source = "entra".into();
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f[0].subject, "victim-guid");
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(host.requested_kinds(), vec![ActionKind::Escalate]);
+    }
+
+    // Entra: a CA policy update re-enables the policy.
+    #[test]
+    fn entra_ca_update_activates_the_policy() {
+        let mut host = MockHost::new();
+        let p = target("ca-1", "Policy", "Require MFA for all users");
+        let mut e = okta(ENTRA_CA_UPDATE, 0, vec![p], Outcome::Success);
+        e.source = "entra".into();
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f[0].subject, "ca-1");
+        assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
+    }
+
+    // One finding per policy per dedupe window; fires again after it.
+    #[test]
+    fn dedupes_per_policy_per_window() {
+        let mut host = MockHost::new();
+        let events = vec![
+            okta(
+                OKTA_RULE_UPDATE,
+                0,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                5,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                11,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+        ];
+        assert_eq!(host.feed_all::<MfaPolicyGuard>(&events).unwrap().len(), 2);
+    }
+
+    // Another policy in the same window is its own finding.
+    #[test]
+    fn policies_are_deduped_separately() {
+        let mut host = MockHost::new();
+        let other = target("00pMfa2", "PolicyEntity", "MFA Enrollment Policy");
+        let events = vec![
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                0,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+            okta(OKTA_POLICY_DEACTIVATE, 1, vec![other], Outcome::Success),
+        ];
+        assert_eq!(host.feed_all::<MfaPolicyGuard>(&events).unwrap().len(), 2);
+    }
+
+    // dedupe_minutes from config widens the window.
+    #[test]
+    fn dedupe_window_comes_from_config() {
+        let mut host = MockHost::new().with_config("dedupe_minutes", 60);
+        let events = vec![
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                0,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                30,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+        ];
+        assert_eq!(host.feed_all::<MfaPolicyGuard>(&events).unwrap().len(), 1);
+    }
+
+    // A bad config value is an error naming the key.
+    #[test]
+    fn bad_dedupe_minutes_is_an_error_naming_the_key() {
+        let mut host = MockHost::new().with_config("dedupe_minutes", "ten");
+        let e = okta(
+            OKTA_POLICY_DEACTIVATE,
+            0,
+            vec![sign_on_policy()],
+            Outcome::Success,
+        );
+        let err = host.feed::<MfaPolicyGuard>(&e).unwrap_err();
+        assert!(err.contains("dedupe_minutes"), "{err}");
+    }
+
+    // A denied activation still escalates and is reported.
+    #[test]
+    fn denied_activation_is_reported() {
+        let mut host = MockHost::new();
+        host.granted = Some(vec![ActionKind::Escalate]);
+        let e = okta(
+            OKTA_POLICY_DEACTIVATE,
+            0,
+            vec![sign_on_policy()],
+            Outcome::Success,
+        );
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert!(value(&f[0], "activate_policy").starts_with("denied (not-granted)"));
+        assert!(value(&f[0], "escalate").starts_with("dry-run"));
+    }
+}
