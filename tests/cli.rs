@@ -491,3 +491,129 @@ fn vigil_test_shows_a_diff_and_fails() {
     );
     assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
 }
+
+/// Every attack fixture of the built-in pack buried in ~3 000 benign events
+/// (60 time-shifted copies of `benign.jsonl`), sorted by time: each attack
+/// is found, with exactly its actions, and nothing else fires.
+#[test]
+fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
+    let time_of = |e: &Value| {
+        let t = ["published", "createdDateTime", "activityDateTime"]
+            .iter()
+            .find_map(|k| e[*k].as_str())
+            .expect("a time field");
+        vigil_host::normalize::parse_time_ms(t).expect("a valid time")
+    };
+    let read = |path: &Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut events = Vec::new();
+    for copy in 0..60i64 {
+        for mut e in read(&fixture("benign.jsonl")) {
+            let shifted = time_of(&e) + copy * 7 * 60_000;
+            let when = chrono::DateTime::from_timestamp_millis(shifted).unwrap();
+            e["published"] = when.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().into();
+            e["uuid"] = format!("mixed-{copy:03}-{}", e["uuid"].as_str().unwrap()).into();
+            events.push(e);
+        }
+    }
+    let root = repo_root();
+    let mut attacks = vec![fixture("push-bombing.jsonl")];
+    for rule in vigil_host::builtin::ids()
+        .into_iter()
+        .filter(|r| *r != "mfa-push-fatigue")
+    {
+        attacks.push(
+            root.join("plugins")
+                .join(rule)
+                .join("fixtures/okta-attack.jsonl"),
+        );
+    }
+    for path in &attacks {
+        events.extend(read(path));
+    }
+    events.sort_by_key(|e| time_of(e));
+    let wd = Workdir::new();
+    let stream = wd.path().join("mixed.jsonl");
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    std::fs::write(&stream, lines.join("\n") + "\n").unwrap();
+
+    // No config: the whole pack, audit-only, each rule granted what it declares.
+    let out = vigil(&["run", "--events", stream.to_str().unwrap()], wd.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains(&format!("events: {}  rejected: 0", events.len())),
+        "{summary}"
+    );
+    assert!(summary.contains("rule faults: 0"), "{summary}");
+
+    let records: Vec<Value> = std::fs::read_to_string(wd.path().join("vigil-audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let findings: Vec<(String, String, String)> = records
+        .iter()
+        .filter(|r| r["type"] == "finding")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("rule"), s("subject"), s("severity"))
+        })
+        .collect();
+    let f = |rule: &str, subject: &str, severity: &str| {
+        (rule.to_owned(), subject.to_owned(), severity.to_owned())
+    };
+    assert_eq!(
+        findings,
+        vec![
+            f("mfa-push-fatigue", "00upushbomb01", "high"),
+            // The takeover story's users sign in with a password only for
+            // two days and never show a factor: the enrollment-gap rule is
+            // right to report them.
+            f("mfa-enrollment-gap", "00urstko0001", "medium"),
+            f("mfa-enrollment-gap", "00urstko0002", "medium"),
+            f("mfa-factor-reset-takeover", "00urstko0001", "critical"),
+            f("password-spray", "203.0.113.77", "high"),
+            f("impossible-travel", "00uimptrv0001", "high"),
+            f("mfa-enrollment-gap", "00umegnew00001", "medium"),
+            f("mfa-policy-guard", "00pmpgsignon01", "high"),
+            f("mfa-policy-guard", "org-factor:OKTA_VERIFY", "critical"),
+            f("mfa-policy-guard", "00pmpgenroll01", "high"),
+            f("mfa-bypass", "00umfabypass01", "high"),
+            f("mfa-bypass", "00umfabypass02", "high"),
+        ]
+    );
+    let a =
+        |action: &str, target: &str| (action.to_owned(), target.to_owned(), "dry-run".to_owned());
+    assert_eq!(
+        action_triples(&records),
+        vec![
+            a("suspend-user", "00upushbomb01"),
+            a("escalate", "on-call"),
+            a("notify", "notify"),
+            a("notify", "notify"),
+            a("revoke-sessions", "00urstko0001"),
+            a("reset-factors", "00urstko0001"),
+            a("escalate", "on-call"),
+            a("block-ip", "203.0.113.77"),
+            a("escalate", "on-call"),
+            a("revoke-sessions", "00uimptrv0001"),
+            a("escalate", "on-call"),
+            a("notify", "notify"),
+            a("activate-policy", "00pmpgsignon01"),
+            a("escalate", "on-call"),
+            a("escalate", "on-call"),
+            a("escalate", "on-call"),
+            a("revoke-sessions", "00umfabypass01"),
+            a("escalate", "on-call"),
+            a("revoke-sessions", "00umfabypass02"),
+            a("escalate", "on-call"),
+        ]
+    );
+}
