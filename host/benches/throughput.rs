@@ -99,21 +99,28 @@ fn main() {
         },
     );
 
-    let wasm_e2e = |lines: &[String]| {
+    // The push-fatigue rule alone, as the native baseline; or the whole pack.
+    let only_push_fatigue = "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n";
+    let wasm_e2e = |lines: &[String], config_text: Option<&str>| {
         median_after(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let mut config = Config::builtin_default();
+                let mut config =
+                    config_text.map_or_else(Config::builtin_default, |t| Config::parse(t).unwrap());
                 config.audit_path = dir.path().join("audit.jsonl");
                 let rules = setup::load_rules(&config).unwrap();
                 let audit = AuditLog::open(&config.audit_path).unwrap();
-                (dir, Pipeline::new(rules, audit, Box::new(LogExecutor)))
+                // The reader hands the pipeline owned lines; build them untimed.
+                let input: Vec<Line> = lines.iter().map(|l| Line::Text(l.clone())).collect();
+                (
+                    dir,
+                    Pipeline::new(rules, audit, Box::new(LogExecutor)),
+                    input,
+                )
             },
-            |(_dir, mut pipeline)| {
-                for (i, l) in lines.iter().enumerate() {
-                    pipeline
-                        .process_line("bench", i as u64 + 1, Line::Text(l.clone()))
-                        .unwrap();
+            |(_dir, mut pipeline, input)| {
+                for (i, line) in input.into_iter().enumerate() {
+                    pipeline.process_line("bench", i as u64 + 1, line).unwrap();
                 }
                 let stats = pipeline.finish().unwrap();
                 assert_eq!(stats.faults, 0);
@@ -121,8 +128,9 @@ fn main() {
             },
         )
     };
-    let e2e_routed = wasm_e2e(&routed);
-    let e2e_mixed = wasm_e2e(&mixed);
+    let e2e_routed = wasm_e2e(&routed, Some(only_push_fatigue));
+    let e2e_mixed = wasm_e2e(&mixed, Some(only_push_fatigue));
+    let e2e_mixed_pack = wasm_e2e(&mixed, None);
     let mixed_parse = median(|| {
         let mut out = Vec::with_capacity(1);
         for l in &mixed {
@@ -160,6 +168,11 @@ fn main() {
             "mixed stream, wasm end to end",
             per(e2e_mixed, mixed.len()),
             Some(per(mixed_parse + native_rule / 10, mixed.len())),
+        ),
+        (
+            "mixed stream, whole built-in pack (7 rules)",
+            per(e2e_mixed_pack, mixed.len()),
+            None,
         ),
     ];
     println!(
