@@ -170,6 +170,16 @@ impl Action {
     }
 }
 
+/// What became of an action request, for a finding's details:
+/// `dry-run (act-…)`, `accepted (act-…)`, or `denied (not-granted): why`.
+/// The same text as `vigil.describe` in the Python and JavaScript helpers.
+pub fn describe(answer: &Result<Receipt, Denial>) -> String {
+    match answer {
+        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
+        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
+    }
+}
+
 impl Decision {
     /// The name used in the audit log: `accepted`, `dry-run`, …
     pub fn name(self) -> &'static str {

@@ -217,22 +217,14 @@ impl Rule for MfaBypass {
         }
 
         let revoke = Action::RevokeSessions(user.id.clone());
-        finding = finding.detail("revoke_sessions", outcome_text(host.request(&revoke)));
+        finding = finding.detail("revoke_sessions", describe(&host.request(&revoke)));
         let escalate = Action::Escalate(Message {
             severity: Severity::High,
             summary: format!("{login} signed in without MFA: {reason}"),
             details: finding.details.clone(),
         });
-        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        finding = finding.detail("escalate", describe(&host.request(&escalate)));
         Ok(vec![finding])
-    }
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
     }
 }
 

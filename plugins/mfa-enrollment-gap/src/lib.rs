@@ -217,7 +217,7 @@ impl Rule for MfaEnrollmentGap {
                 });
                 finding = finding
                     .detail("group", group)
-                    .detail("add_to_group", outcome_text(host.request(&add)));
+                    .detail("add_to_group", describe(&host.request(&add)));
             }
             None => {
                 host.log(
@@ -239,7 +239,7 @@ impl Rule for MfaEnrollmentGap {
             ),
             details: finding.details.clone(),
         });
-        finding = finding.detail("notify", outcome_text(host.request(&notify)));
+        finding = finding.detail("notify", describe(&host.request(&notify)));
         Ok(vec![finding])
     }
 }
@@ -305,14 +305,6 @@ fn rfc3339(ms: i64) -> String {
         sod % 3600 / 60,
         sod % 60
     )
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
-    }
 }
 
 export_rule!(MfaEnrollmentGap);

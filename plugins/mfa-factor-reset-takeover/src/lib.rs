@@ -347,9 +347,9 @@ fn check_after_reset(
     }
 
     let revoke = Action::RevokeSessions(user.id.clone());
-    finding = finding.detail("revoke_sessions", outcome_text(host.request(&revoke)));
+    finding = finding.detail("revoke_sessions", describe(&host.request(&revoke)));
     let reset = Action::ResetFactors(user.id.clone());
-    finding = finding.detail("reset_factors", outcome_text(host.request(&reset)));
+    finding = finding.detail("reset_factors", describe(&host.request(&reset)));
     let escalate = Action::Escalate(Message {
         severity: Severity::Critical,
         summary: format!(
@@ -359,16 +359,8 @@ fn check_after_reset(
         ),
         details: finding.details.clone(),
     });
-    finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+    finding = finding.detail("escalate", describe(&host.request(&escalate)));
     Some(finding)
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
-    }
 }
 
 export_rule!(MfaFactorResetTakeover);

@@ -190,7 +190,7 @@ impl Rule for MfaPolicyGuard {
 
         if let Some(policy) = &change.activate {
             let activate = Action::ActivatePolicy(policy.clone());
-            finding = finding.detail("activate_policy", outcome_text(host.request(&activate)));
+            finding = finding.detail("activate_policy", describe(&host.request(&activate)));
         }
         let escalate = Action::Escalate(Message {
             severity: change.severity,
@@ -203,7 +203,7 @@ impl Rule for MfaPolicyGuard {
             ),
             details: finding.details.clone(),
         });
-        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        finding = finding.detail("escalate", describe(&host.request(&escalate)));
         Ok(vec![finding])
     }
 }
@@ -337,14 +337,6 @@ fn verb(kind: &str) -> &'static str {
         "disabled"
     } else {
         "changed"
-    }
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
     }
 }
 

@@ -108,7 +108,7 @@ impl Rule for MfaPushFatigue {
             user: user.id.clone(),
             duration_secs: Some(suspend_secs),
         });
-        finding = finding.detail("suspend_user", outcome_text(host.request(&suspend)));
+        finding = finding.detail("suspend_user", describe(&host.request(&suspend)));
         let escalate = Action::Escalate(Message {
             severity: Severity::High,
             summary: format!(
@@ -117,7 +117,7 @@ impl Rule for MfaPushFatigue {
             ),
             details: finding.details.clone(),
         });
-        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        finding = finding.detail("escalate", describe(&host.request(&escalate)));
         Ok(vec![finding])
     }
 }
@@ -147,7 +147,7 @@ fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Findin
         finding = finding.detail("client_ip", ip);
     }
     let revoke = Action::RevokeSessions(user.id.clone());
-    finding = finding.detail("revoke_sessions", outcome_text(host.request(&revoke)));
+    finding = finding.detail("revoke_sessions", describe(&host.request(&revoke)));
     let escalate = Action::Escalate(Message {
         severity: Severity::Critical,
         summary: format!(
@@ -155,7 +155,7 @@ fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Findin
         ),
         details: finding.details.clone(),
     });
-    finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+    finding = finding.detail("escalate", describe(&host.request(&escalate)));
     Ok(vec![finding])
 }
 
@@ -182,14 +182,6 @@ fn denial_signal(event: &Event) -> Option<&'static str> {
         return Some("entra-deny");
     }
     None
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
-    }
 }
 
 export_rule!(MfaPushFatigue);

@@ -169,7 +169,7 @@ impl Rule for PasswordSpray {
         });
         finding = finding
             .detail("block_hours", cfg.block_hours)
-            .detail("block_ip", outcome_text(host.request(&block)));
+            .detail("block_ip", describe(&host.request(&block)));
         let escalate = Action::Escalate(Message {
             severity: Severity::High,
             summary: format!(
@@ -179,7 +179,7 @@ impl Rule for PasswordSpray {
             ),
             details: finding.details.clone(),
         });
-        finding = finding.detail("escalate", outcome_text(host.request(&escalate)));
+        finding = finding.detail("escalate", describe(&host.request(&escalate)));
         Ok(vec![finding])
     }
 }
@@ -225,14 +225,6 @@ fn failure_reason(event: &Event) -> Option<String> {
         (Some(code), None) => Some(code.to_owned()),
         (None, Some(reason)) => Some(reason.clone()),
         (None, None) => None,
-    }
-}
-
-/// What became of a request, for the finding's details.
-fn outcome_text(result: Result<Receipt, Denial>) -> String {
-    match result {
-        Ok(r) => format!("{} ({})", r.decision.name(), r.action_id),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
     }
 }
 

@@ -33,14 +33,10 @@ impl Rule for MyRule {
             summary: format!("{login} denied {denials} MFA pushes in 5 minutes"),
             details: vec![("user".into(), user.id.clone())],
         }));
-        let escalate = match answer {
-            Ok(r) => r.decision.name().to_string(),
-            Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
-        };
         Ok(vec![
             Finding::new(Severity::High, format!("Denied pushes for {login}"), user.id.clone())
                 .detail("denials", denials)
-                .detail("escalate", escalate),
+                .detail("escalate", describe(&answer)),
         ])
     }
 }

@@ -29,17 +29,9 @@ impl Rule for Guest {
         ));
         Ok(vec![
             Finding::new(Severity::Low, "forbidden requests", event.id.clone())
-                .detail("block_ip", describe(block))
-                .detail("reset_factors", describe(reset)),
+                .detail("block_ip", describe(&block))
+                .detail("reset_factors", describe(&reset)),
         ])
-    }
-}
-
-/// What the host answered, as the rule sees it.
-fn describe(answer: Result<Receipt, Denial>) -> String {
-    match answer {
-        Ok(r) => r.decision.name().to_string(),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
     }
 }
 

@@ -26,16 +26,8 @@ impl Rule for Guest {
         }));
         Ok(vec![
             Finding::new(Severity::Medium, "suspend requested", user)
-                .detail("suspend_user", describe(answer)),
+                .detail("suspend_user", describe(&answer)),
         ])
-    }
-}
-
-/// What the host answered, as the rule sees it.
-fn describe(answer: Result<Receipt, Denial>) -> String {
-    match answer {
-        Ok(r) => r.decision.name().to_string(),
-        Err(d) => format!("denied ({}): {}", d.reason.name(), d.message),
     }
 }
 
