@@ -2,7 +2,7 @@
 //!
 //! The pipeline hands an executor only actions the policy gate accepted and
 //! whose decision is already durable in the audit log; the executor's
-//! result is audited after. This only executor is [`LogExecutor`],
+//! result is audited after. So far the only executor is [`LogExecutor`],
 //! which logs what a connector would do; Okta, Microsoft Graph and webhook
 //! executors implement the same trait.
 

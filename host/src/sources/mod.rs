@@ -1,4 +1,4 @@
-//! Event sources. This issue has finite JSON Lines streams: a file or
+//! Event sources. So far, finite JSON Lines streams: a file or
 //! standard input, read line by line with a size limit.
 //!
 //! An oversized line is skipped without ever being held in memory whole,

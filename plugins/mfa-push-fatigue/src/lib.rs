@@ -193,14 +193,19 @@ mod tests {
 
     const MIN: i64 = 60_000;
 
-    fn deny(user: &str, minute: i64) -> Event {
-        EventBuilder::okta(DENY_PUSH)
-            .id(&format!("deny-{user}-{minute}"))
+    /// An Okta Verify push event of `kind` for `user`, `minute` into the test.
+    fn push(kind: &str, outcome: Outcome, user: &str, minute: i64) -> Event {
+        EventBuilder::okta(kind)
+            .id(&format!("{kind}-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))
-            .outcome(Outcome::Failure)
+            .outcome(outcome)
             .factor("OKTA_VERIFY_PUSH")
             .at(1_700_000_000_000 + minute * MIN)
             .build()
+    }
+
+    fn deny(user: &str, minute: i64) -> Event {
+        push(DENY_PUSH, Outcome::Failure, user, minute)
     }
 
     #[test]
@@ -260,25 +265,14 @@ mod tests {
         let mut host = MockHost::new();
         for m in 0..3 {
             host.feed::<MfaPushFatigue>(&deny("u1", m)).unwrap();
-            let twin = EventBuilder::okta(AUTH_VIA_MFA)
-                .actor_user("u1", "u1@example.com")
-                .outcome(Outcome::Failure)
-                .factor("OKTA_VERIFY_PUSH")
-                .at(1_700_000_000_000 + m * MIN)
-                .build();
+            let twin = push(AUTH_VIA_MFA, Outcome::Failure, "u1", m);
             host.feed::<MfaPushFatigue>(&twin).unwrap();
         }
         assert!(host.requested.is_empty());
     }
 
     fn accept(user: &str, minute: i64) -> Event {
-        EventBuilder::okta(AUTH_VIA_MFA)
-            .id(&format!("accept-{user}-{minute}"))
-            .actor_user(user, &format!("{user}@example.com"))
-            .outcome(Outcome::Success)
-            .factor("OKTA_VERIFY_PUSH")
-            .at(1_700_000_000_000 + minute * MIN)
-            .build()
+        push(AUTH_VIA_MFA, Outcome::Success, user, minute)
     }
 
     #[test]
