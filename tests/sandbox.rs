@@ -4,7 +4,7 @@
 //! hostile rule, and that the healthy rule still reports its finding.
 
 use serde_json::Value;
-use vigil_host::actions::LogExecutor;
+use vigil_host::actions::executor::ActionExecutor;
 use vigil_host::audit::AuditLog;
 use vigil_host::cli::setup;
 use vigil_host::config::Config;
@@ -18,7 +18,7 @@ fn run(config_body: &str, fixture_name: &str) -> (Workdir, RunStats) {
     let config = Config::load(&wd.config(config_body)).expect("valid config");
     let rules = setup::load_rules(&config).expect("rules load");
     let audit = AuditLog::open(&config.audit_path).expect("audit log opens");
-    let mut pipeline = Pipeline::new(rules, audit, Box::new(LogExecutor));
+    let mut pipeline = Pipeline::new(rules, audit, ActionExecutor::log_only().unwrap());
     let mut reader = LineReader::open(&fixture(fixture_name), config.max_line_bytes).unwrap();
     pipeline.run_stream(&mut reader).expect("stream runs");
     let stats = pipeline.finish().expect("finish");

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mfa_push_fatigue::MfaPushFatigue;
-use vigil_host::actions::LogExecutor;
+use vigil_host::actions::executor::ActionExecutor;
 use vigil_host::audit::AuditLog;
 use vigil_host::bindings::{Event, EventClass, Outcome};
 use vigil_host::cli::setup;
@@ -114,7 +114,7 @@ fn main() {
                 let input: Vec<Line> = lines.iter().map(|l| Line::Text(l.clone())).collect();
                 (
                     dir,
-                    Pipeline::new(rules, audit, Box::new(LogExecutor)),
+                    Pipeline::new(rules, audit, ActionExecutor::log_only().unwrap()),
                     input,
                 )
             },

@@ -3,7 +3,8 @@
 //!
 //! Data flows one way, one module per step:
 //! `sources` → `normalize` → `rules` (routing, instances, `host_api`) →
-//! `policy` (the gate) → `audit` → `actions` (executors). `pipeline` wires the
+//! `policy` (the gate) → `audit` → `actions` (connectors, executor; `store`
+//! keeps idempotency keys and undos). `pipeline` wires the
 //! steps together; `cli` is the `vigil` command line.
 
 pub mod actions;
@@ -20,3 +21,4 @@ pub mod policy;
 pub mod rule_tests;
 pub mod rules;
 pub mod sources;
+pub mod store;

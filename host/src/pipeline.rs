@@ -1,11 +1,13 @@
 //! The run loop: line → normalize → route → rule → (gate, inside the call)
-//! → audit → executor.
+//! → audit → executor (connectors) → audit.
 //!
 //! Ordering guarantees:
 //! - every finding, decision and fault is appended to the audit log in the
 //!   order it happened;
 //! - the log is fsync'd before any accepted action is executed, and the
 //!   executor's result is audited after;
+//! - an undo that comes due is performed between events and audited with
+//!   the id of the action it reverses;
 //! - a bad line is counted and reported with its number, never fatal; an
 //!   audit log failure is fatal (Vigil does not act without a record).
 
@@ -15,7 +17,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use crate::actions::{ExecutionRequest, Executor};
+use crate::actions::executor::{
+    ActionExecutor, ExecutionRequest, ExecutionResult, UndoResult, now_ms,
+};
 use crate::audit::{AuditLog, Entry};
 use crate::bindings::{Action, Event, Finding};
 use crate::host_api::ActionRequest;
@@ -38,8 +42,10 @@ pub struct RunStats {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     pub findings: u64,
     /// Action records by decision (`dry-run`, `accepted`, `denied`,
-    /// `executed`, `failed`).
+    /// `executed`, `failed`, `duplicate`).
     pub actions: BTreeMap<&'static str, u64>,
+    /// Undos by result (`executed`, `retrying`, `failed`).
+    pub undos: BTreeMap<&'static str, u64>,
     pub faults: u64,
     pub quarantined: Vec<String>,
 }
@@ -47,7 +53,7 @@ pub struct RunStats {
 pub struct Pipeline {
     rules: RuleSet,
     audit: AuditLog,
-    executor: Box<dyn Executor>,
+    executor: ActionExecutor,
     normalizer: Normalizer,
     pub stats: RunStats,
     unsynced: usize,
@@ -55,7 +61,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(rules: RuleSet, audit: AuditLog, executor: Box<dyn Executor>) -> Self {
+    pub fn new(rules: RuleSet, audit: AuditLog, executor: ActionExecutor) -> Self {
         Pipeline {
             rules,
             audit,
@@ -73,6 +79,10 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    pub fn executor(&self) -> &ActionExecutor {
+        &self.executor
     }
 
     /// Reads a whole stream.
@@ -143,10 +153,23 @@ impl Pipeline {
             let rule_id = rule.id().to_owned();
             self.record(&rule_id, &event, outcome)?;
         }
+        if self.executor.undo_due(now_ms()) {
+            self.run_due_undos()?;
+        }
         if self.unsynced >= SYNC_EVERY {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Performs the undos that are due and audits each one.
+    pub fn run_due_undos(&mut self) -> Result<()> {
+        let results = self.executor.run_due_undos(now_ms())?;
+        for r in results {
+            *self.stats.undos.entry(r.decision).or_default() += 1;
+            self.append(undo_entry(&r))?;
+        }
+        self.sync()
     }
 
     /// Audits what one call produced, then executes accepted actions.
@@ -198,28 +221,17 @@ impl Pipeline {
         // The decisions must be durable before anything they announce runs.
         self.sync()?;
         for request in accepted {
-            let result = self.executor.execute(&ExecutionRequest {
+            let results = self.executor.execute(&ExecutionRequest {
                 action_id: &request.action_id,
                 rule,
                 event_id: &event.id,
+                event_source: &event.source,
                 action: &request.action,
-            });
-            let (decision, detail) = match result {
-                Ok(detail) => ("executed", detail),
-                Err(e) => ("failed", e.0),
-            };
-            *self.stats.actions.entry(decision).or_default() += 1;
-            self.append(
-                Entry::new("action-result")
-                    .rule(rule)
-                    .event(&event.id)
-                    .field("action_id", request.action_id.as_str())
-                    .field("action", request.action.kind().name())
-                    .field("target", request.action.target())
-                    .field("decision", decision)
-                    .field("executor", self.executor.name())
-                    .field("reason", detail),
-            )?;
+            })?;
+            for result in results {
+                *self.stats.actions.entry(result.decision).or_default() += 1;
+                self.append(result_entry(rule, event, &request, &result))?;
+            }
         }
         self.sync()
     }
@@ -291,6 +303,55 @@ fn action_entry(rule: &str, event: &Event, r: &ActionRequest) -> Entry {
         entry = entry.field("message", message.as_str());
     }
     entry
+}
+
+fn result_entry(rule: &str, event: &Event, r: &ActionRequest, result: &ExecutionResult) -> Entry {
+    let mut entry = Entry::new("action-result")
+        .rule(rule)
+        .event(&event.id)
+        .field("action_id", r.action_id.as_str())
+        .field("action", r.action.kind().name())
+        .field("target", r.action.target())
+        .field("decision", result.decision)
+        .field("executor", result.connector.as_str())
+        .field("reason", result.detail.as_str());
+    if let Some(e) = &result.error {
+        entry = entry.field("attempts", e.attempts);
+        if let Some(status) = e.status {
+            entry = entry.field("http_status", status);
+        }
+        if let Some(code) = &e.vendor_code {
+            entry = entry.field("vendor_code", code.as_str());
+        }
+    }
+    if let Some((id, due)) = result.undo {
+        entry = entry.field("undo_id", id).field("undo_due", rfc3339(due));
+    }
+    entry
+}
+
+fn undo_entry(r: &UndoResult) -> Entry {
+    let s = &r.scheduled;
+    let mut entry = Entry::new("action-undo")
+        .rule(&s.rule)
+        .field("undoes", s.action_id.as_str())
+        .field("undo_id", s.id)
+        .field("action", s.undo.name())
+        .field("target", s.undo.target())
+        .field("decision", r.decision)
+        .field("executor", s.connector.as_str())
+        .field("reason", r.detail.as_str())
+        .field("due", rfc3339(s.due_ms));
+    if let Some(next) = r.next_due_ms {
+        entry = entry.field("next_try", rfc3339(next));
+    }
+    entry
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The action's parameters beyond kind and target.

@@ -4,6 +4,7 @@
 
 mod audit;
 mod build;
+mod connectors;
 mod inspect;
 mod run;
 mod scaffold;
@@ -53,6 +54,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The connectors that carry out actions.
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
     },
     /// Create a rule project (source, fixture, vigil.toml, README).
     New {
@@ -124,6 +130,16 @@ enum RulesCommand {
 }
 
 #[derive(Subcommand)]
+enum ConnectorsCommand {
+    /// Check every configured connector's credentials and reachability
+    /// with read-only calls, and show which connector serves which action.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Verify the hash chain (and the head file, when present).
     Verify {
@@ -144,6 +160,9 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit::verify(&file),
+        Command::Connectors {
+            command: ConnectorsCommand::Check { config },
+        } => connectors::check(&config),
         Command::New { name, lang, dir } => scaffold::new(&name, lang, &dir),
         Command::Build { path, out } => build::build(&path, out.as_deref()),
         Command::Test { paths } => test::test(&paths),

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use super::setup;
-use crate::actions::LogExecutor;
 use crate::audit::AuditLog;
 use crate::config::SourceConfig;
 use crate::pipeline::{Pipeline, RunStats};
@@ -26,7 +25,20 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
     }
     let audit = AuditLog::open(&config.audit_path)
         .with_context(|| format!("cannot open the audit log {}", config.audit_path.display()))?;
-    let mut pipeline = Pipeline::new(rules, audit, Box::new(LogExecutor));
+    let executor = setup::executor(&config, &rules)?;
+    if config.connectors.is_empty()
+        && rules
+            .rules
+            .iter()
+            .any(|r| r.grant().mode == crate::config::Mode::Enforce)
+    {
+        tracing::warn!(
+            "enforce mode with no [connectors]: accepted actions are only logged (executor: log)"
+        );
+    }
+    let mut pipeline = Pipeline::new(rules, audit, executor);
+    // Undos that fell due while Vigil was not running.
+    pipeline.run_due_undos()?;
 
     let mut readers = Vec::new();
     match events {
@@ -49,6 +61,7 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
     for reader in &mut readers {
         pipeline.run_stream(reader)?;
     }
+    pipeline.run_due_undos()?;
     let stats = pipeline.finish()?;
     print_summary(&pipeline, &stats, &readers);
     Ok(ExitCode::SUCCESS)
@@ -81,11 +94,43 @@ fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
         .collect();
     println!("  rules: {}", rules.join(", "));
     println!("  findings: {}", s.findings);
-    let actions: Vec<String> = ["accepted", "dry-run", "denied", "executed", "failed"]
-        .iter()
-        .map(|d| format!("{d} {}", s.actions.get(d).copied().unwrap_or(0)))
-        .collect();
+    let actions: Vec<String> = [
+        "accepted",
+        "dry-run",
+        "denied",
+        "executed",
+        "failed",
+        "duplicate",
+    ]
+    .iter()
+    .map(|d| format!("{d} {}", s.actions.get(d).copied().unwrap_or(0)))
+    .collect();
     println!("  actions: {}", actions.join(", "));
+    let undos = pipeline
+        .executor()
+        .store()
+        .pending_undos()
+        .map(|u| u.len())
+        .unwrap_or(0);
+    if undos > 0 || !s.undos.is_empty() {
+        let done: Vec<String> = s.undos.iter().map(|(d, n)| format!("{d} {n}")).collect();
+        let next = pipeline
+            .executor()
+            .next_undo_due()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| {
+                format!(
+                    " (next due {})",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  undos: {}{}pending {undos}{next}",
+            done.join(", "),
+            if done.is_empty() { "" } else { ", " }
+        );
+    }
     println!("  rule faults: {}", s.faults);
     if !s.quarantined.is_empty() {
         println!("  quarantined: {}", s.quarantined.join(", "));

@@ -6,11 +6,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::actions::dispatch::Dispatcher;
+use crate::actions::executor::ActionExecutor;
 use crate::builtin;
 use crate::config::Config;
 use crate::engine::VigilEngine;
 use crate::policy::{PolicyGate, ProtectedAccounts};
 use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
+use crate::store::Store;
 
 /// The config file, or the built-in default.
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -91,4 +94,25 @@ fn builtin_source(b: &'static builtin::BuiltinRule) -> RuleSource {
         bytes: Cow::Borrowed(b.wasm),
         expected_id: Some(b.id.to_owned()),
     }
+}
+
+/// The connectors (credentials read now, so a missing one stops the start)
+/// and the durable store, for the rules loaded from `config`.
+pub fn executor(config: &Config, rules: &RuleSet) -> Result<ActionExecutor> {
+    let dispatcher = dispatcher(config, rules)?;
+    let store = Store::open(&config.state_path)?;
+    ActionExecutor::new(dispatcher, store)
+}
+
+/// The connectors and dispatch tables of `config`.
+pub fn dispatcher(config: &Config, rules: &RuleSet) -> Result<Dispatcher> {
+    // `load_rules` loads the configured rules first, in order.
+    let per_rule: Vec<(String, crate::config::Dispatch)> = config
+        .rules
+        .iter()
+        .zip(&rules.rules)
+        .filter(|(c, _)| !c.dispatch.is_empty())
+        .map(|(c, r)| (r.id().to_owned(), c.dispatch.clone()))
+        .collect();
+    Dispatcher::from_config(&config.connectors, &config.dispatch, &per_rule)
 }

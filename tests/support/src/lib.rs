@@ -7,6 +7,8 @@
 //! - [`fixture`]: paths of the JSON Lines fixtures in `tests/fixtures/`.
 //! - [`Workdir`]: a temporary directory with a config file, an audit log,
 //!   and helpers to read the audit records back.
+//! - [`fake_idp`]: a fake Okta / Microsoft Graph / webhook HTTP server on
+//!   loopback that records every request and injects faults.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,6 +16,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+pub mod fake_idp;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

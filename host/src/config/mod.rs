@@ -10,6 +10,8 @@
 //! changes nothing. A configuration file is default-deny: a rule may only
 //! do what its `allow` list grants.
 
+pub mod connectors;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::bindings::ActionKind;
+pub use connectors::{ConnectorsConfig, Dispatch};
 
 /// Whether granted actions are executed or only recorded.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -48,6 +51,9 @@ pub struct Config {
     /// Where the audit log is appended (its head file sits beside it).
     #[serde(default = "default_audit_path")]
     pub audit_path: PathBuf,
+    /// The durable store (SQLite): idempotency keys and scheduled undos.
+    #[serde(default = "default_state_path")]
+    pub state_path: PathBuf,
     /// Where compiled components are cached (keyed by content hash).
     /// Default: `$XDG_CACHE_HOME/vigil` or `~/.cache/vigil`.
     #[serde(default)]
@@ -70,6 +76,15 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Systems that carry out actions. None configured: actions are only
+    /// logged (the `log` connector).
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+    /// Action kind → connector(s), overriding the defaults (identity
+    /// actions go to the event's own provider, notify/escalate to every
+    /// webhook that takes them).
+    #[serde(default)]
+    pub dispatch: Dispatch,
     /// Set only for [`Config::builtin_default`]: built-in rules are granted
     /// the actions their metadata declares (they still run audit-only).
     #[serde(skip)]
@@ -99,6 +114,9 @@ pub struct RuleConfig {
     /// Per-rule overrides of `[limits]`.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Per-rule overrides of `[dispatch]`.
+    #[serde(default)]
+    pub dispatch: Dispatch,
 }
 
 /// Sandbox limits. Every one has a default; each can be overridden per rule.
@@ -236,6 +254,10 @@ fn default_audit_path() -> PathBuf {
     PathBuf::from("vigil-audit.jsonl")
 }
 
+fn default_state_path() -> PathBuf {
+    PathBuf::from("vigil-state.db")
+}
+
 fn default_max_line_bytes() -> usize {
     1024 * 1024
 }
@@ -308,7 +330,14 @@ impl Config {
             self.limits
                 .with(&rule.limits)
                 .validate(&format!("{at}.limits"))?;
+            connectors::validate_dispatch(
+                &format!("{at}.dispatch"),
+                &rule.dispatch,
+                &self.connectors,
+            )?;
         }
+        self.connectors.validate()?;
+        connectors::validate_dispatch("dispatch", &self.dispatch, &self.connectors)?;
         for (i, pattern) in self.protected.logins.iter().enumerate() {
             if pattern.trim().is_empty() {
                 bail!("protected.logins[{i}] is empty");
@@ -324,6 +353,29 @@ impl Config {
             }
         };
         resolve(&mut self.audit_path);
+        resolve(&mut self.state_path);
+        let c = &mut self.connectors;
+        for p in [
+            c.okta.as_mut().and_then(|o| o.token_file.as_mut()),
+            c.graph.as_mut().and_then(|g| g.client_secret_file.as_mut()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
+        for w in &mut c.webhooks {
+            for p in [
+                &mut w.url_file,
+                &mut w.routing_key_file,
+                &mut w.hmac_secret_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(p);
+            }
+        }
         if let Some(dir) = &mut self.cache_dir {
             resolve(dir);
         }

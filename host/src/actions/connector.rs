@@ -1,0 +1,144 @@
+//! What every connector implements, and the errors it reports.
+//!
+//! A connector turns one typed [`Action`] into calls to one system (Okta,
+//! Microsoft Graph, a webhook). It knows nothing of rules, modes or the
+//! audit log: the policy gate has decided before it is called, and the
+//! [`super::executor::ActionExecutor`] audits what it returns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::{Action, ActionKind};
+
+/// Where an accepted action comes from; connectors put parts of it in what
+/// they send (webhook bodies, PagerDuty dedup keys).
+#[derive(Clone, Copy, Debug)]
+pub struct ActionContext<'a> {
+    /// The idempotency key: rule, event id, action kind and target, hashed.
+    pub action_id: &'a str,
+    pub rule: &'a str,
+    pub event_id: &'a str,
+    /// The event's source (`okta`, `entra`): picks the identity provider.
+    pub event_source: &'a str,
+}
+
+/// A successful execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Executed {
+    /// What was done, for the audit log (no secrets).
+    pub detail: String,
+    /// How to reverse it when the action had a duration.
+    pub undo: Option<Undo>,
+}
+
+impl Executed {
+    pub fn done(detail: impl Into<String>) -> Self {
+        Executed {
+            detail: detail.into(),
+            undo: None,
+        }
+    }
+}
+
+/// The reversal of a temporary action, as kept in the durable store until
+/// it is due. The connector that did the action performs the undo.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Reverse `suspend-user` (Okta unsuspend; Graph `accountEnabled: true`).
+    Unsuspend { user: String },
+    /// Reverse `block-ip` (remove the address from the blocklist zone or
+    /// named location).
+    Unblock { ip: String },
+}
+
+impl Undo {
+    /// The action kind this undo reverses, for the audit log.
+    pub fn reverses(&self) -> ActionKind {
+        match self {
+            Undo::Unsuspend { .. } => ActionKind::SuspendUser,
+            Undo::Unblock { .. } => ActionKind::BlockIp,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Undo::Unsuspend { .. } => "unsuspend-user",
+            Undo::Unblock { .. } => "unblock-ip",
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        match self {
+            Undo::Unsuspend { user } => user,
+            Undo::Unblock { ip } => ip,
+        }
+    }
+}
+
+/// A failed call, as audited: the HTTP status and the vendor's error code
+/// and summary when there was a response, trimmed and with secrets removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorError {
+    pub status: Option<u16>,
+    pub vendor_code: Option<String>,
+    pub message: String,
+    /// HTTP attempts made (0 when nothing was sent).
+    pub attempts: u32,
+}
+
+impl ConnectorError {
+    /// An error raised before anything was sent (bad target, missing
+    /// configuration).
+    pub fn refused(message: impl Into<String>) -> Self {
+        ConnectorError {
+            status: None,
+            vendor_code: None,
+            message: message.into(),
+            attempts: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(status) = self.status {
+            write!(f, "HTTP {status}")?;
+            if let Some(code) = &self.vendor_code {
+                write!(f, " {code}")?;
+            }
+            write!(f, ": ")?;
+        }
+        write!(f, "{}", self.message)?;
+        match self.attempts {
+            0 => Ok(()),
+            1 => write!(f, " (1 attempt)"),
+            n => write!(f, " ({n} attempts)"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+/// One connector: carries out actions against one system.
+pub trait Connector: Send {
+    /// The connector's name in config and in the audit log (`okta`,
+    /// `graph`, `log`, or a webhook's name).
+    fn name(&self) -> &str;
+
+    /// Whether this connector can carry out `kind` at all.
+    fn supports(&self, kind: ActionKind) -> bool;
+
+    /// Carries out one accepted action.
+    fn execute(
+        &mut self,
+        action: &Action,
+        ctx: &ActionContext<'_>,
+    ) -> Result<Executed, ConnectorError>;
+
+    /// Reverses a temporary action this connector performed.
+    fn undo(&mut self, undo: &Undo) -> Result<String, ConnectorError>;
+
+    /// Checks credentials and reachability without changing anything;
+    /// returns one line per thing verified.
+    fn check(&mut self) -> Result<Vec<String>, ConnectorError>;
+}

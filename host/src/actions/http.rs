@@ -1,0 +1,446 @@
+//! The HTTP behaviour every connector shares: timeouts, retries with
+//! exponential backoff and jitter, rate-limit waits, and vendor errors
+//! turned into short, secret-free audit text.
+//!
+//! Retry rules (the same for Okta, Graph and webhooks):
+//! - network errors (connect, timeout, reset) and 5xx: retried after
+//!   `backoff_initial · 2^(n-1)`, capped at `backoff_max`, with half of it
+//!   random (jitter), so that replicas that failed together do not retry
+//!   together;
+//! - 429: retried after the time the vendor names — `Retry-After` (Graph;
+//!   seconds or an HTTP date) or `X-Rate-Limit-Reset` (Okta; epoch seconds)
+//!   — unless that is longer than `max_retry_wait`, in which case the call
+//!   fails at once rather than stall every other action;
+//! - any other 4xx: not retried; the vendor's error code and summary are
+//!   returned;
+//! - at most `max_attempts` requests in all.
+//!
+//! The client is blocking: executions run on the pipeline thread after the
+//! decision is durable, never inside a rule's call.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::connector::ConnectorError;
+
+/// Longest vendor text quoted in an error.
+const MAX_QUOTED_CHARS: usize = 300;
+
+/// Timeouts and retry limits (`[connectors.http]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub max_retry_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(20),
+            max_retry_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before attempt `failed + 1` after `failed` failures.
+    fn backoff(&self, failed: u32) -> Duration {
+        let exp = self
+            .backoff_initial
+            .saturating_mul(1u32 << failed.saturating_sub(1).min(20))
+            .min(self.backoff_max);
+        // Equal jitter: half fixed, half random.
+        let half = exp / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// A response with a 1xx–3xx status.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON; a vendor answering 2xx with something else is an
+    /// error worth reporting.
+    pub fn json(&self) -> Result<Value, ConnectorError> {
+        serde_json::from_str(&self.body).map_err(|e| ConnectorError {
+            status: Some(self.status),
+            vendor_code: None,
+            message: format!(
+                "response is not JSON ({e}): {}",
+                trim(&self.body, MAX_QUOTED_CHARS)
+            ),
+            attempts: 1,
+        })
+    }
+}
+
+/// A reqwest client with Vigil's retry policy.
+pub struct HttpClient {
+    client: Client,
+    policy: RetryPolicy,
+    /// Values scrubbed from any text quoted in an error.
+    secrets: Vec<String>,
+}
+
+impl HttpClient {
+    pub fn new(policy: RetryPolicy) -> anyhow::Result<Self> {
+        let client = Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.timeout)
+            .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend credentials somewhere the operator did
+            // not configure.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(HttpClient {
+            client,
+            policy,
+            secrets: Vec::new(),
+        })
+    }
+
+    /// Registers a value that must never appear in an error message.
+    pub fn add_secret(&mut self, value: &str) {
+        if !value.is_empty() {
+            self.secrets.push(value.to_owned());
+        }
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Sends the request `build` makes (again for each attempt) and returns
+    /// the first response below 400, or the error after the retry rules
+    /// above. `what` names the call in log lines (`okta suspend`).
+    pub fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<HttpResponse, ConnectorError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut error, wait) = match build(&self.client).send() {
+                Err(e) => (self.network_error(&e), None),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    match response.text() {
+                        Err(e) => (self.network_error(&e), None),
+                        Ok(body) if status < 400 => {
+                            return Ok(HttpResponse {
+                                status,
+                                headers,
+                                body,
+                            });
+                        }
+                        Ok(body) => {
+                            let error = self.vendor_error(status, &body);
+                            if status == 429 {
+                                let wait = rate_limit_wait(&headers);
+                                if let Some(w) = wait
+                                    && w > self.policy.max_retry_wait
+                                {
+                                    let mut error = error;
+                                    error.message.push_str(&format!(
+                                        "; rate limit resets in {} s, more than max_retry_wait_secs = {}",
+                                        w.as_secs(),
+                                        self.policy.max_retry_wait.as_secs()
+                                    ));
+                                    error.attempts = attempt;
+                                    return Err(error);
+                                }
+                                (
+                                    error,
+                                    Some(wait.unwrap_or_else(|| self.policy.backoff(attempt))),
+                                )
+                            } else if status >= 500 {
+                                (error, None)
+                            } else {
+                                let mut error = error;
+                                error.attempts = attempt;
+                                return Err(error);
+                            }
+                        }
+                    }
+                }
+            };
+            error.attempts = attempt;
+            if attempt >= self.policy.max_attempts {
+                return Err(error);
+            }
+            let pause = wait.unwrap_or_else(|| self.policy.backoff(attempt));
+            tracing::warn!(
+                call = what,
+                attempt,
+                retry_in_ms = pause.as_millis() as u64,
+                "{error}; retrying"
+            );
+            std::thread::sleep(pause);
+        }
+    }
+
+    fn network_error(&self, e: &reqwest::Error) -> ConnectorError {
+        // Webhook URLs are credentials: never quote them.
+        let kind = if e.is_timeout() {
+            "request timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else {
+            "request failed"
+        };
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        let message = if causes.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}: {}", causes.join(": "))
+        };
+        ConnectorError {
+            status: None,
+            vendor_code: None,
+            message: self.scrub(&message),
+            attempts: 0,
+        }
+    }
+
+    fn vendor_error(&self, status: u16, body: &str) -> ConnectorError {
+        let (code, summary) = vendor_error_text(body);
+        let summary = if summary.is_empty() {
+            reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error")
+                .to_owned()
+        } else {
+            summary
+        };
+        ConnectorError {
+            status: Some(status),
+            vendor_code: code.map(|c| self.scrub(&c)),
+            message: self.scrub(&trim(&summary, MAX_QUOTED_CHARS)),
+            attempts: 0,
+        }
+    }
+
+    /// Removes every registered secret from `text`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+/// The vendor's error code and summary from an error body: Okta
+/// (`errorCode`, `errorSummary`, `errorCauses`), Graph (`error.code`,
+/// `error.message`), OAuth (`error`, `error_description`), else the text.
+pub fn vendor_error_text(body: &str) -> (Option<String>, String) {
+    let Ok(json) = serde_json::from_str::<Value>(body) else {
+        return (None, body.trim().to_owned());
+    };
+    let str_of = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(code) = json.get("errorCode").and_then(str_of) {
+        let mut summary = json
+            .get("errorSummary")
+            .and_then(str_of)
+            .unwrap_or_default();
+        let causes: Vec<String> = json
+            .get("errorCauses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("errorSummary").and_then(str_of))
+            .collect();
+        if !causes.is_empty() {
+            summary = format!("{summary} ({})", causes.join("; "));
+        }
+        return (Some(code), summary);
+    }
+    if let Some(err) = json.get("error") {
+        if let Some(obj) = err.as_object() {
+            return (
+                obj.get("code").and_then(str_of),
+                obj.get("message").and_then(str_of).unwrap_or_default(),
+            );
+        }
+        if let Some(code) = str_of(err) {
+            return (
+                Some(code),
+                json.get("error_description")
+                    .and_then(str_of)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    (None, body.trim().to_owned())
+}
+
+/// How long a 429 asks us to wait: `Retry-After` (seconds or HTTP date),
+/// else Okta's `X-Rate-Limit-Reset` (epoch seconds). `None` when neither
+/// header is usable.
+///
+/// The reset is whole seconds on Okta's clock: as Okta's own SDKs do, it is
+/// measured against the response's `Date` header (our clock when there is
+/// none) and one second is added, so the retry lands after the window has
+/// really reset rather than anywhere in its last second or early because
+/// our clock is ahead.
+pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let now = chrono::Utc::now();
+    if let Some(v) = headers.get("retry-after").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = chrono::DateTime::parse_from_rfc2822(v) {
+            let ms = (at.with_timezone(&chrono::Utc) - now)
+                .num_milliseconds()
+                .max(0);
+            return Some(Duration::from_millis(ms as u64));
+        }
+    }
+    let reset = headers
+        .get("x-rate-limit-reset")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())?;
+    let server_now = headers
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.trim()).ok())
+        .map_or(now.timestamp_millis(), |d| d.timestamp_millis());
+    let ms = reset.saturating_mul(1000).saturating_sub(server_now).max(0) + 1000;
+    Some(Duration::from_millis(ms as u64))
+}
+
+/// At most `max` characters of `s`, marked when cut.
+pub fn trim(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn okta_error_body_gives_code_summary_and_causes() {
+        let (code, summary) = vendor_error_text(
+            r#"{"errorCode":"E0000001","errorSummary":"Api validation failed: login","errorLink":"E0000001","errorId":"oae1","errorCauses":[{"errorSummary":"login: An object with this field already exists"}]}"#,
+        );
+        assert_eq!(code.as_deref(), Some("E0000001"));
+        assert_eq!(
+            summary,
+            "Api validation failed: login (login: An object with this field already exists)"
+        );
+    }
+
+    #[test]
+    fn graph_and_oauth_error_bodies() {
+        let (code, summary) = vendor_error_text(
+            r#"{"error":{"code":"Request_ResourceNotFound","message":"Resource 'x' does not exist"}}"#,
+        );
+        assert_eq!(code.as_deref(), Some("Request_ResourceNotFound"));
+        assert_eq!(summary, "Resource 'x' does not exist");
+        let (code, summary) = vendor_error_text(
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
+        );
+        assert_eq!(code.as_deref(), Some("invalid_client"));
+        assert!(summary.starts_with("AADSTS7000215"));
+        assert_eq!(
+            vendor_error_text("  gateway down \n"),
+            (None, "gateway down".into())
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds_and_okta_reset() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(7)));
+        let mut h = HeaderMap::new();
+        let reset = chrono::Utc::now().timestamp() + 30;
+        h.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
+        let wait = rate_limit_wait(&h).unwrap();
+        assert!(
+            wait <= Duration::from_secs(31) && wait >= Duration::from_secs(29),
+            "{wait:?}"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-rate-limit-reset", HeaderValue::from_static("1000"));
+        assert_eq!(
+            rate_limit_wait(&h),
+            Some(Duration::from_secs(1)),
+            "a past reset means the one-second margin only"
+        );
+        assert_eq!(rate_limit_wait(&HeaderMap::new()), None);
+        // Okta's clock (the Date header) wins over ours.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "date",
+            HeaderValue::from_static("Sun, 01 Mar 2026 10:00:00 GMT"),
+        );
+        let reset = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:05Z").unwrap();
+        h.insert(
+            "x-rate-limit-reset",
+            reset.timestamp().to_string().parse().unwrap(),
+        );
+        assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(300),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..50 {
+            let first = p.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = p.backoff(3);
+            assert!(third >= Duration::from_millis(150) && third <= Duration::from_millis(300));
+            assert!(p.backoff(30) <= Duration::from_millis(300));
+        }
+    }
+
+    #[test]
+    fn trimming_marks_the_cut_and_respects_characters() {
+        assert_eq!(trim("héllo wörld", 5), "héllo…");
+        assert_eq!(trim("short", 10), "short");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_quoted_text() {
+        let mut c = HttpClient::new(RetryPolicy::default()).unwrap();
+        c.add_secret("tok-123");
+        assert_eq!(c.scrub("bad token tok-123!"), "bad token [redacted]!");
+    }
+}

@@ -1,0 +1,10 @@
+//! Connector tests over real HTTP: the Okta, Graph and webhook connectors
+//! (and the `vigil` binary) against the fake identity provider in
+//! `vigil_test_support::fake_idp`, on loopback. Nothing mocks the client.
+
+mod e2e;
+mod faults;
+mod graph;
+mod okta;
+mod undo;
+mod webhook;
