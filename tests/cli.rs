@@ -45,7 +45,7 @@ fn push_bombing_without_config_yields_dry_run_actions() {
     assert!(text.contains("lines: 8  events: 8  rejected: 0"), "{text}");
     assert!(text.contains("findings: 1"), "{text}");
     assert!(
-        text.contains("actions: accepted 0, dry-run 2, denied 0, executed 0, failed 0"),
+        text.contains("actions: accepted 0, dry-run 2, pending 0, denied 0, executed 0, failed 0"),
         "{text}"
     );
     assert!(
@@ -89,7 +89,8 @@ fn enforce_mode_executes_through_the_log_executor_after_auditing() {
     let out = run_config(&wd, ENFORCE_PUSH_FATIGUE, "push-bombing.jsonl");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("actions: accepted 2, dry-run 0, denied 0, executed 2, failed 0")
+        stdout(&out)
+            .contains("actions: accepted 2, dry-run 0, pending 0, denied 0, executed 2, failed 0")
     );
     let records = wd.audit_records();
     let summary: Vec<(String, String)> = records
@@ -340,7 +341,10 @@ fn the_audit_chain_continues_across_runs() {
     let out = run_config(&wd, &body, "push-bombing.jsonl");
     assert!(out.status.success(), "{}", stderr(&out));
     let records = wd.audit_records();
-    assert_eq!(records.len(), first * 2);
+    // The second run replays the same stream with the first run's rule
+    // state restored from the store, so it records less (push-fatigue
+    // remembers it already acted); what matters is that the chain goes on.
+    assert!(records.len() > first, "{} records", records.len());
     assert_eq!(records[first]["seq"], first as u64 + 1);
     assert_eq!(records[first]["prev_hash"], records[first - 1]["hash"]);
     assert!(verify(&wd).status.success());

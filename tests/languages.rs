@@ -117,7 +117,7 @@ fn python_rule_fires_on_the_attack() {
     let (wd, out) = run_rule(rogue(), ROGUE_ENFORCE, "rogue-factor-attack.jsonl");
     assert!(out.contains("findings: 1"), "{out}");
     assert!(
-        out.contains("accepted 3, dry-run 0, denied 0, executed 3, failed 0"),
+        out.contains("accepted 3, dry-run 0, pending 0, denied 0, executed 3, failed 0"),
         "{out}"
     );
     let findings = wd.records_of("finding");
@@ -178,7 +178,7 @@ fn js_rule_fires_on_the_attack() {
     );
     assert!(out.contains("findings: 1"), "{out}");
     assert!(
-        out.contains("accepted 1, dry-run 0, denied 0, executed 1, failed 0"),
+        out.contains("accepted 1, dry-run 0, pending 0, denied 0, executed 1, failed 0"),
         "{out}"
     );
     let f = &wd.records_of("finding")[0];

@@ -18,7 +18,7 @@ fn run(config_body: &str, fixture_name: &str) -> (Workdir, RunStats) {
     let config = Config::load(&wd.config(config_body)).expect("valid config");
     let rules = setup::load_rules(&config).expect("rules load");
     let audit = AuditLog::open(&config.audit_path).expect("audit log opens");
-    let mut pipeline = Pipeline::new(rules, audit, ActionExecutor::log_only().unwrap());
+    let mut pipeline = Pipeline::new(rules, audit, ActionExecutor::log_only().unwrap()).unwrap();
     let mut reader = LineReader::open(&fixture(fixture_name), config.max_line_bytes).unwrap();
     pipeline.run_stream(&mut reader).expect("stream runs");
     let stats = pipeline.finish().expect("finish");
@@ -208,11 +208,32 @@ fn protected_accounts_are_never_acted_on_even_in_enforce_mode() {
         .map(|a| a["reason"].clone())
         .collect();
     assert!(reasons.iter().all(|r| r == "protected"));
-    // The escalation still goes out: the attack is not ignored.
+    // The attack is not ignored: push-fatigue's own escalation goes out,
+    // and the host raises one more per rule that aimed at the protected
+    // account (once per hour, however many times the rule asked).
+    let host: Vec<Value> = wd
+        .records_of("action")
+        .into_iter()
+        .filter(|a| a["origin"] == "host")
+        .collect();
+    let rules: Vec<&str> = host.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["guest-protected", "mfa-push-fatigue"], "{host:?}");
+    assert!(host.iter().all(|a| {
+        a["action"] == "escalate"
+            && a["decision"] == "accepted"
+            && a["params"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("protected account 00ubreakglass1")
+    }));
     let results = wd.records_of("action-result");
-    assert_eq!(results.len(), 1);
-    assert_eq!(results[0]["action"], "escalate");
-    assert_eq!(results[0]["decision"], "executed");
+    assert_eq!(results.len(), 3);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["action"] == "escalate" && r["decision"] == "executed"),
+        "{results:?}"
+    );
 }
 
 #[test]

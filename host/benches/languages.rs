@@ -95,6 +95,8 @@ fn measure(lang: &str, bytes: Vec<u8>, cache: &Path, events: &[Arc<Event>]) {
             deadline_ms: 1_000,
             ..Limits::default()
         },
+        approval: Vec::new(),
+        budget: Default::default(),
     };
     loader.load(spec()).unwrap(); // compiled once more from the cache: warm
     let t = Instant::now();

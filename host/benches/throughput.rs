@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mfa_push_fatigue::MfaPushFatigue;
-use vigil_host::actions::executor::ActionExecutor;
 use vigil_host::audit::AuditLog;
 use vigil_host::bindings::{Event, EventClass, Outcome};
 use vigil_host::cli::setup;
@@ -101,22 +100,28 @@ fn main() {
 
     // The push-fatigue rule alone, as the native baseline; or the whole pack.
     let only_push_fatigue = "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n";
-    let wasm_e2e = |lines: &[String], config_text: Option<&str>| {
+    let wasm_e2e = |lines: &[String], config_text: Option<&str>, disk: bool| {
         median_after(
             || {
                 let dir = tempfile::tempdir().unwrap();
                 let mut config =
                     config_text.map_or_else(Config::builtin_default, |t| Config::parse(t).unwrap());
                 config.audit_path = dir.path().join("audit.jsonl");
+                // The durable store on disk, as in production: rule state,
+                // budgets and idempotency keys are written as they would be.
+                config.state_path = dir.path().join("state.db");
                 let rules = setup::load_rules(&config).unwrap();
+                let executor = if disk {
+                    setup::executor(&config, &rules).unwrap()
+                } else {
+                    // The same writes into an in-memory SQLite: what the
+                    // disk (fsync, page cache) adds is the difference.
+                    vigil_host::actions::executor::ActionExecutor::log_only().unwrap()
+                };
                 let audit = AuditLog::open(&config.audit_path).unwrap();
                 // The reader hands the pipeline owned lines; build them untimed.
                 let input: Vec<Line> = lines.iter().map(|l| Line::Text(l.clone())).collect();
-                (
-                    dir,
-                    Pipeline::new(rules, audit, ActionExecutor::log_only().unwrap()),
-                    input,
-                )
+                (dir, Pipeline::new(rules, audit, executor).unwrap(), input)
             },
             |(_dir, mut pipeline, input)| {
                 for (i, line) in input.into_iter().enumerate() {
@@ -128,9 +133,10 @@ fn main() {
             },
         )
     };
-    let e2e_routed = wasm_e2e(&routed, Some(only_push_fatigue));
-    let e2e_mixed = wasm_e2e(&mixed, Some(only_push_fatigue));
-    let e2e_mixed_pack = wasm_e2e(&mixed, None);
+    let e2e_routed = wasm_e2e(&routed, Some(only_push_fatigue), true);
+    let e2e_routed_mem = wasm_e2e(&routed, Some(only_push_fatigue), false);
+    let e2e_mixed = wasm_e2e(&mixed, Some(only_push_fatigue), true);
+    let e2e_mixed_pack = wasm_e2e(&mixed, None, true);
     let mixed_parse = median(|| {
         let mut out = Vec::with_capacity(1);
         for l in &mixed {
@@ -157,6 +163,11 @@ fn main() {
         (
             "wasm end to end (pipeline)",
             per(e2e_routed, n),
+            Some(per(parse + native_rule, n)),
+        ),
+        (
+            "wasm end to end, state store in memory",
+            per(e2e_routed_mem, n),
             Some(per(parse + native_rule, n)),
         ),
         (

@@ -20,5 +20,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod rule_tests;
 pub mod rules;
+pub mod service;
 pub mod sources;
 pub mod store;

@@ -11,6 +11,8 @@
 //! - a bad line is counted and reported with its number, never fatal; an
 //!   audit log failure is fatal (Vigil does not act without a record).
 
+mod guard;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -50,7 +52,25 @@ pub struct RunStats {
     pub quarantined: Vec<String>,
 }
 
+// --- Observer hook (service metrics) -------------------------------------
+
+/// Told about every rule call and every action decision or result, for the
+/// service's metrics (`service::metrics`). Called on the pipeline thread;
+/// must be cheap and must not block.
+pub trait PipelineObserver: Send {
+    /// One `on-event` call: how long it took and the fault kind, if any.
+    fn rule_call(&self, rule: &str, elapsed: std::time::Duration, fault: Option<&str>);
+    /// A gate decision (`connector` None) or an execution result
+    /// (`connector` Some) for an action of `kind`.
+    fn action(&self, kind: &str, decision: &str, connector: Option<&str>);
+    /// A rule's circuit breaker tripped (`true`) or was reset (`false`).
+    fn breaker(&self, _rule: &str, _tripped: bool) {}
+}
+
+// --------------------------------------------------------------------------
+
 pub struct Pipeline {
+    observer: Option<Box<dyn PipelineObserver>>,
     rules: RuleSet,
     audit: AuditLog,
     executor: ActionExecutor,
@@ -58,11 +78,18 @@ pub struct Pipeline {
     pub stats: RunStats,
     unsynced: usize,
     batch: Vec<Event>,
+    /// Events since rule state was last written to the store.
+    events_since_persist: u64,
+    last_persist: std::time::Instant,
 }
 
 impl Pipeline {
-    pub fn new(rules: RuleSet, audit: AuditLog, executor: ActionExecutor) -> Self {
-        Pipeline {
+    /// Wires the steps together and restores what the durable store
+    /// remembers: rule state, budget usage, tripped breakers, quarantines,
+    /// and approvals that expired while Vigil was stopped.
+    pub fn new(rules: RuleSet, audit: AuditLog, executor: ActionExecutor) -> Result<Self> {
+        let mut pipeline = Pipeline {
+            observer: None,
             rules,
             audit,
             executor,
@@ -70,7 +97,16 @@ impl Pipeline {
             stats: RunStats::default(),
             unsynced: 0,
             batch: Vec::new(),
-        }
+            events_since_persist: 0,
+            last_persist: std::time::Instant::now(),
+        };
+        pipeline.restore()?;
+        Ok(pipeline)
+    }
+
+    /// Installs the observer told about rule calls and actions.
+    pub fn set_observer(&mut self, observer: Box<dyn PipelineObserver>) {
+        self.observer = Some(observer);
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -79,6 +115,17 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    pub fn rules_mut(&mut self) -> &mut RuleSet {
+        &mut self.rules
+    }
+
+    /// Appends an audit record the pipeline did not produce itself (an
+    /// operator's change through the admin API) and syncs it.
+    pub fn audit_external(&mut self, entry: Entry) -> Result<()> {
+        self.append(entry)?;
+        self.sync()
     }
 
     pub fn executor(&self) -> &ActionExecutor {
@@ -139,9 +186,12 @@ impl Pipeline {
     /// Runs one normalized event through the rules subscribed to it.
     pub fn process_event(&mut self, event: Event) -> Result<()> {
         self.stats.events += 1;
+        self.events_since_persist += 1;
+        let now = now_ms();
+        self.observe_users(&event, now);
         let route = self.rules.route(&event);
         if route.is_empty() {
-            return Ok(());
+            return self.maybe_persist();
         }
         let event = Arc::new(event);
         for &i in route.iter() {
@@ -149,17 +199,47 @@ impl Pipeline {
             if rule.is_quarantined() {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcome = rule.on_event(&event);
             let rule_id = rule.id().to_owned();
+            if let Some(o) = &self.observer {
+                let fault = outcome.fault.as_ref().map(|f| f.kind.name());
+                o.rule_call(&rule_id, started.elapsed(), fault);
+            }
             self.record(&rule_id, &event, outcome)?;
         }
-        if self.executor.undo_due(now_ms()) {
+        if self.executor.undo_due(now) {
             self.run_due_undos()?;
         }
+        self.executor.refresh_groups(now)?;
         if self.unsynced >= SYNC_EVERY {
             self.sync()?;
         }
+        self.maybe_persist()
+    }
+
+    /// Housekeeping between events (the service calls it when idle): due
+    /// undos, protected-group refresh, state persistence, approval expiry.
+    pub fn tick(&mut self) -> Result<()> {
+        let now = now_ms();
+        if self.executor.undo_due(now) {
+            self.run_due_undos()?;
+        }
+        self.executor.refresh_groups(now)?;
+        if self.last_persist.elapsed() >= std::time::Duration::from_secs(1) {
+            self.expire_approvals()?;
+            self.sync()?;
+        }
         Ok(())
+    }
+
+    /// An operator undoes a temporary action before it expires.
+    pub fn undo_now(&mut self, id: i64, by: &str) -> Result<UndoResult> {
+        let r = self.executor.undo_now(id)?;
+        *self.stats.undos.entry(r.decision).or_default() += 1;
+        self.append(undo_entry(&r).field("by", by).field("early", true))?;
+        self.sync()?;
+        Ok(r)
     }
 
     /// Performs the undos that are due and audits each one.
@@ -174,11 +254,20 @@ impl Pipeline {
 
     /// Audits what one call produced, then executes accepted actions.
     fn record(&mut self, rule: &str, event: &Event, outcome: CallOutcome) -> Result<()> {
+        let produced =
+            !outcome.findings.is_empty() || !outcome.requests.is_empty() || outcome.fault.is_some();
+        if produced {
+            // What the rule remembered is durable before what it concluded
+            // is in the audit log: after a crash no counter is behind the
+            // log.
+            self.persist()?;
+        }
         for finding in &outcome.findings {
             self.append(finding_entry(rule, event, finding))?;
             self.stats.findings += 1;
         }
         let mut accepted = Vec::new();
+        let mut protected_hits = Vec::new();
         for request in outcome.requests {
             self.append(action_entry(rule, event, &request))?;
             *self
@@ -186,9 +275,22 @@ impl Pipeline {
                 .actions
                 .entry(request.decision.name())
                 .or_default() += 1;
-            if request.decision == GateDecision::Accepted {
-                accepted.push(request);
+            if let Some(o) = &self.observer {
+                o.action(request.action.kind().name(), request.decision.name(), None);
             }
+            match &request.decision {
+                GateDecision::Accepted => accepted.push(request),
+                GateDecision::PendingApproval => self.park(rule, event, &request)?,
+                GateDecision::Denied {
+                    reason: crate::bindings::DenialReason::ProtectedTarget,
+                    message,
+                } => protected_hits.push((request.action.clone(), message.clone())),
+                _ => {}
+            }
+        }
+        self.audit_breaker_changes(event)?;
+        for (action, message) in protected_hits {
+            self.escalate_protected(rule, event, &action, &message)?;
         }
         if let Some(fault) = &outcome.fault {
             self.stats.faults += 1;
@@ -208,17 +310,33 @@ impl Pipeline {
                 rule,
                 "rule quarantined after repeated faults; it gets no more events"
             );
+            let reason = "consecutive faults reached quarantine_after";
+            self.executor
+                .store()
+                .set_quarantined(rule, now_ms(), reason)?;
             self.append(
                 Entry::new("rule-quarantined")
                     .rule(rule)
                     .event(&event.id)
-                    .field("reason", "consecutive faults reached quarantine_after"),
+                    .field("reason", reason),
             )?;
         }
+        self.execute_accepted(rule, event, accepted)
+    }
+
+    /// Executes accepted requests once their decisions are durable, and
+    /// audits each result.
+    fn execute_accepted(
+        &mut self,
+        rule: &str,
+        event: &Event,
+        accepted: Vec<ActionRequest>,
+    ) -> Result<()> {
         if accepted.is_empty() {
             return Ok(());
         }
-        // The decisions must be durable before anything they announce runs.
+        // The decisions (and the budget they spent) must be durable before
+        // anything they announce runs.
         self.sync()?;
         for request in accepted {
             let results = self.executor.execute(&ExecutionRequest {
@@ -230,6 +348,17 @@ impl Pipeline {
             })?;
             for result in results {
                 *self.stats.actions.entry(result.decision).or_default() += 1;
+                if result.decision == "duplicate"
+                    && !request.origin_host
+                    && let Some(gate) = self.rules.gate()
+                {
+                    // Nothing was done: the budget it took is given back.
+                    gate.budgets().refund(rule, request.action.kind());
+                }
+                if let Some(o) = &self.observer {
+                    let kind = request.action.kind().name();
+                    o.action(kind, result.decision, Some(&result.connector));
+                }
                 self.append(result_entry(rule, event, &request, &result))?;
             }
         }
@@ -244,7 +373,9 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Writes pending state to the store, then fsyncs the audit log.
     pub fn sync(&mut self) -> Result<()> {
+        self.persist()?;
         self.audit.sync().context("cannot sync the audit log")?;
         self.unsynced = 0;
         Ok(())
@@ -252,6 +383,7 @@ impl Pipeline {
 
     /// Syncs the audit log and returns the counts.
     pub fn finish(&mut self) -> Result<RunStats> {
+        self.expire_approvals()?;
         self.sync()?;
         Ok(self.stats.clone())
     }
@@ -301,6 +433,9 @@ fn action_entry(rule: &str, event: &Event, r: &ActionRequest) -> Entry {
         .field("params", action_params(&r.action));
     if let GateDecision::Denied { message, .. } = &r.decision {
         entry = entry.field("message", message.as_str());
+    }
+    if r.origin_host {
+        entry = entry.field("origin", "host");
     }
     entry
 }

@@ -191,6 +191,8 @@ impl Runner {
             granted,
             config: config_strings(&case.config),
             limits: Limits::default(),
+            approval: Vec::new(),
+            budget: Default::default(),
         })?;
         let mut rules = RuleSet::new(vec![rule])?;
 

@@ -12,6 +12,12 @@
 //!
 //! Every dimension is bounded ([`StateLimits`]); exceeding a bound is an
 //! error naming the limit, which the host turns into a rule fault.
+//!
+//! Persistence: with [`StateStore::track_changes`] on, the store remembers
+//! which keys changed; the host takes them with [`StateStore::take_changes`]
+//! (a [`KeyState`] snapshot per changed key, `None` for a removed key),
+//! writes them to its durable store in batches, and puts them back with
+//! [`StateStore::restore`] at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -88,6 +94,57 @@ struct Value {
     expires_at: Option<i64>,
 }
 
+/// The three kinds of state key; a name may exist once per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateKind {
+    Counter,
+    Set,
+    Value,
+}
+
+impl StateKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKind::Counter => "counter",
+            StateKind::Set => "set",
+            StateKind::Value => "value",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            StateKind::Counter => 1,
+            StateKind::Set => 2,
+            StateKind::Value => 4,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StateKind> {
+        [StateKind::Counter, StateKind::Set, StateKind::Value]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
+/// A snapshot of one key, for persistence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Counter {
+        window_ms: u64,
+        /// (time, delta), sorted by time.
+        entries: Vec<(i64, u64)>,
+    },
+    Set {
+        window_ms: u64,
+        /// (member, last seen).
+        members: Vec<(String, i64)>,
+    },
+    Value {
+        value: String,
+        expires_at: Option<i64>,
+    },
+}
+
 /// One rule's state.
 #[derive(Default)]
 pub struct StateStore {
@@ -96,6 +153,10 @@ pub struct StateStore {
     counters: HashMap<String, Counter>,
     sets: HashMap<String, DistinctSet>,
     values: HashMap<String, Value>,
+    /// Keys changed since the last [`StateStore::take_changes`], when
+    /// tracking is on.
+    /// Key → bit set of the [`StateKind`]s changed under that name.
+    changed: Option<HashMap<String, u8>>,
 }
 
 impl StateStore {
@@ -103,6 +164,94 @@ impl StateStore {
         StateStore {
             limits,
             ..StateStore::default()
+        }
+    }
+
+    /// Starts remembering which keys change (the host persists them).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(HashMap::new);
+    }
+
+    fn touch(&mut self, kind: StateKind, key: &str) {
+        let Some(changed) = &mut self.changed else {
+            return;
+        };
+        // Look up by &str first: the common case (a hot key) allocates nothing.
+        match changed.get_mut(key) {
+            Some(bits) => *bits |= kind.bit(),
+            None => {
+                changed.insert(key.to_owned(), kind.bit());
+            }
+        }
+    }
+
+    /// Whether keys changed since the last [`StateStore::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        self.changed.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// The keys changed since the last call, each with its current
+    /// snapshot, or `None` when the key no longer exists.
+    pub fn take_changes(&mut self) -> Vec<(StateKind, String, Option<KeyState>)> {
+        let Some(changed) = self.changed.as_mut() else {
+            return Vec::new();
+        };
+        let keys: Vec<(String, u8)> = changed.drain().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, bits) in keys {
+            for kind in [StateKind::Counter, StateKind::Set, StateKind::Value] {
+                if bits & kind.bit() != 0 {
+                    out.push((kind, key.clone(), self.snapshot(kind, &key)));
+                }
+            }
+        }
+        out
+    }
+
+    fn snapshot(&self, kind: StateKind, key: &str) -> Option<KeyState> {
+        match kind {
+            StateKind::Counter => self.counters.get(key).map(|c| KeyState::Counter {
+                window_ms: c.window_ms,
+                entries: c.entries.iter().copied().collect(),
+            }),
+            StateKind::Set => self.sets.get(key).map(|s| KeyState::Set {
+                window_ms: s.window_ms,
+                members: s.members.iter().map(|(m, t)| (m.clone(), *t)).collect(),
+            }),
+            StateKind::Value => self.values.get(key).map(|v| KeyState::Value {
+                value: v.value.clone(),
+                expires_at: v.expires_at,
+            }),
+        }
+    }
+
+    /// Puts back a key read from durable storage (at start, before any
+    /// event). Not counted as a change.
+    pub fn restore(&mut self, key: String, state: KeyState) {
+        match state {
+            KeyState::Counter { window_ms, entries } => {
+                let mut entries: Vec<(i64, u64)> = entries;
+                entries.sort_by_key(|(t, _)| *t);
+                self.counters.insert(
+                    key,
+                    Counter {
+                        entries: entries.into(),
+                        window_ms,
+                    },
+                );
+            }
+            KeyState::Set { window_ms, members } => {
+                self.sets.insert(
+                    key,
+                    DistinctSet {
+                        members: members.into_iter().collect(),
+                        window_ms,
+                    },
+                );
+            }
+            KeyState::Value { value, expires_at } => {
+                self.values.insert(key, Value { value, expires_at });
+            }
         }
     }
 
@@ -129,6 +278,7 @@ impl StateStore {
             self.make_room()?;
             self.counters.insert(key.to_owned(), Counter::default());
         }
+        self.touch(StateKind::Counter, key);
         let now = self.now;
         let max_entries = self.limits.max_entries_per_key;
         let counter = self.counters.get_mut(key).expect("inserted above");
@@ -172,6 +322,7 @@ impl StateStore {
             self.make_room()?;
             self.sets.insert(key.to_owned(), DistinctSet::default());
         }
+        self.touch(StateKind::Set, key);
         let now = self.now;
         let max_entries = self.limits.max_entries_per_key;
         let set = self.sets.get_mut(key).expect("inserted above");
@@ -225,6 +376,7 @@ impl StateStore {
             self.make_room()?;
         }
         let expires_at = ttl_ms.map(|ttl| self.now.saturating_add(ttl as i64));
+        self.touch(StateKind::Value, key);
         self.values.insert(
             key.to_owned(),
             Value {
@@ -236,7 +388,9 @@ impl StateStore {
     }
 
     pub fn delete(&mut self, key: &str) {
-        self.values.remove(key);
+        if self.values.remove(key).is_some() {
+            self.touch(StateKind::Value, key);
+        }
     }
 
     /// Keys held across counters, sets and values.
@@ -273,16 +427,33 @@ impl StateStore {
             return Ok(());
         }
         let now = self.now;
-        self.counters.retain(|_, c| {
+        let mut dropped = Vec::new();
+        self.counters.retain(|k, c| {
             prune_counter(c, now);
-            !c.entries.is_empty()
+            let keep = !c.entries.is_empty();
+            if !keep {
+                dropped.push((StateKind::Counter, k.clone()));
+            }
+            keep
         });
-        self.sets.retain(|_, s| {
+        self.sets.retain(|k, s| {
             prune_set(s, now);
-            !s.members.is_empty()
+            let keep = !s.members.is_empty();
+            if !keep {
+                dropped.push((StateKind::Set, k.clone()));
+            }
+            keep
         });
-        self.values
-            .retain(|_, v| v.expires_at.is_none_or(|at| at > now));
+        self.values.retain(|k, v| {
+            let keep = v.expires_at.is_none_or(|at| at > now);
+            if !keep {
+                dropped.push((StateKind::Value, k.clone()));
+            }
+            keep
+        });
+        for (kind, key) in dropped {
+            self.touch(kind, &key);
+        }
         if self.key_count() < self.limits.max_keys {
             Ok(())
         } else {
@@ -421,6 +592,44 @@ mod tests {
             s.counter_add("k", week_and_a_bit, 1).unwrap_err().limit,
             "max_window_ms"
         );
+    }
+
+    #[test]
+    fn changes_are_tracked_and_restore_round_trips() {
+        let mut s = StateStore::default();
+        s.set_now(1_000);
+        s.counter_add("untracked", 60_000, 1).unwrap();
+        s.track_changes();
+        assert!(!s.has_changes());
+        s.counter_add("c", 60_000, 2).unwrap();
+        s.distinct_add("d", "alice", 60_000).unwrap();
+        s.set("v", "x", Some(500)).unwrap();
+        s.set("gone", "y", None).unwrap();
+        s.delete("gone");
+        let mut changes = s.take_changes();
+        changes.sort_by(|a, b| a.1.cmp(&b.1));
+        let names: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|(_, k, st)| (k.as_str(), st.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("c", true), ("d", true), ("gone", false), ("v", true)]
+        );
+        assert!(!s.has_changes());
+
+        let mut restored = StateStore::default();
+        for (_, key, state) in changes.into_iter() {
+            if let Some(state) = state {
+                restored.restore(key, state);
+            }
+        }
+        restored.set_now(1_200);
+        assert_eq!(restored.counter_get("c", 60_000), 2);
+        assert_eq!(restored.distinct_count("d", 60_000), 1);
+        assert_eq!(restored.get("v"), Some("x"));
+        restored.set_now(1_500);
+        assert_eq!(restored.get("v"), None, "the TTL survives the round trip");
     }
 
     #[test]

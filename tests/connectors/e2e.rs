@@ -79,7 +79,7 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         stdout(&out).contains(
-            "actions: accepted 2, dry-run 0, denied 0, executed 2, failed 0, duplicate 0"
+            "actions: accepted 2, dry-run 0, pending 0, denied 0, executed 2, failed 0, duplicate 0"
         ),
         "{}",
         stdout(&out)
@@ -134,6 +134,12 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
     );
 
     // A restart over the same stream: same action ids, nothing sent again.
+    // The rule's own state (restored from the store) would already keep it
+    // from asking twice; drop it, as a replica without that state would
+    // be, so the rule asks again and the idempotency keys must hold.
+    let db = rusqlite::Connection::open(wd.path().join("state.db")).unwrap();
+    assert!(db.execute("DELETE FROM rule_state", []).unwrap() > 0);
+    drop(db);
     fake.clear_requests();
     let out = run(&wd, &body, &events);
     assert!(out.status.success(), "{}", text(&out.stderr));

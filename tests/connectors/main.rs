@@ -6,5 +6,6 @@ mod e2e;
 mod faults;
 mod graph;
 mod okta;
+mod protected_groups;
 mod undo;
 mod webhook;

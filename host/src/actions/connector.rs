@@ -75,6 +75,46 @@ impl Undo {
     }
 }
 
+/// One user in a directory group, as [`Connector::group_members`] lists it
+/// (protected accounts by group membership; also the store's cache format).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The directory's user id (Okta `00u…`, Entra object id).
+    pub id: String,
+    /// The sign-in name (Okta `profile.login`, Entra `userPrincipalName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+}
+
+impl GroupMember {
+    /// A member from a vendor's user object: a non-empty `id`, and the
+    /// login found at `login_pointer` (a JSON pointer), if any.
+    pub fn from_user(user: &serde_json::Value, login_pointer: &str) -> Option<GroupMember> {
+        let id = user
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .filter(|id| !id.is_empty())?;
+        let login = user
+            .pointer(login_pointer)
+            .and_then(serde_json::Value::as_str)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned);
+        Some(GroupMember {
+            id: id.to_owned(),
+            login,
+        })
+    }
+}
+
+/// Most members a group listing returns; a bigger group is refused. A
+/// protected-accounts group that large is a misconfiguration (an "all
+/// staff" group listed by mistake would exempt everyone from remediation).
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
+
+/// Most pages a group listing follows (a server that keeps answering with
+/// a next link, or with pages thinned out by a type filter, is stopped).
+pub const MAX_GROUP_PAGES: usize = 200;
+
 /// A failed call, as audited: the HTTP status and the vendor's error code
 /// and summary when there was a response, trimmed and with secrets removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +135,23 @@ impl ConnectorError {
             vendor_code: None,
             message: message.into(),
             attempts: 0,
+        }
+    }
+}
+
+impl ConnectorError {
+    /// A group listing stopped at [`MAX_GROUP_MEMBERS`] after `requests`
+    /// requests.
+    pub fn group_too_large(connector: &str, group: &str, requests: u32) -> Self {
+        ConnectorError {
+            status: None,
+            vendor_code: None,
+            message: format!(
+                "{connector} group {group} has more than {MAX_GROUP_MEMBERS} members; a protected \
+                 group that large is a misconfiguration (protect a dedicated break-glass or \
+                 service-account group, not a department or everyone)"
+            ),
+            attempts: requests,
         }
     }
 }
@@ -141,4 +198,16 @@ pub trait Connector: Send {
     /// Checks credentials and reachability without changing anything;
     /// returns one line per thing verified.
     fn check(&mut self) -> Result<Vec<String>, ConnectorError>;
+
+    /// Lists the users in `group` (a directory group id), for protected
+    /// accounts by group membership (`[protected] groups`). Read-only; at
+    /// most [`MAX_GROUP_MEMBERS`], more is an error. Connectors without a
+    /// directory refuse.
+    fn group_members(&mut self, group: &str) -> Result<Vec<GroupMember>, ConnectorError> {
+        let _ = group;
+        Err(ConnectorError::refused(format!(
+            "{} cannot list group members",
+            self.name()
+        )))
+    }
 }

@@ -20,6 +20,7 @@ use crate::store::{ScheduledUndo, Store};
 
 use super::connector::{ActionContext, ConnectorError, Undo};
 use super::dispatch::Dispatcher;
+use crate::policy::{GroupResolver, ProtectedAccounts};
 
 /// Tries of one undo before it is given up (and audited `failed`).
 const MAX_UNDO_ATTEMPTS: u32 = 5;
@@ -62,6 +63,8 @@ pub struct UndoResult {
 pub struct ActionExecutor {
     dispatch: Dispatcher,
     store: Store,
+    /// Protected groups resolved through the connectors, refreshed when due.
+    groups: Option<(GroupResolver, ProtectedAccounts)>,
     /// Earliest pending undo, kept in memory so the per-event check is free.
     next_undo_ms: Option<i64>,
 }
@@ -79,6 +82,7 @@ impl ActionExecutor {
         Ok(ActionExecutor {
             dispatch,
             store,
+            groups: None,
             next_undo_ms,
         })
     }
@@ -90,6 +94,33 @@ impl ActionExecutor {
             Dispatcher::new(Vec::new(), &Default::default(), &[])?,
             Store::in_memory()?,
         )
+    }
+
+    /// Resolves the protected groups of `config` through the connectors
+    /// (failing closed: a group neither listable nor cached stops the
+    /// start), then keeps them fresh from [`ActionExecutor::refresh_groups`].
+    pub fn resolve_protected_groups(
+        &mut self,
+        config: &crate::config::Protected,
+        protected: &ProtectedAccounts,
+    ) -> Result<()> {
+        let resolver =
+            GroupResolver::start(config, &mut self.dispatch, &self.store, protected, now_ms())?;
+        if resolver.next_due_ms().is_some() {
+            self.groups = Some((resolver, protected.clone()));
+        }
+        Ok(())
+    }
+
+    /// Refreshes the protected groups when due (blocking HTTP calls on the
+    /// pipeline thread; once per `group_refresh_secs`).
+    pub fn refresh_groups(&mut self, now: i64) -> Result<()> {
+        if let Some((resolver, protected)) = &mut self.groups
+            && resolver.due(now)
+        {
+            resolver.refresh(&mut self.dispatch, &self.store, protected, now)?;
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {
@@ -206,6 +237,42 @@ impl ActionExecutor {
     /// The earliest pending undo's due time.
     pub fn next_undo_due(&self) -> Option<i64> {
         self.next_undo_ms
+    }
+
+    /// Performs one pending undo now, before it is due (an operator's
+    /// `vigil actions undo ID`). A failure is returned, not retried: the
+    /// undo stays scheduled for its due time.
+    pub fn undo_now(&mut self, id: i64) -> Result<UndoResult> {
+        let Some(scheduled) = self.store.pending_undo(id)? else {
+            anyhow::bail!("no pending undo with id {id} (see `vigil actions list`)");
+        };
+        let outcome = match self.dispatch.by_name(&scheduled.connector) {
+            Some(c) => c.undo(&scheduled.undo),
+            None => Err(ConnectorError::refused(format!(
+                "connector {:?} that did the action is not configured",
+                scheduled.connector
+            ))),
+        };
+        let done = now_ms();
+        let result = match outcome {
+            Ok(detail) => {
+                self.store.finish_undo(id, "done", &detail, done)?;
+                UndoResult {
+                    scheduled,
+                    decision: "executed",
+                    detail,
+                    next_due_ms: None,
+                }
+            }
+            Err(e) => UndoResult {
+                next_due_ms: Some(scheduled.due_ms),
+                scheduled,
+                decision: "failed",
+                detail: format!("{e}; still scheduled for its due time"),
+            },
+        };
+        self.next_undo_ms = self.store.next_undo_due()?;
+        Ok(result)
     }
 
     /// Performs every undo due at `now`.

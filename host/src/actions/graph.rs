@@ -10,6 +10,7 @@
 //! | `add-to-group` | `POST /groups/{id}/members/$ref` | `GroupMember.ReadWrite.All` |
 //! | `block-ip` (and its undo) | `GET`, `PATCH /identity/conditionalAccess/namedLocations/{id}` | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
 //! | `check` | token, `GET /users?$top=1&$select=id`, `GET` the named location | `User.Read.All` (+ `Policy.Read.All` with a named location) |
+//! | protected group members (`[protected] groups`) | `GET /groups/{id}/transitiveMembers/microsoft.graph.user?$select=id,userPrincipalName&$top=999`, following `@odata.nextLink` | `GroupMember.Read.All` |
 //!
 //! Conditional access writes also need the tenant to have Entra ID P1.
 //! `notify` and `escalate` are not Graph's: they go to webhooks.
@@ -29,6 +30,15 @@
 //! placeholder range in it (a documentation address such as
 //! `192.0.2.1/32`) so the last unblock can succeed.
 //!
+//! Group members (`[protected] groups = ["graph:<object id>"]`) are the
+//! group's *transitive* user members (nested groups included; devices and
+//! service principals left out by the type cast), 999 a page, following
+//! `@odata.nextLink` only under the configured base URL (the token is
+//! never sent elsewhere; a next link elsewhere is an error). The type cast
+//! can thin pages out, so an empty page with a next link is followed (up
+//! to [`MAX_GROUP_PAGES`]). More than [`MAX_GROUP_MEMBERS`] members is
+//! refused as a misconfiguration.
+//!
 //! Every request goes through [`HttpClient::send`]: timeouts, retries on
 //! network errors and 5xx, `Retry-After` on 429.
 
@@ -41,7 +51,10 @@ use serde_json::{Value, json};
 use crate::bindings::{Action, ActionKind};
 use crate::config::connectors::{GraphConfig, HttpConfig};
 
-use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
+use super::connector::{
+    ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
+    MAX_GROUP_PAGES, Undo,
+};
 use super::http::{HttpClient, HttpResponse};
 use super::secret::{self, Secret};
 
@@ -555,6 +568,72 @@ impl Connector for GraphConnector {
             ));
         }
         Ok(lines)
+    }
+
+    fn group_members(&mut self, group: &str) -> Result<Vec<GroupMember>, ConnectorError> {
+        let mut path = format!(
+            "/groups/{}/transitiveMembers/microsoft.graph.user?$select=id,userPrincipalName&$top=999",
+            segment("group id", group)?
+        );
+        let mut members = Vec::new();
+        let mut requests: u32 = 0;
+        loop {
+            requests += 1;
+            let r = self
+                .call("graph group members", Method::GET, &path, None)
+                .map_err(|e| ConnectorError {
+                    message: format!("GET {path}: {}", e.message),
+                    ..e
+                })?;
+            let page = r.json()?;
+            let invalid = |why: String| ConnectorError {
+                status: Some(r.status),
+                vendor_code: None,
+                message: format!("GET {path}: {why}"),
+                attempts: requests,
+            };
+            let Some(users) = page.get("value").and_then(Value::as_array) else {
+                return Err(invalid("the answer has no `value` list".into()));
+            };
+            for (i, user) in users.iter().enumerate() {
+                let Some(member) = GroupMember::from_user(user, "/userPrincipalName") else {
+                    return Err(invalid(format!("member {i} of the page has no id")));
+                };
+                members.push(member);
+            }
+            if members.len() > MAX_GROUP_MEMBERS {
+                return Err(ConnectorError::group_too_large("graph", group, requests));
+            }
+            let Some(next) = page.get("@odata.nextLink").and_then(Value::as_str) else {
+                return Ok(members);
+            };
+            // The token goes only to the configured API.
+            let Some(rest) = next
+                .strip_prefix(self.base.as_str())
+                .filter(|rest| rest.starts_with('/'))
+            else {
+                return Err(ConnectorError {
+                    status: Some(r.status),
+                    vendor_code: None,
+                    message: format!(
+                        "the member list of graph group {group} continues at {next:?}, outside {}; not followed",
+                        self.base
+                    ),
+                    attempts: requests,
+                });
+            };
+            if requests >= MAX_GROUP_PAGES as u32 || rest == path {
+                return Err(ConnectorError {
+                    status: Some(r.status),
+                    vendor_code: None,
+                    message: format!(
+                        "the member list of graph group {group} does not end (more than {MAX_GROUP_PAGES} pages, or a next link to the same page); not followed further"
+                    ),
+                    attempts: requests,
+                });
+            }
+            path = rest.to_owned();
+        }
     }
 }
 

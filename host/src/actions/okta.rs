@@ -9,6 +9,7 @@
 //! | `activate-policy` | `POST /api/v1/policies/{id}/lifecycle/activate` |
 //! | `add-to-group` | `PUT /api/v1/groups/{groupId}/users/{userId}` |
 //! | `block-ip` | `GET` then `PUT /api/v1/zones/{blocklist_zone}` (undo: the same, address removed) |
+//! | protected group members (`[protected] groups`) | `GET /api/v1/groups/{groupId}/users?limit=200`, following `Link: <…>; rel="next"` |
 //!
 //! `notify` and `escalate` are not Okta's: a webhook serves them.
 //!
@@ -27,6 +28,7 @@
 //! | `add-to-group` | `okta.groups.manage` | Org Admin, Group Admin or Group Membership Admin over the group |
 //! | `block-ip`, its undo | `okta.networkZones.manage` | Super Admin (or a custom role that manages network zones) |
 //! | `vigil check` | `okta.users.read` (+ `okta.networkZones.read` with a blocklist zone) | any admin that can list users |
+//! | protected group members | `okta.groups.read` | Read-only Admin (or any admin that can see the group) |
 //!
 //! Grant only what the dispatched actions need: an org that routes only
 //! `revoke-sessions` and `reset-factors` to Okta needs a Help Desk Admin's
@@ -57,6 +59,15 @@
 //! is the worse mistake. Likewise the unsuspend undo succeeds when the user
 //! is no longer suspended.
 //!
+//! # Group members
+//! `[protected] groups = ["okta:00g…"]` lists a group's users page by page
+//! (200 a page) and follows the `Link: <…>; rel="next"` header only while
+//! it stays on the configured org URL: the token is never sent to another
+//! host, and a next link elsewhere is an error, not a silently shorter
+//! list. Each member gives its `id` and `profile.login`; an entry without
+//! an id is an error (a member we cannot name is one we cannot protect).
+//! More than [`MAX_GROUP_MEMBERS`] members is refused as a misconfiguration.
+//!
 //! # Targets
 //! User, group, policy and zone ids become path segments. An id that is
 //! empty, is `.`, contains `..`, `/`, `\`, `?`, `#`, whitespace or a control
@@ -74,7 +85,10 @@ use serde_json::{Value, json};
 use crate::bindings::{Action, ActionKind};
 use crate::config::connectors::{HttpConfig, OktaAuthScheme, OktaConfig};
 
-use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
+use super::connector::{
+    ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
+    MAX_GROUP_PAGES, Undo,
+};
 use super::http::{HttpClient, HttpResponse};
 use super::secret::{self, Secret};
 
@@ -373,6 +387,102 @@ impl Connector for OktaConnector {
         }
         Ok(lines)
     }
+
+    fn group_members(&mut self, group: &str) -> Result<Vec<GroupMember>, ConnectorError> {
+        let mut path = format!(
+            "/api/v1/groups/{}/users?limit=200",
+            segment("group", group)?
+        );
+        let mut members = Vec::new();
+        let mut requests = 0;
+        loop {
+            requests += 1;
+            let (response, _) = self
+                .call("okta group members", Method::GET, &path, None)
+                .map_err(|e| context(e, &format!("GET {path}")))?;
+            let page = response
+                .json()
+                .map_err(|e| context(e, &format!("GET {path}")))?;
+            let invalid = |why: String| ConnectorError {
+                status: Some(response.status),
+                vendor_code: None,
+                message: format!("GET {path}: {why}"),
+                attempts: requests,
+            };
+            let Some(users) = page.as_array() else {
+                return Err(invalid("the answer is not a list of users".into()));
+            };
+            for (i, user) in users.iter().enumerate() {
+                let Some(member) = GroupMember::from_user(user, "/profile/login") else {
+                    return Err(invalid(format!("user {i} of the page has no id")));
+                };
+                members.push(member);
+            }
+            if members.len() > MAX_GROUP_MEMBERS {
+                return Err(ConnectorError::group_too_large("okta", group, requests));
+            }
+            // An empty page ends the list whatever the headers say.
+            let next = if users.is_empty() {
+                None
+            } else {
+                next_link(&response.headers)
+            };
+            let Some(next) = next else {
+                return Ok(members);
+            };
+            // The token goes only to the configured org.
+            let Some(rest) = next
+                .strip_prefix(self.base_url.as_str())
+                .filter(|rest| rest.starts_with('/'))
+            else {
+                return Err(ConnectorError {
+                    status: Some(response.status),
+                    vendor_code: None,
+                    message: format!(
+                        "the member list of okta group {group} continues at {next:?}, outside {}; not followed",
+                        self.base_url
+                    ),
+                    attempts: requests,
+                });
+            };
+            if requests >= MAX_GROUP_PAGES as u32 {
+                return Err(ConnectorError {
+                    status: Some(response.status),
+                    vendor_code: None,
+                    message: format!(
+                        "the member list of okta group {group} is longer than {MAX_GROUP_PAGES} pages; not followed further"
+                    ),
+                    attempts: requests,
+                });
+            }
+            path = rest.to_owned();
+        }
+    }
+}
+
+/// The URL of the `rel="next"` entry of the `Link` headers (RFC 8288; Okta
+/// sends one header per link, others join them with commas).
+pub(crate) fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let url = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            params
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .any(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("rel")
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                })
+                .then(|| url.to_owned())
+        })
 }
 
 /// Prefixes an error's message with the call that failed (multi-request
@@ -527,6 +637,37 @@ pub fn remove_gateway(zone: &mut Value, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_link_is_found_in_any_link_header() {
+        use reqwest::header::{HeaderMap, HeaderValue, LINK};
+        let mut h = HeaderMap::new();
+        assert_eq!(next_link(&h), None);
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://o.okta.com/api/v1/groups/g/users?limit=2>; rel=\"self\"",
+            ),
+        );
+        assert_eq!(next_link(&h), None, "self only");
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://o.okta.com/api/v1/groups/g/users?after=00u2&limit=2>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://o.okta.com/api/v1/groups/g/users?after=00u2&limit=2")
+        );
+        // One header, comma-joined, unquoted rel.
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            HeaderValue::from_static("<https://a/x>; rel=self, <https://a/y>; rel=next"),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("https://a/y"));
+    }
 
     #[test]
     fn plain_ids_pass_unchanged() {

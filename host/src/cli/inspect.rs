@@ -52,6 +52,8 @@ pub fn inspect(path: &Path) -> Result<ExitCode> {
         granted: None,
         config: Default::default(),
         limits: Limits::default(),
+        approval: Vec::new(),
+        budget: Default::default(),
     })?;
     print_metadata(rule.metadata(), info.wit_version.as_deref());
     Ok(ExitCode::SUCCESS)

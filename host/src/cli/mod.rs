@@ -6,6 +6,7 @@ mod audit;
 mod build;
 mod connectors;
 mod inspect;
+mod operate;
 mod run;
 mod scaffold;
 pub mod setup;
@@ -54,6 +55,21 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Temporary actions (suspensions, IP blocks) and their undo.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+    /// Actions parked for an operator's approval.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Circuit breakers tripped by blast-radius budgets.
+    Breaker {
+        #[command(subcommand)]
+        command: BreakerCommand,
     },
     /// The connectors that carry out actions.
     Connectors {
@@ -127,6 +143,76 @@ enum RulesCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Lift a rule's quarantine (it gets events again from the next start).
+    Release {
+        rule: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Who releases it, for the audit log (default $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Active temporary actions and when they expire.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Undo one temporary action now, before it expires.
+    Undo {
+        /// The id `vigil actions list` shows.
+        id: i64,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Pending approvals and when they expire.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Approve one: it goes through the policy gate again and executes.
+    Approve {
+        /// The action id `vigil approvals list` shows.
+        id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject one: it is never executed.
+    Reject {
+        id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BreakerCommand {
+    /// Tripped breakers.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Reset a rule's breaker: it enforces again.
+    Reset {
+        rule: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +242,30 @@ pub fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::List { config },
         } => inspect::list(config.as_deref()),
+        Command::Rules {
+            command: RulesCommand::Release { rule, config, by },
+        } => operate::rules_release(config.as_deref(), &rule, by.as_deref()),
+        Command::Actions { command } => match command {
+            ActionsCommand::List { config } => operate::actions_list(config.as_deref()),
+            ActionsCommand::Undo { id, config, by } => {
+                operate::actions_undo(config.as_deref(), id, by.as_deref())
+            }
+        },
+        Command::Approvals { command } => match command {
+            ApprovalsCommand::List { config } => operate::approvals_list(config.as_deref()),
+            ApprovalsCommand::Approve { id, config, by } => {
+                operate::approvals_approve(config.as_deref(), &id, by.as_deref())
+            }
+            ApprovalsCommand::Reject { id, config, by } => {
+                operate::approvals_reject(config.as_deref(), &id, by.as_deref())
+            }
+        },
+        Command::Breaker { command } => match command {
+            BreakerCommand::List { config } => operate::breaker_list(config.as_deref()),
+            BreakerCommand::Reset { rule, config, by } => {
+                operate::breaker_reset(config.as_deref(), &rule, by.as_deref())
+            }
+        },
         Command::Inspect { rule } => inspect::inspect(&rule),
         Command::Audit {
             command: AuditCommand::Verify { file },

@@ -36,9 +36,16 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
             "enforce mode with no [connectors]: accepted actions are only logged (executor: log)"
         );
     }
-    let mut pipeline = Pipeline::new(rules, audit, executor);
+    let mut pipeline = Pipeline::new(rules, audit, executor)?;
     // Undos that fell due while Vigil was not running.
     pipeline.run_due_undos()?;
+
+    // With a [server] table and no --events: the long-running service.
+    if events.is_none()
+        && let Some(server) = &config.server
+    {
+        return crate::service::run(&config, server, pipeline);
+    }
 
     let mut readers = Vec::new();
     match events {
@@ -50,10 +57,15 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
                     "no events to read: pass --events FILE (or - for stdin), or list [[sources]] in the config"
                 );
             }
-            for source in &config.sources {
+            for (i, source) in config.sources.iter().enumerate() {
                 readers.push(match source {
                     SourceConfig::File { path } => LineReader::open(path, config.max_line_bytes)?,
                     SourceConfig::Stdin => LineReader::stdin(config.max_line_bytes),
+                    // Long-running sources never end: only the service runs them.
+                    SourceConfig::OktaPoll(_) | SourceConfig::Tail(_) => bail!(
+                        "sources[{i}]: okta-poll and tail sources never end; they run only \
+                         in the service (add a [server] table), a finite run reads file and stdin"
+                    ),
                 });
             }
         }
@@ -97,6 +109,7 @@ fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
     let actions: Vec<String> = [
         "accepted",
         "dry-run",
+        "pending",
         "denied",
         "executed",
         "failed",

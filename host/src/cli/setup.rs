@@ -11,7 +11,7 @@ use crate::actions::executor::ActionExecutor;
 use crate::builtin;
 use crate::config::Config;
 use crate::engine::VigilEngine;
-use crate::policy::{PolicyGate, ProtectedAccounts};
+use crate::policy::{Budgets, PolicyGate, ProtectedAccounts};
 use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
 use crate::store::Store;
 
@@ -31,7 +31,11 @@ pub fn engine(config: &Config) -> Result<std::sync::Arc<VigilEngine>> {
 /// pack (unless `builtin_pack = false`).
 pub fn load_rules(config: &Config) -> Result<RuleSet> {
     let engine = engine(config)?;
-    let gate = PolicyGate::new(ProtectedAccounts::new(&config.protected));
+    let gate = PolicyGate::new(
+        ProtectedAccounts::new(&config.protected),
+        Budgets::new(config.budgets.clone()),
+    )
+    .with_approval_expiry(config.approvals.expire_secs);
     let loader = RuleLoader::new(engine, gate)?;
     let mut specs = Vec::new();
     let mut listed_builtins = Vec::new();
@@ -61,6 +65,8 @@ pub fn load_rules(config: &Config) -> Result<RuleSet> {
             granted: Some(rule.granted()),
             config: rule.config_strings(),
             limits: config.limits.with(&rule.limits),
+            approval: rule.approval_kinds(),
+            budget: rule.budget.clone(),
         });
     }
     if config.builtin_pack {
@@ -78,6 +84,8 @@ pub fn load_rules(config: &Config) -> Result<RuleSet> {
                 },
                 config: Default::default(),
                 limits: config.limits.clone(),
+                approval: Vec::new(),
+                budget: Default::default(),
             });
         }
     }
@@ -101,7 +109,11 @@ fn builtin_source(b: &'static builtin::BuiltinRule) -> RuleSource {
 pub fn executor(config: &Config, rules: &RuleSet) -> Result<ActionExecutor> {
     let dispatcher = dispatcher(config, rules)?;
     let store = Store::open(&config.state_path)?;
-    ActionExecutor::new(dispatcher, store)
+    let mut executor = ActionExecutor::new(dispatcher, store)?;
+    if let Some(gate) = rules.gate() {
+        executor.resolve_protected_groups(&config.protected, gate.protected())?;
+    }
+    Ok(executor)
 }
 
 /// The connectors and dispatch tables of `config`.
@@ -115,4 +127,21 @@ pub fn dispatcher(config: &Config, rules: &RuleSet) -> Result<Dispatcher> {
         .map(|(c, r)| (r.id().to_owned(), c.dispatch.clone()))
         .collect();
     Dispatcher::from_config(&config.connectors, &config.dispatch, &per_rule)
+}
+
+/// The whole pipeline of `config`: rules, connectors, store, audit log —
+/// for the operator commands that act (approve, undo).
+pub fn pipeline(config: &Config) -> Result<crate::pipeline::Pipeline> {
+    let rules = load_rules(config)?;
+    let executor = executor(config, &rules)?;
+    let audit = crate::audit::AuditLog::open(&config.audit_path)
+        .with_context(|| format!("cannot open the audit log {}", config.audit_path.display()))?;
+    crate::pipeline::Pipeline::new(rules, audit, executor)
+}
+
+/// Who an operator command acts as: `--by`, else `$USER`, else `operator`.
+pub fn operator(by: Option<&str>) -> String {
+    by.map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "operator".to_owned())
 }

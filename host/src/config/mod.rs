@@ -11,6 +11,8 @@
 //! do what its `allow` list grants.
 
 pub mod connectors;
+pub mod guardrails;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,10 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::bindings::ActionKind;
+use crate::sources::tail::TailConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
+pub use guardrails::{ApprovalsConfig, BudgetsConfig};
+pub use server::ServerConfig;
 
 /// Whether granted actions are executed or only recorded.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -85,6 +90,15 @@ pub struct Config {
     /// webhook that takes them).
     #[serde(default)]
     pub dispatch: Dispatch,
+    /// Blast-radius limits and the circuit breaker.
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    /// The long-running service: with it, `vigil run` without `--events`
+    /// serves HTTP ingestion, the admin API and metrics.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
     /// Set only for [`Config::builtin_default`]: built-in rules are granted
     /// the actions their metadata declares (they still run audit-only).
     #[serde(skip)]
@@ -117,6 +131,12 @@ pub struct RuleConfig {
     /// Per-rule overrides of `[dispatch]`.
     #[serde(default)]
     pub dispatch: Dispatch,
+    /// Action kinds parked for an operator's approval instead of executed.
+    #[serde(default)]
+    pub approval: Vec<String>,
+    /// Per-rule overrides of `[budgets.per_rule]`.
+    #[serde(default)]
+    pub budget: BTreeMap<String, u32>,
 }
 
 /// Sandbox limits. Every one has a default; each can be overridden per rule.
@@ -228,7 +248,7 @@ impl Limits {
 
 /// `[protected]`: accounts no action may target, whatever a rule's grant
 /// says (break-glass, service accounts, admins).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protected {
     /// Exact user ids (`00u1breakglass`) or logins.
@@ -238,6 +258,71 @@ pub struct Protected {
     /// `svc-*`), matched case-insensitively.
     #[serde(default)]
     pub logins: Vec<String>,
+    /// Directory groups whose every member is protected, as
+    /// `"<connector>:<group id>"`: `okta:00g1breakglass` (an Okta group
+    /// id) or `graph:<object id>` (an Entra group, nested members
+    /// included). Resolved through that connector at start and every
+    /// `group_refresh_secs` (see `policy::GroupResolver`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Seconds between two resolutions of `groups` (60 to 86400).
+    #[serde(default = "default_group_refresh_secs")]
+    pub group_refresh_secs: u64,
+}
+
+impl Default for Protected {
+    fn default() -> Self {
+        Protected {
+            ids: Vec::new(),
+            logins: Vec::new(),
+            groups: Vec::new(),
+            group_refresh_secs: default_group_refresh_secs(),
+        }
+    }
+}
+
+fn default_group_refresh_secs() -> u64 {
+    900
+}
+
+impl Protected {
+    /// Checks `groups` against the configured connectors, and the refresh
+    /// interval.
+    fn validate(&self, connectors: &ConnectorsConfig) -> Result<()> {
+        for (i, spec) in self.groups.iter().enumerate() {
+            let at = format!("protected.groups[{i}]");
+            let Some((connector, group)) = spec.split_once(':') else {
+                bail!(
+                    "{at}: {spec:?} must name its connector: \"okta:<group id>\" or \"graph:<group object id>\""
+                );
+            };
+            let configured = match connector {
+                "okta" => connectors.okta.is_some(),
+                "graph" => connectors.graph.is_some(),
+                other => bail!(
+                    "{at}: unknown connector {other:?} in {spec:?}; group members are listed through \"okta\" or \"graph\""
+                ),
+            };
+            if !configured {
+                bail!(
+                    "{at}: {spec:?} is resolved through the {connector} connector, but [connectors.{connector}] is not configured"
+                );
+            }
+            if group.trim().is_empty() {
+                bail!("{at}: {spec:?} has an empty group id");
+            }
+            if group.chars().any(char::is_whitespace) {
+                bail!("{at}: the group id in {spec:?} contains whitespace");
+            }
+        }
+        if !(60..=86_400).contains(&self.group_refresh_secs) {
+            bail!(
+                "protected.group_refresh_secs is {}; it must be between 60 and 86400",
+                self.group_refresh_secs
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `[[sources]]`: where `vigil run` reads events when `--events` is not given.
@@ -248,6 +333,12 @@ pub enum SourceConfig {
     File { path: PathBuf },
     /// JSON Lines on standard input, until it closes.
     Stdin,
+    /// The Okta System Log, polled (`sources::okta_poll`); long-running,
+    /// for the service.
+    OktaPoll(crate::sources::okta_poll::OktaPollConfig),
+    /// A growing JSON Lines file, followed across rotation
+    /// (`sources::tail`); long-running, for the service.
+    Tail(crate::sources::tail::TailConfig),
 }
 
 fn default_audit_path() -> PathBuf {
@@ -335,12 +426,32 @@ impl Config {
                 &rule.dispatch,
                 &self.connectors,
             )?;
+            guardrails::validate_limits(&format!("{at}.budget"), &rule.budget)?;
+            for (j, name) in rule.approval.iter().enumerate() {
+                if ActionKind::from_name(name).is_none() {
+                    bail!("{at}.approval[{j}]: unknown action kind {name:?}");
+                }
+            }
         }
         self.connectors.validate()?;
+        self.budgets.validate()?;
+        self.approvals.validate()?;
         connectors::validate_dispatch("dispatch", &self.dispatch, &self.connectors)?;
+        if let Some(server) = &self.server {
+            server.validate()?;
+        }
         for (i, pattern) in self.protected.logins.iter().enumerate() {
             if pattern.trim().is_empty() {
                 bail!("protected.logins[{i}] is empty");
+            }
+        }
+        self.protected.validate(&self.connectors)?;
+        for (i, source) in self.sources.iter().enumerate() {
+            let at = format!("sources[{i}]");
+            match source {
+                SourceConfig::OktaPoll(c) => c.validate(&at, &self.connectors)?,
+                SourceConfig::Tail(c) => c.validate(&at)?,
+                SourceConfig::File { .. } | SourceConfig::Stdin => {}
             }
         }
         Ok(())
@@ -379,14 +490,25 @@ impl Config {
         if let Some(dir) = &mut self.cache_dir {
             resolve(dir);
         }
+        if let Some(server) = &mut self.server {
+            server.resolve_paths(resolve);
+        }
         for rule in &mut self.rules {
             if let Some(p) = &mut rule.path {
                 resolve(p);
             }
         }
         for source in &mut self.sources {
-            if let SourceConfig::File { path } = source {
-                resolve(path);
+            match source {
+                SourceConfig::File { path } | SourceConfig::Tail(TailConfig { path, .. }) => {
+                    resolve(path)
+                }
+                SourceConfig::OktaPoll(c) => {
+                    if let Some(p) = &mut c.token_file {
+                        resolve(p);
+                    }
+                }
+                SourceConfig::Stdin => {}
             }
         }
     }
@@ -407,6 +529,14 @@ impl RuleConfig {
     /// The rule's settings as the strings the `config` interface returns.
     pub fn config_strings(&self) -> BTreeMap<String, String> {
         config_strings(&self.config)
+    }
+
+    /// The kinds that wait for an operator's approval (validated at load).
+    pub fn approval_kinds(&self) -> Vec<ActionKind> {
+        self.approval
+            .iter()
+            .filter_map(|n| ActionKind::from_name(n))
+            .collect()
     }
 
     /// The granted action kinds (validated at load).

@@ -18,6 +18,9 @@ pub struct ActionRequest {
     pub action_id: String,
     pub action: Action,
     pub decision: GateDecision,
+    /// Raised by the host itself (an escalation for a protected target or
+    /// a tripped breaker), not by the rule.
+    pub origin_host: bool,
 }
 
 /// `act-` and 16 hex digits of SHA-256 over rule, event, kind and target.
@@ -46,9 +49,13 @@ impl Host for RuleState {
                 action_id: action_id.clone(),
                 decision: Decision::Accepted,
             }),
-            GateDecision::DryRun => Ok(Receipt {
+            GateDecision::DryRun | GateDecision::HeldByBreaker => Ok(Receipt {
                 action_id: action_id.clone(),
                 decision: Decision::DryRun,
+            }),
+            GateDecision::PendingApproval => Ok(Receipt {
+                action_id: action_id.clone(),
+                decision: Decision::PendingApproval,
             }),
             GateDecision::Denied { reason, message } => Err(Denial {
                 reason: *reason,
@@ -59,6 +66,7 @@ impl Host for RuleState {
             action_id,
             action,
             decision,
+            origin_host: false,
         });
         answer
     }

@@ -30,12 +30,41 @@ use crate::bindings::{Event, Rule};
 use crate::policy::{PolicyGate, RuleGrant};
 
 /// What stays the same for a rule across calls and instance rebuilds.
+#[derive(Clone)]
 pub struct RuleContext {
     pub rule_id: String,
     pub grant: RuleGrant,
     pub gate: Arc<PolicyGate>,
     pub config: BTreeMap<String, String>,
     pub max_output_bytes: usize,
+}
+
+/// The clock of one `on-event` call, for the deadline callback.
+#[derive(Clone, Copy, Debug)]
+pub struct CallClock {
+    pub wall_start: std::time::Instant,
+    /// The call's deadline (`deadline_ms`).
+    pub deadline: std::time::Duration,
+    /// Wall-clock time after which the call stops whatever else.
+    pub wall_cap: std::time::Duration,
+    /// This thread's CPU time and the wall clock when the deadline callback
+    /// last ran (reading CPU time is a system call, so it is only read
+    /// there, never on the fast path).
+    pub last_sample: Option<(std::time::Duration, std::time::Instant)>,
+}
+
+/// This thread's CPU time (Linux/Unix `CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The data of one rule's wasmtime `Store`.
@@ -53,6 +82,9 @@ pub struct RuleState {
     pub state_fault: Option<StateLimitError>,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
+    /// The clock of the call in progress, for the deadline (see
+    /// `rules::instance`): `None` outside `on-event`.
+    pub call_clock: Option<CallClock>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -71,6 +103,7 @@ impl RuleState {
             state_fault: None,
             stdout,
             stderr,
+            call_clock: None,
             wasi,
             table: ResourceTable::new(),
         }

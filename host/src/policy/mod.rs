@@ -8,18 +8,29 @@
 //! 3. the request is well-formed (non-empty target, a real IP, sane
 //!    duration);
 //! 4. the target is not a protected account — whatever the grant says;
-//! 5. the rule's mode: `audit-only` records `dry-run`, `enforce` accepts it
-//!    for execution.
+//! 5. the rule's mode: `audit-only` records `dry-run`;
+//! 6. the blast-radius budgets ([`budget`]): over a limit → `denied`
+//!    (`budget`) and the rule's breaker trips;
+//! 7. a tripped breaker holds the rule in audit-only (`dry-run`);
+//! 8. kinds the operator wants to approve are parked (`pending`);
+//! 9. otherwise `accepted` for execution, and counted against the budgets.
 //!
-//! The gate is pure: it reads the request, the rule's grant and the current
-//! event, and returns a decision. Auditing and executing are the caller's
-//! steps, in that order. Rules cannot read or change anything here.
+//! The gate reads the request, the rule's grant and the current event; its
+//! only state is the budgets (shared by every rule). Auditing and executing
+//! are the caller's steps, in that order. Rules cannot read or change
+//! anything here.
 
+pub mod budget;
+mod groups;
 mod protected;
 
+pub use budget::Budgets;
+pub use groups::GroupResolver;
 pub use protected::ProtectedAccounts;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bindings::{Action, ActionKind, DenialReason, Event};
 use crate::config::Mode;
@@ -38,6 +49,10 @@ pub struct RuleGrant {
     pub granted: Vec<ActionKind>,
     /// Kinds the rule's metadata declares.
     pub declared: Vec<ActionKind>,
+    /// Kinds parked for an operator's approval.
+    pub approval: Vec<ActionKind>,
+    /// The rule's own budget overrides (action kind → limit).
+    pub budget: BTreeMap<String, u32>,
 }
 
 /// The gate's answer to one request.
@@ -47,6 +62,10 @@ pub enum GateDecision {
     Accepted,
     /// Audit-only mode: record it, execute nothing.
     DryRun,
+    /// The rule's breaker is tripped: held in audit-only.
+    HeldByBreaker,
+    /// Parked until an operator approves it.
+    PendingApproval,
     Denied {
         reason: DenialReason,
         message: String,
@@ -58,7 +77,8 @@ impl GateDecision {
     pub fn name(&self) -> &'static str {
         match self {
             GateDecision::Accepted => "accepted",
-            GateDecision::DryRun => "dry-run",
+            GateDecision::DryRun | GateDecision::HeldByBreaker => "dry-run",
+            GateDecision::PendingApproval => "pending",
             GateDecision::Denied { .. } => "denied",
         }
     }
@@ -68,6 +88,8 @@ impl GateDecision {
         match self {
             GateDecision::Accepted => "granted; enforce mode",
             GateDecision::DryRun => "granted; audit-only mode",
+            GateDecision::HeldByBreaker => "granted; breaker tripped, held in audit-only",
+            GateDecision::PendingApproval => "granted; awaiting approval",
             GateDecision::Denied { reason, .. } => denial_reason_name(*reason),
         }
     }
@@ -86,14 +108,54 @@ pub fn denial_reason_name(reason: DenialReason) -> &'static str {
 #[derive(Clone, Debug, Default)]
 pub struct PolicyGate {
     protected: ProtectedAccounts,
+    budgets: Arc<Mutex<Budgets>>,
+    /// How long a parked action waits for an operator.
+    approval_expiry_ms: i64,
 }
 
 impl PolicyGate {
-    pub fn new(protected: ProtectedAccounts) -> Self {
-        PolicyGate { protected }
+    pub fn new(protected: ProtectedAccounts, budgets: Budgets) -> Self {
+        PolicyGate {
+            protected,
+            budgets: Arc::new(Mutex::new(budgets)),
+            approval_expiry_ms: 24 * 3_600_000,
+        }
+    }
+
+    /// Sets how long parked actions wait (`[approvals] expire_secs`).
+    pub fn with_approval_expiry(mut self, secs: u64) -> Self {
+        self.approval_expiry_ms = secs as i64 * 1000;
+        self
+    }
+
+    pub fn approval_expiry_ms(&self) -> i64 {
+        self.approval_expiry_ms
+    }
+
+    pub fn protected(&self) -> &ProtectedAccounts {
+        &self.protected
+    }
+
+    /// The budgets and breakers (the pipeline persists their changes and
+    /// resets breakers).
+    pub fn budgets(&self) -> MutexGuard<'_, Budgets> {
+        // A panic while holding the lock cannot leave the counts half
+        // written in a way that matters more than refusing to go on.
+        self.budgets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn decide(&self, grant: &RuleGrant, action: &Action, event: &Event) -> GateDecision {
+        self.decide_at(grant, action, event, crate::actions::executor::now_ms())
+    }
+
+    /// [`PolicyGate::decide`] at a given wall-clock time.
+    pub fn decide_at(
+        &self,
+        grant: &RuleGrant,
+        action: &Action,
+        event: &Event,
+        now_ms: i64,
+    ) -> GateDecision {
         let kind = action.kind();
         if !grant.declared.contains(&kind) {
             return denied(
@@ -130,10 +192,23 @@ impl PolicyGate {
                 ),
             );
         }
-        match grant.mode {
-            Mode::AuditOnly => GateDecision::DryRun,
-            Mode::Enforce => GateDecision::Accepted,
+        if grant.mode == Mode::AuditOnly {
+            return GateDecision::DryRun;
         }
+        let mut budgets = self.budgets();
+        let limit = budgets.config().rule_limit(kind, &grant.budget);
+        if let Err(message) = budgets.check(&grant.rule_id, kind, limit, now_ms) {
+            budgets.trip(&grant.rule_id, &message, now_ms);
+            return denied(DenialReason::BudgetExceeded, message);
+        }
+        if budgets.tripped(&grant.rule_id, now_ms).is_some() {
+            return GateDecision::HeldByBreaker;
+        }
+        if grant.approval.contains(&kind) {
+            return GateDecision::PendingApproval;
+        }
+        budgets.consume(&grant.rule_id, kind, now_ms);
+        GateDecision::Accepted
     }
 }
 
@@ -224,6 +299,8 @@ mod tests {
                 ActionKind::BlockIp,
                 ActionKind::Escalate,
             ],
+            approval: Vec::new(),
+            budget: BTreeMap::new(),
         }
     }
 
@@ -235,10 +312,14 @@ mod tests {
     }
 
     fn gate() -> PolicyGate {
-        PolicyGate::new(ProtectedAccounts::new(&Protected {
-            ids: vec!["00ubreakglass1".into()],
-            logins: vec!["svc-*@example.com".into()],
-        }))
+        PolicyGate::new(
+            ProtectedAccounts::new(&Protected {
+                ids: vec!["00ubreakglass1".into()],
+                logins: vec!["svc-*@example.com".into()],
+                ..Protected::default()
+            }),
+            Budgets::default(),
+        )
     }
 
     #[test]

@@ -4,7 +4,20 @@
 //! A rule usually names a user by id while operators write patterns on
 //! logins, so a target is checked under every name the current event gives
 //! it (the actor's and targets' id and login).
+//!
+//! Besides fixed ids and patterns, every member of a configured directory
+//! group (`[protected] groups`) is protected. Their names live in one
+//! shared, updatable table (`Arc<RwLock<…>>`): the gate is cloned into
+//! every rule, and [`super::GroupResolver`] updates the table in place, so
+//! every clone sees a refresh at once. A configured group whose members
+//! are not known yet protects *everyone* (fail closed): the resolver's
+//! start refuses to run without them, and this keeps a gate built without
+//! it from treating nobody as protected.
 
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use crate::actions::connector::GroupMember;
 use crate::bindings::{Event, Principal};
 use crate::config::Protected;
 
@@ -14,14 +27,70 @@ pub struct ProtectedAccounts {
     ids: Vec<String>,
     /// Lower-cased `*` patterns.
     patterns: Vec<String>,
+    /// Members of the protected groups, shared by every clone.
+    groups: Arc<RwLock<GroupNames>>,
+}
+
+/// The names (lower-cased ids and logins) of each protected group's
+/// members, by group spec (`okta:00g…`); a configured group not resolved
+/// yet has no entry.
+#[derive(Debug, Default)]
+struct GroupNames {
+    /// Every configured group spec, in configuration order.
+    configured: Vec<String>,
+    /// Resolved groups (sorted, so a name in two groups always reports
+    /// the same one).
+    members: BTreeMap<String, HashSet<String>>,
 }
 
 impl ProtectedAccounts {
     pub fn new(config: &Protected) -> Self {
+        let groups = GroupNames {
+            configured: config.groups.clone(),
+            members: BTreeMap::new(),
+        };
         ProtectedAccounts {
             ids: config.ids.iter().map(|s| s.to_lowercase()).collect(),
             patterns: config.logins.iter().map(|s| s.to_lowercase()).collect(),
+            groups: Arc::new(RwLock::new(groups)),
         }
+    }
+
+    /// Replaces the members of `group` (a spec such as `okta:00g1…`); every
+    /// clone of this registry sees them at once. Ids and logins both
+    /// protect, case-insensitively.
+    pub fn set_group_members(&self, group: &str, members: &[GroupMember]) {
+        let names: HashSet<String> = members
+            .iter()
+            .flat_map(|m| std::iter::once(&m.id).chain(m.login.as_ref()))
+            .map(|n| n.to_lowercase())
+            .collect();
+        let mut table = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        if !table.configured.iter().any(|g| g == group) {
+            table.configured.push(group.to_owned());
+        }
+        table.members.insert(group.to_owned(), names);
+    }
+
+    /// Whether every configured group's members are known (true with no
+    /// groups). Until then every user counts as protected.
+    pub fn groups_resolved(&self) -> bool {
+        let table = self.read_groups();
+        table
+            .configured
+            .iter()
+            .all(|g| table.members.contains_key(g))
+    }
+
+    /// How many names (ids and logins) protect `group`, if it is resolved.
+    pub fn group_name_count(&self, group: &str) -> Option<usize> {
+        self.read_groups().members.get(group).map(HashSet::len)
+    }
+
+    fn read_groups(&self) -> RwLockReadGuard<'_, GroupNames> {
+        // A writer that panicked left a whole table behind (it is replaced
+        // in one insert), so the data is still usable.
+        self.groups.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// If `target` (or another name the event gives the same principal) is
@@ -44,10 +113,24 @@ impl ProtectedAccounts {
         if let Some(id) = self.ids.iter().find(|id| **id == name) {
             return Some(format!("protected id {id}"));
         }
-        self.patterns
+        if let Some(p) = self.patterns.iter().find(|p| wildcard_match(p, &name)) {
+            return Some(format!("protected login pattern {p}"));
+        }
+        let table = self.read_groups();
+        if let Some(group) = table
+            .configured
             .iter()
-            .find(|p| wildcard_match(p, &name))
-            .map(|p| format!("protected login pattern {p}"))
+            .find(|g| !table.members.contains_key(*g))
+        {
+            return Some(format!(
+                "protected group {group} is not resolved yet; every user counts as protected until it is"
+            ));
+        }
+        table
+            .members
+            .iter()
+            .find(|(_, names)| names.contains(&name))
+            .map(|(group, _)| format!("member of protected group {group}"))
     }
 }
 
@@ -79,7 +162,148 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::*;
+    use crate::bindings::{EventClass, Outcome};
+
+    fn member(id: &str, login: Option<&str>) -> GroupMember {
+        GroupMember {
+            id: id.into(),
+            login: login.map(str::to_owned),
+        }
+    }
+
+    fn with_groups(groups: &[&str]) -> ProtectedAccounts {
+        ProtectedAccounts::new(&Protected {
+            ids: vec!["00ubreakglass1".into()],
+            logins: vec!["svc-*@example.com".into()],
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            ..Protected::default()
+        })
+    }
+
+    /// An event whose actor is `id` with `login`.
+    fn event(id: &str, login: &str) -> Event {
+        Event {
+            id: "e1".into(),
+            source: "okta".into(),
+            kind: "user.session.start".into(),
+            class: EventClass::Authentication,
+            time: 0,
+            actor: Some(Principal {
+                id: id.into(),
+                kind: "User".into(),
+                login: Some(login.into()),
+                display_name: None,
+            }),
+            targets: vec![],
+            outcome: Outcome::Success,
+            outcome_reason: None,
+            client_ip: None,
+            geo: None,
+            user_agent: None,
+            factor: None,
+            attributes: vec![],
+        }
+    }
+
+    #[test]
+    fn group_members_match_by_id_and_login_in_any_case() {
+        let p = with_groups(&["okta:00g1bg"]);
+        p.set_group_members(
+            "okta:00g1bg",
+            &[
+                member("00uBG2", Some("BG2@Example.com")),
+                member("00u3", None),
+            ],
+        );
+        let e = event("00u9", "someone@example.com");
+        assert_eq!(
+            p.matches("00ubg2", &e).as_deref(),
+            Some("member of protected group okta:00g1bg")
+        );
+        assert_eq!(
+            p.matches("bg2@example.COM", &e).as_deref(),
+            Some("member of protected group okta:00g1bg")
+        );
+        assert!(p.matches("00u3", &e).is_some());
+        assert_eq!(p.matches("00u9", &e), None, "not a member");
+    }
+
+    #[test]
+    fn group_login_matches_through_the_event_alias() {
+        // The rule names the user by an id the group listing does not hold
+        // (another directory's), the event gives the member's login.
+        let p = with_groups(&["graph:g-1"]);
+        p.set_group_members("graph:g-1", &[member("obj-1", Some("ops@contoso.com"))]);
+        let e = event("other-id-7", "OPS@contoso.com");
+        assert_eq!(
+            p.matches("other-id-7", &e).as_deref(),
+            Some("member of protected group graph:g-1")
+        );
+    }
+
+    #[test]
+    fn ids_and_patterns_are_reported_before_groups() {
+        let p = with_groups(&["okta:g"]);
+        p.set_group_members("okta:g", &[member("00ubreakglass1", None)]);
+        let e = event("x", "x@example.com");
+        assert_eq!(
+            p.matches("00ubreakglass1", &e).as_deref(),
+            Some("protected id 00ubreakglass1")
+        );
+    }
+
+    #[test]
+    fn unresolved_groups_protect_everyone() {
+        // Fail closed: until every configured group is known, no user
+        // action goes ahead.
+        let p = with_groups(&["okta:a", "graph:b"]);
+        let e = event("00u9", "u9@example.com");
+        assert!(!p.groups_resolved());
+        let why = p.matches("00u9", &e).unwrap();
+        assert!(why.contains("okta:a is not resolved"), "{why}");
+        p.set_group_members("okta:a", &[]);
+        assert!(p.matches("00u9", &e).unwrap().contains("graph:b"));
+        p.set_group_members("graph:b", &[member("u1", None)]);
+        assert!(p.groups_resolved());
+        assert_eq!(p.matches("00u9", &e), None);
+    }
+
+    #[test]
+    fn no_groups_means_resolved_and_nothing_extra() {
+        let p = with_groups(&[]);
+        assert!(p.groups_resolved());
+        assert_eq!(p.matches("00u9", &event("00u9", "a@b")), None);
+    }
+
+    #[test]
+    fn clones_see_updates_and_removals() {
+        // The gate holds a clone; the resolver updates the original.
+        let p = with_groups(&["okta:g"]);
+        let gate_copy = p.clone();
+        let e = event("x", "x@example.com");
+        p.set_group_members("okta:g", &[member("00u1", None), member("00u2", None)]);
+        assert!(gate_copy.matches("00u2", &e).is_some());
+        p.set_group_members("okta:g", &[member("00u1", None)]);
+        assert_eq!(
+            gate_copy.matches("00u2", &e),
+            None,
+            "removed from the group"
+        );
+        assert_eq!(gate_copy.group_name_count("okta:g"), Some(1));
+    }
+
+    #[test]
+    fn a_name_in_two_groups_names_one_of_them_stably() {
+        let p = with_groups(&["okta:b", "okta:a"]);
+        p.set_group_members("okta:b", &[member("00u1", None)]);
+        p.set_group_members("okta:a", &[member("00u1", None)]);
+        let e = event("x", "x@example.com");
+        assert_eq!(
+            p.matches("00u1", &e).as_deref(),
+            Some("member of protected group okta:a")
+        );
+    }
 
     #[test]
     fn wildcards() {

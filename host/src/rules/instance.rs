@@ -11,18 +11,27 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use vigil_sdk::state_store::{StateLimits, StateStore};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{RuleSpec, grant_for};
 use crate::bindings::{Event, Finding, Metadata, Rule, RulePre};
 use crate::config::Limits;
 use crate::engine::VigilEngine;
-use crate::host_api::{ActionRequest, RuleContext, RuleLimiter, RuleState};
+use crate::host_api::{
+    ActionRequest, CallClock, RuleContext, RuleLimiter, RuleState, thread_cpu_time,
+};
 use crate::policy::{PolicyGate, RuleGrant};
 
 /// Deadline for `metadata()` at load time, which may include a language
 /// runtime's start-up (Python, JavaScript).
 const LOAD_DEADLINE_MS: u64 = 5_000;
+/// A call may run this many times its CPU deadline in wall-clock time
+/// (waiting for a core on a busy machine) before it is stopped anyway…
+const WALL_CAP_FACTOR: u32 = 10;
+/// …and at least this long.
+const MIN_WALL_CAP: std::time::Duration = std::time::Duration::from_millis(250);
+/// Shortest slice over which a call past its deadline is watched.
+const MIN_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Why a call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +116,8 @@ impl RuleInstance {
                 mode: crate::config::Mode::AuditOnly,
                 granted: Vec::new(),
                 declared: Vec::new(),
+                approval: Vec::new(),
+                budget: Default::default(),
             },
             gate: gate.clone(),
             config: spec.config.clone(),
@@ -162,6 +173,48 @@ impl RuleInstance {
         &self.limits
     }
 
+    /// Puts back the rule's state from the durable store and starts
+    /// tracking changes to it.
+    pub fn restore_state(&mut self, keys: Vec<(String, vigil_sdk::state_store::KeyState)>) {
+        let state = &mut self.store.data_mut().state;
+        for (key, value) in keys {
+            state.restore(key, value);
+        }
+        state.track_changes();
+    }
+
+    /// Whether the rule's state changed since the last
+    /// [`RuleInstance::take_state_changes`].
+    pub fn has_state_changes(&self) -> bool {
+        self.store.data().state.has_changes()
+    }
+
+    /// The state keys changed since the last call, for the store.
+    pub fn take_state_changes(&mut self) -> Vec<crate::store::KeyChange> {
+        self.store.data_mut().state.take_changes()
+    }
+
+    /// The policy gate this rule's requests go through (shared by all
+    /// rules loaded together).
+    pub fn gate(&self) -> &Arc<PolicyGate> {
+        &self.ctx.gate
+    }
+
+    /// Quarantines the rule (it gets no more events), as remembered from an
+    /// earlier run.
+    pub fn quarantine(&mut self) {
+        self.quarantined = true;
+    }
+
+    /// Switches the rule between audit-only and enforce (an operator's
+    /// decision, from the admin API); takes effect from the next call.
+    pub fn set_mode(&mut self, mode: crate::config::Mode) {
+        let mut ctx = (*self.ctx).clone();
+        ctx.grant.mode = mode;
+        self.ctx = Arc::new(ctx);
+        self.store.data_mut().ctx = self.ctx.clone();
+    }
+
     /// Linear memory the current instance holds, in bytes.
     pub fn linear_memory_in_use(&self) -> usize {
         self.store.data().limiter.memory_in_use
@@ -183,11 +236,19 @@ impl RuleInstance {
             data.limiter.hit = None;
             data.state_fault = None;
         }
+        let deadline = std::time::Duration::from_millis(self.limits.deadline_ms);
+        self.store.data_mut().call_clock = Some(CallClock {
+            wall_start: std::time::Instant::now(),
+            deadline,
+            wall_cap: (deadline * WALL_CAP_FACTOR).max(MIN_WALL_CAP),
+            last_sample: None,
+        });
         self.store
             .set_epoch_deadline(VigilEngine::deadline_ticks(self.limits.deadline_ms));
         let result = self.bindings.call_on_event(&mut self.store, event);
 
         let data = self.store.data_mut();
+        data.call_clock = None;
         data.event = None;
         data.flush_output();
         let mut outcome = CallOutcome {
@@ -248,7 +309,7 @@ impl RuleInstance {
             Some(Trap::Interrupt) => (
                 FaultKind::Timeout,
                 format!(
-                    "deadline exceeded: the call ran longer than deadline_ms = {}",
+                    "deadline exceeded: the call ran past deadline_ms = {} and kept using the CPU",
                     self.limits.deadline_ms
                 ),
             ),
@@ -302,7 +363,34 @@ fn instantiate(
     let limiter = RuleLimiter::new(limits.memory_mib, limits.table_elements, limits.instances);
     let mut store = Store::new(engine.engine(), RuleState::new(ctx, limiter, state));
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
+    // A busy machine must not fault healthy rules: when the wall-clock
+    // deadline passes, the call is stopped only once it is seen *using*
+    // the CPU. The callback samples this thread's CPU time and grants a
+    // short grace slice; at the end of the slice, a call that ran for at
+    // least half of it is stopped (a genuine runaway), while one that was
+    // waiting for a core goes on — up to a wall-clock cap. Outside
+    // `on-event` (instantiation, metadata) the plain deadline applies.
+    store.epoch_deadline_callback(|mut ctx| {
+        let Some(clock) = ctx.data_mut().call_clock.as_mut() else {
+            return Ok(UpdateDeadline::Interrupt);
+        };
+        let now = std::time::Instant::now();
+        if now.duration_since(clock.wall_start) >= clock.wall_cap {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let cpu = thread_cpu_time();
+        let grace = (clock.deadline / 4).max(MIN_GRACE);
+        if let Some((last_cpu, last_wall)) = clock.last_sample {
+            let ran = cpu.saturating_sub(last_cpu);
+            if ran * 2 >= now.duration_since(last_wall) {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+        }
+        clock.last_sample = Some((cpu, now));
+        Ok(UpdateDeadline::Continue(VigilEngine::deadline_ticks(
+            grace.as_millis() as u64,
+        )))
+    });
     store.set_epoch_deadline(VigilEngine::deadline_ticks(LOAD_DEADLINE_MS));
     let bindings = pre
         .instantiate(&mut store)

@@ -43,6 +43,10 @@ pub struct RuleSpec {
     pub granted: Option<Vec<ActionKind>>,
     pub config: BTreeMap<String, String>,
     pub limits: Limits,
+    /// Kinds parked for an operator's approval.
+    pub approval: Vec<ActionKind>,
+    /// Budget overrides (action kind → limit per window).
+    pub budget: BTreeMap<String, u32>,
 }
 
 /// Builds rule instances: the engine plus the one shared linker.
@@ -126,6 +130,8 @@ fn grant_for(meta: &Metadata, spec: &RuleSpec) -> Result<RuleGrant> {
         mode,
         granted,
         declared: meta.actions.clone(),
+        approval: spec.approval.clone(),
+        budget: spec.budget.clone(),
     })
 }
 
@@ -155,6 +161,21 @@ impl RuleSet {
             rules,
             routes: HashMap::new(),
         })
+    }
+
+    /// The policy gate shared by the rules (None when no rule is loaded).
+    pub fn gate(&self) -> Option<Arc<PolicyGate>> {
+        self.rules.first().map(|r| r.gate().clone())
+    }
+
+    /// The rule with this id.
+    pub fn find(&self, id: &str) -> Option<&RuleInstance> {
+        self.rules.iter().find(|r| r.id() == id)
+    }
+
+    /// The rule with this id.
+    pub fn find_mut(&mut self, id: &str) -> Option<&mut RuleInstance> {
+        self.rules.iter_mut().find(|r| r.id() == id)
     }
 
     /// Indexes of the rules subscribed to this event's kind.

@@ -1,5 +1,8 @@
-//! Event sources. So far, finite JSON Lines streams: a file or
-//! standard input, read line by line with a size limit.
+//! Event sources. Finite JSON Lines streams — a file or standard input,
+//! read line by line with a size limit (this file) — and the long-running
+//! sources of the service, each on its own thread: the Okta System Log
+//! poller (`okta_poll`) and the file tail (`tail`), which save their
+//! position through `cursor` once a batch is processed.
 //!
 //! An oversized line is skipped without ever being held in memory whole,
 //! and reported with its line number; a line that is not UTF-8 likewise.
@@ -10,6 +13,10 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+pub mod cursor;
+pub mod okta_poll;
+pub mod tail;
 
 /// One line of input, or why it cannot be used.
 #[derive(Debug)]

@@ -1,6 +1,10 @@
 //! The durable store: everything Vigil must remember across restarts that
-//! is not an audit record — idempotency keys of executed actions and the
-//! undos of temporary actions that are not due yet.
+//! is not an audit record — idempotency keys of executed actions, the
+//! undos of temporary actions that are not due yet, and small named values
+//! such as a source's cursor.
+//!
+//! Several connections may use the file at once (the pipeline's and a
+//! poller's thread each open their own; SQLite's WAL serialises writers).
 //!
 //! One SQLite file (rusqlite, with SQLite compiled in, so no system library
 //! is needed). Why SQLite rather than a pure-Rust key-value store: it is the
@@ -21,6 +25,16 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::actions::connector::Undo;
+
+mod action_json;
+mod approvals;
+mod guardrails;
+mod rule_state;
+
+pub use action_json::{action_from_json, action_to_json};
+pub use approvals::PendingApproval;
+pub use guardrails::StoredBreaker;
+pub use rule_state::KeyChange;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS executions (
@@ -45,6 +59,47 @@ CREATE TABLE IF NOT EXISTS undos (
     updated_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS undos_pending ON undos (state, due_ms);
+CREATE TABLE IF NOT EXISTS rule_state (
+    rule       TEXT NOT NULL,
+    kind       TEXT NOT NULL,     -- counter | set | value
+    key        TEXT NOT NULL,
+    data       TEXT NOT NULL,     -- JSON snapshot (see rule_state.rs)
+    PRIMARY KEY (rule, kind, key)
+);
+CREATE TABLE IF NOT EXISTS budget_usage (
+    scope      TEXT NOT NULL,     -- a rule id, or '*' for the global budget
+    kind       TEXT NOT NULL,     -- action kind
+    at_ms      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_usage_at ON budget_usage (at_ms);
+CREATE TABLE IF NOT EXISTS breakers (
+    rule       TEXT PRIMARY KEY,
+    tripped_ms INTEGER NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rule_status (
+    rule       TEXT PRIMARY KEY,
+    quarantined_ms INTEGER NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    action_id  TEXT PRIMARY KEY,
+    rule       TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    event_source TEXT NOT NULL,
+    action     TEXT NOT NULL,     -- JSON of the typed action (action_json.rs)
+    aliases    TEXT NOT NULL,     -- JSON list: the target's names in the event
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    state      TEXT NOT NULL,     -- pending | approved | rejected | expired
+    decided_by TEXT NOT NULL DEFAULT '',
+    decided_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key        TEXT PRIMARY KEY,  -- e.g. 'okta-poller:<base url>:cursor'
+    value      TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 ";
 
 /// What the store remembers of one execution.
@@ -107,6 +162,26 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A small named value (a source's cursor, …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .context("cannot read the state store")
+    }
+
+    /// Stores a small named value durably.
+    pub fn set_meta(&self, key: &str, value: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, updated_ms = ?3",
+                params![key, value, now_ms],
+            )
+            .context("cannot write the state store")?;
+        Ok(())
     }
 
     /// The execution recorded under `key`, if any.
@@ -187,6 +262,14 @@ impl Store {
     /// Pending undos due at or before `now_ms`, oldest first.
     pub fn due_undos(&self, now_ms: i64) -> Result<Vec<ScheduledUndo>> {
         self.undos_where("state = 'pending' AND due_ms <= ?1", now_ms)
+    }
+
+    /// One pending undo by id.
+    pub fn pending_undo(&self, id: i64) -> Result<Option<ScheduledUndo>> {
+        Ok(self
+            .undos_where("state = 'pending' AND id = ?1", id)?
+            .into_iter()
+            .next())
     }
 
     /// Every pending undo, soonest first.

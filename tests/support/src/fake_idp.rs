@@ -442,6 +442,61 @@ impl FakeIdp {
         self.state().okta_logs.extend(events);
     }
 
+    // --- System Log poller support (sources tests) ---
+
+    /// Makes `GET /api/v1/logs` answer with a `next` link on `base`
+    /// (e.g. `https://evil.example`) instead of this server, as a hostile
+    /// or misconfigured proxy might; `None` restores the normal link.
+    pub fn set_okta_logs_next_base(&self, base: Option<&str>) {
+        self.state().okta_logs_next_base = base.map(str::to_owned);
+    }
+
+    // --- Protected groups support (group member listings) ---
+
+    /// Makes the Okta group `gid` hold exactly `members` (`(user id,
+    /// login)`), in this order, for `GET /api/v1/groups/{gid}/users`
+    /// (paged with `limit` and an `after` cursor, `Link: <…>; rel="next"`).
+    /// The group's membership is the one [`FakeIdp::okta_group_members`]
+    /// reads (add-to-group appends to it; their login is `{id}@example.com`
+    /// unless set here). A group never set nor added to answers 404.
+    pub fn set_okta_group_members(&self, gid: &str, members: &[(&str, &str)]) {
+        let mut state = self.state();
+        for (id, login) in members {
+            state
+                .okta_logins
+                .insert((*id).to_owned(), (*login).to_owned());
+        }
+        state.okta_groups.insert(
+            gid.to_owned(),
+            members.iter().map(|(id, _)| (*id).to_owned()).collect(),
+        );
+    }
+
+    /// Makes the Graph group `gid` hold exactly `members` (`(object id,
+    /// userPrincipalName)`), in this order, for
+    /// `GET /v1.0/groups/{gid}/transitiveMembers/microsoft.graph.user`
+    /// (paged with `$top` and an `@odata.nextLink` carrying a
+    /// `$skiptoken`). The membership is the one
+    /// [`FakeIdp::graph_group_members`] reads. A group never set nor added
+    /// to answers 404.
+    pub fn set_graph_group_members(&self, gid: &str, members: &[(&str, &str)]) {
+        let mut state = self.state();
+        for (id, upn) in members {
+            state.graph_upns.insert((*id).to_owned(), (*upn).to_owned());
+        }
+        state.graph_groups.insert(
+            gid.to_owned(),
+            members.iter().map(|(id, _)| (*id).to_owned()).collect(),
+        );
+    }
+
+    /// Makes the next links of both group member listings point at `base`
+    /// (e.g. `https://evil.example`) instead of this server; `None`
+    /// restores them.
+    pub fn set_group_next_link_base(&self, base: Option<&str>) {
+        self.state().group_next_base = base.map(str::to_owned);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
     }
@@ -567,12 +622,21 @@ struct State {
     okta_groups: HashMap<String, Vec<String>>,
     okta_zones: HashMap<String, Zone>,
     okta_logs: Vec<Value>,
+    /// Replaces `base_url()` in the `next` link of `/api/v1/logs`
+    /// ([`FakeIdp::set_okta_logs_next_base`]).
+    okta_logs_next_base: Option<String>,
     graph_enabled: HashMap<String, bool>,
     /// `(user, method id)`.
     graph_deleted_methods: HashSet<(String, String)>,
     graph_groups: HashMap<String, Vec<String>>,
     graph_ca_policies: HashMap<String, String>,
     graph_locations: HashMap<String, NamedLocation>,
+    /// Logins of Okta group members ([`FakeIdp::set_okta_group_members`]).
+    okta_logins: HashMap<String, String>,
+    /// userPrincipalNames of Graph group members.
+    graph_upns: HashMap<String, String>,
+    /// Replaces this server in group listings' next links.
+    group_next_base: Option<String>,
     /// For request and error ids.
     serial: u64,
 }
@@ -590,6 +654,7 @@ impl State {
             okta_groups: HashMap::new(),
             okta_zones: HashMap::from([(OKTA_BLOCKLIST_ZONE.to_owned(), Zone::blocklist())]),
             okta_logs: Vec::new(),
+            okta_logs_next_base: None,
             graph_enabled: HashMap::new(),
             graph_deleted_methods: HashSet::new(),
             graph_groups: HashMap::new(),
@@ -598,6 +663,9 @@ impl State {
                 GRAPH_NAMED_LOCATION.to_owned(),
                 NamedLocation::blocked(),
             )]),
+            okta_logins: HashMap::new(),
+            graph_upns: HashMap::new(),
+            group_next_base: None,
             serial: 0,
         }
     }
@@ -1121,6 +1189,7 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
             }
             Reply::empty(204)
         }
+        ("GET", ["groups", gid, "users"]) => okta_group_users(state, base, r, gid),
         ("GET", ["zones", id]) => match state.okta_zones.get(*id) {
             Some(zone) => Reply::json(200, &zone.json(id)),
             None => okta_not_found(state, id, "Zone"),
@@ -1134,6 +1203,7 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
         | (_, ["users", _, "factors", _])
         | (_, ["policies", _, "lifecycle", _])
         | (_, ["groups", _, "users", _])
+        | (_, ["groups", _, "users"])
         | (_, ["zones", _])
         | (_, ["logs"]) => okta_error(
             state,
@@ -1276,6 +1346,7 @@ fn okta_logs(state: &mut State, base: &str, r: &Recorded) -> Reply {
         next.append_pair("after", cursor);
     }
     let next = next.finish();
+    let base = state.okta_logs_next_base.as_deref().unwrap_or(base);
     let next_link = if next.is_empty() {
         format!("{base}{}", r.path)
     } else {
@@ -1490,6 +1561,9 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
             graph_patch_location(state, r, id)
         }
         ("POST", ["groups", gid, "members", "$ref"]) => graph_add_member(state, r, gid),
+        ("GET", ["groups", gid, "transitiveMembers", "microsoft.graph.user"]) => {
+            graph_group_users(state, r, gid)
+        }
         (_, ["users"])
         | (_, ["users", _])
         | (_, ["users", _, "revokeSignInSessions"])
@@ -1497,7 +1571,8 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
         | (_, ["users", _, "authentication", _, _])
         | (_, ["identity", "conditionalAccess", "policies", _])
         | (_, ["identity", "conditionalAccess", "namedLocations", _])
-        | (_, ["groups", _, "members", "$ref"]) => graph_error(
+        | (_, ["groups", _, "members", "$ref"])
+        | (_, ["groups", _, "transitiveMembers", "microsoft.graph.user"]) => graph_error(
             state,
             r,
             405,
@@ -1672,6 +1747,184 @@ fn graph_add_member(state: &mut State, r: &Recorded, gid: &str) -> Reply {
     }
     members.push(uid.to_owned());
     Reply::empty(204)
+}
+
+// ---------------------------------------------------------------------------
+// Protected groups: group member listings (Okta and Graph)
+
+/// The query parameters of a request, decoded.
+fn query_params(r: &Recorded) -> Vec<(String, String)> {
+    r.query
+        .as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// `GET /api/v1/groups/{gid}/users?limit=&after=`: Okta's group members,
+/// `limit` (1–1000, default 1000) a page, the next page's `after` cursor
+/// being the last user id of this one; a `next` link only when more
+/// remain.
+fn okta_group_users(state: &mut State, base: &str, r: &Recorded, gid: &str) -> Reply {
+    let Some(ids) = state.okta_groups.get(gid).cloned() else {
+        return okta_not_found(state, gid, "UserGroup");
+    };
+    let params = query_params(r);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match param("limit") {
+        None => 1000,
+        Some(l) => match l.parse::<usize>() {
+            Ok(l) if (1..=1000).contains(&l) => l,
+            _ => return okta_invalid(state, "limit: Must be between 1 and 1000"),
+        },
+    };
+    let start = match param("after") {
+        None => 0,
+        Some(after) => match ids.iter().position(|id| id == after) {
+            Some(i) => i + 1,
+            None => return okta_invalid(state, "after: Invalid cursor"),
+        },
+    };
+    let end = (start + limit).min(ids.len());
+    let page: Vec<Value> = ids[start..end]
+        .iter()
+        .map(|id| {
+            let login = state
+                .okta_logins
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("{id}@example.com"));
+            json!({
+                "id": id,
+                "status": "ACTIVE",
+                "type": {"id": "oty1fake"},
+                "profile": {"login": login, "email": login}
+            })
+        })
+        .collect();
+    let self_link = match &r.query {
+        Some(q) => format!("{base}{}?{q}", r.path),
+        None => format!("{base}{}", r.path),
+    };
+    let mut reply = Reply::json(200, &Value::Array(page))
+        .header("link", format!("<{self_link}>; rel=\"self\""));
+    if end < ids.len() {
+        let next_base = state.group_next_base.as_deref().unwrap_or(base);
+        let cursor: String = form_urlencoded::byte_serialize(ids[end - 1].as_bytes()).collect();
+        reply = reply.header(
+            "link",
+            format!(
+                "<{next_base}{}?after={cursor}&limit={limit}>; rel=\"next\"",
+                r.path
+            ),
+        );
+    }
+    reply
+}
+
+/// `GET /v1.0/groups/{gid}/transitiveMembers/microsoft.graph.user`: the
+/// group's users, `$top` (1–999, default 100) a page, `$select` honoured
+/// for `id`, `userPrincipalName` and `displayName`; `@odata.nextLink`
+/// (on the request's `Host`) carries a `$skiptoken` while more remain.
+fn graph_group_users(state: &mut State, r: &Recorded, gid: &str) -> Reply {
+    let Some(ids) = state.graph_groups.get(gid).cloned() else {
+        return graph_error(
+            state,
+            r,
+            404,
+            "Request_ResourceNotFound",
+            &format!(
+                "Resource '{gid}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        );
+    };
+    let params = query_params(r);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let top = match param("$top") {
+        None => 100,
+        Some(t) => match t.parse::<usize>() {
+            Ok(t) if (1..=999).contains(&t) => t,
+            _ => {
+                return graph_error(
+                    state,
+                    r,
+                    400,
+                    "Request_BadRequest",
+                    &format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
+                    ),
+                );
+            }
+        },
+    };
+    let start = match param("$skiptoken") {
+        None => 0,
+        Some(token) => match token.strip_prefix("RFNwdA").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return graph_error(
+                    state,
+                    r,
+                    400,
+                    "Directory_InvalidSkipToken",
+                    "The specified page token value has expired and can no longer be included in your request.",
+                );
+            }
+        },
+    };
+    let select = param("$select");
+    let wanted = |field: &str| {
+        select
+            .as_deref()
+            .is_none_or(|s| s.split(',').any(|f| f == field))
+    };
+    let end = (start + top).min(ids.len());
+    let value: Vec<Value> = ids[start.min(end)..end]
+        .iter()
+        .map(|id| {
+            let upn = state
+                .graph_upns
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("{id}@example.com"));
+            let mut user = serde_json::Map::new();
+            user.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+            if wanted("id") {
+                user.insert("id".into(), json!(id));
+            }
+            if wanted("userPrincipalName") {
+                user.insert("userPrincipalName".into(), json!(upn));
+            }
+            if wanted("displayName") {
+                user.insert("displayName".into(), json!(format!("User {id}")));
+            }
+            Value::Object(user)
+        })
+        .collect();
+    let mut body = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users",
+        "value": value
+    });
+    if end < ids.len() {
+        let base = match &state.group_next_base {
+            Some(b) => b.clone(),
+            None => format!("http://{}", r.header("host").unwrap_or("127.0.0.1")),
+        };
+        let select = select.map(|s| format!("$select={s}&")).unwrap_or_default();
+        body["@odata.nextLink"] = json!(format!(
+            "{base}/v1.0/groups/{gid}/transitiveMembers/microsoft.graph.user?{select}$top={top}&$skiptoken=RFNwdA{end}"
+        ));
+    }
+    Reply::json(200, &body).content_type(GRAPH_JSON)
 }
 
 // ---------------------------------------------------------------------------

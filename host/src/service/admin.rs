@@ -1,0 +1,413 @@
+//! The admin API: bearer-token authentication, the HTTP handlers, and the
+//! commands they send to the pipeline thread (which owns the rules).
+//!
+//! Every change is audited on the pipeline thread (`type: "admin"`) with
+//! who made it (`by`: the configured `admin_name`) and from where (`peer`).
+//! With no admin token configured the whole API answers 404 saying it is
+//! disabled.
+
+// The `Err` of the helpers here is the HTTP answer itself, built once per
+// refused request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::hooks::secret_matches;
+use super::http::{AppState, error, read_body};
+use crate::actions::secret::Secret;
+use crate::audit::Entry;
+use crate::config::Mode;
+use crate::pipeline::Pipeline;
+use crate::rules::RuleInstance;
+
+/// How long an admin request waits for the pipeline thread.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin API's credential and the name it stands for.
+pub struct AdminAuth {
+    pub token: Option<Secret>,
+    pub name: String,
+}
+
+impl AdminAuth {
+    /// The operator's name, or the error response.
+    fn check(&self, headers: &HeaderMap) -> Result<&str, Response> {
+        let Some(token) = &self.token else {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "the admin API is disabled: set server.admin_token_env or server.admin_token_file",
+            ));
+        };
+        let presented = bearer(headers);
+        if secret_matches(token, presented) {
+            Ok(&self.name)
+        } else {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong admin bearer token",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            Err(r)
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
+/// A rule as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub id: String,
+    pub version: String,
+    pub origin: String,
+    pub mode: &'static str,
+    pub granted: Vec<&'static str>,
+    pub quarantined: bool,
+    /// The blast-radius breaker holds the rule in audit-only.
+    pub breaker_tripped: bool,
+}
+
+impl RuleView {
+    fn of(r: &RuleInstance) -> Self {
+        RuleView {
+            id: r.id().to_owned(),
+            version: r.metadata().version.clone(),
+            origin: r.origin().to_owned(),
+            mode: r.grant().mode.name(),
+            granted: r.grant().granted.iter().map(|k| k.name()).collect(),
+            quarantined: r.is_quarantined(),
+            breaker_tripped: r.gate().budgets().is_tripped(r.id()),
+        }
+    }
+}
+
+/// A parked action, as the admin API lists it.
+#[derive(Serialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub rule: String,
+    pub event_id: String,
+    pub action: &'static str,
+    pub target: String,
+    pub created: String,
+    pub expires: String,
+}
+
+/// Why an admin command failed (answered as JSON).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no rule {0:?}")]
+    UnknownRule(String),
+    /// An approval or breaker request that cannot be done (unknown,
+    /// already decided, expired, not tripped): answered 409/404.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A request from the admin API to the pipeline thread. Each carries the
+/// channel its answer goes back on.
+pub enum AdminCommand {
+    ListRules {
+        reply: oneshot::Sender<Vec<RuleView>>,
+    },
+    SetMode {
+        rule: String,
+        mode: Mode,
+        /// Who asked (`admin_name`) and from where.
+        by: String,
+        peer: String,
+        reply: oneshot::Sender<Result<RuleView, AdminError>>,
+    },
+    // --- guardrails ---
+    ListApprovals {
+        reply: oneshot::Sender<anyhow::Result<Vec<ApprovalView>>>,
+    },
+    /// Approve (`approve = true`) or reject a parked action.
+    DecideApproval {
+        id: String,
+        approve: bool,
+        by: String,
+        reply: oneshot::Sender<Result<serde_json::Value, AdminError>>,
+    },
+    ResetBreaker {
+        rule: String,
+        by: String,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+}
+
+/// Runs one command on the pipeline thread. An error is an audit failure
+/// (fatal, as everywhere in the pipeline).
+pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::ListRules { reply } => {
+            let rules = pipeline.rules().rules.iter().map(RuleView::of).collect();
+            let _ = reply.send(rules);
+        }
+        AdminCommand::SetMode {
+            rule,
+            mode,
+            by,
+            peer,
+            reply,
+        } => {
+            let Some(r) = pipeline.rules_mut().find_mut(&rule) else {
+                let _ = reply.send(Err(AdminError::UnknownRule(rule)));
+                return Ok(());
+            };
+            let from = r.grant().mode;
+            r.set_mode(mode);
+            let view = RuleView::of(r);
+            if from != mode {
+                pipeline.audit_external(
+                    Entry::new("admin")
+                        .rule(rule.as_str())
+                        .field("by", by.as_str())
+                        .field("peer", peer.as_str())
+                        .field("change", "set-mode")
+                        .field("from", from.name())
+                        .field("to", mode.name()),
+                )?;
+                tracing::info!(
+                    rule,
+                    by,
+                    peer,
+                    from = from.name(),
+                    to = mode.name(),
+                    "admin: rule mode changed"
+                );
+            }
+            let _ = reply.send(Ok(view));
+        }
+        AdminCommand::ListApprovals { reply } => {
+            let listed = pipeline
+                .executor()
+                .store()
+                .approvals("pending")
+                .map(|list| {
+                    list.into_iter()
+                        .map(|p| ApprovalView {
+                            id: p.action_id,
+                            rule: p.rule,
+                            event_id: p.event_id,
+                            action: p.action.kind().name(),
+                            target: p.action.target().to_owned(),
+                            created: rfc3339(p.created_ms),
+                            expires: rfc3339(p.expires_ms),
+                        })
+                        .collect()
+                });
+            let _ = reply.send(listed);
+        }
+        AdminCommand::DecideApproval {
+            id,
+            approve,
+            by,
+            reply,
+        } => {
+            // Unknown, decided or expired approvals are refusals, not
+            // pipeline failures; only the audit log failing is fatal, and
+            // it shows as an error the pipeline cannot continue after.
+            let answer = if approve {
+                pipeline.approve(&id, &by).map(|o| {
+                    serde_json::json!({ "id": id, "decision": "approved", "gate": o.decision, "results": o.results })
+                })
+            } else {
+                pipeline
+                    .reject_approval(&id, &by)
+                    .map(|()| serde_json::json!({ "id": id, "decision": "rejected" }))
+            };
+            let _ = reply.send(answer.map_err(|e| AdminError::Refused(format!("{e:#}"))));
+        }
+        AdminCommand::ResetBreaker { rule, by, reply } => {
+            let answer = match pipeline.reset_breaker(&rule, &by) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(AdminError::Refused(format!(
+                    "the breaker of {rule:?} is not tripped"
+                ))),
+                Err(e) => Err(AdminError::Refused(format!("{e:#}"))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// `GET /v1/admin/approvals`
+pub async fn list_approvals(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.admin.check(&headers) {
+        return r;
+    }
+    let (reply, rx) = oneshot::channel();
+    match ask(&state, AdminCommand::ListApprovals { reply }, rx).await {
+        Ok(Ok(list)) => Json(serde_json::json!({ "approvals": list })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/admin/approvals/{id}/approve`
+pub async fn approve(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    decide(state, id, true, headers).await
+}
+
+/// `POST /v1/admin/approvals/{id}/reject`
+pub async fn reject(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    decide(state, id, false, headers).await
+}
+
+async fn decide(state: Arc<AppState>, id: String, approve: bool, headers: HeaderMap) -> Response {
+    let by = match state.admin.check(&headers) {
+        Ok(name) => name.to_owned(),
+        Err(r) => return r,
+    };
+    let (reply, rx) = oneshot::channel();
+    let command = AdminCommand::DecideApproval {
+        id,
+        approve,
+        by,
+        reply,
+    };
+    match ask(&state, command, rx).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/admin/breakers/{rule}/reset`
+pub async fn reset_breaker(
+    State(state): State<Arc<AppState>>,
+    Path(rule): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let by = match state.admin.check(&headers) {
+        Ok(name) => name.to_owned(),
+        Err(r) => return r,
+    };
+    let (reply, rx) = oneshot::channel();
+    let command = AdminCommand::ResetBreaker {
+        rule: rule.clone(),
+        by,
+        reply,
+    };
+    match ask(&state, command, rx).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "rule": rule, "breaker": "reset" })).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+/// Sends `command` to the pipeline thread and waits for its answer.
+async fn ask<T>(
+    state: &AppState,
+    command: AdminCommand,
+    rx: oneshot::Receiver<T>,
+) -> Result<T, Response> {
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is not running",
+        )
+    };
+    state.admin_tx.send(command).map_err(|_| unavailable())?;
+    match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(unavailable()),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline did not answer in time; try again",
+        )),
+    }
+}
+
+/// `GET /v1/admin/rules`
+pub async fn list_rules(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.admin.check(&headers) {
+        return r;
+    }
+    let (reply, rx) = oneshot::channel();
+    match ask(&state, AdminCommand::ListRules { reply }, rx).await {
+        Ok(rules) => Json(serde_json::json!({ "rules": rules })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: Mode,
+}
+
+/// `POST /v1/admin/rules/{id}/mode` with `{"mode": "enforce"|"audit-only"}`.
+pub async fn set_mode(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(rule): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let by = match state.admin.check(&headers) {
+        Ok(name) => name.to_owned(),
+        Err(r) => return r,
+    };
+    let bytes = match read_body(body, &headers, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mode = match serde_json::from_slice::<ModeBody>(&bytes) {
+        Ok(b) => b.mode,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"mode\": \"enforce\" | \"audit-only\"}}: {e}"),
+            );
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    let command = AdminCommand::SetMode {
+        rule,
+        mode,
+        by,
+        peer: peer.to_string(),
+        reply,
+    };
+    match ask(&state, command, rx).await {
+        Ok(Ok(view)) => Json(view).into_response(),
+        Ok(Err(e @ AdminError::UnknownRule(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,663 @@
+//! The HTTP surface: ingestion (`POST /v1/events`), Okta Event Hooks
+//! (`GET`/`POST /v1/hooks/okta`), health (`/healthz`, `/readyz`),
+//! `/metrics`, and the admin routes (`admin`).
+//!
+//! Bodies are bounded while they are read (never buffered past
+//! `max_body_bytes`) and normalized here, before queueing: a malformed
+//! body never reaches a rule, and a request is all-or-nothing — either
+//! every event in it is queued, or none is and the answer says which
+//! element is wrong. Every 4xx/5xx answer is a JSON `{"error": …}`.
+
+// The `Err` of the helpers here is the HTTP answer itself, built once per
+// refused request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::admin::{self, AdminAuth, AdminCommand, bearer};
+use super::hooks::{Dedup, secret_matches};
+use super::metrics::Metrics;
+use super::queue::{Batch, QueueSender, SendError};
+use crate::actions::secret::Secret;
+use crate::bindings::Event;
+use crate::normalize::{NormalizeError, Normalizer};
+
+/// The `source` names of the HTTP endpoints' batches.
+pub const SOURCES: [&str; 2] = ["http", "okta-hook"];
+
+/// Who may use an ingestion endpoint.
+pub enum Access {
+    /// A credential is required (`Authorization` compared in constant time).
+    Secret(Secret),
+    /// No credential configured and the listener is on loopback.
+    Open,
+    /// No credential configured on a non-loopback listener: the endpoint
+    /// answers 404 naming the key to set.
+    Disabled { key: &'static str },
+}
+
+/// What the pipeline thread and the service report to `/readyz`.
+#[derive(Default)]
+pub struct Health {
+    pub pipeline_alive: AtomicBool,
+    pub audit_ok: AtomicBool,
+    pub stopping: AtomicBool,
+    pub rules: AtomicUsize,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub queue: QueueSender,
+    pub normalizer: Normalizer,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub ingest: Access,
+    pub okta_hook: Access,
+    pub admin: AdminAuth,
+    pub admin_tx: std::sync::mpsc::Sender<AdminCommand>,
+    pub dedup: Mutex<Dedup>,
+    pub max_body_bytes: usize,
+    pub max_events: usize,
+}
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy)]
+pub struct Routes {
+    pub ingest: bool,
+    pub admin: bool,
+}
+
+/// The router of one listener.
+pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    if routes.ingest {
+        r = r
+            .route("/v1/events", post(post_events))
+            .route("/v1/hooks/okta", get(verify_hook).post(post_hook));
+    }
+    if routes.admin {
+        r = r
+            .route("/metrics", get(metrics))
+            .route("/v1/admin/rules", get(admin::list_rules))
+            .route("/v1/admin/rules/{id}/mode", post(admin::set_mode))
+            .route("/v1/admin/approvals", get(admin::list_approvals))
+            .route("/v1/admin/approvals/{id}/approve", post(admin::approve))
+            .route("/v1/admin/approvals/{id}/reject", post(admin::reject))
+            .route(
+                "/v1/admin/breakers/{rule}/reset",
+                post(admin::reset_breaker),
+            );
+    }
+    r.fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+/// A JSON error answer.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn error_with(status: StatusCode, mut body: Value) -> Response {
+    if let Some(o) = body.as_object_mut() {
+        o.entry("error").or_insert(Value::from("error"));
+    }
+    (status, Json(body)).into_response()
+}
+
+/// How long a client may take to send a request body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the body, refusing (413) past `limit` bytes without buffering more,
+/// and (408) a body that trickles in slower than `BODY_READ_TIMEOUT`.
+///
+/// An oversized body of up to twice the limit (at most 8 MiB over it) is
+/// read to its end and discarded before the 413, so the client, still
+/// sending, gets the answer instead of a connection reset; a larger one is
+/// refused at once.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body exceeds server.max_body_bytes = {limit}"),
+        )
+    };
+    let drain_cap = limit.saturating_add(limit.min(8 << 20));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > drain_cap as u64) {
+        return Err(too_large());
+    }
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, collect(body, limit, drain_cap));
+    let Ok(read) = read.await else {
+        return Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    match read {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )),
+    }
+}
+
+/// The body if it holds at most `limit` bytes; `None` (after reading and
+/// discarding up to `drain_cap` bytes) if it holds more.
+async fn collect(
+    mut body: Body,
+    limit: usize,
+    drain_cap: usize,
+) -> Result<Option<Bytes>, axum::Error> {
+    use http_body_util::BodyExt;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > drain_cap {
+            return Ok(None);
+        } else {
+            buf = Vec::new();
+        }
+    }
+    Ok((seen <= limit).then(|| Bytes::from(buf)))
+}
+
+impl Access {
+    /// `Ok` when the request may proceed, else the answer.
+    fn check(&self, headers: &HeaderMap, bearer_token: bool) -> Result<(), Response> {
+        match self {
+            Access::Open => Ok(()),
+            Access::Disabled { key } => Err(error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "this endpoint is disabled on a non-loopback listener without a credential: set server.{key}_env or server.{key}_file"
+                ),
+            )),
+            Access::Secret(s) => {
+                let presented = if bearer_token {
+                    bearer(headers)
+                } else {
+                    headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())
+                };
+                if secret_matches(s, presented) {
+                    Ok(())
+                } else {
+                    let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong Authorization");
+                    if bearer_token {
+                        r.headers_mut()
+                            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    }
+                    Err(r)
+                }
+            }
+        }
+    }
+}
+
+/// A refused ingestion request.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    body: Value,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            reason,
+            body: json!({ "error": message.into(), "reason": reason }),
+        }
+    }
+
+    fn at(mut self, index: usize, line: Option<usize>) -> Self {
+        self.body["index"] = index.into();
+        if let Some(l) = line {
+            self.body["line"] = l.into();
+        }
+        self
+    }
+}
+
+pub(crate) fn reject_reason(e: &NormalizeError) -> &'static str {
+    match e {
+        NormalizeError::InvalidJson(_) => "invalid-json",
+        NormalizeError::UnknownFormat(_) => "unknown-format",
+        NormalizeError::MissingField { .. } => "missing-field",
+        NormalizeError::BadTime { .. } => "bad-time",
+        NormalizeError::InEnvelope { source, .. } => reject_reason(source),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// `application/json` or no content type: one value, an array, or
+    /// concatenated values.
+    Json,
+    /// `application/x-ndjson` (or jsonl): one value per line.
+    Ndjson,
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Refusal> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    match essence {
+        "application/json" | "text/json" | "" => Ok(BodyKind::Json),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "application/jsonlines" => Ok(BodyKind::Ndjson),
+        other => Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!(
+                "content type {other:?} is not accepted; send application/json (an event or an array of events) or application/x-ndjson"
+            ),
+        )),
+    }
+}
+
+/// Splits a body into elements and normalizes each; all or nothing.
+fn normalize_body(
+    normalizer: &Normalizer,
+    text: &str,
+    kind: BodyKind,
+    max_events: usize,
+) -> Result<Vec<Event>, Refusal> {
+    let too_many = || {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            format!("more than server.max_events_per_request = {max_events} events in one request"),
+        )
+    };
+    let mut events = Vec::new();
+    let mut push = |index: usize, line: Option<usize>, element: &str| -> Result<(), Refusal> {
+        if index >= max_events {
+            return Err(too_many());
+        }
+        normalizer
+            .normalize_line(element, &mut events)
+            .map_err(|e| {
+                Refusal::new(StatusCode::BAD_REQUEST, reject_reason(&e), e.to_string())
+                    .at(index, line)
+            })?;
+        if events.len() > max_events {
+            return Err(too_many());
+        }
+        Ok(())
+    };
+    let trimmed = text.trim_start_matches('\u{feff}').trim();
+    if kind == BodyKind::Ndjson {
+        let mut index = 0;
+        for (n, line) in trimmed.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            push(index, Some(n + 1), line)?;
+            index += 1;
+        }
+    } else if trimmed.starts_with('[') {
+        let elements: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        for (index, element) in elements.iter().enumerate() {
+            push(index, None, element.get())?;
+        }
+    } else {
+        let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<&RawValue>();
+        for (index, element) in stream.enumerate() {
+            let element = element.map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-json",
+                    format!("invalid JSON: {e}"),
+                )
+                .at(index, None)
+            })?;
+            push(index, None, element.get())?;
+        }
+    }
+    Ok(events)
+}
+
+/// Runs CPU-bound parsing on the blocking pool, so a large body does not
+/// hold up the two HTTP workers (and the health probes behind them).
+async fn off_the_runtime(
+    f: impl FnOnce() -> Result<Vec<Event>, Refusal> + Send + 'static,
+) -> Result<Vec<Event>, Refusal> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("parsing the body failed: {e}"),
+        ))
+    })
+}
+
+/// Queues a batch, observing ingest-to-decision latency when it is done.
+fn enqueue(state: &AppState, source: &'static str, events: Vec<Event>) -> Result<(), Response> {
+    let n = events.len();
+    let metrics = state.metrics.clone();
+    let queued = Instant::now();
+    let batch =
+        Batch::new(source, events).on_done(move || metrics.ingest_to_decision(queued.elapsed()));
+    match state.queue.try_send(batch) {
+        Ok(()) => {
+            state.metrics.received(source, n);
+            Ok(())
+        }
+        Err(e) => {
+            state.metrics.rejected(source, "queue-full", n);
+            let message = match e {
+                SendError::Full => "the event queue is full; retry after a second",
+                SendError::Closed => {
+                    "Vigil is shutting down; retry against another instance or later"
+                }
+            };
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(r)
+        }
+    }
+}
+
+/// `POST /v1/events`: one event, an array, or NDJSON → 202 `{"accepted": n}`.
+async fn post_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    const SOURCE: &str = "http";
+    if let Err(r) = state.ingest.check(&headers, true) {
+        state.metrics.rejected(SOURCE, "unauthorized", 1);
+        return r;
+    }
+    let refuse = |state: &AppState, r: Refusal| {
+        state.metrics.rejected(SOURCE, r.reason, 1);
+        error_with(r.status, r.body)
+    };
+    let kind = match body_kind(&headers) {
+        Ok(k) => k,
+        Err(r) => return refuse(&state, r),
+    };
+    let bytes = match read_body(body, &headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => {
+            state.metrics.rejected(SOURCE, "too-large", 1);
+            return r;
+        }
+    };
+    let (normalizer, max) = (state.normalizer.clone(), state.max_events);
+    let parsed = off_the_runtime(move || {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Refusal::new(StatusCode::BAD_REQUEST, "not-utf8", "the body is not UTF-8")
+        })?;
+        normalize_body(&normalizer, text, kind, max)
+    })
+    .await;
+    let events = match parsed {
+        Ok(e) => e,
+        Err(r) => return refuse(&state, r),
+    };
+    let n = events.len();
+    if n > 0
+        && let Err(r) = enqueue(&state, SOURCE, events)
+    {
+        return r;
+    }
+    (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response()
+}
+
+/// `GET /v1/hooks/okta`: Okta's one-time verification.
+async fn verify_hook(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.okta_hook.check(&headers, false) {
+        return r;
+    }
+    match headers
+        .get("x-okta-verification-challenge")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(challenge) => Json(json!({ "verification": challenge })).into_response(),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "missing the X-Okta-Verification-Challenge header",
+        ),
+    }
+}
+
+/// `POST /v1/hooks/okta`: an Event Hook delivery → 200 once queued.
+async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    const SOURCE: &str = "okta-hook";
+    if let Err(r) = state.okta_hook.check(&headers, false) {
+        state.metrics.rejected(SOURCE, "unauthorized", 1);
+        tracing::warn!("okta hook delivery refused: wrong or missing Authorization");
+        return r;
+    }
+    let bytes = match read_body(body, &headers, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => {
+            state.metrics.rejected(SOURCE, "too-large", 1);
+            return r;
+        }
+    };
+    let refuse = |r: Refusal| {
+        state.metrics.rejected(SOURCE, r.reason, 1);
+        error_with(r.status, r.body)
+    };
+    let normalizer = state.normalizer.clone();
+    let parsed = off_the_runtime(move || {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Refusal::new(StatusCode::BAD_REQUEST, "not-utf8", "the body is not UTF-8")
+        })?;
+        let mut events = Vec::new();
+        normalizer.normalize_line(text, &mut events).map_err(|e| {
+            let r = Refusal::new(StatusCode::BAD_REQUEST, reject_reason(&e), e.to_string());
+            match &e {
+                NormalizeError::InEnvelope { index, .. } => r.at(*index, None),
+                _ => r,
+            }
+        })?;
+        Ok(events)
+    })
+    .await;
+    let mut events = match parsed {
+        Ok(e) => e,
+        Err(r) => return refuse(r),
+    };
+    if events.len() > state.max_events {
+        return refuse(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-many-events",
+            format!(
+                "{} events in one delivery; server.max_events_per_request = {}",
+                events.len(),
+                state.max_events
+            ),
+        ));
+    }
+    // Check, queue and record under one lock, so two concurrent copies of
+    // a delivery cannot both pass; an id is recorded only once queued, so
+    // a 503'd delivery is processed when Okta retries it.
+    let now = Instant::now();
+    let mut dedup = state.dedup.lock().unwrap_or_else(|e| e.into_inner());
+    let mut in_request = HashSet::new();
+    let total = events.len();
+    events.retain(|e| !dedup.contains(&e.id, now) && in_request.insert(e.id.clone()));
+    let duplicates = total - events.len();
+    if duplicates > 0 {
+        state.metrics.hook_duplicates(duplicates);
+        tracing::debug!(duplicates, "okta hook: dropped events already received");
+    }
+    let accepted = events.len();
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    if accepted > 0 {
+        if let Err(r) = enqueue(&state, SOURCE, events) {
+            return r;
+        }
+        for id in &ids {
+            dedup.insert(id, now);
+        }
+    }
+    drop(dedup);
+    Json(json!({ "accepted": accepted, "duplicates": duplicates })).into_response()
+}
+
+/// `GET /readyz`: 200 when the rules are loaded, the audit log writable and
+/// the pipeline thread running; else 503 saying what is not.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let h = &state.health;
+    let mut not_ready = Vec::new();
+    let rules = h.rules.load(Ordering::SeqCst);
+    if rules == 0 {
+        not_ready.push("no rules loaded");
+    }
+    if !h.pipeline_alive.load(Ordering::SeqCst) {
+        not_ready.push("the pipeline thread is not running");
+    }
+    if !h.audit_ok.load(Ordering::SeqCst) {
+        not_ready.push("the audit log cannot be written");
+    }
+    if h.stopping.load(Ordering::SeqCst) {
+        not_ready.push("shutting down");
+    }
+    let body = json!({
+        "ready": not_ready.is_empty(),
+        "not_ready": not_ready,
+        "rules": rules,
+        "queue_depth": state.queue.depth(),
+        "connectors": state.metrics.connectors(),
+    });
+    let status = if not_ready.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = body;
+    if status != StatusCode::OK {
+        body["error"] = Value::from("not ready");
+    }
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: OpenMetrics text.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.encode(state.queue.depth());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn okta(uuid: &str) -> String {
+        format!(
+            r#"{{"uuid":"{uuid}","published":"2026-03-01T10:00:00Z","eventType":"user.session.start","actor":{{"id":"00u1","type":"User"}}}}"#
+        )
+    }
+
+    // An array, concatenated objects and NDJSON all yield every event.
+    #[test]
+    fn body_shapes() {
+        let n = Normalizer::default();
+        let arr = format!("[{},{}]", okta("a"), okta("b"));
+        assert_eq!(
+            normalize_body(&n, &arr, BodyKind::Json, 10)
+                .ok()
+                .unwrap()
+                .len(),
+            2
+        );
+        let one = okta("a");
+        assert_eq!(
+            normalize_body(&n, &one, BodyKind::Json, 10)
+                .ok()
+                .unwrap()
+                .len(),
+            1
+        );
+        let nd = format!("{}\n\n{}\n", okta("a"), okta("b"));
+        assert_eq!(
+            normalize_body(&n, &nd, BodyKind::Ndjson, 10)
+                .ok()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            normalize_body(&n, &nd, BodyKind::Json, 10)
+                .ok()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    // A bad element is named by index (and line for NDJSON).
+    #[test]
+    fn bad_element_is_located() {
+        let n = Normalizer::default();
+        let nd = format!("{}\n{{\"x\":1}}\n", okta("a"));
+        let Err(r) = normalize_body(&n, &nd, BodyKind::Ndjson, 10) else {
+            panic!()
+        };
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.body["index"], 1);
+        assert_eq!(r.body["line"], 2);
+        assert_eq!(r.reason, "unknown-format");
+    }
+
+    // More events than allowed is refused.
+    #[test]
+    fn too_many_events() {
+        let n = Normalizer::default();
+        let arr = format!("[{},{},{}]", okta("a"), okta("b"), okta("c"));
+        let Err(r) = normalize_body(&n, &arr, BodyKind::Json, 2) else {
+            panic!()
+        };
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

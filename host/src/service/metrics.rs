@@ -1,0 +1,299 @@
+//! The service's Prometheus metrics, kept with the `prometheus-client`
+//! crate and exposed as OpenMetrics text on `GET /metrics`.
+//!
+//! [`Metrics`] is shared by the HTTP handlers (events received and
+//! rejected, hook duplicates), the pipeline thread (through
+//! [`PipelineObserver`]: rule calls, faults, durations, actions) and the
+//! scrape (queue depth, read when scraped). It also remembers the last
+//! execution result per connector, which `/readyz` reports.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::PipelineObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    source: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    rule: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: String,
+    decision: String,
+}
+
+/// What `/readyz` says about a connector: its last execution result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConnectorStatus {
+    pub last_decision: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+fn call_histogram() -> Histogram {
+    // 10 µs … ~0.6 s: a rule call is microseconds; the deadline is tens of ms.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 17))
+}
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    events_received: Family<SourceLabels, Counter>,
+    events_rejected: Family<RejectLabels, Counter>,
+    rule_calls: Family<RuleLabels, Counter>,
+    rule_faults: Family<FaultLabels, Counter>,
+    rule_call_duration: Family<RuleLabels, Histogram, fn() -> Histogram>,
+    actions: Family<ActionLabels, Counter>,
+    queue_depth: Gauge,
+    breaker_tripped: Family<RuleLabels, Gauge>,
+    hook_duplicates: Counter,
+    ingest_to_decision: Histogram,
+    connectors: Mutex<BTreeMap<String, ConnectorStatus>>,
+}
+
+impl Metrics {
+    /// The registry, with `rules` pre-set so every rule shows (at 0) from
+    /// the first scrape.
+    pub fn new(rules: &[String]) -> Self {
+        let mut registry = Registry::default();
+        let events_received = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "vigil_events_received",
+            "Events accepted into the queue, by source",
+            events_received.clone(),
+        );
+        let events_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "vigil_events_rejected",
+            "Events (or requests, when the body could not be split) refused, by source and reason",
+            events_rejected.clone(),
+        );
+        let rule_calls = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "vigil_rule_calls",
+            "on-event calls, by rule",
+            rule_calls.clone(),
+        );
+        let rule_faults = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "vigil_rule_faults",
+            "Faulted on-event calls, by rule and fault kind",
+            rule_faults.clone(),
+        );
+        let rule_call_duration =
+            Family::<RuleLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                call_histogram,
+            );
+        registry.register(
+            "vigil_rule_call_duration_seconds",
+            "Wall-clock duration of on-event calls, by rule",
+            rule_call_duration.clone(),
+        );
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "vigil_actions",
+            "Action decisions (dry-run, accepted, denied) and execution results (executed, failed, duplicate), by action kind",
+            actions.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "vigil_queue_depth",
+            "Deliveries waiting for the pipeline thread",
+            queue_depth.clone(),
+        );
+        let breaker_tripped = Family::<RuleLabels, Gauge>::default();
+        registry.register(
+            "vigil_breaker_tripped",
+            "1 while a rule's circuit breaker is open",
+            breaker_tripped.clone(),
+        );
+        let hook_duplicates = Counter::default();
+        registry.register(
+            "vigil_hook_duplicates",
+            "Okta Event Hook events dropped because their uuid was seen within dedup_window_secs",
+            hook_duplicates.clone(),
+        );
+        let ingest_to_decision = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        registry.register(
+            "vigil_ingest_to_decision_seconds",
+            "From an HTTP delivery being queued to all its events having gone through the rules with the audit log synced",
+            ingest_to_decision.clone(),
+        );
+        for rule in rules {
+            let l = RuleLabels { rule: rule.clone() };
+            breaker_tripped.get_or_create(&l).set(0);
+            let _ = rule_calls.get_or_create(&l);
+        }
+        Metrics {
+            registry,
+            events_received,
+            events_rejected,
+            rule_calls,
+            rule_faults,
+            rule_call_duration,
+            actions,
+            queue_depth,
+            breaker_tripped,
+            hook_duplicates,
+            ingest_to_decision,
+            connectors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn received(&self, source: &str, n: usize) {
+        self.events_received
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+
+    pub fn rejected(&self, source: &str, reason: &str, n: usize) {
+        self.events_rejected
+            .get_or_create(&RejectLabels {
+                source: source.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+
+    pub fn hook_duplicates(&self, n: usize) {
+        self.hook_duplicates.inc_by(n as u64);
+    }
+
+    pub fn ingest_to_decision(&self, elapsed: Duration) {
+        self.ingest_to_decision.observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets a rule's breaker gauge (the guardrails work calls this).
+    pub fn set_breaker(&self, rule: &str, tripped: bool) {
+        self.breaker_tripped
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .set(i64::from(tripped));
+    }
+
+    /// The last execution result of every connector that executed something.
+    pub fn connectors(&self) -> BTreeMap<String, ConnectorStatus> {
+        self.connectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The OpenMetrics text, with the queue depth read now.
+    pub fn encode(&self, queue_depth: usize) -> String {
+        self.queue_depth.set(queue_depth as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The pipeline's observer: a shared handle on [`Metrics`].
+pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
+
+impl PipelineObserver for MetricsObserver {
+    fn rule_call(&self, rule: &str, elapsed: Duration, fault: Option<&str>) {
+        let m = &self.0;
+        let l = RuleLabels {
+            rule: rule.to_owned(),
+        };
+        m.rule_calls.get_or_create(&l).inc();
+        m.rule_call_duration
+            .get_or_create(&l)
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = fault {
+            m.rule_faults
+                .get_or_create(&FaultLabels {
+                    rule: rule.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    fn breaker(&self, rule: &str, tripped: bool) {
+        self.0.set_breaker(rule, tripped);
+    }
+
+    fn action(&self, kind: &str, decision: &str, connector: Option<&str>) {
+        let m = &self.0;
+        m.actions
+            .get_or_create(&ActionLabels {
+                kind: kind.to_owned(),
+                decision: decision.to_owned(),
+            })
+            .inc();
+        if let Some(c) = connector {
+            m.connectors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    c.to_owned(),
+                    ConnectorStatus {
+                        last_decision: decision.to_owned(),
+                        at_ms: crate::actions::executor::now_ms(),
+                    },
+                );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Counters carry the `_total` suffix and labels; rules show from the start.
+    #[test]
+    fn exposition_names_and_labels() {
+        let m = std::sync::Arc::new(Metrics::new(&["r1".into()]));
+        m.received("http", 3);
+        m.rejected("http", "invalid-json", 1);
+        let o = MetricsObserver(m.clone());
+        o.rule_call("r1", Duration::from_micros(5), Some("timeout"));
+        o.action("escalate", "dry-run", None);
+        let text = m.encode(2);
+        for line in [
+            "vigil_events_received_total{source=\"http\"} 3",
+            "vigil_events_rejected_total{source=\"http\",reason=\"invalid-json\"} 1",
+            "vigil_rule_calls_total{rule=\"r1\"} 1",
+            "vigil_rule_faults_total{rule=\"r1\",kind=\"timeout\"} 1",
+            "vigil_actions_total{kind=\"escalate\",decision=\"dry-run\"} 1",
+            "vigil_queue_depth 2",
+            "vigil_breaker_tripped{rule=\"r1\"} 0",
+            "vigil_hook_duplicates_total 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        assert!(text.contains("vigil_rule_call_duration_seconds_bucket{"));
+    }
+}

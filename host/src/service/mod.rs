@@ -1,0 +1,492 @@
+//! The long-running service: `vigil run` without `--events` when the
+//! configuration has a `[server]` table.
+//!
+//! Threads and ownership:
+//! - one **pipeline thread** owns the [`Pipeline`] (wasmtime calls are
+//!   synchronous): it takes [`queue::Batch`]es from the bounded queue, runs
+//!   their events through the rules, syncs the audit log, then calls each
+//!   batch's `on_done`; between batches it runs admin commands and due
+//!   undos;
+//! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`),
+//!   normalizing bodies before they are queued;
+//! - each `[[sources]]` entry runs on its own thread and delivers through
+//!   the same queue (file/stdin here; `okta-poll` and `tail` in
+//!   `crate::sources`).
+//!
+//! Shutdown (SIGTERM or SIGINT, or the pipeline stopping on an audit
+//! failure): `/readyz` turns 503, the listeners stop accepting and finish
+//! in-flight requests, sources are told to stop, then the pipeline drains
+//! every queued batch, syncs the audit log and the process exits 0 — an
+//! event answered 2xx is never lost. Past `drain_timeout_secs` it gives up
+//! and exits 1.
+
+pub mod admin;
+pub mod hooks;
+pub mod http;
+pub mod metrics;
+pub mod queue;
+pub mod tls;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::watch;
+
+use crate::config::{Config, ServerConfig, SourceConfig};
+use crate::normalize::Normalizer;
+use crate::pipeline::{Pipeline, RunStats};
+use crate::sources::{Line, LineReader};
+use admin::{AdminAuth, AdminCommand};
+use hooks::Dedup;
+use http::{Access, AppState, Health, Routes};
+use metrics::{Metrics, MetricsObserver};
+use queue::{Batch, QueueReceiver, QueueSender, Recv, Shutdown};
+use tls::ServiceListener;
+
+/// How long the pipeline thread waits for a batch before looking at admin
+/// commands, due undos and the drain flag.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Events run between two audit syncs when batches keep arriving (one sync
+/// covers every batch taken in one go).
+const EVENTS_PER_SYNC: usize = 4096;
+
+/// Events per batch from a file or stdin source.
+const FILE_BATCH: usize = 512;
+
+/// Serves until a signal; see the module documentation.
+pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Result<ExitCode> {
+    let secrets = server.load_secrets()?;
+    let tls = match (&server.tls_cert_file, &server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let rule_ids: Vec<String> = pipeline
+        .rules()
+        .rules
+        .iter()
+        .map(|r| r.id().to_owned())
+        .collect();
+    let metrics = Arc::new(Metrics::new(&rule_ids));
+    pipeline.set_observer(Box::new(MetricsObserver(metrics.clone())));
+    let health = Arc::new(Health::default());
+    health.rules.store(rule_ids.len(), Ordering::SeqCst);
+    health.audit_ok.store(true, Ordering::SeqCst);
+
+    let (queue, receiver) = queue::bounded(server.queue_capacity);
+    let shutdown = Shutdown::new();
+    let sources =
+        spawn_sources(config, &queue, &shutdown, &metrics).inspect_err(|_| shutdown.stop())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vigil-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let draining = Arc::new(AtomicBool::new(false));
+    let (admin_tx, admin_rx) = mpsc::channel();
+    let pipeline_thread = {
+        let (health, draining, stop_tx) = (health.clone(), draining.clone(), stop_tx.clone());
+        let metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("vigil-pipeline".into())
+            .spawn(move || {
+                pipeline_loop(
+                    pipeline, receiver, admin_rx, health, metrics, draining, stop_tx,
+                )
+            })
+            .context("cannot start the pipeline thread")?
+    };
+
+    let loopback = server.listen.ip().is_loopback();
+    let access = |secret: Option<crate::actions::secret::Secret>, key| match secret {
+        Some(s) => Access::Secret(s),
+        None if loopback => Access::Open,
+        None => Access::Disabled { key },
+    };
+    let state = Arc::new(AppState {
+        queue: queue.clone(),
+        normalizer: Normalizer::default(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        ingest: access(secrets.ingest, "ingest_token"),
+        okta_hook: access(secrets.okta_hook, "okta_hook_secret"),
+        admin: AdminAuth {
+            token: secrets.admin,
+            name: server.admin_name.clone(),
+        },
+        admin_tx,
+        dedup: std::sync::Mutex::new(Dedup::new(
+            Duration::from_secs(server.dedup_window_secs),
+            server.dedup_capacity,
+        )),
+        max_body_bytes: server.max_body_bytes,
+        max_events: server.max_events_per_request,
+    });
+    drop(queue);
+    let drain_timeout = Duration::from_secs(server.drain_timeout_secs);
+
+    let served = runtime.block_on(serve(
+        server,
+        tls,
+        state,
+        health.clone(),
+        stop_tx.clone(),
+        stop_rx,
+        drain_timeout,
+    ));
+    // Whatever happened, stop the sources and let the pipeline drain.
+    health.stopping.store(true, Ordering::SeqCst);
+    shutdown.stop();
+    let deadline = Instant::now() + drain_timeout;
+    for (name, handle) in sources {
+        if !wait_until(&handle, deadline) {
+            tracing::warn!(
+                source = name,
+                "source did not stop in time; its unqueued events are not acknowledged"
+            );
+        } else if handle.join().is_err() {
+            tracing::error!(source = name, "source thread panicked");
+        }
+    }
+    draining.store(true, Ordering::SeqCst);
+    if !wait_until(&pipeline_thread, deadline) {
+        bail!(
+            "the queue did not drain within server.drain_timeout_secs = {}; stopping with events unprocessed",
+            server.drain_timeout_secs
+        );
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let stats = match pipeline_thread.join() {
+        Ok(r) => r?,
+        Err(_) => bail!("the pipeline thread panicked"),
+    };
+    served?;
+    tracing::info!(
+        events = stats.events,
+        findings = stats.findings,
+        faults = stats.faults,
+        "stopped: queue drained, audit log synced"
+    );
+    eprintln!(
+        "vigil: stopped ({} events, {} findings); audit log synced",
+        stats.events, stats.findings
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the listeners, serves until a signal (or the pipeline stopping),
+/// then shuts the listeners down gracefully.
+async fn serve(
+    server: &ServerConfig,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    state: Arc<AppState>,
+    health: Arc<Health>,
+    stop_tx: Arc<watch::Sender<bool>>,
+    mut stop_rx: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Installed before the address is printed, so a signal sent as soon as
+    // the service is up is never missed.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ingest = ServiceListener::bind(server.listen, tls.clone()).await?;
+    let admin = match server.admin_listen {
+        Some(addr) => Some(ServiceListener::bind(addr, tls).await?),
+        None => None,
+    };
+    let mut servers = Vec::new();
+    let shared = admin.is_none();
+    for (listener, routes, what) in [
+        (
+            Some(ingest),
+            Routes {
+                ingest: true,
+                admin: shared,
+            },
+            "listening on",
+        ),
+        (
+            admin,
+            Routes {
+                ingest: false,
+                admin: true,
+            },
+            "admin listening on",
+        ),
+    ] {
+        let Some(listener) = listener else { continue };
+        let addr = axum::serve::Listener::local_addr(&listener)?;
+        tracing::info!(%addr, ingest = routes.ingest, admin = routes.admin, "{what} {scheme}://{addr}");
+        // Tests and scripts read this line to learn the bound port.
+        eprintln!("vigil: {what} {scheme}://{addr}");
+        let app = http::router(state.clone(), routes)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let mut stopped = stop_rx.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    drop(state);
+
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = stop_rx.wait_for(|s| *s) => "the pipeline stopped",
+    };
+    tracing::info!("{why}: refusing new requests, finishing in-flight ones, draining the queue");
+    eprintln!("vigil: {why}: shutting down");
+    health.stopping.store(true, Ordering::SeqCst);
+    stop_tx.send_replace(true);
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    for mut s in servers {
+        match tokio::time::timeout_at(deadline, &mut s).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("HTTP server error: {e}"),
+            Ok(Err(e)) => tracing::error!("HTTP server task failed: {e}"),
+            Err(_) => {
+                tracing::warn!("in-flight requests did not finish in time; closing them");
+                s.abort();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline thread. Returns the run's counts once the queue is closed
+/// or drained; an error is an audit failure (the service then stops).
+fn pipeline_loop(
+    mut pipeline: Pipeline,
+    queue: QueueReceiver,
+    admin: mpsc::Receiver<AdminCommand>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
+    stop: Arc<watch::Sender<bool>>,
+) -> Result<RunStats> {
+    health.pipeline_alive.store(true, Ordering::SeqCst);
+    let result = (|| -> Result<()> {
+        loop {
+            match queue.recv_timeout(POLL) {
+                Recv::Batch(first) => {
+                    let mut done = Vec::new();
+                    let mut events = 0;
+                    let mut next = Some(first);
+                    while let Some(batch) = next {
+                        events += batch.events.len();
+                        run_batch(&mut pipeline, &metrics, batch, &mut done)?;
+                        next = if events < EVENTS_PER_SYNC {
+                            queue.try_recv()
+                        } else {
+                            None
+                        };
+                    }
+                    // One sync makes every batch taken above durable before
+                    // any of them is acknowledged.
+                    pipeline.sync()?;
+                    for on_done in done {
+                        on_done();
+                    }
+                }
+                Recv::Timeout if draining.load(Ordering::SeqCst) => break,
+                Recv::Timeout => {}
+                Recv::Closed => break,
+            }
+            while let Ok(command) = admin.try_recv() {
+                admin::handle(&mut pipeline, command)?;
+            }
+            // Due undos, protected-group refresh, approval expiry, state
+            // persistence.
+            pipeline.tick()?;
+        }
+        Ok(())
+    })();
+    health.pipeline_alive.store(false, Ordering::SeqCst);
+    if let Err(e) = &result {
+        health.audit_ok.store(false, Ordering::SeqCst);
+        tracing::error!("the pipeline stopped: {e:#}");
+        stop.send_replace(true);
+    }
+    result?;
+    pipeline.finish()
+}
+
+type OnDone = Box<dyn FnOnce() + Send>;
+
+fn run_batch(
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    batch: Batch,
+    done: &mut Vec<OnDone>,
+) -> Result<()> {
+    // HTTP counts its events when it queues them (it also counts what it
+    // refuses); every other source is counted here.
+    if !http::SOURCES.contains(&batch.source.as_str()) {
+        metrics.received(&batch.source, batch.events.len());
+    }
+    for event in batch.events {
+        pipeline.process_event(event)?;
+    }
+    if let Some(f) = batch.on_done {
+        done.push(f);
+    }
+    Ok(())
+}
+
+/// Starts every `[[sources]]` entry on its own thread.
+fn spawn_sources(
+    config: &Config,
+    queue: &QueueSender,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<(String, JoinHandle<()>)>> {
+    let mut threads = Vec::new();
+    for (i, source) in config.sources.iter().enumerate() {
+        let (name, handle) = match source {
+            SourceConfig::File { path } => {
+                std::fs::metadata(path).with_context(|| {
+                    format!("sources[{i}]: cannot open events file {}", path.display())
+                })?;
+                let name = format!("file:{}", path.display());
+                let (path, limit) = (path.clone(), config.max_line_bytes);
+                let h = spawn_lines(name.clone(), queue, shutdown, metrics, move || {
+                    LineReader::open(&path, limit)
+                })?;
+                (name, h)
+            }
+            SourceConfig::Stdin => {
+                let limit = config.max_line_bytes;
+                let h = spawn_lines("stdin".into(), queue, shutdown, metrics, move || {
+                    Ok(LineReader::stdin(limit))
+                })?;
+                ("stdin".into(), h)
+            }
+            SourceConfig::OktaPoll(c) => (
+                "okta-poll".into(),
+                crate::sources::okta_poll::spawn(
+                    c,
+                    &config.connectors,
+                    &config.state_path,
+                    queue.clone(),
+                    shutdown.clone(),
+                )
+                .with_context(|| format!("sources[{i}] (okta-poll)"))?,
+            ),
+            SourceConfig::Tail(c) => (
+                format!("tail:{}", c.path.display()),
+                crate::sources::tail::spawn(
+                    c,
+                    config.max_line_bytes,
+                    &config.state_path,
+                    queue.clone(),
+                    shutdown.clone(),
+                )
+                .with_context(|| format!("sources[{i}] (tail)"))?,
+            ),
+        };
+        tracing::info!(source = name, "source started");
+        threads.push((name, handle));
+    }
+    Ok(threads)
+}
+
+/// A finite JSON Lines stream (file or stdin) read on its own thread into
+/// the queue, waiting when the queue is full. Bad lines are counted and
+/// logged with their number, as in a finite run.
+fn spawn_lines(
+    name: String,
+    queue: &QueueSender,
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+    open: impl FnOnce() -> Result<LineReader> + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let (queue, shutdown, metrics) = (queue.clone(), shutdown.clone(), metrics.clone());
+    let thread_name = name.clone();
+    std::thread::Builder::new()
+        .name(format!(
+            "source-{}",
+            thread_name.chars().take(8).collect::<String>()
+        ))
+        .spawn(move || {
+            let normalizer = Normalizer::default();
+            let result = (|| -> Result<u64> {
+                let mut reader = open()?;
+                let mut events = Vec::new();
+                let mut total = 0u64;
+                let mut flush = |events: &mut Vec<crate::bindings::Event>| -> Result<()> {
+                    if events.is_empty() {
+                        return Ok(());
+                    }
+                    let n = events.len();
+                    queue
+                        .send(Batch::new(name.clone(), std::mem::take(events)))
+                        .map_err(|_| anyhow::anyhow!("the queue closed"))?;
+                    total += n as u64;
+                    Ok(())
+                };
+                while let Some((line_no, line)) = reader.next_line()? {
+                    if shutdown.is_stopping() {
+                        break;
+                    }
+                    let reject = |reason: &str, message: &str| {
+                        metrics.rejected(&name, reason, 1);
+                        tracing::warn!(
+                            source = name,
+                            line = line_no,
+                            reason,
+                            "rejected: {message}"
+                        );
+                    };
+                    match line {
+                        Line::Text(text) => {
+                            if let Err(e) = normalizer.normalize_line(&text, &mut events) {
+                                reject(http::reject_reason(&e), &e.to_string());
+                            }
+                        }
+                        Line::TooLong { len, limit } => reject(
+                            "too-long",
+                            &format!("line of {len} bytes exceeds max_line_bytes = {limit}"),
+                        ),
+                        Line::NotUtf8 => reject("not-utf8", "line is not valid UTF-8"),
+                    }
+                    if events.len() >= FILE_BATCH {
+                        flush(&mut events)?;
+                    }
+                }
+                flush(&mut events)?;
+                Ok(total)
+            })();
+            match result {
+                Ok(n) => tracing::info!(source = thread_name, events = n, "source finished"),
+                Err(e) => tracing::error!(source = thread_name, "source stopped: {e:#}"),
+            }
+        })
+        .context("cannot start a source thread")
+}
+
+/// Waits for a thread to finish until `deadline`; false if it did not.
+fn wait_until<T>(handle: &JoinHandle<T>, deadline: Instant) -> bool {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}

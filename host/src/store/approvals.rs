@@ -1,0 +1,134 @@
+//! Pending approvals: actions parked until an operator approves or rejects
+//! them, or they expire.
+
+use anyhow::{Context, Result};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::Store;
+use super::action_json::{action_from_json, action_to_json};
+use crate::bindings::Action;
+
+/// One parked action.
+#[derive(Clone, Debug)]
+pub struct PendingApproval {
+    /// The action id doubles as the approval id.
+    pub action_id: String,
+    pub rule: String,
+    pub event_id: String,
+    pub event_source: String,
+    pub action: Action,
+    /// The principals (id, login) of the event that name the target, so the
+    /// protected-account check
+    /// can be repeated at approval time exactly as at request time.
+    pub aliases: Vec<(String, Option<String>)>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    pub state: String,
+    pub decided_by: String,
+}
+
+const COLUMNS: &str = "action_id, rule, event_id, event_source, action, aliases, created_ms, \
+                       expires_ms, state, decided_by";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(PendingApproval, String, String)> {
+    Ok((
+        PendingApproval {
+            action_id: r.get(0)?,
+            rule: r.get(1)?,
+            event_id: r.get(2)?,
+            event_source: r.get(3)?,
+            // Filled in below (JSON parsing errors are not SQLite errors).
+            action: Action::RevokeSessions(String::new()),
+            aliases: Vec::new(),
+            created_ms: r.get(6)?,
+            expires_ms: r.get(7)?,
+            state: r.get(8)?,
+            decided_by: r.get(9)?,
+        },
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn finish(row: (PendingApproval, String, String)) -> Result<PendingApproval> {
+    let (mut p, action, aliases) = row;
+    p.action = action_from_json(&serde_json::from_str(&action)?)
+        .with_context(|| format!("approval {}: unreadable action", p.action_id))?;
+    p.aliases = serde_json::from_str(&aliases)?;
+    Ok(p)
+}
+
+impl Store {
+    /// Parks an action; a second request with the same action id (a
+    /// replayed event) is ignored. Returns whether it was new.
+    pub fn add_approval(&self, p: &PendingApproval) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "INSERT OR IGNORE INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ),
+                params![
+                    p.action_id,
+                    p.rule,
+                    p.event_id,
+                    p.event_source,
+                    action_to_json(&p.action).to_string(),
+                    serde_json::to_string(&p.aliases)?,
+                    p.created_ms,
+                    p.expires_ms,
+                    p.state,
+                    p.decided_by
+                ],
+            )
+            .context("cannot write the approval")?;
+        Ok(n > 0)
+    }
+
+    pub fn approval(&self, action_id: &str) -> Result<Option<PendingApproval>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM approvals WHERE action_id = ?1"),
+                [action_id],
+                from_row,
+            )
+            .optional()
+            .context("cannot read the approval")?;
+        row.map(finish).transpose()
+    }
+
+    /// Approvals in `state`, oldest first.
+    pub fn approvals(&self, state: &str) -> Result<Vec<PendingApproval>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE state = ?1 ORDER BY created_ms, action_id"
+        ))?;
+        let rows = stmt.query_map([state], from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(finish(row.context("cannot read approvals")?)?);
+        }
+        Ok(out)
+    }
+
+    /// Moves a pending approval to `state`; false if it was no longer
+    /// pending (someone decided first).
+    pub fn decide_approval(
+        &self,
+        action_id: &str,
+        state: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4
+                 WHERE action_id = ?1 AND state = 'pending'",
+                params![action_id, state, by, now_ms],
+            )
+            .context("cannot write the approval")?;
+        Ok(n > 0)
+    }
+}

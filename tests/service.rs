@@ -1,0 +1,1139 @@
+//! The service (`vigil run` with `[server]`), end to end: the real binary,
+//! real HTTP on loopback. Okta Event Hook verification, delivery and
+//! de-duplication; the shared secret; bad bodies; backpressure (503 when
+//! the queue is full, nothing accepted ever lost); SIGTERM during a burst;
+//! the admin API; `/metrics` as Prometheus text; file sources; TLS.
+//!
+//! Each test starts its own service on port 0 and learns the address from
+//! the `vigil: listening on http://ADDR` line on stderr. Waits are polls
+//! with generous timeouts; no test asserts timing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use vigil_test_support::*;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+const HOOK_SECRET: &str = "Basic c2VjcmV0LXZhbHVl";
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// Compiled components shared by every test here (the built-in pack is
+/// compiled once).
+fn cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("service-xdg-cache")
+}
+
+/// A running `vigil run` service.
+struct Service {
+    wd: Workdir,
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Writes `vigil.toml` (`[server]` on 127.0.0.1:0 plus `server_extra`,
+    /// then `body`) and starts the service with the hook secret and admin
+    /// token in its environment.
+    fn start(server_extra: &str, body: &str) -> Service {
+        Self::start_in(Workdir::new(), server_extra, body, "http")
+    }
+
+    fn start_in(wd: Workdir, server_extra: &str, body: &str, scheme: &str) -> Service {
+        Self::start_with(wd, server_extra, body, scheme, true)
+    }
+
+    /// `credentials`: name the hook secret and admin token in `[server]`.
+    fn start_with(
+        wd: Workdir,
+        server_extra: &str,
+        body: &str,
+        scheme: &str,
+        credentials: bool,
+    ) -> Service {
+        let credentials = if credentials {
+            "okta_hook_secret_env = \"TEST_HOOK_SECRET\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n"
+        } else {
+            ""
+        };
+        let listen = if server_extra.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
+        let config = wd.config(&format!(
+            "{body}\n[server]\n{listen}{credentials}{server_extra}\n"
+        ));
+        let mut child = Command::new(VIGIL)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .current_dir(wd.path())
+            .env("XDG_CACHE_HOME", cache_home())
+            .env("VIGIL_LOG", "info")
+            .env("TEST_HOOK_SECRET", HOOK_SECRET)
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vigil");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let prefix = format!("vigil: listening on {scheme}://");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // `vigil: admin listening on …` lands in the log, read by
+                // `admin_base`.
+                if let Some(addr) = line.strip_prefix(&prefix) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("vigil did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Service {
+            wd,
+            child,
+            base: format!("{scheme}://{addr}"),
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The separate admin listener's base URL (`admin_listen`).
+    fn admin_base(&self) -> String {
+        let mut found = None;
+        eventually("the admin listener", self, || {
+            found = self
+                .log()
+                .lines()
+                .find_map(|l| l.strip_prefix("vigil: admin listening on "))
+                .map(|a| a.trim().to_owned());
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn sigterm(&self) {
+        // SAFETY: sending a signal to our own child process.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM failed");
+    }
+
+    /// SIGTERM, then wait for the exit.
+    fn stop(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `/metrics`, parsed: `name{labels}` → value.
+    fn metrics(&self, client: &Client) -> BTreeMap<String, f64> {
+        let r = client
+            .get(self.url("/metrics"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        parse_prometheus(&r.text().unwrap())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` until it holds (generous timeout; never a timing assertion).
+fn eventually(what: &str, service: &Service, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Parses Prometheus/OpenMetrics text strictly enough to catch a broken
+/// exposition: every sample line is `name{labels} value` with a float value.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {line:?} is not a number"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            let labels = &series[name_end..];
+            assert!(labels.ends_with('}'), "labels not closed in {line:?}");
+            for pair in labels[1..labels.len() - 1]
+                .split("\",")
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                assert!(!k.is_empty() && !v.contains('\n'), "bad label in {line:?}");
+            }
+        }
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+/// A minimal Okta LogEvent with this uuid (a session start).
+fn okta_event(uuid: &str) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": "2026-03-01T10:00:00.000Z",
+        "eventType": "user.session.start",
+        "actor": {"id": "00uservice01", "type": "User", "alternateId": "svc.test@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "client": {"ipAddress": "198.51.100.7"}
+    })
+}
+
+/// The push-bombing fixture as one Okta Event Hook delivery.
+fn push_bombing_delivery() -> Value {
+    let events: Vec<Value> = std::fs::read_to_string(fixture("push-bombing.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": "https://example.okta.com/api/v1/eventHooks/who8test",
+        "eventId": "b4b7b4e2-0000-4000-8000-000000000001",
+        "eventTime": "2026-03-03T14:04:44.000Z",
+        "contentType": "application/json",
+        "data": {"events": events}
+    })
+}
+
+const PUSH_FATIGUE: &str = "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\n\
+    allow = [\"suspend-user\", \"escalate\"]\n";
+
+/// A rule that audits a finding for every event (subject = the event id).
+fn finding_per_event() -> String {
+    format!("builtin_pack = false\n[[rules]]\npath = \"{GUEST_FORBIDDEN}\"\n")
+}
+
+fn finding_event_ids(wd: &Workdir) -> HashSet<String> {
+    wd.records_of("finding")
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn okta_verification_handshake_answers_the_challenge() {
+    let s = Service::start("", PUSH_FATIGUE);
+    let c = client();
+    let r = c
+        .get(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .header("X-Okta-Verification-Challenge", "chal-123_abc")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        json!({"verification": "chal-123_abc"})
+    );
+
+    // With a secret configured, the handshake needs it too.
+    let r = c
+        .get(s.url("/v1/hooks/okta"))
+        .header("X-Okta-Verification-Challenge", "chal")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.json::<Value>().unwrap()["error"].is_string());
+
+    // No challenge header: a JSON error.
+    let r = c
+        .get(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Okta-Verification-Challenge")
+    );
+}
+
+#[test]
+fn hook_delivery_of_push_bombing_is_processed_once_even_when_delivered_twice() {
+    let s = Service::start("", PUSH_FATIGUE);
+    let c = client();
+    let delivery = push_bombing_delivery();
+    let post = || {
+        c.post(s.url("/v1/hooks/okta"))
+            .header("Authorization", HOOK_SECRET)
+            .json(&delivery)
+            .send()
+            .unwrap()
+    };
+    let r = post();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        json!({"accepted": 8, "duplicates": 0})
+    );
+
+    eventually("the push-bombing finding and its actions", &s, || {
+        s.wd.records_of("action").len() >= 2
+    });
+    let records = s.wd.audit_records();
+    assert_eq!(
+        action_triples(&records),
+        vec![
+            (
+                "suspend-user".into(),
+                "00upushbomb01".into(),
+                "dry-run".into()
+            ),
+            ("escalate".into(), "on-call".into(), "dry-run".into()),
+        ]
+    );
+    let findings = s.wd.records_of("finding");
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["rule"], "mfa-push-fatigue");
+    assert_eq!(findings[0]["subject"], "00upushbomb01");
+
+    // Okta retries the same delivery: every event is a duplicate.
+    let r = post();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        json!({"accepted": 0, "duplicates": 8})
+    );
+
+    let m = s.metrics(&c);
+    assert_eq!(m["vigil_hook_duplicates_total"], 8.0);
+    assert_eq!(m["vigil_events_received_total{source=\"okta-hook\"}"], 8.0);
+    // The rule saw each of the 6 denied pushes once (not 12).
+    eventually("the rule calls to be counted", &s, || {
+        s.metrics(&c)["vigil_rule_calls_total{rule=\"mfa-push-fatigue\"}"] == 6.0
+    });
+    let mut s = s;
+    assert!(s.stop().success(), "{}", s.log());
+    assert_eq!(s.wd.records_of("finding").len(), 1);
+}
+
+#[test]
+fn wrong_hook_secret_is_refused_and_nothing_is_processed() {
+    let mut s = Service::start("", &finding_per_event());
+    let c = client();
+    for auth in [
+        Some("Basic wrong"),
+        Some(&HOOK_SECRET[..HOOK_SECRET.len() - 1]),
+        None,
+    ] {
+        let mut req = c
+            .post(s.url("/v1/hooks/okta"))
+            .json(&push_bombing_delivery());
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let body = r.json::<Value>().unwrap();
+        assert!(body["error"].is_string(), "{body}");
+        assert!(
+            !body.to_string().contains("c2VjcmV0"),
+            "the secret leaked: {body}"
+        );
+    }
+    let m = s.metrics(&c);
+    assert_eq!(
+        m.get("vigil_events_received_total{source=\"okta-hook\"}"),
+        None
+    );
+    assert_eq!(
+        m["vigil_events_rejected_total{source=\"okta-hook\",reason=\"unauthorized\"}"],
+        3.0
+    );
+    assert!(s.stop().success(), "{}", s.log());
+    assert!(s.wd.records_of("finding").is_empty());
+    assert!(!s.log().contains("c2VjcmV0"), "the secret is in the log");
+}
+
+#[test]
+fn malformed_and_oversized_bodies_get_json_errors_and_the_server_keeps_serving() {
+    let mut s = Service::start(
+        "max_body_bytes = 65536\nmax_events_per_request = 3\n",
+        &finding_per_event(),
+    );
+    let c = client();
+    let post = |body: String, content_type: &str| {
+        c.post(s.url("/v1/events"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let good = okta_event("evt-good-1").to_string();
+
+    // Invalid JSON in element 1 of an array: 400 naming the element, and the
+    // good element 0 is not queued either.
+    let r = post(format!("[{good}, {{\"uuid\": ]"), "application/json");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid JSON"),
+        "{body}"
+    );
+
+    // Valid JSON but not an event, on NDJSON line 2.
+    let r = post(
+        format!("{good}\n{{\"hello\":\"world\"}}\n"),
+        "application/x-ndjson",
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["index"], 1, "{body}");
+    assert_eq!(body["line"], 2, "{body}");
+    assert_eq!(body["reason"], "unknown-format", "{body}");
+
+    // An Okta event without `published`.
+    let mut no_time = okta_event("evt-no-time");
+    no_time.as_object_mut().unwrap().remove("published");
+    let r = post(
+        json!([okta_event("evt-ok-2"), no_time]).to_string(),
+        "application/json",
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["index"], 1, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("published"),
+        "{body}"
+    );
+
+    // Too large, too many, wrong media type.
+    let r = post(
+        format!("[{}]", vec![good.as_str(); 400].join(",")),
+        "application/json",
+    );
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_body_bytes")
+    );
+    let four: Vec<Value> = (0..4)
+        .map(|i| okta_event(&format!("evt-many-{i}")))
+        .collect();
+    let r = post(json!(four).to_string(), "application/json");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_events_per_request")
+    );
+    let r = post(good.clone(), "text/xml");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.json::<Value>().unwrap()["error"].is_string());
+
+    // A malformed hook delivery: 400 naming the event in data.events.
+    let mut delivery = push_bombing_delivery();
+    delivery["data"]["events"][3] = json!({"eventType": "user.session.start"});
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&delivery)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().unwrap()["index"], 3);
+
+    // Unknown path: a JSON 404.
+    let r = c.get(s.url("/v1/nope")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.json::<Value>().unwrap()["error"].is_string());
+
+    // Still serving: a good request is accepted and processed, alone.
+    let r = post(good, "application/json");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().unwrap(), json!({"accepted": 1}));
+    assert_eq!(
+        c.get(s.url("/healthz")).send().unwrap().text().unwrap(),
+        "ok"
+    );
+    assert!(s.stop().success(), "{}", s.log());
+    assert_eq!(
+        finding_event_ids(&s.wd),
+        HashSet::from(["evt-good-1".to_owned()]),
+        "only the good request reached a rule"
+    );
+}
+
+#[test]
+fn full_queue_answers_503_with_retry_after_and_loses_nothing_accepted() {
+    // One slow rule (every call runs into a 1 s deadline and is audited as a
+    // fault naming the event) and a queue of one delivery.
+    let body = format!(
+        "builtin_pack = false\n[[rules]]\npath = \"{GUEST_LOOP}\"\n\
+         limits = {{ deadline_ms = 1000, quarantine_after = 1000 }}\n"
+    );
+    let mut s = Service::start("queue_capacity = 1\n", &body);
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let mut saw_503 = false;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, accepted) = (&s, accepted.clone());
+                scope.spawn(move || {
+                    let c = client();
+                    let id = format!("evt-burst-{i}");
+                    let r = c
+                        .post(s.url("/v1/events"))
+                        .json(&okta_event(&id))
+                        .send()
+                        .unwrap();
+                    match r.status() {
+                        StatusCode::ACCEPTED => {
+                            accepted.lock().unwrap().push(id);
+                            false
+                        }
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            assert_eq!(r.headers()["retry-after"], "1");
+                            assert!(
+                                r.json::<Value>().unwrap()["error"]
+                                    .as_str()
+                                    .unwrap()
+                                    .contains("full")
+                            );
+                            true
+                        }
+                        other => panic!("unexpected {other}"),
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            saw_503 |= h.join().unwrap();
+        }
+    });
+    assert!(
+        saw_503,
+        "eight deliveries against a queue of one and a 1 s rule: none refused"
+    );
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(!accepted.is_empty());
+    let m = s.metrics(&client());
+    assert_eq!(
+        m["vigil_events_received_total{source=\"http\"}"],
+        accepted.len() as f64
+    );
+    assert!(m["vigil_events_rejected_total{source=\"http\",reason=\"queue-full\"}"] >= 1.0);
+    // Everything accepted is processed, also across the shutdown.
+    assert!(s.stop().success(), "{}", s.log());
+    let faulted: HashSet<String> =
+        s.wd.records_of("rule-fault")
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap().to_owned())
+            .collect();
+    for id in &accepted {
+        assert!(faulted.contains(id), "accepted {id} was never processed");
+    }
+}
+
+#[test]
+fn sigterm_during_a_burst_drains_every_accepted_event_and_exits_0() {
+    let mut s = Service::start("", &finding_per_event());
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let events_url = s.url("/v1/events");
+    let status = std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (events_url, accepted, stop) = (&events_url, accepted.clone(), &stop);
+            scope.spawn(move || {
+                let c = Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                let mut n = 0;
+                // Until the service stops answering.
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let ids: Vec<String> =
+                        (0..5).map(|k| format!("evt-term-{t}-{n}-{k}")).collect();
+                    n += 1;
+                    let body: Vec<Value> = ids.iter().map(|id| okta_event(id)).collect();
+                    match c.post(events_url).json(&body).send() {
+                        Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                            accepted.lock().unwrap().extend(ids)
+                        }
+                        Ok(r) => assert!(r.status().is_server_error(), "unexpected {}", r.status()),
+                        Err(_) => break, // connection refused: the listener closed
+                    }
+                }
+            });
+        }
+        // Let the burst get going, then stop the service in the middle of it.
+        eventually("a few accepted deliveries", &s, || {
+            accepted.lock().unwrap().len() >= 100
+        });
+        s.sigterm();
+        let status = s.wait();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        status
+    });
+    assert!(status.success(), "exit {status:?}\n{}", s.log());
+    assert!(s.log().contains("SIGTERM"), "{}", s.log());
+    let accepted = accepted.lock().unwrap().clone();
+    let found = finding_event_ids(&s.wd);
+    let lost: Vec<&String> = accepted.iter().filter(|id| !found.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} accepted events lost: {:?}",
+        lost.len(),
+        accepted.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // The chain is intact.
+    let out = vigil(
+        VIGIL,
+        &["audit", "verify", s.wd.audit_path().to_str().unwrap()],
+        s.wd.path(),
+        &cache_home(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn admin_api_needs_the_token_lists_rules_and_audits_mode_changes() {
+    let mut s = Service::start("admin_name = \"sec-oncall\"\n", PUSH_FATIGUE);
+    let c = client();
+    let rules = s.url("/v1/admin/rules");
+    // No token, wrong token, wrong scheme: 401 with a JSON error.
+    for auth in [
+        None,
+        Some("Bearer nope"),
+        Some(&format!("Basic {ADMIN_TOKEN}")[..]),
+    ] {
+        let mut req = c.get(&rules);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(r.json::<Value>().unwrap()["error"].is_string());
+    }
+    let r = c.get(&rules).bearer_auth(ADMIN_TOKEN).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().unwrap();
+    let rule = &list["rules"][0];
+    assert_eq!(rule["id"], "mfa-push-fatigue");
+    assert_eq!(rule["origin"], "builtin:mfa-push-fatigue");
+    assert_eq!(rule["mode"], "audit-only");
+    assert_eq!(rule["granted"], json!(["suspend-user", "escalate"]));
+    assert_eq!(rule["quarantined"], false);
+    assert!(rule["version"].is_string());
+
+    let set = |rule: &str, body: Value, token: &str| {
+        c.post(s.url(&format!("/v1/admin/rules/{rule}/mode")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        set("mfa-push-fatigue", json!({"mode": "enforce"}), "nope").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = set("no-such-rule", json!({"mode": "enforce"}), ADMIN_TOKEN);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-rule")
+    );
+    let r = set("mfa-push-fatigue", json!({"mode": "yolo"}), ADMIN_TOKEN);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.json::<Value>().unwrap()["error"].is_string());
+    let r = set("mfa-push-fatigue", json!({"mode": "enforce"}), ADMIN_TOKEN);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().unwrap()["mode"], "enforce");
+
+    let admin = s.wd.records_of("admin");
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert_eq!(admin[0]["by"], "sec-oncall");
+    assert_eq!(admin[0]["rule"], "mfa-push-fatigue");
+    assert_eq!(admin[0]["change"], "set-mode");
+    assert_eq!(
+        (admin[0]["from"].as_str(), admin[0]["to"].as_str()),
+        (Some("audit-only"), Some("enforce"))
+    );
+    assert!(admin[0]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // The switch takes effect: the push bombing is now enforced.
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&push_bombing_delivery())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the enforced actions", &s, || {
+        s.wd.records_of("action-result").len() >= 2
+    });
+    assert!(
+        action_triples(&s.wd.audit_records())
+            .iter()
+            .all(|(_, _, d)| d == "accepted")
+    );
+    let list: Value = c
+        .get(&rules)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list["rules"][0]["mode"], "enforce");
+    assert!(s.stop().success(), "{}", s.log());
+    assert!(!s.log().contains(ADMIN_TOKEN), "the token is in the log");
+}
+
+#[test]
+fn admin_api_without_a_token_is_disabled() {
+    let mut s = Service::start_with(Workdir::new(), "", PUSH_FATIGUE, "http", false);
+    let r = client()
+        .get(s.url("/v1/admin/rules"))
+        .bearer_auth("anything")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
+fn without_credentials_a_non_loopback_listener_disables_ingestion() {
+    let mut s = Service::start_with(
+        Workdir::new(),
+        "listen = \"0.0.0.0:0\"\n",
+        PUSH_FATIGUE,
+        "http",
+        false,
+    );
+    let c = client();
+    let r = c
+        .post(s.url("/v1/events"))
+        .json(&okta_event("evt-open"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("ingest_token"),
+        "{body}"
+    );
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .json(&push_bombing_delivery())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("okta_hook_secret"),
+        "{body}"
+    );
+    // Health stays open for probes.
+    assert_eq!(
+        c.get(s.url("/healthz")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(s.stop().success(), "{}", s.log());
+    assert!(s.wd.records_of("finding").is_empty());
+}
+
+#[test]
+fn admin_listen_separates_the_admin_api_and_metrics_from_ingestion() {
+    let mut s = Service::start("admin_listen = \"127.0.0.1:0\"\n", PUSH_FATIGUE);
+    let admin = s.admin_base();
+    assert_ne!(admin, s.base);
+    let c = client();
+    for path in ["/v1/admin/rules", "/metrics"] {
+        let r = c.get(s.url(path)).bearer_auth(ADMIN_TOKEN).send().unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the ingestion listener"
+        );
+        let r = c
+            .get(format!("{admin}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path} on the admin listener");
+    }
+    let r = c
+        .post(format!("{admin}/v1/events"))
+        .json(&okta_event("evt-admin-port"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get(format!("{admin}/readyz")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
+fn ingest_token_is_required_when_configured() {
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("ingest.token"), "ingest-secret\n").unwrap();
+    let mut s = Service::start_in(
+        wd,
+        "ingest_token_file = \"ingest.token\"\n",
+        &finding_per_event(),
+        "http",
+    );
+    let c = client();
+    let post = |token: Option<&str>| {
+        let mut r = c.post(s.url("/v1/events")).json(&okta_event("evt-token"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap()
+    };
+    for bad in [None, Some("ingest-secre"), Some("wrong")] {
+        let r = post(bad);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        assert!(r.json::<Value>().unwrap()["error"].is_string());
+    }
+    assert_eq!(post(Some("ingest-secret")).status(), StatusCode::ACCEPTED);
+    assert!(s.stop().success(), "{}", s.log());
+    assert_eq!(
+        finding_event_ids(&s.wd),
+        HashSet::from(["evt-token".to_owned()])
+    );
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_count_what_happened() {
+    let mut s = Service::start("", &finding_per_event());
+    let c = client();
+    let events: Vec<Value> = (0..7)
+        .map(|i| okta_event(&format!("evt-metrics-{i}")))
+        .collect();
+    let r = c.post(s.url("/v1/events")).json(&events).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().unwrap(), json!({"accepted": 7}));
+    let r = c
+        .post(s.url("/v1/events"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    eventually("7 findings", &s, || s.wd.records_of("finding").len() == 7);
+
+    // The text format itself.
+    let r = c.get(s.url("/metrics")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let text = r.text().unwrap();
+    assert!(
+        text.contains("# TYPE vigil_rule_call_duration_seconds histogram"),
+        "{text}"
+    );
+    let m = parse_prometheus(&text);
+    assert_eq!(m["vigil_events_received_total{source=\"http\"}"], 7.0);
+    assert_eq!(
+        m["vigil_events_rejected_total{source=\"http\",reason=\"invalid-json\"}"],
+        1.0
+    );
+    assert_eq!(m["vigil_rule_calls_total{rule=\"guest-forbidden\"}"], 7.0);
+    assert_eq!(
+        m["vigil_rule_call_duration_seconds_count{rule=\"guest-forbidden\"}"],
+        7.0
+    );
+    // Each call asks for block-ip (declared, not granted) and reset-factors
+    // (not declared): both denied.
+    assert_eq!(
+        m["vigil_actions_total{kind=\"block-ip\",decision=\"denied\"}"],
+        7.0
+    );
+    assert_eq!(
+        m["vigil_actions_total{kind=\"reset-factors\",decision=\"denied\"}"],
+        7.0
+    );
+    assert_eq!(m["vigil_breaker_tripped{rule=\"guest-forbidden\"}"], 0.0);
+    assert_eq!(m["vigil_queue_depth"], 0.0);
+    assert_eq!(m["vigil_hook_duplicates_total"], 0.0);
+    // Acknowledged (on_done) just after the audit sync that made the
+    // findings visible.
+    eventually("the delivery to be acknowledged", &s, || {
+        s.metrics(&c)["vigil_ingest_to_decision_seconds_count"] == 1.0
+    });
+
+    // Readiness reports what it checked.
+    let r = c.get(s.url("/readyz")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ready: Value = r.json().unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["rules"], 1);
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
+fn file_sources_feed_the_service_too() {
+    let wd = Workdir::new();
+    let path = fixture("push-bombing.jsonl");
+    let body = format!(
+        "{PUSH_FATIGUE}\n[[sources]]\ntype = \"file\"\npath = \"{}\"\n",
+        path.display()
+    );
+    let mut s = Service::start_in(wd, "", &body, "http");
+    eventually("the finding from the file source", &s, || {
+        !s.wd.records_of("finding").is_empty()
+    });
+    // Still serving after the file ended.
+    let c = client();
+    assert_eq!(
+        c.get(s.url("/healthz")).send().unwrap().status(),
+        StatusCode::OK
+    );
+    let m = s.metrics(&c);
+    assert_eq!(
+        m[&format!(
+            "vigil_events_received_total{{source=\"file:{}\"}}",
+            path.display()
+        )],
+        8.0
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
+fn tls_listener_serves_https() {
+    let wd = Workdir::new();
+    let (cert, key) = (wd.path().join("cert.pem"), wd.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("skipping: openssl cannot make a test certificate");
+            return;
+        }
+    }
+    let extra = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let mut s = Service::start_in(wd, &extra, PUSH_FATIGUE, "https");
+    let pem = std::fs::read(&cert).unwrap();
+    let c = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = c.get(s.url("/healthz")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .header("X-Okta-Verification-Challenge", "tls")
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["verification"], "tls");
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain = s.url("/healthz").replace("https://", "http://");
+    assert!(
+        client()
+            .get(plain)
+            .send()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
+fn admin_api_lists_and_decides_approvals_and_resets_breakers() {
+    let body = "mode = \"enforce\"\nbuiltin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\n\
+                allow = [\"suspend-user\", \"escalate\"]\napproval = [\"suspend-user\"]\n";
+    let s = Service::start("admin_name = \"sec-oncall\"\n", body);
+    let c = client();
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&push_bombing_delivery())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the parked suspension", &s, || {
+        s.wd.records_of("action")
+            .iter()
+            .any(|a| a["decision"] == "pending")
+    });
+    let list: Value = c
+        .get(s.url("/v1/admin/approvals"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let approvals = list["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{list}");
+    assert_eq!(approvals[0]["action"], "suspend-user");
+    assert_eq!(approvals[0]["target"], "00upushbomb01");
+    let id = approvals[0]["id"].as_str().unwrap().to_owned();
+
+    let decide = |verb: &str, token: &str| {
+        c.post(s.url(&format!("/v1/admin/approvals/{id}/{verb}")))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(decide("approve", "nope").status(), StatusCode::UNAUTHORIZED);
+    let r = decide("approve", ADMIN_TOKEN);
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().unwrap();
+    assert_eq!(answer["gate"], "accepted");
+    assert_eq!(answer["results"], json!(["executed"]));
+    let approval = s.wd.records_of("approval");
+    assert_eq!(approval.len(), 1);
+    assert_eq!(approval[0]["by"], "sec-oncall");
+    assert!(
+        s.wd.records_of("action-result")
+            .iter()
+            .any(|r| r["action_id"] == id.as_str() && r["decision"] == "executed")
+    );
+    // Decided already: a conflict with a JSON error, and the server goes on.
+    let r = decide("reject", ADMIN_TOKEN);
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("is approved")
+    );
+    let r = c
+        .post(s.url("/v1/admin/breakers/mfa-push-fatigue/reset"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not tripped")
+    );
+    let rules: Value = c
+        .get(s.url("/v1/admin/rules"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rules["rules"][0]["breaker_tripped"], false);
+}
