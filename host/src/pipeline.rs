@@ -106,6 +106,12 @@ impl Pipeline {
 
     /// Installs the observer told about rule calls and actions.
     pub fn set_observer(&mut self, observer: Box<dyn PipelineObserver>) {
+        // Breakers restored from the store are tripped from the start.
+        if let Some(gate) = self.rules.gate() {
+            for rule in gate.budgets().tripped_rules() {
+                observer.breaker(&rule, true);
+            }
+        }
         self.observer = Some(observer);
     }
 

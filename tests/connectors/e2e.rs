@@ -251,9 +251,16 @@ fn a_rejected_token_is_audited_failed_with_the_vendor_error_and_no_secret() {
 #[test]
 fn connectors_check_proves_credentials_without_changing_anything() {
     let fake = FakeIdp::start();
+    fake.set_okta_group_members(
+        "00gbreakglass",
+        &[("00ubg1", "bg1@example.com"), ("00ubg2", "bg2@example.com")],
+    );
     let wd = Workdir::new();
     std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
-    let cfg = wd.config(&config(&fake, "okta-token"));
+    let cfg = wd.config(&format!(
+        "{}\n[protected]\ngroups = [\"okta:00gbreakglass\"]\n",
+        config(&fake, "okta-token")
+    ));
     let out = vigil(
         VIGIL,
         &["connectors", "check", "--config", cfg.to_str().unwrap()],
@@ -264,6 +271,10 @@ fn connectors_check_proves_credentials_without_changing_anything() {
     assert!(out.status.success(), "{text_out}{}", text(&out.stderr));
     assert!(text_out.contains("ok    okta:"), "{text_out}");
     assert!(text_out.contains("ok    soc:"), "{text_out}");
+    assert!(
+        text_out.contains("ok    okta: protected group okta:00gbreakglass lists 2 members"),
+        "{text_out}"
+    );
     assert!(
         text_out.contains("suspend-user     okta events → okta, entra events → none"),
         "{text_out}"

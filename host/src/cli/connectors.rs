@@ -1,6 +1,6 @@
 //! `vigil connectors check`: proves each connector's credentials and
 //! reachability with read-only calls (nothing in the identity provider
-//! changes), then prints the dispatch table.
+//! changes), lists the protected groups, then prints the dispatch table.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,6 +32,26 @@ pub fn check(config_path: &Path) -> Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 println!("FAIL  {name}: {e}");
+            }
+        }
+    }
+    // Protected groups: listing them is read-only and proves the
+    // permission Vigil needs to keep break-glass members safe.
+    for spec in &config.protected.groups {
+        let Some((connector, group)) = spec.split_once(':') else {
+            continue;
+        };
+        let Some(c) = dispatcher.by_name(connector) else {
+            continue;
+        };
+        match c.group_members(group) {
+            Ok(members) => println!(
+                "ok    {connector}: protected group {spec} lists {} members",
+                members.len()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {connector}: protected group {spec}: {e}");
             }
         }
     }
