@@ -395,6 +395,20 @@ impl Pipeline {
         self.sync()
     }
 
+    /// Why `action_id` cannot be decided now (unknown, already decided,
+    /// expired, its rule not loaded), or `None` when it can. Lets the
+    /// admin API answer a refusal without treating it as a failure.
+    pub fn approval_refusal(&mut self, action_id: &str) -> Result<Option<String>> {
+        match self.pending(action_id) {
+            Ok(p) if self.rules.find(&p.rule).is_none() => Ok(Some(format!(
+                "approval {action_id}: rule {} is not loaded",
+                p.rule
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Ok(Some(format!("{e:#}"))),
+        }
+    }
+
     /// A pending, unexpired approval (an expired one is marked so first).
     fn pending(&mut self, action_id: &str) -> Result<PendingApproval> {
         self.expire_approvals()?;

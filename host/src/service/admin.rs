@@ -223,27 +223,29 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             by,
             reply,
         } => {
-            // Unknown, decided or expired approvals are refusals, not
-            // pipeline failures; only the audit log failing is fatal, and
-            // it shows as an error the pipeline cannot continue after.
+            // Unknown, decided or expired approvals are refusals (409);
+            // a failure while deciding (the audit log or the store) is
+            // fatal, as everywhere in the pipeline.
+            if let Some(reason) = pipeline.approval_refusal(&id)? {
+                let _ = reply.send(Err(AdminError::Refused(reason)));
+                return Ok(());
+            }
             let answer = if approve {
-                pipeline.approve(&id, &by).map(|o| {
-                    serde_json::json!({ "id": id, "decision": "approved", "gate": o.decision, "results": o.results })
-                })
+                let o = pipeline.approve(&id, &by)?;
+                serde_json::json!({ "id": id, "decision": "approved", "gate": o.decision, "results": o.results })
             } else {
-                pipeline
-                    .reject_approval(&id, &by)
-                    .map(|()| serde_json::json!({ "id": id, "decision": "rejected" }))
+                pipeline.reject_approval(&id, &by)?;
+                serde_json::json!({ "id": id, "decision": "rejected" })
             };
-            let _ = reply.send(answer.map_err(|e| AdminError::Refused(format!("{e:#}"))));
+            let _ = reply.send(Ok(answer));
         }
         AdminCommand::ResetBreaker { rule, by, reply } => {
-            let answer = match pipeline.reset_breaker(&rule, &by) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(AdminError::Refused(format!(
+            let answer = if pipeline.reset_breaker(&rule, &by)? {
+                Ok(())
+            } else {
+                Err(AdminError::Refused(format!(
                     "the breaker of {rule:?} is not tripped"
-                ))),
-                Err(e) => Err(AdminError::Refused(format!("{e:#}"))),
+                )))
             };
             let _ = reply.send(answer);
         }
