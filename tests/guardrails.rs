@@ -203,6 +203,8 @@ fn a_flood_is_cut_at_the_budget_and_the_breaker_holds_the_rule_until_reset() {
     );
     let listed = text(&cli(&wd, &["breaker", "list"]).stdout);
     assert!(listed.starts_with("guest-protected\ttripped "), "{listed}");
+    let rules = text(&cli(&wd, &["rules", "list"]).stdout);
+    assert!(rules.contains("\tstatus=breaker-tripped\t"), "{rules}");
 
     // After the window the budget has room again, but the tripped rule is
     // held in audit-only (a restart does not clear the breaker).

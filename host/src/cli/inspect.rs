@@ -15,10 +15,25 @@ use crate::rules::{RuleLoader, RuleSource, RuleSpec, inspect_component};
 pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
     let config = setup::load_config(config_path)?;
     let rules = setup::load_rules(&config)?;
+    // The durable status, when a state store exists (listing creates none).
+    let store = if config.state_path.exists() {
+        Some(crate::store::Store::open(&config.state_path)?)
+    } else {
+        None
+    };
     for r in &rules.rules {
         let granted: Vec<&str> = r.grant().granted.iter().map(|k| k.name()).collect();
+        let mut status = Vec::new();
+        if let Some(store) = &store {
+            if store.quarantined(r.id())?.is_some() {
+                status.push("quarantined");
+            }
+            if store.breaker(r.id())?.is_some() {
+                status.push("breaker-tripped");
+            }
+        }
         println!(
-            "{}\t{}\t{}\tmode={}\tallow={}\t{}",
+            "{}\t{}\t{}\tmode={}\tallow={}\tstatus={}\t{}",
             r.id(),
             r.metadata().version,
             r.origin(),
@@ -27,6 +42,11 @@ pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
                 "-".into()
             } else {
                 granted.join(",")
+            },
+            if status.is_empty() {
+                "ok".into()
+            } else {
+                status.join(",")
             },
             r.metadata().description
         );
