@@ -376,24 +376,7 @@ impl Connector for WebhookConnector {
 /// Parses a webhook URL and requires https, except on loopback. The error
 /// never quotes the URL.
 fn parse_url(at: &str, text: &str) -> Result<Url> {
-    let url =
-        Url::parse(text.trim()).map_err(|e| anyhow::anyhow!("{at}.url: not a valid URL ({e})"))?;
-    let Some(host) = url.host_str() else {
-        bail!("{at}.url: the URL has no host");
-    };
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        other => bail!(
-            "{at}.url: uses {other}; webhooks require https (http is allowed only on loopback)"
-        ),
-    }
+    crate::config::connectors::secure_url(&format!("{at}.url"), text, false)
 }
 
 fn unix_now() -> u64 {

@@ -399,12 +399,25 @@ pub(super) fn validate_dispatch(
 
 /// A base URL must parse and use https, except on loopback.
 fn check_url(at: &str, url: &str) -> Result<()> {
-    let parsed = match reqwest::Url::parse(url) {
+    secure_url(at, url, true).map(|_| ())
+}
+
+/// Parses a URL that a credential will be sent to: it must use https,
+/// except on loopback (tests, local proxies), so no token travels in clear
+/// text. `quote` says whether errors may show the URL (a chat webhook URL
+/// is itself a credential: then they do not).
+pub fn secure_url(at: &str, url: &str, quote: bool) -> Result<reqwest::Url> {
+    let shown = if quote {
+        format!("{url:?}")
+    } else {
+        "the URL".to_owned()
+    };
+    let parsed = match reqwest::Url::parse(url.trim()) {
         Ok(u) => u,
-        Err(e) => bail!("{at}: {url:?} is not a URL ({e})"),
+        Err(e) => bail!("{at}: {shown} is not a valid URL ({e})"),
     };
     let Some(host) = parsed.host_str() else {
-        bail!("{at}: {url:?} has no host");
+        bail!("{at}: {shown} has no host");
     };
     let loopback = host == "localhost"
         || host
@@ -413,11 +426,9 @@ fn check_url(at: &str, url: &str) -> Result<()> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        other => bail!(
-            "{at}: {url:?} uses {other}; connectors require https (http is allowed only on loopback)"
-        ),
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        other => bail!("{at}: {shown} uses {other}; https is required (http only on loopback)"),
     }
 }
 

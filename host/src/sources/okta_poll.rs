@@ -264,24 +264,7 @@ fn okta_time(t: chrono::DateTime<chrono::Utc>) -> String {
 /// A base URL must parse and use https, except on loopback (the same rule
 /// as the connectors': a token never travels in clear text).
 fn check_base_url(at: &str, url: &str) -> Result<Url> {
-    let parsed =
-        Url::parse(url).map_err(|e| anyhow::anyhow!("{at}: {url:?} is not a URL ({e})"))?;
-    let Some(host) = parsed.host_str() else {
-        bail!("{at}: {url:?} has no host");
-    };
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if loopback => Ok(parsed),
-        other => bail!(
-            "{at}: {url:?} uses {other}; the poller requires https (http is allowed only on loopback)"
-        ),
-    }
+    crate::config::connectors::secure_url(at, url, true)
 }
 
 /// The state-store key of a poller's cursor.
