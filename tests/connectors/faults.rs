@@ -256,3 +256,35 @@ fn client_errors_are_not_retried() {
         assert_eq!(o.idp.requests().len(), 1, "{status} is not retried");
     }
 }
+
+#[test]
+fn an_action_gives_up_once_max_action_secs_would_pass() {
+    let mut o = okta_with(
+        OKTA_TOKEN,
+        None,
+        HttpConfig {
+            max_attempts: 10,
+            backoff_initial_ms: 400,
+            backoff_max_ms: 400,
+            max_action_secs: 1,
+            ..http()
+        },
+    );
+    o.idp.inject("*", "/api/v1/", Fault::Status(503), 100);
+    let started = Instant::now();
+    let err = o.conn.execute(&revoke(), &CTX).unwrap_err();
+    // 10 attempts would take ~3 s of backoff; the 1 s bound stops it early.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let sent = o.idp.requests().len();
+    assert!((2..10).contains(&sent), "{sent} requests");
+    assert_eq!(err.status, Some(503));
+    assert!(
+        err.message.contains("max_action_secs = 1"),
+        "{}",
+        err.message
+    );
+}

@@ -42,6 +42,7 @@ pub(crate) fn http() -> HttpConfig {
         backoff_initial_ms: 20,
         backoff_max_ms: 100,
         max_retry_wait_secs: 5,
+        max_action_secs: 30,
     }
 }
 

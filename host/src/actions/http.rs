@@ -13,7 +13,10 @@
 //!   fails at once rather than stall every other action;
 //! - any other 4xx: not retried; the vendor's error code and summary are
 //!   returned;
-//! - at most `max_attempts` requests in all.
+//! - at most `max_attempts` requests in all, and no new attempt once
+//!   `max_action` (the whole action, waits included) would be exceeded:
+//!   executions run on the pipeline thread, so this bounds how long one
+//!   failing identity provider can hold up event processing.
 //!
 //! The client is blocking: executions run on the pipeline thread after the
 //! decision is durable, never inside a rule's call.
@@ -38,6 +41,8 @@ pub struct RetryPolicy {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub max_retry_wait: Duration,
+    /// The longest one call may take, retries and waits included.
+    pub max_action: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -49,6 +54,7 @@ impl Default for RetryPolicy {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(20),
             max_retry_wait: Duration::from_secs(60),
+            max_action: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +140,7 @@ impl HttpClient {
         what: &str,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<HttpResponse, ConnectorError> {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -187,6 +194,13 @@ impl HttpClient {
                 return Err(error);
             }
             let pause = wait.unwrap_or_else(|| self.policy.backoff(attempt));
+            if started.elapsed() + pause >= self.policy.max_action {
+                error.message.push_str(&format!(
+                    "; gave up: another try would pass max_action_secs = {}",
+                    self.policy.max_action.as_secs()
+                ));
+                return Err(error);
+            }
             tracing::warn!(
                 call = what,
                 attempt,

@@ -136,6 +136,9 @@ pub struct HttpConfig {
     /// Longest rate-limit wait honoured; a 429 asking for more fails the
     /// action at once.
     pub max_retry_wait_secs: u64,
+    /// Longest time one action may take, retries and waits included (it
+    /// holds up the pipeline meanwhile).
+    pub max_action_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -148,6 +151,7 @@ impl Default for HttpConfig {
             backoff_initial_ms: p.backoff_initial.as_millis() as u64,
             backoff_max_ms: p.backoff_max.as_millis() as u64,
             max_retry_wait_secs: p.max_retry_wait.as_secs(),
+            max_action_secs: p.max_action.as_secs(),
         }
     }
 }
@@ -175,6 +179,9 @@ impl HttpConfig {
         if self.max_retry_wait_secs > 3600 {
             bail!("connectors.http.max_retry_wait_secs is more than an hour");
         }
+        if self.max_action_secs == 0 || self.max_action_secs > 600 {
+            bail!("connectors.http.max_action_secs must be 1 to 600");
+        }
         Ok(())
     }
 
@@ -186,6 +193,7 @@ impl HttpConfig {
             backoff_initial: Duration::from_millis(self.backoff_initial_ms),
             backoff_max: Duration::from_millis(self.backoff_max_ms),
             max_retry_wait: Duration::from_secs(self.max_retry_wait_secs),
+            max_action: Duration::from_secs(self.max_action_secs),
         }
     }
 }
