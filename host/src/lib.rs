@@ -3,9 +3,11 @@
 //!
 //! Data flows one way, one module per step:
 //! `sources` → `normalize` → `rules` (routing, instances, `host_api`) →
-//! `policy` (the gate) → `audit` → `actions` (connectors, executor; `store`
-//! keeps idempotency keys and undos). `pipeline` wires the
-//! steps together; `cli` is the `vigil` command line.
+//! `policy` (the gate: grants, protected accounts, budgets, breakers) →
+//! `audit` → `actions` (connectors, executor). `store` keeps what outlives
+//! an event (rule state, idempotency keys, undos, approvals, breakers).
+//! `pipeline` wires the steps together; `service` runs it as a long-lived
+//! sidecar behind HTTP; `cli` is the `vigil` command line.
 
 pub mod actions;
 pub mod audit;
