@@ -1137,3 +1137,60 @@ fn admin_api_lists_and_decides_approvals_and_resets_breakers() {
         .unwrap();
     assert_eq!(rules["rules"][0]["breaker_tripped"], false);
 }
+
+#[test]
+fn a_slow_identity_provider_does_not_hold_up_detection() {
+    use vigil_test_support::fake_idp::{FakeIdp, Fault, OKTA_TOKEN};
+    let fake = FakeIdp::start();
+    // Okta takes 6 s to answer the suspension.
+    fake.inject(
+        "POST",
+        "/api/v1/users/00upushbomb01/lifecycle/suspend",
+        Fault::Delay(Duration::from_secs(6)),
+        1,
+    );
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
+    let body = format!(
+        "mode = \"enforce\"\nbuiltin_pack = false\n\
+         [[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\"]\n\
+         [[rules]]\npath = \"{GUEST_FORBIDDEN}\"\n\
+         [connectors.http]\ntimeout_ms = 20000\n\
+         [connectors.okta]\nbase_url = \"{}\"\ntoken_file = \"okta-token\"\n",
+        fake.base_url()
+    );
+    let s = Service::start_in(wd, "", &body, "http");
+    let c = client();
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&push_bombing_delivery())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    eventually("the suspension to reach Okta", &s, || {
+        !fake
+            .requests_matching("POST", "/api/v1/users/00upushbomb01")
+            .is_empty()
+    });
+    // While Okta is still answering, a new event is taken and judged.
+    let r = c
+        .post(s.url("/v1/events"))
+        .json(&okta_event("after-the-slow-call"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually("the new event's finding", &s, || {
+        finding_event_ids(&s.wd).contains("after-the-slow-call")
+    });
+    assert!(
+        s.wd.records_of("action-result").is_empty(),
+        "the suspension's result came before the later event was judged"
+    );
+    // And the slow suspension is audited when it completes.
+    eventually("the suspension's result", &s, || {
+        s.wd.records_of("action-result")
+            .iter()
+            .any(|r| r["action"] == "suspend-user" && r["decision"] == "executed")
+    });
+}

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use crate::actions::executor::{
-    ActionExecutor, ExecutionRequest, ExecutionResult, UndoResult, now_ms,
+    ActionExecutor, ExecDone, ExecJob, ExecutionResult, UndoResult, now_ms,
 };
 use crate::audit::{AuditLog, Entry};
 use crate::bindings::{Action, Event, Finding};
@@ -134,6 +134,10 @@ impl Pipeline {
         self.sync()
     }
 
+    pub fn executor_mut(&mut self) -> &mut ActionExecutor {
+        &mut self.executor
+    }
+
     pub fn executor(&self) -> &ActionExecutor {
         &self.executor
     }
@@ -218,6 +222,7 @@ impl Pipeline {
             self.run_due_undos()?;
         }
         self.executor.refresh_groups(now)?;
+        self.drain_executions(false)?;
         if self.unsynced >= SYNC_EVERY {
             self.sync()?;
         }
@@ -227,6 +232,7 @@ impl Pipeline {
     /// Housekeeping between events (the service calls it when idle): due
     /// undos, protected-group refresh, state persistence, approval expiry.
     pub fn tick(&mut self) -> Result<()> {
+        self.drain_executions(false)?;
         let now = now_ms();
         if self.executor.undo_due(now) {
             self.run_due_undos()?;
@@ -345,30 +351,63 @@ impl Pipeline {
         // anything they announce runs.
         self.sync()?;
         for request in accepted {
-            let results = self.executor.execute(&ExecutionRequest {
-                action_id: &request.action_id,
-                rule,
-                event_id: &event.id,
-                event_source: &event.source,
-                action: &request.action,
-            })?;
-            for result in results {
-                *self.stats.actions.entry(result.decision).or_default() += 1;
-                if result.decision == "duplicate"
-                    && !request.origin_host
-                    && let Some(gate) = self.rules.gate()
-                {
-                    // Nothing was done: the budget it took is given back.
-                    gate.budgets().refund(rule, request.action.kind());
-                }
-                if let Some(o) = &self.observer {
-                    let kind = request.action.kind().name();
-                    o.action(kind, result.decision, Some(&result.connector));
-                }
-                self.append(result_entry(rule, event, &request, &result))?;
+            let job = ExecJob {
+                action_id: request.action_id,
+                rule: rule.to_owned(),
+                event_id: event.id.clone(),
+                event_source: event.source.clone(),
+                action: request.action,
+                origin_host: request.origin_host,
+            };
+            // Without a worker the results come back at once; with one
+            // (the service) they are audited when they arrive.
+            if let Some(done) = self.executor.submit(job)? {
+                self.audit_execution(done)?;
             }
         }
         self.sync()
+    }
+
+    /// Audits the executions the worker thread finished (all of them, with
+    /// `wait`).
+    pub fn drain_executions(&mut self, wait: bool) -> Result<()> {
+        if !self.executor.is_async() {
+            return Ok(());
+        }
+        let finished = self.executor.completed(wait)?;
+        if finished.is_empty() {
+            return Ok(());
+        }
+        for done in finished {
+            self.audit_execution(done)?;
+        }
+        self.sync()
+    }
+
+    fn audit_execution(&mut self, done: ExecDone) -> Result<()> {
+        let job = done.job;
+        let results = done.results.map_err(|e| {
+            anyhow::anyhow!("cannot record the execution of {}: {e}", job.action_id)
+        })?;
+        for result in results {
+            *self.stats.actions.entry(result.decision).or_default() += 1;
+            if result.decision == "duplicate"
+                && !job.origin_host
+                && let Some(gate) = self.rules.gate()
+            {
+                // Nothing was done: the budget it took is given back.
+                gate.budgets().refund(&job.rule, job.action.kind());
+            }
+            if let Some(o) = &self.observer {
+                o.action(
+                    job.action.kind().name(),
+                    result.decision,
+                    Some(&result.connector),
+                );
+            }
+            self.append(result_entry(&job, &result))?;
+        }
+        Ok(())
     }
 
     fn append(&mut self, entry: Entry) -> Result<()> {
@@ -389,6 +428,7 @@ impl Pipeline {
 
     /// Syncs the audit log and returns the counts.
     pub fn finish(&mut self) -> Result<RunStats> {
+        self.drain_executions(true)?;
         self.expire_approvals()?;
         self.sync()?;
         Ok(self.stats.clone())
@@ -446,13 +486,13 @@ fn action_entry(rule: &str, event: &Event, r: &ActionRequest) -> Entry {
     entry
 }
 
-fn result_entry(rule: &str, event: &Event, r: &ActionRequest, result: &ExecutionResult) -> Entry {
+fn result_entry(job: &ExecJob, result: &ExecutionResult) -> Entry {
     let mut entry = Entry::new("action-result")
-        .rule(rule)
-        .event(&event.id)
-        .field("action_id", r.action_id.as_str())
-        .field("action", r.action.kind().name())
-        .field("target", r.action.target())
+        .rule(&job.rule)
+        .event(&job.event_id)
+        .field("action_id", job.action_id.as_str())
+        .field("action", job.action.kind().name())
+        .field("target", job.action.target())
         .field("decision", result.decision)
         .field("executor", result.connector.as_str())
         .field("reason", result.detail.as_str());

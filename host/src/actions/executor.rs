@@ -8,10 +8,21 @@
 //! [`crate::store`]), so a replayed event, a redelivery or a restart never
 //! sends the same action twice; the result says `duplicate` instead.
 //!
+//! In the service, [`ActionExecutor::start_worker`] moves executions to a
+//! thread of their own (with its own store connection; the connectors are
+//! shared behind a lock): the pipeline submits accepted actions and audits
+//! the results when they come back, so a slow identity provider never
+//! holds up the judging of new events. Undos, approvals and group
+//! refreshes still call the connectors from the pipeline thread.
+//!
 //! Undos run when due while the process runs (the pipeline asks after every
 //! event, and `vigil run` at start and end); overdue ones run at the next
 //! start. A failing undo is retried with growing pauses, then audited
 //! `failed` so an operator can reverse the action by hand.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
 
@@ -61,8 +72,11 @@ pub struct UndoResult {
 }
 
 pub struct ActionExecutor {
-    dispatch: Dispatcher,
+    /// Shared with the worker thread when there is one.
+    dispatch: Arc<Mutex<Dispatcher>>,
     store: Store,
+    /// Executes accepted actions off the pipeline thread (the service).
+    worker: Option<Worker>,
     /// Protected groups resolved through the connectors, refreshed when due.
     groups: Option<(GroupResolver, ProtectedAccounts)>,
     /// Earliest pending undo, kept in memory so the per-event check is free.
@@ -80,8 +94,9 @@ impl ActionExecutor {
     pub fn new(dispatch: Dispatcher, store: Store) -> Result<Self> {
         let next_undo_ms = store.next_undo_due()?;
         Ok(ActionExecutor {
-            dispatch,
+            dispatch: Arc::new(Mutex::new(dispatch)),
             store,
+            worker: None,
             groups: None,
             next_undo_ms,
         })
@@ -104,8 +119,13 @@ impl ActionExecutor {
         config: &crate::config::Protected,
         protected: &ProtectedAccounts,
     ) -> Result<()> {
-        let resolver =
-            GroupResolver::start(config, &mut self.dispatch, &self.store, protected, now_ms())?;
+        let resolver = GroupResolver::start(
+            config,
+            &mut lock(&self.dispatch),
+            &self.store,
+            protected,
+            now_ms(),
+        )?;
         if resolver.next_due_ms().is_some() {
             self.groups = Some((resolver, protected.clone()));
         }
@@ -118,7 +138,7 @@ impl ActionExecutor {
         if let Some((resolver, protected)) = &mut self.groups
             && resolver.due(now)
         {
-            resolver.refresh(&mut self.dispatch, &self.store, protected, now)?;
+            resolver.refresh(&mut lock(&self.dispatch), &self.store, protected, now)?;
         }
         Ok(())
     }
@@ -127,106 +147,113 @@ impl ActionExecutor {
         &self.store
     }
 
-    pub fn dispatcher(&mut self) -> &mut Dispatcher {
-        &mut self.dispatch
+    /// The connectors (locked: a worker thread may be using them).
+    pub fn dispatcher(&mut self) -> MutexGuard<'_, Dispatcher> {
+        lock(&self.dispatch)
     }
 
-    /// Executes one accepted action on every connector that serves it.
-    /// Connector failures are results; an `Err` is a store failure, which
-    /// stops the pipeline (Vigil does not act without its records).
+    /// Executes one accepted action on every connector that serves it, on
+    /// this thread. Connector failures are results; an `Err` is a store
+    /// failure, which stops the pipeline (Vigil does not act without its
+    /// records).
     pub fn execute(&mut self, r: &ExecutionRequest<'_>) -> Result<Vec<ExecutionResult>> {
-        let kind = r.action.kind();
-        let targets = match self.dispatch.resolve(r.rule, kind, r.event_source) {
-            Ok(t) => t,
-            Err(reason) => {
-                return Ok(vec![ExecutionResult {
-                    connector: "none".to_owned(),
-                    decision: "failed",
-                    detail: reason.clone(),
-                    error: Some(ConnectorError::refused(reason)),
-                    undo: None,
-                }]);
-            }
-        };
-        let ctx = ActionContext {
-            action_id: r.action_id,
-            rule: r.rule,
-            event_id: r.event_id,
-            event_source: r.event_source,
-        };
-        let mut results = Vec::with_capacity(targets.len());
-        for index in targets {
-            let connector = self.dispatch.connector(index);
-            let name = connector.name().to_owned();
-            let key = format!("{}:{name}", r.action_id);
-            if let Some(previous) = self.store.execution(&key)?
-                && previous.state != "failed"
-            {
-                let when = chrono::DateTime::from_timestamp_millis(previous.updated_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default();
-                let detail = if previous.state == "in-flight" {
-                    format!(
-                        "already sent at {when}; its result was never recorded (crash?), so it is not sent again"
-                    )
-                } else {
-                    format!("already {} at {when}: {}", previous.state, previous.detail)
-                };
-                results.push(ExecutionResult {
-                    connector: name,
-                    decision: "duplicate",
-                    detail,
-                    error: None,
-                    undo: None,
-                });
-                continue;
-            }
-            self.store
-                .begin_execution(&key, r.action_id, &name, now_ms())?;
-            let outcome = self.dispatch.connector(index).execute(r.action, &ctx);
-            let now = now_ms();
-            match outcome {
-                Ok(done) => {
-                    self.store
-                        .finish_execution(&key, "executed", &done.detail, now)?;
-                    let undo = match (&done.undo, duration_secs(r.action)) {
-                        (Some(undo), Some(secs)) => {
-                            let due = now.saturating_add((secs as i64).saturating_mul(1000));
-                            let id = self.store.schedule_undo(
-                                r.action_id,
-                                r.rule,
-                                &name,
-                                undo,
-                                due,
-                                now,
-                            )?;
-                            self.next_undo_ms = Some(self.next_undo_ms.map_or(due, |n| n.min(due)));
-                            Some((id, due))
-                        }
-                        _ => None,
-                    };
-                    results.push(ExecutionResult {
-                        connector: name,
-                        decision: "executed",
-                        detail: done.detail,
-                        error: None,
-                        undo,
-                    });
-                }
-                Err(e) => {
-                    let detail = e.to_string();
-                    self.store.finish_execution(&key, "failed", &detail, now)?;
-                    results.push(ExecutionResult {
-                        connector: name,
-                        decision: "failed",
-                        detail,
-                        error: Some(e),
-                        undo: None,
-                    });
-                }
-            }
+        let results = execute_on(&mut lock(&self.dispatch), &self.store, r)?;
+        for due in results.iter().filter_map(|x| x.undo.map(|(_, due)| due)) {
+            self.note_undo(due);
         }
         Ok(results)
+    }
+
+    /// Remembers an undo scheduled at `due` (by this thread or the worker).
+    pub fn note_undo(&mut self, due: i64) {
+        self.next_undo_ms = Some(self.next_undo_ms.map_or(due, |n| n.min(due)));
+    }
+
+    /// Moves execution to a worker thread with its own connection to the
+    /// store at `state_path`: the pipeline hands it accepted actions
+    /// ([`ActionExecutor::submit`]) and audits what comes back
+    /// ([`ActionExecutor::completed`]), so a slow identity provider no
+    /// longer holds up detection.
+    pub fn start_worker(&mut self, state_path: &Path) -> Result<()> {
+        let store = Store::open(state_path)?;
+        let dispatch = self.dispatch.clone();
+        let (jobs, job_rx) = mpsc::channel::<ExecJob>();
+        let (done_tx, done) = mpsc::channel::<ExecDone>();
+        let thread = std::thread::Builder::new()
+            .name("vigil-executor".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let results = execute_on(&mut lock(&dispatch), &store, &job.request())
+                        .map_err(|e| format!("{e:#}"));
+                    if done_tx.send(ExecDone { job, results }).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        self.worker = Some(Worker {
+            jobs: Some(jobs),
+            done,
+            outstanding: 0,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Whether accepted actions go to the worker thread.
+    pub fn is_async(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    /// Hands an accepted action to the worker (or executes it here when
+    /// there is none, returning its results at once).
+    pub fn submit(&mut self, job: ExecJob) -> Result<Option<ExecDone>> {
+        let Some(worker) = &mut self.worker else {
+            let results = self.execute(&job.request())?;
+            return Ok(Some(ExecDone {
+                job,
+                results: Ok(results),
+            }));
+        };
+        let Some(jobs) = &worker.jobs else {
+            anyhow::bail!("the executor worker has stopped");
+        };
+        jobs.send(job)
+            .map_err(|_| anyhow::anyhow!("the executor worker has stopped"))?;
+        worker.outstanding += 1;
+        Ok(None)
+    }
+
+    /// Executions the worker finished; with `wait`, every one submitted.
+    pub fn completed(&mut self, wait: bool) -> Result<Vec<ExecDone>> {
+        let Some(worker) = &mut self.worker else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        while worker.outstanding > 0 {
+            let next = if wait {
+                worker.done.recv().ok()
+            } else {
+                worker.done.try_recv().ok()
+            };
+            let Some(done) = next else {
+                if wait {
+                    anyhow::bail!("the executor worker stopped with actions outstanding");
+                }
+                break;
+            };
+            worker.outstanding -= 1;
+            out.push(done);
+        }
+        for due in out
+            .iter()
+            .filter_map(|d| d.results.as_ref().ok())
+            .flatten()
+            .filter_map(|r| r.undo.map(|(_, due)| due))
+            .collect::<Vec<_>>()
+        {
+            self.note_undo(due);
+        }
+        Ok(out)
     }
 
     /// Whether an undo is due at `now`.
@@ -246,7 +273,7 @@ impl ActionExecutor {
         let Some(scheduled) = self.store.pending_undo(id)? else {
             anyhow::bail!("no pending undo with id {id} (see `vigil actions list`)");
         };
-        let outcome = match self.dispatch.by_name(&scheduled.connector) {
+        let outcome = match lock(&self.dispatch).by_name(&scheduled.connector) {
             Some(c) => c.undo(&scheduled.undo),
             None => Err(ConnectorError::refused(format!(
                 "connector {:?} that did the action is not configured",
@@ -279,7 +306,7 @@ impl ActionExecutor {
     pub fn run_due_undos(&mut self, now: i64) -> Result<Vec<UndoResult>> {
         let mut results = Vec::new();
         for scheduled in self.store.due_undos(now)? {
-            let outcome = match self.dispatch.by_name(&scheduled.connector) {
+            let outcome = match lock(&self.dispatch).by_name(&scheduled.connector) {
                 Some(c) => c.undo(&scheduled.undo),
                 None => Err(ConnectorError::refused(format!(
                     "connector {:?} that did the action is no longer configured",
@@ -343,5 +370,150 @@ impl Undo {
     /// For log lines: `unsuspend-user 00u1`.
     pub fn describe(&self) -> String {
         format!("{} {}", self.name(), self.target())
+    }
+}
+
+/// Executes one accepted action on every connector that serves it.
+fn execute_on(
+    dispatch: &mut Dispatcher,
+    store: &Store,
+    r: &ExecutionRequest<'_>,
+) -> Result<Vec<ExecutionResult>> {
+    let kind = r.action.kind();
+    let targets = match dispatch.resolve(r.rule, kind, r.event_source) {
+        Ok(t) => t,
+        Err(reason) => {
+            return Ok(vec![ExecutionResult {
+                connector: "none".to_owned(),
+                decision: "failed",
+                detail: reason.clone(),
+                error: Some(ConnectorError::refused(reason)),
+                undo: None,
+            }]);
+        }
+    };
+    let ctx = ActionContext {
+        action_id: r.action_id,
+        rule: r.rule,
+        event_id: r.event_id,
+        event_source: r.event_source,
+    };
+    let mut results = Vec::with_capacity(targets.len());
+    for index in targets {
+        let connector = dispatch.connector(index);
+        let name = connector.name().to_owned();
+        let key = format!("{}:{name}", r.action_id);
+        if let Some(previous) = store.execution(&key)?
+            && previous.state != "failed"
+        {
+            let when = chrono::DateTime::from_timestamp_millis(previous.updated_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            let detail = if previous.state == "in-flight" {
+                format!(
+                    "already sent at {when}; its result was never recorded (crash?), so it is not sent again"
+                )
+            } else {
+                format!("already {} at {when}: {}", previous.state, previous.detail)
+            };
+            results.push(ExecutionResult {
+                connector: name,
+                decision: "duplicate",
+                detail,
+                error: None,
+                undo: None,
+            });
+            continue;
+        }
+        store.begin_execution(&key, r.action_id, &name, now_ms())?;
+        let outcome = dispatch.connector(index).execute(r.action, &ctx);
+        let now = now_ms();
+        match outcome {
+            Ok(done) => {
+                store.finish_execution(&key, "executed", &done.detail, now)?;
+                let undo = match (&done.undo, duration_secs(r.action)) {
+                    (Some(undo), Some(secs)) => {
+                        let due = now.saturating_add((secs as i64).saturating_mul(1000));
+                        let id = store.schedule_undo(r.action_id, r.rule, &name, undo, due, now)?;
+                        Some((id, due))
+                    }
+                    _ => None,
+                };
+                results.push(ExecutionResult {
+                    connector: name,
+                    decision: "executed",
+                    detail: done.detail,
+                    error: None,
+                    undo,
+                });
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                store.finish_execution(&key, "failed", &detail, now)?;
+                results.push(ExecutionResult {
+                    connector: name,
+                    decision: "failed",
+                    detail,
+                    error: Some(e),
+                    undo: None,
+                });
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// The dispatcher, whoever holds it (a panic while holding it cannot leave
+/// it in a state worse than refusing to go on would).
+fn lock(d: &Mutex<Dispatcher>) -> MutexGuard<'_, Dispatcher> {
+    d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An accepted action handed to the worker thread.
+#[derive(Clone, Debug)]
+pub struct ExecJob {
+    pub action_id: String,
+    pub rule: String,
+    pub event_id: String,
+    pub event_source: String,
+    pub action: Action,
+    /// Raised by the host, not the rule (no budget to give back).
+    pub origin_host: bool,
+}
+
+impl ExecJob {
+    fn request(&self) -> ExecutionRequest<'_> {
+        ExecutionRequest {
+            action_id: &self.action_id,
+            rule: &self.rule,
+            event_id: &self.event_id,
+            event_source: &self.event_source,
+            action: &self.action,
+        }
+    }
+}
+
+/// A finished execution: per connector, or the store error that stops the
+/// pipeline.
+#[derive(Debug)]
+pub struct ExecDone {
+    pub job: ExecJob,
+    pub results: std::result::Result<Vec<ExecutionResult>, String>,
+}
+
+struct Worker {
+    jobs: Option<mpsc::Sender<ExecJob>>,
+    done: mpsc::Receiver<ExecDone>,
+    outstanding: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has finished its job.
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

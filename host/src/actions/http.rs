@@ -15,11 +15,12 @@
 //!   returned;
 //! - at most `max_attempts` requests in all, and no new attempt once
 //!   `max_action` (the whole action, waits included) would be exceeded:
-//!   executions run on the pipeline thread, so this bounds how long one
-//!   failing identity provider can hold up event processing.
+//!   this bounds how long one failing identity provider can hold up the
+//!   thread executing actions.
 //!
-//! The client is blocking: executions run on the pipeline thread after the
-//! decision is durable, never inside a rule's call.
+//! The client is blocking: executions run on the pipeline thread (or the
+//! service's executor thread) after the decision is durable, never inside
+//! a rule's call.
 
 use std::time::Duration;
 

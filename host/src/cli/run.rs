@@ -44,6 +44,9 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
     if events.is_none()
         && let Some(server) = &config.server
     {
+        // In the service, connectors run on a worker thread: a slow
+        // identity provider must not hold up detection.
+        pipeline.executor_mut().start_worker(&config.state_path)?;
         return crate::service::run(&config, server, pipeline);
     }
 

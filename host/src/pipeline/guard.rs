@@ -364,6 +364,8 @@ impl Pipeline {
         let before = self.stats.actions.clone();
         if request.decision == GateDecision::Accepted {
             self.execute_accepted(&p.rule, &event, vec![request])?;
+            // The operator waits for the result, also with a worker thread.
+            self.drain_executions(true)?;
         } else {
             self.sync()?;
         }
