@@ -67,6 +67,30 @@ impl ActionKind {
     }
 }
 
+impl Event {
+    /// An event with only its identity set (no principals, unknown
+    /// outcome, nothing else): for the events the host makes itself
+    /// (approvals, operator changes) and for tests.
+    pub fn new(id: &str, source: &str, kind: &str, time: i64) -> Event {
+        Event {
+            id: id.to_owned(),
+            source: source.to_owned(),
+            kind: kind.to_owned(),
+            class: EventClass::Other,
+            time,
+            actor: None,
+            targets: Vec::new(),
+            outcome: Outcome::Unknown,
+            outcome_reason: None,
+            client_ip: None,
+            geo: None,
+            user_agent: None,
+            factor: None,
+            attributes: Vec::new(),
+        }
+    }
+}
+
 impl Action {
     pub fn kind(&self) -> ActionKind {
         match self {

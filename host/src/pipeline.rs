@@ -4,8 +4,12 @@
 //! Ordering guarantees:
 //! - every finding, decision and fault is appended to the audit log in the
 //!   order it happened;
+//! - the rule state an event changed is written to the state store before
+//!   any record that event produces (and otherwise every 5 s), so after a
+//!   crash no counter is behind the audit log;
 //! - the log is fsync'd before any accepted action is executed, and the
-//!   executor's result is audited after;
+//!   executor's result is audited after (in the service, when the executor
+//!   thread hands it back);
 //! - an undo that comes due is performed between events and audited with
 //!   the id of the action it reverses;
 //! - a bad line is counted and reported with its number, never fatal; an

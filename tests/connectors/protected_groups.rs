@@ -114,25 +114,15 @@ fn config() -> Protected {
 /// An event whose actor is `id` with `login`.
 fn event(id: &str, login: &str) -> Event {
     Event {
-        id: "evt-1".into(),
-        source: "okta".into(),
-        kind: "user.session.start".into(),
         class: EventClass::Authentication,
-        time: 0,
         actor: Some(Principal {
             id: id.into(),
             kind: "User".into(),
             login: Some(login.into()),
             display_name: None,
         }),
-        targets: vec![],
         outcome: Outcome::Success,
-        outcome_reason: None,
-        client_ip: None,
-        geo: None,
-        user_agent: None,
-        factor: None,
-        attributes: vec![],
+        ..Event::new("evt-1", "okta", "user.session.start", 0)
     }
 }
 

@@ -266,6 +266,17 @@ impl ActionExecutor {
         self.next_undo_ms
     }
 
+    /// Asks the connector that did the action to reverse it.
+    fn undo_with_connector(&self, scheduled: &ScheduledUndo) -> Result<String, ConnectorError> {
+        match lock(&self.dispatch).by_name(&scheduled.connector) {
+            Some(c) => c.undo(&scheduled.undo),
+            None => Err(ConnectorError::refused(format!(
+                "connector {:?} that did the action is no longer configured",
+                scheduled.connector
+            ))),
+        }
+    }
+
     /// Performs one pending undo now, before it is due (an operator's
     /// `vigil actions undo ID`). A failure is returned, not retried: the
     /// undo stays scheduled for its due time.
@@ -273,13 +284,7 @@ impl ActionExecutor {
         let Some(scheduled) = self.store.pending_undo(id)? else {
             anyhow::bail!("no pending undo with id {id} (see `vigil actions list`)");
         };
-        let outcome = match lock(&self.dispatch).by_name(&scheduled.connector) {
-            Some(c) => c.undo(&scheduled.undo),
-            None => Err(ConnectorError::refused(format!(
-                "connector {:?} that did the action is not configured",
-                scheduled.connector
-            ))),
-        };
+        let outcome = self.undo_with_connector(&scheduled);
         let done = now_ms();
         let result = match outcome {
             Ok(detail) => {
@@ -306,13 +311,7 @@ impl ActionExecutor {
     pub fn run_due_undos(&mut self, now: i64) -> Result<Vec<UndoResult>> {
         let mut results = Vec::new();
         for scheduled in self.store.due_undos(now)? {
-            let outcome = match lock(&self.dispatch).by_name(&scheduled.connector) {
-                Some(c) => c.undo(&scheduled.undo),
-                None => Err(ConnectorError::refused(format!(
-                    "connector {:?} that did the action is no longer configured",
-                    scheduled.connector
-                ))),
-            };
+            let outcome = self.undo_with_connector(&scheduled);
             let done = now_ms();
             let result = match outcome {
                 Ok(detail) => {

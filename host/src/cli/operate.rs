@@ -169,38 +169,48 @@ pub fn breaker_list(config_path: Option<&Path>) -> Result<ExitCode> {
 
 /// `vigil breaker reset RULE`.
 pub fn breaker_reset(config_path: Option<&Path>, rule: &str, by: Option<&str>) -> Result<ExitCode> {
-    let (config, store) = store(config_path)?;
-    // The audit log first: while a service holds it, nothing changes.
-    let mut log = open_audit(&config)?;
-    if !store.reset_breaker(rule)? {
-        println!("the breaker of {rule} is not tripped");
-        return Ok(ExitCode::FAILURE);
-    }
-    append(
-        &mut log,
-        Entry::new("breaker-reset")
-            .rule(rule)
-            .field("by", setup::operator(by)),
-    )?;
-    println!("breaker of {rule} reset: the rule enforces again");
-    Ok(ExitCode::SUCCESS)
+    clear_and_audit(
+        config_path,
+        |store| store.reset_breaker(rule),
+        Entry::new("breaker-reset").rule(rule),
+        by,
+        &format!("the breaker of {rule} is not tripped"),
+        &format!("breaker of {rule} reset: the rule enforces again"),
+    )
 }
 
 /// `vigil rules release RULE`.
 pub fn rules_release(config_path: Option<&Path>, rule: &str, by: Option<&str>) -> Result<ExitCode> {
+    clear_and_audit(
+        config_path,
+        |store| store.release_quarantine(rule),
+        Entry::new("rule-released").rule(rule),
+        by,
+        &format!("{rule} is not quarantined"),
+        &format!("{rule} released from quarantine: it gets events again from the next start"),
+    )
+}
+
+/// Clears one guardrail in the store (`clear` says whether there was
+/// anything to clear) and audits `entry` with who did it. The audit log is
+/// opened first: while a service holds it, nothing changes.
+fn clear_and_audit(
+    config_path: Option<&Path>,
+    clear: impl FnOnce(&Store) -> Result<bool>,
+    entry: Entry,
+    by: Option<&str>,
+    nothing: &str,
+    done: &str,
+) -> Result<ExitCode> {
     let (config, store) = store(config_path)?;
     let mut log = open_audit(&config)?;
-    if !store.release_quarantine(rule)? {
-        println!("{rule} is not quarantined");
+    if !clear(&store)? {
+        println!("{nothing}");
         return Ok(ExitCode::FAILURE);
     }
-    append(
-        &mut log,
-        Entry::new("rule-released")
-            .rule(rule)
-            .field("by", setup::operator(by)),
-    )?;
-    println!("{rule} released from quarantine: it gets events again from the next start");
+    log.append(entry.field("by", setup::operator(by)))?;
+    log.sync()?;
+    println!("{done}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,10 +222,4 @@ fn open_audit(config: &crate::config::Config) -> Result<AuditLog> {
             config.audit_path.display()
         )
     })
-}
-
-fn append(log: &mut AuditLog, entry: Entry) -> Result<()> {
-    log.append(entry)?;
-    log.sync()?;
-    Ok(())
 }

@@ -12,9 +12,7 @@ use anyhow::{Context, Result, bail};
 use super::{Pipeline, action_entry};
 use crate::actions::executor::now_ms;
 use crate::audit::Entry;
-use crate::bindings::{
-    Action, DenialReason, Event, EventClass, Message, Outcome, Principal, Severity,
-};
+use crate::bindings::{Action, DenialReason, Event, Message, Principal, Severity};
 use crate::host_api::{ActionRequest, action_id};
 use crate::policy::GateDecision;
 use crate::policy::budget::BreakerChange;
@@ -462,7 +460,7 @@ fn approval_entry(p: &PendingApproval, decision: &str, by: &str) -> Entry {
 /// The event an approval is re-checked against: the principals that named
 /// the target when the request was made.
 fn approval_event(p: &PendingApproval) -> Event {
-    let mut event = blank_event(&p.event_id, &p.event_source, "vigil.approval", p.created_ms);
+    let mut event = Event::new(&p.event_id, &p.event_source, "vigil.approval", p.created_ms);
     event.targets = p
         .aliases
         .iter()
@@ -479,24 +477,5 @@ fn approval_event(p: &PendingApproval) -> Event {
 /// The stand-in event of an operator's change (no identity event caused
 /// it).
 fn operator_event() -> Event {
-    blank_event("", "", "vigil.operator", 0)
-}
-
-fn blank_event(id: &str, source: &str, kind: &str, time: i64) -> Event {
-    Event {
-        id: id.to_owned(),
-        source: source.to_owned(),
-        kind: kind.to_owned(),
-        class: EventClass::Other,
-        time,
-        actor: None,
-        targets: Vec::new(),
-        outcome: Outcome::Unknown,
-        outcome_reason: None,
-        client_ip: None,
-        geo: None,
-        user_agent: None,
-        factor: None,
-        attributes: Vec::new(),
-    }
+    Event::new("", "", "vigil.operator", 0)
 }

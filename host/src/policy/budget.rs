@@ -255,11 +255,6 @@ impl Budgets {
         self.breakers.keys().cloned().collect()
     }
 
-    /// Whether there is anything to persist.
-    pub fn has_changes(&self) -> bool {
-        !self.new_usage.is_empty() || !self.refunds.is_empty() || !self.changes.is_empty()
-    }
-
     /// Usage counted and refunded since the last call, for the store.
     #[allow(clippy::type_complexity)]
     pub fn take_usage(&mut self) -> (Vec<(String, String, i64)>, Vec<(String, String)>) {

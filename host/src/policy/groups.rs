@@ -133,11 +133,6 @@ impl GroupResolver {
         (!self.groups.is_empty()).then_some(self.next_due_ms)
     }
 
-    /// The configured group specs (`okta:00g…`), in order.
-    pub fn groups(&self) -> impl Iterator<Item = &str> {
-        self.groups.iter().map(|g| g.spec.as_str())
-    }
-
     /// Lists every group through its connector and updates `protected` and
     /// the store's cache. A group that fails keeps the members known in
     /// memory, else those cached in the store, with a warning naming the

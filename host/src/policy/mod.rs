@@ -145,17 +145,6 @@ impl PolicyGate {
     }
 
     pub fn decide(&self, grant: &RuleGrant, action: &Action, event: &Event) -> GateDecision {
-        self.decide_at(grant, action, event, crate::actions::executor::now_ms())
-    }
-
-    /// [`PolicyGate::decide`] at a given wall-clock time.
-    pub fn decide_at(
-        &self,
-        grant: &RuleGrant,
-        action: &Action,
-        event: &Event,
-        now_ms: i64,
-    ) -> GateDecision {
         let kind = action.kind();
         if !grant.declared.contains(&kind) {
             return denied(
@@ -195,6 +184,8 @@ impl PolicyGate {
         if grant.mode == Mode::AuditOnly {
             return GateDecision::DryRun;
         }
+        // Budgets count wall-clock time (see `budget`).
+        let now_ms = crate::actions::executor::now_ms();
         let mut budgets = self.budgets();
         let limit = budgets.config().rule_limit(kind, &grant.budget);
         if let Err(message) = budgets.check(&grant.rule_id, kind, limit, now_ms) {
@@ -267,25 +258,15 @@ mod tests {
 
     fn event_for(user_id: &str, login: &str) -> Event {
         Event {
-            id: "e1".into(),
-            source: "okta".into(),
-            kind: "user.mfa.okta_verify.deny_push".into(),
             class: EventClass::MfaChallenge,
-            time: 0,
             actor: Some(Principal {
                 id: user_id.into(),
                 kind: "User".into(),
                 login: Some(login.into()),
                 display_name: None,
             }),
-            targets: vec![],
             outcome: Outcome::Failure,
-            outcome_reason: None,
-            client_ip: None,
-            geo: None,
-            user_agent: None,
-            factor: None,
-            attributes: vec![],
+            ..Event::new("e1", "okta", "user.mfa.okta_verify.deny_push", 0)
         }
     }
 
