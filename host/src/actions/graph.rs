@@ -130,6 +130,14 @@ impl GraphConnector {
         })
     }
 
+    /// Drops the cached token (expired or refused); it need no longer be
+    /// scrubbed from errors once it is not sent any more.
+    fn forget_token(&mut self) {
+        if let Some(old) = self.token.take() {
+            self.http.remove_secret(&old.value);
+        }
+    }
+
     /// The cached access token, or a new one.
     fn token(&mut self) -> Result<String, ConnectorError> {
         if let Some(t) = &self.token
@@ -137,7 +145,7 @@ impl GraphConnector {
         {
             return Ok(t.value.clone());
         }
-        self.token = None;
+        self.forget_token();
         let asked_at = Instant::now();
         let form = [
             ("grant_type", "client_credentials"),
@@ -208,7 +216,7 @@ impl GraphConnector {
                     call = what,
                     "graph: {e}; fetching a new access token and retrying once"
                 );
-                self.token = None;
+                self.forget_token();
                 let token = self.token()?;
                 self.send(what, &method, &url, body, &token)
                     .map_err(|again| ConnectorError {

@@ -129,6 +129,12 @@ impl HttpClient {
         }
     }
 
+    /// Stops scrubbing a value that is no longer used (a replaced access
+    /// token), so the list does not grow with every refresh.
+    pub fn remove_secret(&mut self, value: &str) {
+        self.secrets.retain(|s| s != value);
+    }
+
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
     }
@@ -457,5 +463,11 @@ mod tests {
         let mut c = HttpClient::new(RetryPolicy::default()).unwrap();
         c.add_secret("tok-123");
         assert_eq!(c.scrub("bad token tok-123!"), "bad token [redacted]!");
+        c.remove_secret("tok-123");
+        assert_eq!(
+            c.scrub("tok-123"),
+            "tok-123",
+            "a replaced token is forgotten"
+        );
     }
 }
