@@ -62,6 +62,9 @@ pub struct RunStats {
 /// service's metrics (`service::metrics`). Called on the pipeline thread;
 /// must be cheap and must not block.
 pub trait PipelineObserver: Send {
+    /// An `on-event` call of `rule` starts (the service's watchdog names
+    /// the rule if the call does not come back).
+    fn rule_call_start(&self, _rule: &str) {}
     /// One `on-event` call: how long it took and the fault kind, if any.
     fn rule_call(&self, rule: &str, elapsed: std::time::Duration, fault: Option<&str>);
     /// A gate decision (`connector` None) or an execution result
@@ -212,6 +215,9 @@ impl Pipeline {
             let rule = &mut self.rules.rules[i];
             if rule.is_quarantined() {
                 continue;
+            }
+            if let Some(o) = &self.observer {
+                o.rule_call_start(rule.id());
             }
             let started = std::time::Instant::now();
             let outcome = rule.on_event(&event);

@@ -2,6 +2,11 @@
 //! where it listens, TLS, body and queue limits, and which credentials guard
 //! ingestion, Okta Event Hooks and the admin API.
 //!
+//! Connection limits (`max_connections`, `header_read_timeout_secs`,
+//! `keep_alive_timeout_secs`) bound what a client can hold without sending
+//! a request, and `watchdog_secs` says when `/readyz` reports a stuck
+//! pipeline. Every one has a default and a validated range.
+//!
 //! Credentials are named here (an environment variable or a file), never
 //! written here; they are read at start through `actions::secret`. An
 //! endpoint with no credential configured is open only when the listener is
@@ -73,6 +78,25 @@ pub struct ServerConfig {
     /// drain before Vigil gives up and exits 1.
     #[serde(default = "default_drain_timeout_secs")]
     pub drain_timeout_secs: u64,
+    /// Connections each listener serves at once; past it, new connections
+    /// wait in the kernel's accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A client must send a complete request head within this many
+    /// seconds of its first byte, and a new connection (TLS handshake
+    /// included) its first request head within this many seconds of being
+    /// accepted.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A kept-alive connection idle this long between two requests is
+    /// closed; 0 closes every connection after its response.
+    #[serde(default = "default_keep_alive_timeout_secs")]
+    pub keep_alive_timeout_secs: u64,
+    /// `/readyz` answers 503 when work is waiting (a queued delivery or a
+    /// rule call under way) and the pipeline has made no progress for this
+    /// many seconds.
+    #[serde(default = "default_watchdog_secs")]
+    pub watchdog_secs: u64,
 }
 
 /// The credentials of `[server]`, read at start.
@@ -115,6 +139,27 @@ fn default_drain_timeout_secs() -> u64 {
     30
 }
 
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+fn default_keep_alive_timeout_secs() -> u64 {
+    30
+}
+
+fn default_watchdog_secs() -> u64 {
+    30
+}
+
+/// The largest value a `*_secs` connection timeout or `watchdog_secs` may
+/// take: one hour. Anything longer lets idle clients hold connections for
+/// good, or hides a stuck pipeline from the readiness probe.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+
 impl ServerConfig {
     pub(super) fn validate(&self) -> Result<()> {
         let positive = [
@@ -123,6 +168,9 @@ impl ServerConfig {
             ("queue_capacity", self.queue_capacity as u64),
             ("dedup_capacity", self.dedup_capacity as u64),
             ("drain_timeout_secs", self.drain_timeout_secs),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("watchdog_secs", self.watchdog_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -140,6 +188,21 @@ impl ServerConfig {
                 "server.queue_capacity is {}; at most 1000000 is allowed",
                 self.queue_capacity
             );
+        }
+        if self.max_connections > 100_000 {
+            bail!(
+                "server.max_connections is {}; at most 100000 is allowed",
+                self.max_connections
+            );
+        }
+        for (key, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("keep_alive_timeout_secs", self.keep_alive_timeout_secs),
+            ("watchdog_secs", self.watchdog_secs),
+        ] {
+            if value > MAX_TIMEOUT_SECS {
+                bail!("server.{key} is {value}; at most {MAX_TIMEOUT_SECS} (one hour) is allowed");
+            }
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             bail!("server: set both tls_cert_file and tls_key_file, or neither");
@@ -229,6 +292,47 @@ mod tests {
         assert_eq!(s.dedup_window_secs, 600);
         assert_eq!(s.drain_timeout_secs, 30);
         assert_eq!(s.admin_name, "admin");
+        assert_eq!(s.max_connections, 1024);
+        assert_eq!(s.header_read_timeout_secs, 10);
+        assert_eq!(s.keep_alive_timeout_secs, 30);
+        assert_eq!(s.watchdog_secs, 30);
+    }
+
+    // The connection limits and the watchdog are validated, naming the key.
+    #[test]
+    fn connection_limits_are_validated() {
+        for (snippet, expected) in [
+            (
+                "max_connections = 0",
+                "server.max_connections must be greater than 0",
+            ),
+            (
+                "max_connections = 100001",
+                "server.max_connections is 100001; at most 100000 is allowed",
+            ),
+            (
+                "header_read_timeout_secs = 0",
+                "server.header_read_timeout_secs must be greater than 0",
+            ),
+            (
+                "keep_alive_timeout_secs = 3601",
+                "server.keep_alive_timeout_secs is 3601; at most 3600 (one hour) is allowed",
+            ),
+            (
+                "watchdog_secs = 0",
+                "server.watchdog_secs must be greater than 0",
+            ),
+            (
+                "watchdog_secs = 86400",
+                "server.watchdog_secs is 86400; at most 3600 (one hour) is allowed",
+            ),
+        ] {
+            let err = Config::parse(&format!("[server]\n{snippet}\n")).unwrap_err();
+            assert_eq!(format!("{err:#}"), expected, "{snippet}");
+        }
+        // 0 turns keep-alive off; it is not an error.
+        let c = Config::parse("[server]\nkeep_alive_timeout_secs = 0\n").unwrap();
+        assert_eq!(c.server.unwrap().keep_alive_timeout_secs, 0);
     }
 
     // A typo in [server] is refused naming the key.

@@ -7,6 +7,16 @@
 //! body never reaches a rule, and a request is all-or-nothing — either
 //! every event in it is queued, or none is and the answer says which
 //! element is wrong. Every 4xx/5xx answer is a JSON `{"error": …}`.
+//!
+//! An ingestion endpoint without a credential (only possible on a loopback
+//! listener, see [`Access::Open`]) is guarded against browsers: a web page
+//! can make a browser POST to `127.0.0.1` with a CORS-safelisted content
+//! type (`text/plain`, forms, or none), and DNS rebinding can make such a
+//! request same-origin under the attacker's host name. So such an endpoint
+//! takes only requests whose `Host` (and absolute URI, if any) is a
+//! loopback name and, for POSTs, whose `Content-Type` is JSON or NDJSON
+//! (403 / 415 otherwise, before the body is read). With a credential
+//! configured none of this applies: the credential is the guard.
 
 // The `Err` of the helpers here is the HTTP answer itself, built once per
 // refused request; boxing it would only add an allocation.
@@ -18,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -30,6 +41,7 @@ use super::admin::{self, AdminAuth, AdminCommand, bearer};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
 use super::queue::{Batch, QueueSender, SendError};
+use super::watchdog::Watchdog;
 use crate::actions::secret::Secret;
 use crate::bindings::Event;
 use crate::normalize::{NormalizeError, Normalizer};
@@ -41,20 +53,37 @@ pub const SOURCES: [&str; 2] = ["http", "okta-hook"];
 pub enum Access {
     /// A credential is required (`Authorization` compared in constant time).
     Secret(Secret),
-    /// No credential configured and the listener is on loopback.
-    Open,
+    /// No credential configured and the listener is on loopback: only
+    /// requests addressed to a loopback name, and JSON POSTs (see the
+    /// module documentation). `key` is the credential that would lift this.
+    Open { key: &'static str },
     /// No credential configured on a non-loopback listener: the endpoint
     /// answers 404 naming the key to set.
     Disabled { key: &'static str },
 }
 
 /// What the pipeline thread and the service report to `/readyz`.
-#[derive(Default)]
 pub struct Health {
     pub pipeline_alive: AtomicBool,
     pub audit_ok: AtomicBool,
     pub stopping: AtomicBool,
     pub rules: AtomicUsize,
+    /// The pipeline thread's progress stamps (`server.watchdog_secs`).
+    pub watchdog: Arc<Watchdog>,
+}
+
+impl Health {
+    /// Nothing ready yet; a stall is reported after `watchdog` without
+    /// progress.
+    pub fn new(watchdog: std::time::Duration) -> Self {
+        Health {
+            pipeline_alive: AtomicBool::new(false),
+            audit_ok: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            rules: AtomicUsize::new(0),
+            watchdog: Arc::new(Watchdog::new(watchdog)),
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -85,9 +114,14 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
     if routes.ingest {
-        r = r
-            .route("/v1/events", post(post_events))
-            .route("/v1/hooks/okta", get(verify_hook).post(post_hook));
+        let events = guard_if_open(&state, &state.ingest, "http", post(post_events));
+        let hook = guard_if_open(
+            &state,
+            &state.okta_hook,
+            "okta-hook",
+            get(verify_hook).post(post_hook),
+        );
+        r = r.route("/v1/events", events).route("/v1/hooks/okta", hook);
     }
     if routes.admin {
         r = r
@@ -104,6 +138,140 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
     }
     r.fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
+}
+
+/// Puts [`open_endpoint_guard`] in front of an endpoint whose access is
+/// [`Access::Open`]; other endpoints are left as they are.
+fn guard_if_open(
+    state: &Arc<AppState>,
+    access: &Access,
+    source: &'static str,
+    route: MethodRouter<Arc<AppState>>,
+) -> MethodRouter<Arc<AppState>> {
+    let Access::Open { key } = access else {
+        return route;
+    };
+    let guard = OpenGuard {
+        metrics: state.metrics.clone(),
+        source,
+        key,
+    };
+    route.route_layer(middleware::from_fn_with_state(guard, open_endpoint_guard))
+}
+
+/// What [`open_endpoint_guard`] needs: where to count a refusal and which
+/// key would lift the restriction.
+#[derive(Clone)]
+struct OpenGuard {
+    metrics: Arc<Metrics>,
+    source: &'static str,
+    key: &'static str,
+}
+
+/// Refuses (403) a request to an open loopback endpoint not addressed to a
+/// loopback name, and (415) a POST to it that is not JSON or NDJSON; see
+/// the module documentation.
+async fn open_endpoint_guard(
+    State(guard): State<OpenGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let refuse = |status, reason: &'static str, message: String| {
+        guard.metrics.rejected(guard.source, reason, 1);
+        tracing::warn!(source = guard.source, reason, "refused: {message}");
+        error_with(status, json!({ "error": message, "reason": reason }))
+    };
+    if let Err(why) = loopback_addressed(&request) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden-host",
+            format!(
+                "{why}; without a credential this endpoint only takes requests addressed to localhost, 127.0.0.1 or [::1] (a web page must not be able to post events); set server.{key}_env or server.{key}_file to accept other host names",
+                key = guard.key
+            ),
+        );
+    }
+    if request.method() == Method::POST {
+        let ct = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let json = ct
+            .as_deref()
+            .is_some_and(|ct| !media_essence(ct).is_empty() && json_media(ct).is_some());
+        if !json {
+            let got = match &ct {
+                Some(ct) => format!("Content-Type {ct:?}"),
+                None => "no Content-Type".to_owned(),
+            };
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!(
+                    "{got}: without a credential this endpoint only takes application/json or application/x-ndjson (types a web page cannot send without the browser asking first); set server.{key}_env or server.{key}_file to accept others",
+                    key = guard.key
+                ),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// `Ok` when the request's `Host` header (and the authority of an
+/// absolute-form URI, if any) names the loopback interface; else why not.
+fn loopback_addressed(request: &Request) -> Result<(), String> {
+    if let Some(authority) = request.uri().authority()
+        && !is_loopback_host(authority.as_str())
+    {
+        return Err(format!(
+            "the request URI names {:?}, not a loopback address",
+            authority.as_str()
+        ));
+    }
+    match request.headers().get(header::HOST) {
+        None if request.uri().authority().is_some() => Ok(()),
+        None => Err("the request has no Host header".to_owned()),
+        Some(host) => {
+            let host = String::from_utf8_lossy(host.as_bytes());
+            if is_loopback_host(&host) {
+                Ok(())
+            } else {
+                Err(format!("the Host header {host:?} is not a loopback name"))
+            }
+        }
+    }
+}
+
+/// `localhost`, a loopback IPv4 address or `[::1]`, with or without a
+/// port. Anything a DNS rebinding could put there (a host name that later
+/// resolves to 127.0.0.1) is not.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6] or [v6]:port
+        match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || valid_port(port) => v6,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn valid_port(port: &str) -> bool {
+    port.strip_prefix(':')
+        .unwrap_or(port)
+        .parse::<u16>()
+        .is_ok()
 }
 
 /// A JSON error answer.
@@ -193,7 +361,7 @@ impl Access {
     /// `Ok` when the request may proceed, else the answer.
     fn check(&self, headers: &HeaderMap, bearer_token: bool) -> Result<(), Response> {
         match self {
-            Access::Open => Ok(()),
+            Access::Open { .. } => Ok(()),
             Access::Disabled { key } => Err(error(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -265,24 +433,43 @@ enum BodyKind {
     Ndjson,
 }
 
-fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Refusal> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(BodyKind::Json);
-    };
-    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    match essence {
-        "application/json" | "text/json" | "" => Ok(BodyKind::Json),
+/// The media type of a `Content-Type` value, lower-cased, without
+/// parameters.
+fn media_essence(ct: &str) -> String {
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The body kind of a JSON or NDJSON media type (an empty one counts as
+/// JSON); `None` for anything else.
+fn json_media(ct: &str) -> Option<BodyKind> {
+    match media_essence(ct).as_str() {
+        "application/json" | "text/json" | "" => Some(BodyKind::Json),
         "application/x-ndjson"
         | "application/ndjson"
         | "application/jsonl"
         | "application/x-jsonlines"
-        | "application/jsonlines" => Ok(BodyKind::Ndjson),
-        other => Err(Refusal::new(
+        | "application/jsonlines" => Some(BodyKind::Ndjson),
+        _ => None,
+    }
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, Refusal> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or("");
+    match json_media(ct) {
+        Some(kind) => Ok(kind),
+        None => Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             format!(
-                "content type {other:?} is not accepted; send application/json (an event or an array of events) or application/x-ndjson"
+                "content type {:?} is not accepted; send application/json (an event or an array of events) or application/x-ndjson",
+                media_essence(ct)
             ),
         )),
     }
@@ -539,29 +726,41 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     Json(json!({ "accepted": accepted, "duplicates": duplicates })).into_response()
 }
 
-/// `GET /readyz`: 200 when the rules are loaded, the audit log writable and
-/// the pipeline thread running; else 503 saying what is not.
+/// `GET /readyz`: 200 when the rules are loaded, the audit log writable,
+/// the pipeline thread running and not stuck (the watchdog); else 503
+/// saying what is not.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let h = &state.health;
-    let mut not_ready = Vec::new();
+    let mut not_ready: Vec<String> = Vec::new();
     let rules = h.rules.load(Ordering::SeqCst);
     if rules == 0 {
-        not_ready.push("no rules loaded");
+        not_ready.push("no rules loaded".into());
     }
     if !h.pipeline_alive.load(Ordering::SeqCst) {
-        not_ready.push("the pipeline thread is not running");
+        not_ready.push("the pipeline thread is not running".into());
     }
     if !h.audit_ok.load(Ordering::SeqCst) {
-        not_ready.push("the audit log cannot be written");
+        not_ready.push("the audit log cannot be written".into());
     }
     if h.stopping.load(Ordering::SeqCst) {
-        not_ready.push("shutting down");
+        not_ready.push("shutting down".into());
+    }
+    let depth = state.queue.depth();
+    let pipeline = h.watchdog.status(depth);
+    if let Some(reason) = pipeline.reason() {
+        not_ready.push(reason);
     }
     let body = json!({
         "ready": not_ready.is_empty(),
         "not_ready": not_ready,
         "rules": rules,
-        "queue_depth": state.queue.depth(),
+        "queue_depth": depth,
+        "pipeline": {
+            "stalled": pipeline.stalled,
+            "last_progress_secs": pipeline.since_progress.as_secs_f64(),
+            "rule": pipeline.in_call.as_ref().map(|(rule, _)| rule),
+            "rule_running_secs": pipeline.in_call.as_ref().map(|(_, d)| d.as_secs_f64()),
+        },
         "connectors": state.metrics.connectors(),
     });
     let status = if not_ready.is_empty() {
@@ -578,7 +777,10 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`: OpenMetrics text.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.encode(state.queue.depth());
+    let depth = state.queue.depth();
+    let text = state
+        .metrics
+        .encode(depth, &state.health.watchdog.status(depth));
     (
         [(
             header::CONTENT_TYPE,
@@ -648,6 +850,49 @@ mod tests {
         assert_eq!(r.body["index"], 1);
         assert_eq!(r.body["line"], 2);
         assert_eq!(r.reason, "unknown-format");
+    }
+
+    // Loopback names with any port pass; names a DNS rebinding could use,
+    // malformed ports and bare IPv6 do not.
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:8787",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "127.1.2.3:65535",
+            "[::1]",
+            "[::1]:8787",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8787",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "10.0.0.1:80",
+            "localhost:99999",
+            "localhost:",
+            "[::1]x",
+            "::1",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    // Only JSON and NDJSON media types are JSON (an empty one counts as
+    // JSON for the handlers; the open-endpoint guard refuses it apart).
+    #[test]
+    fn json_media_types() {
+        assert!(json_media("application/json; charset=utf-8") == Some(BodyKind::Json));
+        assert!(json_media("Application/X-NDJSON") == Some(BodyKind::Ndjson));
+        assert!(json_media("text/plain").is_none());
+        assert!(json_media("application/x-www-form-urlencoded").is_none());
+        assert!(json_media("multipart/form-data; boundary=x").is_none());
     }
 
     // More events than allowed is refused.

@@ -2,10 +2,12 @@
 //! crate and exposed as OpenMetrics text on `GET /metrics`.
 //!
 //! [`Metrics`] is shared by the HTTP handlers (events received and
-//! rejected, hook duplicates), the pipeline thread (through
-//! [`PipelineObserver`]: rule calls, faults, durations, actions) and the
-//! scrape (queue depth, read when scraped). It also remembers the last
-//! execution result per connector, which `/readyz` reports.
+//! rejected, hook duplicates), the listeners (open connections, connection
+//! timeouts), the pipeline thread (through [`PipelineObserver`]: rule
+//! calls, faults, durations, actions; the observer also stamps the
+//! [`Watchdog`]) and the scrape (queue depth and the watchdog's view, read
+//! when scraped). It also remembers the last execution result per
+//! connector, which `/readyz` reports.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::watchdog::{PipelineStatus, Watchdog};
 use crate::pipeline::PipelineObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +43,17 @@ struct RuleLabels {
 struct FaultLabels {
     rule: String,
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    listener: String,
+    phase: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +88,10 @@ pub struct Metrics {
     breaker_tripped: Family<RuleLabels, Gauge>,
     hook_duplicates: Counter,
     ingest_to_decision: Histogram,
+    connections: Family<ListenerLabels, Gauge>,
+    connection_timeouts: Family<TimeoutLabels, Counter>,
+    pipeline_stalled: Gauge,
+    pipeline_last_progress: Gauge<f64, std::sync::atomic::AtomicU64>,
     connectors: Mutex<BTreeMap<String, ConnectorStatus>>,
 }
 
@@ -145,6 +163,30 @@ impl Metrics {
             "From an HTTP delivery being queued to all its events having gone through the rules with the audit log synced",
             ingest_to_decision.clone(),
         );
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "vigil_http_connections",
+            "Open HTTP connections, by listener (ingest, admin); at most server.max_connections each",
+            connections.clone(),
+        );
+        let connection_timeouts = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "vigil_http_connection_timeouts",
+            "Connections closed by a timeout, by listener and phase (tls-handshake, header, idle)",
+            connection_timeouts.clone(),
+        );
+        let pipeline_stalled = Gauge::default();
+        registry.register(
+            "vigil_pipeline_stalled",
+            "1 while work is waiting and the pipeline has made no progress for server.watchdog_secs",
+            pipeline_stalled.clone(),
+        );
+        let pipeline_last_progress = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "vigil_pipeline_last_progress_seconds",
+            "Seconds since the pipeline thread last made progress (a rule call started or ended, or its loop came around)",
+            pipeline_last_progress.clone(),
+        );
         for rule in rules {
             let l = RuleLabels { rule: rule.clone() };
             breaker_tripped.get_or_create(&l).set(0);
@@ -162,8 +204,31 @@ impl Metrics {
             breaker_tripped,
             hook_duplicates,
             ingest_to_decision,
+            connections,
+            connection_timeouts,
+            pipeline_stalled,
+            pipeline_last_progress,
             connectors: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) open connection on `listener`.
+    pub fn connections(&self, listener: &str, delta: i64) {
+        self.connections
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_owned(),
+            })
+            .inc_by(delta);
+    }
+
+    /// A connection on `listener` was closed by the timeout of `phase`.
+    pub fn connection_timeout(&self, listener: &str, phase: &str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabels {
+                listener: listener.to_owned(),
+                phase: phase.to_owned(),
+            })
+            .inc();
     }
 
     pub fn received(&self, source: &str, n: usize) {
@@ -208,9 +273,13 @@ impl Metrics {
             .clone()
     }
 
-    /// The OpenMetrics text, with the queue depth read now.
-    pub fn encode(&self, queue_depth: usize) -> String {
+    /// The OpenMetrics text, with the queue depth and the watchdog's view
+    /// read now.
+    pub fn encode(&self, queue_depth: usize, pipeline: &PipelineStatus) -> String {
         self.queue_depth.set(queue_depth as i64);
+        self.pipeline_stalled.set(i64::from(pipeline.stalled));
+        self.pipeline_last_progress
+            .set(pipeline.since_progress.as_secs_f64());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -218,12 +287,21 @@ impl Metrics {
     }
 }
 
-/// The pipeline's observer: a shared handle on [`Metrics`].
-pub struct MetricsObserver(pub std::sync::Arc<Metrics>);
+/// The pipeline's observer: shared handles on [`Metrics`] and the
+/// [`Watchdog`].
+pub struct MetricsObserver {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub watchdog: std::sync::Arc<Watchdog>,
+}
 
 impl PipelineObserver for MetricsObserver {
+    fn rule_call_start(&self, rule: &str) {
+        self.watchdog.rule_started(rule);
+    }
+
     fn rule_call(&self, rule: &str, elapsed: Duration, fault: Option<&str>) {
-        let m = &self.0;
+        self.watchdog.rule_finished();
+        let m = &self.metrics;
         let l = RuleLabels {
             rule: rule.to_owned(),
         };
@@ -242,11 +320,11 @@ impl PipelineObserver for MetricsObserver {
     }
 
     fn breaker(&self, rule: &str, tripped: bool) {
-        self.0.set_breaker(rule, tripped);
+        self.metrics.set_breaker(rule, tripped);
     }
 
     fn action(&self, kind: &str, decision: &str, connector: Option<&str>) {
-        let m = &self.0;
+        let m = &self.metrics;
         m.actions
             .get_or_create(&ActionLabels {
                 kind: kind.to_owned(),
@@ -278,10 +356,18 @@ mod tests {
         let m = std::sync::Arc::new(Metrics::new(&["r1".into()]));
         m.received("http", 3);
         m.rejected("http", "invalid-json", 1);
-        let o = MetricsObserver(m.clone());
+        let watchdog = std::sync::Arc::new(Watchdog::new(Duration::ZERO));
+        let o = MetricsObserver {
+            metrics: m.clone(),
+            watchdog: watchdog.clone(),
+        };
+        o.rule_call_start("r1");
         o.rule_call("r1", Duration::from_micros(5), Some("timeout"));
         o.action("escalate", "dry-run", None);
-        let text = m.encode(2);
+        m.connections("ingest", 1);
+        m.connection_timeout("ingest", "header");
+        // Two deliveries wait and the watchdog's limit is zero: stalled.
+        let text = m.encode(2, &watchdog.status(2));
         for line in [
             "vigil_events_received_total{source=\"http\"} 3",
             "vigil_events_rejected_total{source=\"http\",reason=\"invalid-json\"} 1",
@@ -291,6 +377,10 @@ mod tests {
             "vigil_queue_depth 2",
             "vigil_breaker_tripped{rule=\"r1\"} 0",
             "vigil_hook_duplicates_total 0",
+            "vigil_http_connections{listener=\"ingest\"} 1",
+            "vigil_http_connection_timeouts_total{listener=\"ingest\",phase=\"header\"} 1",
+            "vigil_pipeline_stalled 1",
+            "vigil_pipeline_last_progress_seconds ",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

@@ -8,10 +8,16 @@
 //!   batch's `on_done`; between batches it runs admin commands and due
 //!   undos;
 //! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`),
-//!   normalizing bodies before they are queued;
+//!   normalizing bodies before they are queued; `listener` accepts within
+//!   a connection cap and cuts clients that send nothing, too slowly, or
+//!   idle too long;
 //! - each `[[sources]]` entry runs on its own thread and delivers through
 //!   the same queue (file/stdin here; `okta-poll` and `tail` in
 //!   `crate::sources`).
+//!
+//! The pipeline thread stamps its progress on the `watchdog` (each turn of
+//! its loop, each rule call); `/readyz` turns 503 naming the rule when work
+//! waits and nothing moved for `watchdog_secs`.
 //!
 //! Shutdown (SIGTERM or SIGINT, or the pipeline stopping on an audit
 //! failure): `/readyz` turns 503, the listeners stop accepting and finish
@@ -23,9 +29,11 @@
 pub mod admin;
 pub mod hooks;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod queue;
 pub mod tls;
+pub mod watchdog;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,9 +52,9 @@ use crate::sources::{Line, LineReader};
 use admin::{AdminAuth, AdminCommand};
 use hooks::Dedup;
 use http::{Access, AppState, Health, Routes};
+use listener::{ConnLimits, Listener};
 use metrics::{Metrics, MetricsObserver};
 use queue::{Batch, QueueReceiver, QueueSender, Recv, Shutdown};
-use tls::ServiceListener;
 
 /// How long the pipeline thread waits for a batch before looking at admin
 /// commands, due undos and the drain flag.
@@ -73,8 +81,11 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
         .map(|r| r.id().to_owned())
         .collect();
     let metrics = Arc::new(Metrics::new(&rule_ids));
-    pipeline.set_observer(Box::new(MetricsObserver(metrics.clone())));
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(Duration::from_secs(server.watchdog_secs)));
+    pipeline.set_observer(Box::new(MetricsObserver {
+        metrics: metrics.clone(),
+        watchdog: health.watchdog.clone(),
+    }));
     health.rules.store(rule_ids.len(), Ordering::SeqCst);
     health.audit_ok.store(true, Ordering::SeqCst);
 
@@ -109,7 +120,7 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     let loopback = server.listen.ip().is_loopback();
     let access = |secret: Option<crate::actions::secret::Secret>, key| match secret {
         Some(s) => Access::Secret(s),
-        None if loopback => Access::Open,
+        None if loopback => Access::Open { key },
         None => Access::Disabled { key },
     };
     let state = Arc::new(AppState {
@@ -200,11 +211,27 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
 
+    // Before any client connects: descriptors, not the caps, must not be
+    // what runs out.
+    let open_files = listener::raise_open_files_limit();
+    if let Some(n) = open_files {
+        tracing::info!(open_files = n, "open-files limit");
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let ingest = ServiceListener::bind(server.listen, tls.clone()).await?;
+    let ingest = Listener::bind(server.listen, tls.clone(), "ingest").await?;
     let admin = match server.admin_listen {
-        Some(addr) => Some(ServiceListener::bind(addr, tls).await?),
+        Some(addr) => Some(Listener::bind(addr, tls, "admin").await?),
         None => None,
+    };
+    let listeners = 1 + usize::from(admin.is_some());
+    let limits = ConnLimits {
+        max_connections: listener::fit_connection_cap(
+            server.max_connections,
+            listeners,
+            open_files,
+        ),
+        header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+        keep_alive_timeout: Duration::from_secs(server.keep_alive_timeout_secs),
     };
     let mut servers = Vec::new();
     let shared = admin.is_none();
@@ -227,21 +254,18 @@ async fn serve(
         ),
     ] {
         let Some(listener) = listener else { continue };
-        let addr = axum::serve::Listener::local_addr(&listener)?;
+        let addr = listener.local_addr()?;
         tracing::info!(%addr, ingest = routes.ingest, admin = routes.admin, "{what} {scheme}://{addr}");
         // Tests and scripts read this line to learn the bound port.
         eprintln!("vigil: {what} {scheme}://{addr}");
-        let app = http::router(state.clone(), routes)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let mut stopped = stop_rx.clone();
-        let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        let app = http::router(state.clone(), routes);
+        servers.push(tokio::spawn(listener::serve(
+            listener,
+            app,
+            limits,
+            state.metrics.clone(),
+            stop_rx.clone(),
+        )));
     }
     drop(state);
 
@@ -257,8 +281,7 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + drain_timeout;
     for mut s in servers {
         match tokio::time::timeout_at(deadline, &mut s).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!("HTTP server error: {e}"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("HTTP server task failed: {e}"),
             Err(_) => {
                 tracing::warn!("in-flight requests did not finish in time; closing them");
@@ -283,6 +306,8 @@ fn pipeline_loop(
     health.pipeline_alive.store(true, Ordering::SeqCst);
     let result = (|| -> Result<()> {
         loop {
+            // The loop came around: an idle pipeline is never "stuck".
+            health.watchdog.progress();
             match queue.recv_timeout(POLL) {
                 Recv::Batch(first) => {
                     let mut done = Vec::new();
