@@ -547,3 +547,58 @@ approval = ["suspend-user"]"#,
     assert_eq!(escalated_targets(&wd), ["bg.short"]);
     assert_eq!(fake.requests_matching("POST", "/hooks/soc").len(), 1);
 }
+
+#[test]
+fn the_service_resolves_on_its_executor_thread_too() {
+    // In the service, connectors run on a worker thread: the check must
+    // be wired there as well.
+    let fake = FakeIdp::start();
+    okta_directory(&fake);
+    let wd = workdir();
+    okta_event(&wd);
+    let body = config(
+        &fake,
+        OKTA_PROTECTED,
+        r#"allow = ["suspend-user"]"#,
+        r#"action = "suspend-user", targets = "bg.short, norma@corp.example""#,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[sources]]\ntype = \"file\"\npath = \"okta.jsonl\"\n",
+    );
+    let config = wd.config(&body);
+    let mut child = std::process::Command::new(VIGIL)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", cache_home())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (generously) for both results and the escalation's result.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let results = wd.records_of("action-result");
+        if results.len() >= 3 {
+            break results;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the service wrote {results:?}");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the service exited: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+
+    let changes: Vec<String> = mutating(&fake).into_iter().map(|r| r.path).collect();
+    assert_eq!(changes, ["/api/v1/users/00unorma1/lifecycle/suspend"]);
+    let shortname = done.iter().find(|r| r["target"] == "bg.short").unwrap();
+    assert_eq!(
+        (shortname["decision"].as_str(), shortname["reason"].as_str()),
+        (Some("denied"), Some("protected"))
+    );
+    assert_eq!(escalated_targets(&wd), ["bg.short"]);
+    assert_eq!(fake.requests_matching("POST", "/hooks/soc").len(), 1);
+}

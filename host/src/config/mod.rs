@@ -6,9 +6,11 @@
 //!
 //! With no configuration file at all, Vigil runs [`Config::builtin_default`]:
 //! the built-in rule pack, audit-only, each rule granted the actions its
-//! metadata declares — so a first run shows what the pack *would* do and
-//! changes nothing. A configuration file is default-deny: a rule may only
-//! do what its `allow` list grants.
+//! metadata declares (with any group for `add-to-group` and the event's
+//! policy for `activate-policy`, see `policy::arguments`) — so a first run
+//! shows what the pack *would* do and changes nothing. A configuration
+//! file is default-deny: a rule may only do what its `allow` list grants,
+//! with the arguments its `groups` and `policies` grant ([`grants`]).
 
 pub mod connectors;
 pub mod grants;
