@@ -120,13 +120,29 @@ impl TargetGuard {
     /// Resolves the user `action` targets through `connector` and decides
     /// whether it may be sent, and with which id.
     pub fn check(&self, connector: &mut dyn Connector, action: &Action) -> TargetCheck {
+        self.check_at(connector, action, Instant::now())
+    }
+
+    /// [`TargetGuard::check`] at `now` (tests move the clock).
+    fn check_at(
+        &self,
+        connector: &mut dyn Connector,
+        action: &Action,
+        now: Instant,
+    ) -> TargetCheck {
         let Some(user) = user_of(action) else {
             return TargetCheck::NotUser;
         };
         let name = connector.name().to_owned();
-        let lookup = match self.cached(&name, user) {
+        // A cached lookup is not remembered again: its age counts from
+        // the directory's answer, not from its last use.
+        let lookup = match self.cached(&name, user, now) {
             Some(found) => Ok(UserLookup::Found(found)),
-            None => connector.resolve_user(user),
+            None => connector.resolve_user(user).inspect(|found| {
+                if let UserLookup::Found(resolved) = found {
+                    self.remember(&name, user, resolved, now);
+                }
+            }),
         };
         let resolved = match lookup {
             Ok(UserLookup::Found(resolved)) => resolved,
@@ -150,7 +166,6 @@ impl TargetGuard {
                 };
             }
         };
-        self.remember(&name, user, &resolved);
         let hit = self
             .protected
             .read()
@@ -174,19 +189,19 @@ impl TargetGuard {
         }
     }
 
-    fn cached(&self, connector: &str, user: &str) -> Option<ResolvedUser> {
+    fn cached(&self, connector: &str, user: &str, now: Instant) -> Option<ResolvedUser> {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(connector, user, Instant::now())
+            .get(connector, user, now)
     }
 
-    fn remember(&self, connector: &str, user: &str, resolved: &ResolvedUser) {
+    fn remember(&self, connector: &str, user: &str, resolved: &ResolvedUser, now: Instant) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(
             connector,
             user,
             resolved.clone(),
-            Instant::now(),
+            now,
         );
     }
 }
@@ -434,6 +449,20 @@ mod tests {
             }
         ));
         assert_eq!(dir.lookups, 1);
+    }
+
+    #[test]
+    fn a_lookup_in_constant_use_still_ages_out() {
+        // Using a cached answer must not keep it alive: a rename in the
+        // directory is seen within the TTL.
+        let g = guard();
+        let mut dir = Directory { lookups: 0 };
+        let t0 = Instant::now();
+        let step = RESOLUTION_TTL / 4;
+        for i in 0..8 {
+            g.check_at(&mut dir, &suspend("alice"), t0 + step * i);
+        }
+        assert_eq!(dir.lookups, 2, "looked up at 0 and again at the TTL");
     }
 
     #[test]

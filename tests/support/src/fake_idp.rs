@@ -2237,6 +2237,78 @@ mod tests {
     }
 
     #[test]
+    fn directory_users_are_found_by_every_name_the_vendor_accepts() {
+        let idp = FakeIdp::start();
+        idp.add_okta_user(
+            "00uBg1",
+            "bg.admin@corp.example",
+            None,
+            Some("bg@home.example"),
+        );
+        idp.add_graph_user(
+            "obj-1",
+            "ops@contoso.com",
+            Some("ops@contoso.com"),
+            &["ops@other.example"],
+            &["smtp:alias@contoso.com"],
+        );
+        let c = client();
+        for name in [
+            "00uBg1",
+            "00UBG1",
+            "bg.admin@corp.example",
+            "BG.Admin",
+            "bg.admin",
+        ] {
+            let user: Value = c
+                .get(format!("{}/api/v1/users/{name}", idp.base_url()))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(user["id"], "00uBg1", "{name}");
+            assert_eq!(user["profile"]["secondEmail"], "bg@home.example");
+        }
+        // A name that is no directory user is a user of its own.
+        let other: Value = c
+            .get(format!("{}/api/v1/users/bg", idp.base_url()))
+            .header("authorization", okta_auth())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(other["id"], "bg");
+        // Acting by login acts on the canonical user.
+        let resp = c
+            .post(format!(
+                "{}/api/v1/users/bg.admin/lifecycle/suspend",
+                idp.base_url()
+            ))
+            .header("authorization", okta_auth())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(idp.okta_user_status("00uBg1"), "SUSPENDED");
+
+        let token = graph_token(&idp, &c);
+        let user: Value = c
+            .get(format!(
+                "{}/users/OPS@contoso.com?$select=id,mail,otherMails,proxyAddresses",
+                idp.graph_url()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(user["id"], "obj-1");
+        assert_eq!(user["otherMails"], json!(["ops@other.example"]));
+        assert_eq!(user["proxyAddresses"], json!(["smtp:alias@contoso.com"]));
+        assert!(user.get("userPrincipalName").is_none(), "not selected");
+    }
+
+    #[test]
     fn okta_refuses_missing_or_wrong_credentials_and_records_them() {
         let idp = FakeIdp::start();
         let c = client();
