@@ -97,6 +97,7 @@ fn measure(lang: &str, bytes: Vec<u8>, cache: &Path, events: &[Arc<Event>]) {
         },
         approval: Vec::new(),
         budget: Default::default(),
+        args: vigil_host::policy::ArgumentGrants::builtin_default(),
     };
     loader.load(spec()).unwrap(); // compiled once more from the cache: warm
     let t = Instant::now();

@@ -31,6 +31,7 @@ use crate::bindings::{Action, Event, Finding};
 use crate::host_api::ActionRequest;
 use crate::normalize::Normalizer;
 use crate::policy::GateDecision;
+use crate::policy::targets::{Resolution, TargetDenial};
 use crate::rules::{CallOutcome, RuleSet};
 use crate::sources::{Line, LineReader};
 
@@ -87,6 +88,9 @@ pub struct Pipeline {
     batch: Vec<Event>,
     /// Events since rule state was last written to the store.
     events_since_persist: u64,
+    /// The action whose execution results an operator waits for (an
+    /// approval), and those seen so far.
+    watched: Option<(String, Vec<&'static str>)>,
     last_persist: std::time::Instant,
 }
 
@@ -94,7 +98,12 @@ impl Pipeline {
     /// Wires the steps together and restores what the durable store
     /// remembers: rule state, budget usage, tripped breakers, quarantines,
     /// and approvals that expired while Vigil was stopped.
-    pub fn new(rules: RuleSet, audit: AuditLog, executor: ActionExecutor) -> Result<Self> {
+    pub fn new(rules: RuleSet, audit: AuditLog, mut executor: ActionExecutor) -> Result<Self> {
+        // User targets are checked again, once resolved, against the same
+        // registry the gate uses (group refreshes reach both).
+        if let Some(gate) = rules.gate() {
+            executor.set_protected(gate.protected().clone());
+        }
         let mut pipeline = Pipeline {
             observer: None,
             rules,
@@ -105,6 +114,7 @@ impl Pipeline {
             unsynced: 0,
             batch: Vec::new(),
             events_since_persist: 0,
+            watched: None,
             last_persist: std::time::Instant::now(),
         };
         pipeline.restore()?;
@@ -312,7 +322,7 @@ impl Pipeline {
         }
         self.audit_breaker_changes(event)?;
         for (action, message) in protected_hits {
-            self.escalate_protected(rule, event, &action, &message)?;
+            self.escalate_protected(rule, event, &action, &message, None)?;
         }
         if let Some(fault) = &outcome.fault {
             self.stats.faults += 1;
@@ -401,7 +411,7 @@ impl Pipeline {
         })?;
         for result in results {
             *self.stats.actions.entry(result.decision).or_default() += 1;
-            if result.decision == "duplicate"
+            if matches!(result.decision, "duplicate" | "denied")
                 && !job.origin_host
                 && let Some(gate) = self.rules.gate()
             {
@@ -416,6 +426,22 @@ impl Pipeline {
                 );
             }
             self.append(result_entry(&job, &result))?;
+            if let Some((id, seen)) = &mut self.watched
+                && *id == job.action_id
+            {
+                seen.push(result.decision);
+            }
+            if result.denial == Some(TargetDenial::Protected) {
+                // Found protected only once resolved: the same answer as a
+                // gate-time hit (one host escalation per rule and account
+                // per hour).
+                let event = Event::new(&job.event_id, &job.event_source, "vigil.execution", 0);
+                let canonical = match &result.resolution {
+                    Some(Resolution::Resolved(user)) => Some(user.id.as_str()),
+                    _ => None,
+                };
+                self.escalate_protected(&job.rule, &event, &job.action, &result.detail, canonical)?;
+            }
         }
         Ok(())
     }
@@ -504,8 +530,17 @@ fn result_entry(job: &ExecJob, result: &ExecutionResult) -> Entry {
         .field("action", job.action.kind().name())
         .field("target", job.action.target())
         .field("decision", result.decision)
-        .field("executor", result.connector.as_str())
-        .field("reason", result.detail.as_str());
+        .field("executor", result.connector.as_str());
+    entry = match result.denial {
+        // Like a gate denial: a short reason, the whole story in `message`.
+        Some(denial) => entry
+            .field("reason", denial.name())
+            .field("message", result.detail.as_str()),
+        None => entry.field("reason", result.detail.as_str()),
+    };
+    if let Some(resolution) = &result.resolution {
+        entry = entry.field("resolution", resolution_value(resolution));
+    }
     if let Some(e) = &result.error {
         entry = entry.field("attempts", e.attempts);
         if let Some(status) = e.status {
@@ -519,6 +554,25 @@ fn result_entry(job: &ExecJob, result: &ExecutionResult) -> Entry {
         entry = entry.field("undo_id", id).field("undo_due", rfc3339(due));
     }
     entry
+}
+
+/// How a user target was resolved, as audited: the canonical id and names
+/// the protected accounts were checked against, or why there were none.
+fn resolution_value(resolution: &Resolution) -> Value {
+    match resolution {
+        Resolution::Resolved(user) => json!({
+            "status": "resolved",
+            "id": user.id,
+            "names": user.names,
+        }),
+        Resolution::NoDirectory { connector } => json!({
+            "status": "not-possible",
+            "note": format!(
+                "the {connector} connector has no user directory: the target was not resolved, \
+                 and was checked against the protected accounts only under the names the event gives"
+            ),
+        }),
+    }
 }
 
 fn undo_entry(r: &UndoResult) -> Entry {

@@ -193,6 +193,8 @@ impl Runner {
             limits: Limits::default(),
             approval: Vec::new(),
             budget: Default::default(),
+            // Cases run audit-only, like the no-configuration default.
+            args: crate::policy::ArgumentGrants::builtin_default(),
         })?;
         let mut rules = RuleSet::new(vec![rule])?;
 

@@ -85,7 +85,9 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
         stdout(&out)
     );
 
-    // Exactly two calls: the suspension and the escalation.
+    // Exactly three calls: the target's lookup (checked against the
+    // protected accounts under every name), the suspension by canonical
+    // id, and the escalation.
     let calls: Vec<(String, String)> = fake
         .requests()
         .into_iter()
@@ -94,6 +96,7 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
     assert_eq!(
         calls,
         vec![
+            ("GET".to_owned(), format!("/api/v1/users/{BOMBED}")),
             (
                 "POST".to_owned(),
                 format!("/api/v1/users/{BOMBED}/lifecycle/suspend")
@@ -101,13 +104,13 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
             ("POST".to_owned(), "/hooks/soc".to_owned()),
         ]
     );
-    let suspend = &fake.requests()[0];
+    let suspend = &fake.requests()[1];
     assert_eq!(
         suspend.header("authorization"),
         Some(format!("SSWS {OKTA_TOKEN}").as_str())
     );
     assert_eq!(fake.okta_user_status(BOMBED), "SUSPENDED");
-    let hook = fake.requests()[1].json();
+    let hook = fake.requests()[2].json();
     assert_eq!(hook["vigil"]["action"], "escalate");
     assert_eq!(hook["vigil"]["rule"], "mfa-push-fatigue");
 
@@ -211,7 +214,7 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
 }
 
 #[test]
-fn a_rejected_token_is_audited_failed_with_the_vendor_error_and_no_secret() {
+fn a_rejected_token_is_audited_with_the_vendor_error_and_no_secret() {
     let fake = FakeIdp::start();
     let wd = Workdir::new();
     std::fs::write(wd.path().join("okta-token"), "not-the-token-xyz").unwrap();
@@ -221,29 +224,35 @@ fn a_rejected_token_is_audited_failed_with_the_vendor_error_and_no_secret() {
         &fixture("push-bombing.jsonl"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The token is refused at the target's lookup, so the suspension is
+    // never sent (fail closed: a target that cannot be resolved cannot be
+    // checked against the protected accounts).
     assert!(
-        stdout(&out).contains("executed 1, failed 1"),
+        stdout(&out).contains("denied 1, executed 1, failed 0"),
         "{}",
         stdout(&out)
     );
     let records = wd.audit_records();
-    let failed = records
+    let denied = records
         .iter()
-        .find(|r| r["type"] == "action-result" && r["decision"] == "failed")
+        .find(|r| r["type"] == "action-result" && r["decision"] == "denied")
         .unwrap();
-    assert_eq!(failed["action"], "suspend-user");
-    assert_eq!(failed["http_status"], 401);
-    assert_eq!(failed["vendor_code"], "E0000011");
-    assert_eq!(failed["attempts"], 1, "a 401 is not retried");
+    assert_eq!(denied["action"], "suspend-user");
+    assert_eq!(denied["reason"], "unresolved");
+    assert_eq!(denied["http_status"], 401);
+    assert_eq!(denied["vendor_code"], "E0000011");
+    assert_eq!(denied["attempts"], 1, "a 401 is not retried");
     assert!(
-        failed["reason"]
+        denied["message"]
             .as_str()
             .unwrap()
             .contains("Invalid token provided"),
-        "{failed}"
+        "{denied}"
     );
-    // One suspend attempt only, and the wrong token is nowhere in the log.
-    assert_eq!(fake.requests_matching("POST", "/api/v1/users").len(), 1);
+    // One lookup, no suspend attempt, and the wrong token is nowhere in
+    // the log.
+    assert_eq!(fake.requests_matching("GET", "/api/v1/users").len(), 1);
+    assert_eq!(fake.requests_matching("POST", "/api/v1/users").len(), 0);
     let log = std::fs::read_to_string(wd.audit_path()).unwrap();
     assert!(!log.contains("not-the-token-xyz"));
 }

@@ -304,6 +304,81 @@ fn reset_factors_deletes_the_authenticator_and_phone_but_never_the_password() {
 }
 
 #[test]
+fn reset_factors_follows_a_next_link_below_the_api() {
+    let mut g = graph();
+    let next = format!(
+        "{}/users/u1/authentication/methods?$skiptoken=p2",
+        g.idp.graph_url()
+    );
+    g.idp.set_graph_methods_next_link(Some(&next));
+    let done = g.run(Action::ResetFactors("u1".into())).unwrap();
+    assert!(
+        done.detail.contains("(3 methods listed)"),
+        "{}",
+        done.detail
+    );
+    let lists = g
+        .idp
+        .requests_matching("GET", "/v1.0/users/u1/authentication/methods");
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[1].query.as_deref(), Some("$skiptoken=p2"));
+    assert_eq!(g.idp.graph_auth_methods("u1"), vec![PASSWORD_METHOD]);
+}
+
+#[test]
+fn reset_factors_never_follows_a_next_link_off_the_api() {
+    // Another server that would love to receive the token.
+    let evil = FakeIdp::start();
+    let mut g = graph();
+    let api = g.idp.graph_url(); // http://127.0.0.1:PORT/v1.0
+    let origin = g.idp.base_url(); // http://127.0.0.1:PORT
+    let port = g.idp.addr().port();
+    let hostile = [
+        // Another host, another port, another scheme.
+        format!(
+            "{}/v1.0/users/u1/authentication/methods?$skiptoken=p2",
+            evil.base_url()
+        ),
+        format!("https://127.0.0.1:{port}/v1.0/users/u1/authentication/methods"),
+        format!("http://localhost:{port}/v1.0/users/u1/authentication/methods"),
+        // The base URL as a mere string prefix of another host.
+        format!("{api}.evil.example/users/u1/authentication/methods"),
+        format!("{origin}0/v1.0/users/u1/authentication/methods"),
+        // Same origin, outside the API's path.
+        format!("{origin}/beta/users/u1/authentication/methods"),
+        format!("{origin}/v1.0evil/users/u1/authentication/methods"),
+        format!("{api}/../beta/users/u1"),
+        format!("{api}/users/u1/x%2F..%2F..%2Fbeta"),
+        // User info that a client may send as credentials elsewhere.
+        format!("http://user@127.0.0.1:{port}/v1.0/users/u1/authentication/methods"),
+    ];
+    for link in &hostile {
+        g.idp.clear_requests();
+        g.idp.set_graph_methods_next_link(Some(link));
+        let err = g.run(Action::ResetFactors("u1".into())).unwrap_err();
+        assert!(
+            err.message.contains("the methods list of u1 continues at")
+                && err.message.contains("not followed")
+                && err.message.contains("nothing was deleted"),
+            "{link}: {err}"
+        );
+        // One listing, nothing deleted, nothing sent anywhere else.
+        let api_calls: Vec<String> = g
+            .api()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(
+            api_calls,
+            ["GET /v1.0/users/u1/authentication/methods"],
+            "{link}"
+        );
+        assert_eq!(g.idp.graph_auth_methods("u1").len(), 3, "{link}");
+    }
+    assert!(evil.requests().is_empty(), "{:?}", evil.requests());
+}
+
+#[test]
 fn reset_factors_deletes_only_the_configured_kinds() {
     let mut g = graph_with(
         GRAPH_CLIENT_SECRET,

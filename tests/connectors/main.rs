@@ -4,8 +4,10 @@
 
 mod e2e;
 mod faults;
+mod grants;
 mod graph;
 mod okta;
 mod protected_groups;
+mod resolution;
 mod undo;
 mod webhook;

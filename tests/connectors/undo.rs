@@ -73,9 +73,10 @@ fn a_temporary_suspension_is_undone_when_due_and_not_before() {
     assert_eq!(s.executor.next_undo_due(), Some(due));
     assert_eq!(s.fake.okta_user_status("00utemp1"), "SUSPENDED");
 
-    // Not due yet: nothing happens.
+    // Not due yet: nothing happens (the requests so far: the target's
+    // lookup and the suspension).
     assert!(s.executor.run_due_undos(due - 1).unwrap().is_empty());
-    assert_eq!(s.fake.requests().len(), 1);
+    assert_eq!(s.fake.requests().len(), 2);
 
     let undone = s.executor.run_due_undos(due).unwrap();
     assert_eq!(undone.len(), 1);
@@ -145,7 +146,7 @@ fn the_same_action_id_is_sent_once_and_a_failed_one_may_be_retried() {
 
     // A failed execution does not block a later request with the same key.
     s.fake
-        .inject("*", "/api/v1/users/00urevoke2", Fault::Status(500), 2);
+        .inject("DELETE", "/api/v1/users/00urevoke2", Fault::Status(500), 2);
     let action = Action::RevokeSessions("00urevoke2".into());
     let failed = s.executor.execute(&request("act-4", &action)).unwrap();
     assert_eq!(failed[0].decision, "failed");

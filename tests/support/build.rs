@@ -16,6 +16,7 @@ const GUESTS: &[&str] = &[
     "guest-huge-output",
     "guest-state-hog",
     "guest-wrong-world",
+    "guest-requester",
 ];
 
 fn main() {

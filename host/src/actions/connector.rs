@@ -106,6 +106,48 @@ impl GroupMember {
     }
 }
 
+/// A user as the directory knows them ([`Connector::resolve_user`]): the
+/// canonical id, and every other name the directory accepts for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// The directory's own id (Okta `00u…`, Entra object id): the only
+    /// name sent to the identity provider afterwards.
+    pub id: String,
+    /// Logins, e-mail addresses, UPNs, proxy addresses (as the directory
+    /// spells them, de-duplicated case-insensitively, without the id).
+    pub names: Vec<String>,
+}
+
+impl ResolvedUser {
+    /// A user with id `id` and the non-empty `names` (duplicates, in any
+    /// case, and the id itself dropped).
+    pub fn new(id: impl Into<String>, names: impl IntoIterator<Item = String>) -> Self {
+        let id = id.into();
+        let mut kept: Vec<String> = Vec::new();
+        for name in names {
+            let name = name.trim();
+            if name.is_empty()
+                || name.eq_ignore_ascii_case(&id)
+                || kept.iter().any(|k| k.eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            kept.push(name.to_owned());
+        }
+        ResolvedUser { id, names: kept }
+    }
+}
+
+/// What [`Connector::resolve_user`] found out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserLookup {
+    /// The directory knows the user.
+    Found(ResolvedUser),
+    /// This connector has no directory and changes nothing outside Vigil
+    /// (`log`): the name is used as given.
+    NoDirectory,
+}
+
 /// Most members a group listing returns; a bigger group is refused. A
 /// protected-accounts group that large is a misconfiguration (an "all
 /// staff" group listed by mistake would exempt everyone from remediation).
@@ -207,6 +249,22 @@ pub trait Connector: Send {
         let _ = group;
         Err(ConnectorError::refused(format!(
             "{} cannot list group members",
+            self.name()
+        )))
+    }
+
+    /// Looks a user up by any name the directory accepts for them (id,
+    /// login, shortname, e-mail, UPN) and returns the canonical id and all
+    /// their names, so the protected registry can be checked against every
+    /// one of them before a user action is sent. Read-only. A connector
+    /// that cannot look users up refuses, and the action is then not sent
+    /// (see `policy::targets`); only one that changes nothing outside
+    /// Vigil answers [`UserLookup::NoDirectory`].
+    fn resolve_user(&mut self, user: &str) -> Result<UserLookup, ConnectorError> {
+        let _ = user;
+        Err(ConnectorError::refused(format!(
+            "{} cannot look users up, so the target cannot be checked against the protected \
+             accounts under all its names",
             self.name()
         )))
     }

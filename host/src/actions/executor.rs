@@ -15,6 +15,13 @@
 //! holds up the judging of new events. Undos, approvals and group
 //! refreshes still call the connectors from the pipeline thread.
 //!
+//! Before a user action is sent, its target is resolved through the
+//! connector that will carry it out and checked against the protected
+//! accounts under every name the directory knows
+//! ([`crate::policy::targets`]); the connector is then given the canonical
+//! id only. A protected or unresolvable target is `denied` and nothing is
+//! sent (no idempotency key is taken, so a later retry resolves again).
+//!
 //! Undos run when due while the process runs (the pipeline asks after every
 //! event, and `vigil run` at start and end); overdue ones run at the next
 //! start. A failing undo is retried with growing pauses, then audited
@@ -31,7 +38,8 @@ use crate::store::{ScheduledUndo, Store};
 
 use super::connector::{ActionContext, ConnectorError, Undo};
 use super::dispatch::Dispatcher;
-use crate::policy::{GroupResolver, ProtectedAccounts};
+use crate::policy::targets::{Resolution, TargetCheck, TargetDenial};
+use crate::policy::{GroupResolver, ProtectedAccounts, TargetGuard};
 
 /// Tries of one undo before it is given up (and audited `failed`).
 const MAX_UNDO_ATTEMPTS: u32 = 5;
@@ -52,12 +60,17 @@ pub struct ExecutionRequest<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecutionResult {
     pub connector: String,
-    /// `executed`, `failed` or `duplicate`.
+    /// `executed`, `failed`, `duplicate`, or `denied` (the target turned
+    /// out protected or could not be resolved: nothing was sent).
     pub decision: &'static str,
     pub detail: String,
     pub error: Option<ConnectorError>,
     /// The undo scheduled for a temporary action: its id and due time.
     pub undo: Option<(i64, i64)>,
+    /// How a user target was resolved (user actions only).
+    pub resolution: Option<Resolution>,
+    /// Why a `denied` result was denied.
+    pub denial: Option<TargetDenial>,
 }
 
 /// How one undo ended.
@@ -79,6 +92,9 @@ pub struct ActionExecutor {
     worker: Option<Worker>,
     /// Protected groups resolved through the connectors, refreshed when due.
     groups: Option<(GroupResolver, ProtectedAccounts)>,
+    /// Resolves user targets and checks them against the protected
+    /// accounts just before they are sent (shared with the worker).
+    targets: Arc<TargetGuard>,
     /// Earliest pending undo, kept in memory so the per-event check is free.
     next_undo_ms: Option<i64>,
 }
@@ -98,6 +114,7 @@ impl ActionExecutor {
             store,
             worker: None,
             groups: None,
+            targets: Arc::new(TargetGuard::default()),
             next_undo_ms,
         })
     }
@@ -147,6 +164,12 @@ impl ActionExecutor {
         &self.store
     }
 
+    /// The protected accounts user targets are checked against once
+    /// resolved (the gate's registry; until set, none).
+    pub fn set_protected(&mut self, protected: ProtectedAccounts) {
+        self.targets.set_protected(protected);
+    }
+
     /// The connectors (locked: a worker thread may be using them).
     pub fn dispatcher(&mut self) -> MutexGuard<'_, Dispatcher> {
         lock(&self.dispatch)
@@ -157,7 +180,7 @@ impl ActionExecutor {
     /// failure, which stops the pipeline (Vigil does not act without its
     /// records).
     pub fn execute(&mut self, r: &ExecutionRequest<'_>) -> Result<Vec<ExecutionResult>> {
-        let results = execute_on(&mut lock(&self.dispatch), &self.store, r)?;
+        let results = execute_on(&mut lock(&self.dispatch), &self.store, &self.targets, r)?;
         for due in results.iter().filter_map(|x| x.undo.map(|(_, due)| due)) {
             self.note_undo(due);
         }
@@ -177,14 +200,16 @@ impl ActionExecutor {
     pub fn start_worker(&mut self, state_path: &Path) -> Result<()> {
         let store = Store::open(state_path)?;
         let dispatch = self.dispatch.clone();
+        let targets = self.targets.clone();
         let (jobs, job_rx) = mpsc::channel::<ExecJob>();
         let (done_tx, done) = mpsc::channel::<ExecDone>();
         let thread = std::thread::Builder::new()
             .name("vigil-executor".into())
             .spawn(move || {
                 for job in job_rx {
-                    let results = execute_on(&mut lock(&dispatch), &store, &job.request())
-                        .map_err(|e| format!("{e:#}"));
+                    let results =
+                        execute_on(&mut lock(&dispatch), &store, &targets, &job.request())
+                            .map_err(|e| format!("{e:#}"));
                     if done_tx.send(ExecDone { job, results }).is_err() {
                         break;
                     }
@@ -376,6 +401,7 @@ impl Undo {
 fn execute_on(
     dispatch: &mut Dispatcher,
     store: &Store,
+    guard: &TargetGuard,
     r: &ExecutionRequest<'_>,
 ) -> Result<Vec<ExecutionResult>> {
     let kind = r.action.kind();
@@ -388,6 +414,8 @@ fn execute_on(
                 detail: reason.clone(),
                 error: Some(ConnectorError::refused(reason)),
                 undo: None,
+                resolution: None,
+                denial: None,
             }]);
         }
     };
@@ -421,16 +449,44 @@ fn execute_on(
                 detail,
                 error: None,
                 undo: None,
+                resolution: None,
+                denial: None,
             });
             continue;
         }
+        // The name the connector is given: the canonical id of a user
+        // target that is not protected; nothing when it is, or when it
+        // cannot be resolved.
+        let (action, resolution) = match guard.check(dispatch.connector(index), r.action) {
+            TargetCheck::NotUser => (std::borrow::Cow::Borrowed(r.action), None),
+            TargetCheck::Proceed { action, resolution } => {
+                (std::borrow::Cow::Owned(action), Some(resolution))
+            }
+            TargetCheck::Denied {
+                denial,
+                message,
+                resolved,
+                error,
+            } => {
+                results.push(ExecutionResult {
+                    connector: name,
+                    decision: "denied",
+                    detail: message,
+                    error,
+                    undo: None,
+                    resolution: resolved.map(Resolution::Resolved),
+                    denial: Some(denial),
+                });
+                continue;
+            }
+        };
         store.begin_execution(&key, r.action_id, &name, now_ms())?;
-        let outcome = dispatch.connector(index).execute(r.action, &ctx);
+        let outcome = dispatch.connector(index).execute(&action, &ctx);
         let now = now_ms();
         match outcome {
             Ok(done) => {
                 store.finish_execution(&key, "executed", &done.detail, now)?;
-                let undo = match (&done.undo, duration_secs(r.action)) {
+                let undo = match (&done.undo, duration_secs(&action)) {
                     (Some(undo), Some(secs)) => {
                         let due = now.saturating_add((secs as i64).saturating_mul(1000));
                         let id = store.schedule_undo(r.action_id, r.rule, &name, undo, due, now)?;
@@ -444,6 +500,8 @@ fn execute_on(
                     detail: done.detail,
                     error: None,
                     undo,
+                    resolution,
+                    denial: None,
                 });
             }
             Err(e) => {
@@ -455,6 +513,8 @@ fn execute_on(
                     detail,
                     error: Some(e),
                     undo: None,
+                    resolution,
+                    denial: None,
                 });
             }
         }

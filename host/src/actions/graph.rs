@@ -11,6 +11,7 @@
 //! | `block-ip` (and its undo) | `GET`, `PATCH /identity/conditionalAccess/namedLocations/{id}` | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
 //! | `check` | token, `GET /users?$top=1&$select=id`, `GET` the named location | `User.Read.All` (+ `Policy.Read.All` with a named location) |
 //! | protected group members (`[protected] groups`) | `GET /groups/{id}/transitiveMembers/microsoft.graph.user?$select=id,userPrincipalName&$top=999`, following `@odata.nextLink` | `GroupMember.Read.All` |
+//! | resolving a user target (before every user action) | `GET /users/{id or UPN}?$select=id,userPrincipalName,mail,otherMails,proxyAddresses` | `User.Read.All` |
 //!
 //! Conditional access writes also need the tenant to have Entra ID P1.
 //! `notify` and `escalate` are not Graph's: they go to webhooks.
@@ -33,11 +34,22 @@
 //! Group members (`[protected] groups = ["graph:<object id>"]`) are the
 //! group's *transitive* user members (nested groups included; devices and
 //! service principals left out by the type cast), 999 a page, following
-//! `@odata.nextLink` only under the configured base URL (the token is
-//! never sent elsewhere; a next link elsewhere is an error). The type cast
+//! `@odata.nextLink` only below the configured base URL ([`path_below`];
+//! the token is never sent elsewhere; a next link elsewhere is an error). The type cast
 //! can thin pages out, so an empty page with a next link is followed (up
 //! to [`MAX_GROUP_PAGES`]). More than [`MAX_GROUP_MEMBERS`] members is
 //! refused as a misconfiguration.
+//!
+//! User targets: `/users/{id}` also accepts a userPrincipalName, so before
+//! a user action the executor resolves the target
+//! ([`Connector::resolve_user`]) and checks the protected accounts against
+//! the object id, UPN, `mail`, `otherMails` and `proxyAddresses`; the
+//! action is then sent with the object id only (see `policy::targets`).
+//!
+//! The authentication methods listing of `reset-factors` follows
+//! `@odata.nextLink` under the same rule as group listings ([`path_below`]:
+//! same scheme, host and port, a path below the base URL's), at most
+//! [`MAX_PAGES`] pages, and deletes nothing unless the whole list was read.
 //!
 //! Every request goes through [`HttpClient::send`]: timeouts, retries on
 //! network errors and 5xx, `Retry-After` on 429.
@@ -53,9 +65,9 @@ use crate::config::connectors::{GraphConfig, HttpConfig};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
-    MAX_GROUP_PAGES, Undo,
+    MAX_GROUP_PAGES, ResolvedUser, Undo, UserLookup,
 };
-use super::http::{HttpClient, HttpResponse};
+use super::http::{HttpClient, HttpResponse, path_below};
 use super::secret::{self, Secret};
 
 /// How long before its expiry a token is replaced.
@@ -69,6 +81,9 @@ const DEFAULT_LIFETIME_SECS: u64 = 3599;
 const MAX_LIFETIME_SECS: u64 = 86_400;
 /// Pages of authentication methods followed at most.
 const MAX_PAGES: usize = 10;
+/// The user fields read to resolve a target (every name Graph accepts or
+/// mail flows to).
+const USER_NAME_FIELDS: &str = "id,userPrincipalName,mail,otherMails,proxyAddresses";
 
 const ODATA_PREFIX: &str = "#microsoft.graph.";
 const METHOD_SUFFIX: &str = "AuthenticationMethod";
@@ -283,8 +298,11 @@ impl GraphConnector {
         let user_seg = segment("user id", user)?;
         let list_path = format!("/users/{user_seg}/authentication/methods");
         let mut methods = Vec::new();
-        let mut page = self.call("graph reset-factors", Method::GET, &list_path, None)?;
-        for _ in 0..MAX_PAGES {
+        let mut path = list_path;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let page = self.call("graph reset-factors", Method::GET, &path, None)?;
             let json = page.json()?;
             methods.extend(
                 json.get("value")
@@ -296,16 +314,29 @@ impl GraphConnector {
             let Some(next) = json.get("@odata.nextLink").and_then(Value::as_str) else {
                 break;
             };
-            // Follow a next link only on the configured API: the token
-            // must not be sent anywhere else.
-            let Some(rest) = next.strip_prefix(self.base.as_str()) else {
-                return Err(ConnectorError::refused(format!(
-                    "graph: the methods list of {user} continues outside {}; not followed",
-                    self.base
-                )));
+            // Nothing is deleted until the whole list is known: a list cut
+            // short would leave factors behind while saying "reset".
+            let refused = |why: String| ConnectorError {
+                status: Some(page.status),
+                vendor_code: None,
+                message: format!("graph: the methods list of {user} {why}; nothing was deleted"),
+                attempts: pages,
             };
-            let rest = rest.to_owned();
-            page = self.call("graph reset-factors", Method::GET, &rest, None)?;
+            // Follow a next link only below the configured API (same
+            // scheme, host, port and path prefix): the token must not be
+            // sent anywhere else.
+            let rest = path_below(&self.base, next).map_err(|why| {
+                refused(format!(
+                    "continues at {next:?}, outside {} ({why}); not followed",
+                    self.base
+                ))
+            })?;
+            if pages >= MAX_PAGES as u32 || rest == path {
+                return Err(refused(format!(
+                    "does not end (more than {MAX_PAGES} pages, or a next link to the same page)"
+                )));
+            }
+            path = rest;
         }
 
         let mut deleted: Vec<String> = Vec::new();
@@ -616,19 +647,19 @@ impl Connector for GraphConnector {
                 return Ok(members);
             };
             // The token goes only to the configured API.
-            let Some(rest) = next
-                .strip_prefix(self.base.as_str())
-                .filter(|rest| rest.starts_with('/'))
-            else {
-                return Err(ConnectorError {
-                    status: Some(r.status),
-                    vendor_code: None,
-                    message: format!(
-                        "the member list of graph group {group} continues at {next:?}, outside {}; not followed",
-                        self.base
-                    ),
-                    attempts: requests,
-                });
+            let rest = match path_below(&self.base, next) {
+                Ok(rest) => rest,
+                Err(why) => {
+                    return Err(ConnectorError {
+                        status: Some(r.status),
+                        vendor_code: None,
+                        message: format!(
+                            "the member list of graph group {group} continues at {next:?}, outside {} ({why}); not followed",
+                            self.base
+                        ),
+                        attempts: requests,
+                    });
+                }
             };
             if requests >= MAX_GROUP_PAGES as u32 || rest == path {
                 return Err(ConnectorError {
@@ -640,9 +671,70 @@ impl Connector for GraphConnector {
                     attempts: requests,
                 });
             }
-            path = rest.to_owned();
+            path = rest;
         }
     }
+
+    fn resolve_user(&mut self, user: &str) -> Result<UserLookup, ConnectorError> {
+        let path = format!(
+            "/users/{}?$select={USER_NAME_FIELDS}",
+            segment("user id", user)?
+        );
+        let r = self
+            .call("graph resolve user", Method::GET, &path, None)
+            .map_err(|e| ConnectorError {
+                message: format!("GET {path}: {}", e.message),
+                ..e
+            })?;
+        let json = r.json()?;
+        graph_user_names(&json)
+            .map(UserLookup::Found)
+            .ok_or_else(|| ConnectorError {
+                status: Some(r.status),
+                vendor_code: None,
+                message: format!("GET {path}: the answer is not a user with an id"),
+                attempts: 1,
+            })
+    }
+}
+
+/// Every name Graph knows the user object `user` by: its `id`, and
+/// `userPrincipalName`, `mail`, `otherMails` and `proxyAddresses` (without
+/// their `SMTP:`/`smtp:`-style type prefix). `None` without an id.
+pub fn graph_user_names(user: &Value) -> Option<ResolvedUser> {
+    let id = user
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.trim().is_empty())?;
+    let text = |key: &str| user.get(key).and_then(Value::as_str).map(str::to_owned);
+    let list = |key: &str| {
+        user.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let proxies = list("proxyAddresses").into_iter().map(|p| {
+        // `SMTP:alice@contoso.com` (primary), `smtp:alias@…`, `SIP:…`.
+        match p.split_once(':') {
+            Some((kind, address))
+                if !kind.is_empty()
+                    && kind.len() <= 10
+                    && kind.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                address.to_owned()
+            }
+            _ => p,
+        }
+    });
+    let names = text("userPrincipalName")
+        .into_iter()
+        .chain(text("mail"))
+        .chain(list("otherMails"))
+        .chain(proxies);
+    Some(ResolvedUser::new(id, names))
 }
 
 /// `status code: message` of an error from the token endpoint, for the

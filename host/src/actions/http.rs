@@ -357,6 +357,57 @@ pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_millis(ms as u64))
 }
 
+/// The part of `next` — an absolute URL a vendor answered with, such as a
+/// next-page link — below `base`, to be requested as `base + part` with the
+/// same credentials; or why it must not be followed.
+///
+/// The link must have `base`'s scheme, host and port, no user info and no
+/// fragment, and a path inside `base`'s path at a segment boundary once
+/// dot segments are resolved (`/v1.0/../beta` and `/v1.0evil` are outside
+/// `/v1.0`). Percent-encoded dots, slashes and backslashes are refused:
+/// a server could decode them into a path outside the prefix. The token
+/// that goes with the request must never reach another host or API.
+pub fn path_below(base: &str, next: &str) -> Result<String, String> {
+    let base_url =
+        reqwest::Url::parse(base).map_err(|e| format!("the base URL {base:?} is invalid ({e})"))?;
+    let url = reqwest::Url::parse(next).map_err(|e| format!("{next:?} is not a URL ({e})"))?;
+    let origin = |u: &reqwest::Url| {
+        (
+            u.scheme().to_owned(),
+            u.host_str().map(str::to_owned),
+            u.port_or_known_default(),
+        )
+    };
+    if origin(&url) != origin(&base_url) {
+        return Err(format!(
+            "{next:?} is not on {}://{}",
+            base_url.scheme(),
+            base_url.host_str().unwrap_or_default()
+        ) + &base_url.port().map(|p| format!(":{p}")).unwrap_or_default());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{next:?} carries user info"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!("{next:?} has a fragment"));
+    }
+    let path = url.path();
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Err(format!(
+            "{next:?} has an encoded dot, slash or backslash in its path"
+        ));
+    }
+    let prefix = base_url.path().trim_end_matches('/');
+    let Some(rest) = path.strip_prefix(prefix).filter(|r| r.starts_with('/')) else {
+        return Err(format!("{next:?} is outside {prefix}/"));
+    };
+    Ok(match url.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_owned(),
+    })
+}
+
 /// At most `max` characters of `s`, marked when cut.
 pub fn trim(s: &str, max: usize) -> String {
     let s = s.trim();
@@ -370,6 +421,64 @@ pub fn trim(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn next_links_stay_below_the_base() {
+        let base = "https://graph.example/v1.0";
+        // Below the base: the path and query to request.
+        assert_eq!(
+            path_below(
+                base,
+                "https://graph.example/v1.0/users/u1/authentication/methods?$skiptoken=X1"
+            ),
+            Ok("/users/u1/authentication/methods?$skiptoken=X1".into())
+        );
+        assert_eq!(
+            path_below(base, "https://GRAPH.example:443/v1.0/x"),
+            Ok("/x".into()),
+            "host case and the default port are the same origin"
+        );
+        assert_eq!(
+            path_below("http://127.0.0.1:8080", "http://127.0.0.1:8080/api/v1/x"),
+            Ok("/api/v1/x".into())
+        );
+        // Outside: each names why.
+        for (next, why) in [
+            (
+                "https://graph.example.evil.com/v1.0/x",
+                "is not on https://graph.example",
+            ),
+            ("http://graph.example/v1.0/x", "is not on"),
+            ("https://graph.example:8443/v1.0/x", "is not on"),
+            ("https://evil.example/v1.0/x", "is not on"),
+            ("https://graph.example/beta/x", "is outside /v1.0/"),
+            ("https://graph.example/v1.0evil/x", "is outside /v1.0/"),
+            ("https://graph.example/v1.0", "is outside /v1.0/"),
+            ("https://graph.example/v1.0/../beta/x", "is outside /v1.0/"),
+            // The URL parser resolves an encoded `..` segment itself…
+            (
+                "https://graph.example/v1.0/%2e%2e/beta",
+                "is outside /v1.0/",
+            ),
+            // …and refuses encoded dots and slashes that a server might.
+            ("https://graph.example/v1.0/x%2E%2E", "encoded dot"),
+            ("https://graph.example/v1.0/a%2Fb", "encoded dot, slash"),
+            ("https://user:pw@graph.example/v1.0/x", "user info"),
+            ("https://graph.example/v1.0/x#frag", "fragment"),
+            ("/v1.0/x", "is not a URL"),
+        ] {
+            let err = path_below(base, next).unwrap_err();
+            assert!(err.contains(why), "{next}: {err}");
+        }
+        assert!(
+            path_below(
+                "http://127.0.0.1:8080/v1.0",
+                "http://127.0.0.1:80801/v1.0/x"
+            )
+            .is_err(),
+            "a port that merely starts the same"
+        );
+    }
 
     #[test]
     fn okta_error_body_gives_code_summary_and_causes() {

@@ -1,10 +1,11 @@
 //! The `log` connector: logs what a connector would do and changes
 //! nothing outside Vigil. It serves every action when no connector is
-//! configured, and can be named in `[dispatch]` explicitly.
+//! configured, and can be named in `[dispatch]` explicitly. It has no user
+//! directory, so user targets are not resolved (the audit record says so).
 
 use crate::bindings::{Action, ActionKind};
 
-use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
+use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo, UserLookup};
 
 #[derive(Default)]
 pub struct LogConnector;
@@ -61,5 +62,11 @@ impl Connector for LogConnector {
         Ok(vec![
             "log: nothing to check (actions are only logged)".to_owned(),
         ])
+    }
+
+    /// No directory to ask; nothing outside Vigil changes, so the target
+    /// is used as given (the audit record says no resolution was possible).
+    fn resolve_user(&mut self, _user: &str) -> Result<UserLookup, ConnectorError> {
+        Ok(UserLookup::NoDirectory)
     }
 }

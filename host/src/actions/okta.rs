@@ -10,6 +10,7 @@
 //! | `add-to-group` | `PUT /api/v1/groups/{groupId}/users/{userId}` |
 //! | `block-ip` | `GET` then `PUT /api/v1/zones/{blocklist_zone}` (undo: the same, address removed) |
 //! | protected group members (`[protected] groups`) | `GET /api/v1/groups/{groupId}/users?limit=200`, following `Link: <…>; rel="next"` |
+//! | resolving a user target (before every user action) | `GET /api/v1/users/{id, login or shortname}` |
 //!
 //! `notify` and `escalate` are not Okta's: a webhook serves them.
 //!
@@ -29,6 +30,7 @@
 //! | `block-ip`, its undo | `okta.networkZones.manage` | Super Admin (or a custom role that manages network zones) |
 //! | `vigil check` | `okta.users.read` (+ `okta.networkZones.read` with a blocklist zone) | any admin that can list users |
 //! | protected group members | `okta.groups.read` | Read-only Admin (or any admin that can see the group) |
+//! | resolving user targets (every user action) | `okta.users.read` | any admin that can read the user |
 //!
 //! Grant only what the dispatched actions need: an org that routes only
 //! `revoke-sessions` and `reset-factors` to Okta needs a Help Desk Admin's
@@ -62,11 +64,20 @@
 //! # Group members
 //! `[protected] groups = ["okta:00g…"]` lists a group's users page by page
 //! (200 a page) and follows the `Link: <…>; rel="next"` header only while
-//! it stays on the configured org URL: the token is never sent to another
-//! host, and a next link elsewhere is an error, not a silently shorter
-//! list. Each member gives its `id` and `profile.login`; an entry without
+//! it stays on the configured org URL (same scheme, host and port, a path
+//! below the org URL's: [`path_below`]): the token is never sent to
+//! another host, and a next link elsewhere is an error, not a silently
+//! shorter list. Each member gives its `id` and `profile.login`; an entry without
 //! an id is an error (a member we cannot name is one we cannot protect).
 //! More than [`MAX_GROUP_MEMBERS`] members is refused as a misconfiguration.
+//!
+//! # Resolving user targets
+//! `/api/v1/users/{id}` accepts an id, a login or a login's shortname, so
+//! before a user action the executor resolves the target with
+//! [`Connector::resolve_user`] (`GET /api/v1/users/{name}`): the user's
+//! `id`, `profile.login`, the login's shortname, `profile.email` and
+//! `profile.secondEmail` are checked against the protected accounts, and
+//! the action is sent with the `id` only (see `policy::targets`).
 //!
 //! # Targets
 //! User, group, policy and zone ids become path segments. An id that is
@@ -87,9 +98,9 @@ use crate::config::connectors::{HttpConfig, OktaAuthScheme, OktaConfig};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
-    MAX_GROUP_PAGES, Undo,
+    MAX_GROUP_PAGES, ResolvedUser, Undo, UserLookup,
 };
-use super::http::{HttpClient, HttpResponse};
+use super::http::{HttpClient, HttpResponse, path_below};
 use super::secret::{self, Secret};
 
 /// The usage a zone must have for block-ip to edit it.
@@ -431,19 +442,19 @@ impl Connector for OktaConnector {
                 return Ok(members);
             };
             // The token goes only to the configured org.
-            let Some(rest) = next
-                .strip_prefix(self.base_url.as_str())
-                .filter(|rest| rest.starts_with('/'))
-            else {
-                return Err(ConnectorError {
-                    status: Some(response.status),
-                    vendor_code: None,
-                    message: format!(
-                        "the member list of okta group {group} continues at {next:?}, outside {}; not followed",
-                        self.base_url
-                    ),
-                    attempts: requests,
-                });
+            let rest = match path_below(&self.base_url, &next) {
+                Ok(rest) => rest,
+                Err(why) => {
+                    return Err(ConnectorError {
+                        status: Some(response.status),
+                        vendor_code: None,
+                        message: format!(
+                            "the member list of okta group {group} continues at {next:?}, outside {} ({why}); not followed",
+                            self.base_url
+                        ),
+                        attempts: requests,
+                    });
+                }
             };
             if requests >= MAX_GROUP_PAGES as u32 {
                 return Err(ConnectorError {
@@ -455,9 +466,50 @@ impl Connector for OktaConnector {
                     attempts: requests,
                 });
             }
-            path = rest.to_owned();
+            path = rest;
         }
     }
+
+    fn resolve_user(&mut self, user: &str) -> Result<UserLookup, ConnectorError> {
+        let path = format!("/api/v1/users/{}", segment("user", user)?);
+        let (response, _) = self
+            .call("okta resolve user", Method::GET, &path, None)
+            .map_err(|e| context(e, &format!("GET {path}")))?;
+        let body = response
+            .json()
+            .map_err(|e| context(e, &format!("GET {path}")))?;
+        okta_user_names(&body)
+            .map(UserLookup::Found)
+            .ok_or_else(|| ConnectorError {
+                status: Some(response.status),
+                vendor_code: None,
+                message: format!("GET {path}: the answer is not a user with an id"),
+                attempts: 1,
+            })
+    }
+}
+
+/// Every name Okta accepts for the user object `user`: its `id`, and
+/// `profile.login`, the login's shortname (the part before `@`, which
+/// `/api/v1/users/{id}` also accepts), `profile.email` and
+/// `profile.secondEmail`. `None` without an id.
+pub fn okta_user_names(user: &Value) -> Option<ResolvedUser> {
+    let id = user
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.trim().is_empty())?;
+    let profile = |key: &str| {
+        user.pointer(&format!("/profile/{key}"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let login = profile("login");
+    let shortname = login
+        .as_deref()
+        .and_then(|l| l.split_once('@'))
+        .map(|(short, _)| short.to_owned());
+    let names = [login, shortname, profile("email"), profile("secondEmail")];
+    Some(ResolvedUser::new(id, names.into_iter().flatten()))
 }
 
 /// The URL of the `rel="next"` entry of the `Link` headers (RFC 8288; Okta

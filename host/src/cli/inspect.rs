@@ -74,6 +74,7 @@ pub fn inspect(path: &Path) -> Result<ExitCode> {
         limits: Limits::default(),
         approval: Vec::new(),
         budget: Default::default(),
+        args: crate::policy::ArgumentGrants::builtin_default(),
     })?;
     print_metadata(rule.metadata(), info.wit_version.as_deref());
     Ok(ExitCode::SUCCESS)

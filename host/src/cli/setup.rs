@@ -11,7 +11,7 @@ use crate::actions::executor::ActionExecutor;
 use crate::builtin;
 use crate::config::Config;
 use crate::engine::VigilEngine;
-use crate::policy::{Budgets, PolicyGate, ProtectedAccounts};
+use crate::policy::{ArgumentGrants, Budgets, PolicyGate, ProtectedAccounts};
 use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
 use crate::store::Store;
 
@@ -67,6 +67,7 @@ pub fn load_rules(config: &Config) -> Result<RuleSet> {
             limits: config.limits.with(&rule.limits),
             approval: rule.approval_kinds(),
             budget: rule.budget.clone(),
+            args: ArgumentGrants::from_config(i, rule),
         });
     }
     if config.builtin_pack {
@@ -86,6 +87,11 @@ pub fn load_rules(config: &Config) -> Result<RuleSet> {
                 limits: config.limits.clone(),
                 approval: Vec::new(),
                 budget: Default::default(),
+                args: if config.grant_declared_actions {
+                    ArgumentGrants::builtin_default()
+                } else {
+                    ArgumentGrants::none(format!("builtin:{}", b.id))
+                },
             });
         }
     }

@@ -6,11 +6,14 @@
 //!
 //! With no configuration file at all, Vigil runs [`Config::builtin_default`]:
 //! the built-in rule pack, audit-only, each rule granted the actions its
-//! metadata declares — so a first run shows what the pack *would* do and
-//! changes nothing. A configuration file is default-deny: a rule may only
-//! do what its `allow` list grants.
+//! metadata declares (with any group for `add-to-group` and the event's
+//! policy for `activate-policy`, see `policy::arguments`) — so a first run
+//! shows what the pack *would* do and changes nothing. A configuration
+//! file is default-deny: a rule may only do what its `allow` list grants,
+//! with the arguments its `groups` and `policies` grant ([`grants`]).
 
 pub mod connectors;
+pub mod grants;
 pub mod guardrails;
 pub mod server;
 
@@ -23,6 +26,7 @@ use serde::Deserialize;
 use crate::bindings::ActionKind;
 use crate::sources::tail::TailConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
+pub use grants::{PolicyGrant, ProtectedNetwork};
 pub use guardrails::{ApprovalsConfig, BudgetsConfig};
 pub use server::ServerConfig;
 
@@ -122,6 +126,15 @@ pub struct RuleConfig {
     /// Default: none.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// The group ids `add-to-group` may add users to; required when
+    /// `add-to-group` is granted (see [`grants`]).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// The policy ids `activate-policy` may activate, or `"from-event"`
+    /// (only a policy the triggering event names as a target). Unset:
+    /// `"from-event"`.
+    #[serde(default)]
+    pub policies: Option<PolicyGrant>,
     /// Settings passed to the rule through the `config` interface.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
@@ -268,6 +281,11 @@ pub struct Protected {
     /// Seconds between two resolutions of `groups` (60 to 86400).
     #[serde(default = "default_group_refresh_secs")]
     pub group_refresh_secs: u64,
+    /// Networks `block-ip` never blocks (the company's egress, VPN and
+    /// proxy ranges, and any private or loopback range worth listing):
+    /// CIDRs or single addresses, IPv4 or IPv6.
+    #[serde(default)]
+    pub networks: Vec<ProtectedNetwork>,
 }
 
 impl Default for Protected {
@@ -277,6 +295,7 @@ impl Default for Protected {
             logins: Vec::new(),
             groups: Vec::new(),
             group_refresh_secs: default_group_refresh_secs(),
+            networks: Vec::new(),
         }
     }
 }
@@ -413,6 +432,7 @@ impl Config {
                     );
                 }
             }
+            grants::validate_rule_arguments(&at, rule)?;
             for (key, value) in &rule.config {
                 if matches!(value, toml::Value::Array(_) | toml::Value::Table(_)) {
                     bail!("{at}.config.{key}: values must be strings, numbers or booleans");

@@ -30,8 +30,9 @@ const PROTECTED_ESCALATION_COOLDOWN_MS: i64 = 3_600_000;
 pub struct ApprovalOutcome {
     /// The gate's decision when the request went through it again.
     pub decision: &'static str,
-    /// `executed`, `failed`, `duplicate` per connector (empty when the gate
-    /// did not accept it).
+    /// `executed`, `failed`, `duplicate` or `denied` (protected or
+    /// unresolvable once resolved) per connector (empty when the gate did
+    /// not accept it).
     pub results: Vec<&'static str>,
 }
 
@@ -211,18 +212,25 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A rule asked to act on a protected account: the request was denied;
-    /// the attack must not be ignored, so the host escalates (once per rule
-    /// and target per hour).
+    /// A rule asked to act on a protected account (or network): the
+    /// request was denied — by the gate, or at execution once the target
+    /// resolved to `canonical` —; the attack must not be ignored, so the
+    /// host escalates, once per rule and account per hour (keyed by the
+    /// canonical id when known, so cycling through an account's names
+    /// raises one escalation, not one per name).
     pub(super) fn escalate_protected(
         &mut self,
         rule: &str,
         event: &Event,
         action: &Action,
         message: &str,
+        canonical: Option<&str>,
     ) -> Result<()> {
         let target = action.target();
-        let key = format!("protected-escalation:{rule}:{}", target.to_lowercase());
+        let key = format!(
+            "protected-escalation:{rule}:{}",
+            canonical.unwrap_or(target).to_lowercase()
+        );
         let now = now_ms();
         let store = self.executor.store();
         if let Some(last) = store.meta(&key)?.and_then(|v| v.parse::<i64>().ok())
@@ -235,17 +243,26 @@ impl Pipeline {
             .rules
             .find(rule)
             .is_some_and(|r| r.grant().mode == crate::config::Mode::Enforce);
+        let what = if matches!(action, Action::BlockIp(_)) {
+            "protected network address"
+        } else {
+            "protected account"
+        };
+        let mut details = vec![
+            ("rule".into(), rule.to_owned()),
+            ("target".into(), target.to_owned()),
+        ];
+        if let Some(id) = canonical.filter(|id| *id != target) {
+            details.push(("resolved_id".into(), id.to_owned()));
+        }
+        details.push(("denied".into(), message.to_owned()));
         let escalation = Message {
             severity: Severity::High,
             summary: format!(
-                "rule {rule} asked to {} protected account {target}; denied — investigate",
+                "rule {rule} asked to {} {what} {target}; denied — investigate",
                 action.kind().name()
             ),
-            details: vec![
-                ("rule".into(), rule.to_owned()),
-                ("target".into(), target.to_owned()),
-                ("denied".into(), message.to_owned()),
-            ],
+            details,
         };
         self.host_escalation(
             rule,
@@ -357,24 +374,22 @@ impl Pipeline {
         } = &request.decision
         {
             let (action, message) = (request.action.clone(), message.clone());
-            self.escalate_protected(&p.rule, &event, &action, &message)?;
+            self.escalate_protected(&p.rule, &event, &action, &message, None)?;
         }
-        let before = self.stats.actions.clone();
+        let mut results = Vec::new();
         if request.decision == GateDecision::Accepted {
-            self.execute_accepted(&p.rule, &event, vec![request])?;
-            // The operator waits for the result, also with a worker thread.
-            self.drain_executions(true)?;
+            // Only this action's results, not those of other executions
+            // finishing meanwhile or of an escalation it raises.
+            self.watched = Some((p.action_id.clone(), Vec::new()));
+            let run = self
+                .execute_accepted(&p.rule, &event, vec![request])
+                // The operator waits for the result, also with a worker thread.
+                .and_then(|()| self.drain_executions(true));
+            results = self.watched.take().map(|(_, r)| r).unwrap_or_default();
+            run?;
         } else {
             self.sync()?;
         }
-        let results = ["executed", "failed", "duplicate"]
-            .into_iter()
-            .flat_map(|d| {
-                let n = self.stats.actions.get(d).copied().unwrap_or(0)
-                    - before.get(d).copied().unwrap_or(0);
-                std::iter::repeat_n(d, n as usize)
-            })
-            .collect();
         Ok(ApprovalOutcome {
             decision: decision_name,
             results,

@@ -7,26 +7,41 @@
 //! 2. the operator granted the kind to the rule (`allow`; default deny);
 //! 3. the request is well-formed (non-empty target, a real IP, sane
 //!    duration);
-//! 4. the target is not a protected account — whatever the grant says;
-//! 5. the rule's mode: `audit-only` records `dry-run`;
-//! 6. the blast-radius budgets ([`budget`]): over a limit → `denied`
+//! 4. its arguments are granted ([`arguments`]): the group of
+//!    `add-to-group` is in the rule's `groups`, the policy of
+//!    `activate-policy` in its `policies` (or named by the event);
+//! 5. the target is not protected — a protected account (under any name
+//!    the event gives it), or for `block-ip` an address in a protected
+//!    network — whatever the grant says;
+//! 6. the rule's mode: `audit-only` records `dry-run`;
+//! 7. the blast-radius budgets ([`budget`]): over a limit → `denied`
 //!    (`budget`) and the rule's breaker trips;
-//! 7. a tripped breaker holds the rule in audit-only (`dry-run`);
-//! 8. kinds the operator wants to approve are parked (`pending`);
-//! 9. otherwise `accepted` for execution, and counted against the budgets.
+//! 8. a tripped breaker holds the rule in audit-only (`dry-run`);
+//! 9. kinds the operator wants to approve are parked (`pending`);
+//! 10. otherwise `accepted` for execution, and counted against the budgets.
 //!
 //! The gate reads the request, the rule's grant and the current event; its
 //! only state is the budgets (shared by every rule). Auditing and executing
 //! are the caller's steps, in that order. Rules cannot read or change
 //! anything here.
+//!
+//! The gate cannot know every name an identity provider accepts for a
+//! user, and must not wait for one during a rule's call; so an accepted
+//! user action is checked once more just before it is sent (and again
+//! when an approved one is): [`targets`] resolves the target through the
+//! connector and checks every name of the account.
 
+pub mod arguments;
 pub mod budget;
 mod groups;
 mod protected;
+pub mod targets;
 
+pub use arguments::{Allowed, ArgumentGrants};
 pub use budget::Budgets;
 pub use groups::GroupResolver;
 pub use protected::ProtectedAccounts;
+pub use targets::TargetGuard;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -53,6 +68,8 @@ pub struct RuleGrant {
     pub approval: Vec<ActionKind>,
     /// The rule's own budget overrides (action kind → limit).
     pub budget: BTreeMap<String, u32>,
+    /// Which groups and policies its actions may name.
+    pub args: ArgumentGrants,
 }
 
 /// The gate's answer to one request.
@@ -169,6 +186,9 @@ impl PolicyGate {
         if let Err(message) = validate(action) {
             return denied(DenialReason::Invalid, message);
         }
+        if let Err(message) = grant.args.check(action, event) {
+            return denied(DenialReason::NotGranted, message);
+        }
         if kind.targets_user()
             && let Some(matched) = self.protected.matches(action.target(), event)
         {
@@ -178,6 +198,17 @@ impl PolicyGate {
                     "{} is a protected account ({matched}); {} is never applied to it",
                     action.target(),
                     kind.name()
+                ),
+            );
+        }
+        if let Action::BlockIp(b) = action
+            && let Some(matched) = self.protected.matches_network(&b.ip)
+        {
+            return denied(
+                DenialReason::ProtectedTarget,
+                format!(
+                    "{} is in a protected network ({matched}); block-ip is never applied to it",
+                    b.ip
                 ),
             );
         }
@@ -253,7 +284,7 @@ fn validate(action: &Action) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{BlockIp, EventClass, Outcome, Principal, SuspendUser};
+    use crate::bindings::{BlockIp, EventClass, GroupMembership, Outcome, Principal, SuspendUser};
     use crate::config::Protected;
 
     fn event_for(user_id: &str, login: &str) -> Event {
@@ -279,9 +310,12 @@ mod tests {
                 ActionKind::SuspendUser,
                 ActionKind::BlockIp,
                 ActionKind::Escalate,
+                ActionKind::AddToGroup,
+                ActionKind::ActivatePolicy,
             ],
             approval: Vec::new(),
             budget: BTreeMap::new(),
+            args: ArgumentGrants::none("rules[2]"),
         }
     }
 
@@ -297,6 +331,10 @@ mod tests {
             ProtectedAccounts::new(&Protected {
                 ids: vec!["00ubreakglass1".into()],
                 logins: vec!["svc-*@example.com".into()],
+                networks: vec![
+                    "198.51.100.0/24".parse().unwrap(),
+                    "2001:db8:e::/48".parse().unwrap(),
+                ],
                 ..Protected::default()
             }),
             Budgets::default(),
@@ -409,5 +447,108 @@ mod tests {
             duration_secs: Some(3600),
         });
         assert_eq!(gate().decide(&gr, &block, &e), GateDecision::Accepted);
+    }
+
+    fn denial(d: GateDecision) -> (DenialReason, String) {
+        match d {
+            GateDecision::Denied { reason, message } => (reason, message),
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn add_to_group_is_limited_to_the_granted_groups() {
+        let e = event_for("00u1", "a@example.com");
+        let mut gr = grant(Mode::Enforce, &[ActionKind::AddToGroup]);
+        gr.args.groups = Allowed::Only(vec!["00g1mfaremediation".into()]);
+        let add = |group: &str| {
+            Action::AddToGroup(GroupMembership {
+                user: "00u1".into(),
+                group: group.into(),
+            })
+        };
+        assert_eq!(
+            gate().decide(&gr, &add("00g1mfaremediation"), &e),
+            GateDecision::Accepted
+        );
+        assert_eq!(
+            denial(gate().decide(&gr, &add("00gadmins"), &e)),
+            (
+                DenialReason::NotGranted,
+                "group 00gadmins is not in rules[2].groups".into()
+            )
+        );
+    }
+
+    #[test]
+    fn activate_policy_is_limited_to_the_list_or_the_event() {
+        let mut e = event_for("00u1", "a@example.com");
+        e.targets.push(Principal {
+            id: "00pweakened".into(),
+            kind: "PolicyEntity".into(),
+            login: None,
+            display_name: None,
+        });
+        let mut gr = grant(Mode::Enforce, &[ActionKind::ActivatePolicy]);
+        gr.args.policies = Allowed::FromEvent;
+        let activate = |p: &str| Action::ActivatePolicy(p.into());
+        assert_eq!(
+            gate().decide(&gr, &activate("00pweakened"), &e),
+            GateDecision::Accepted
+        );
+        let (reason, message) = denial(gate().decide(&gr, &activate("00pdenyall"), &e));
+        assert_eq!(reason, DenialReason::NotGranted);
+        assert!(
+            message.starts_with("policy 00pdenyall is not a target of event e1"),
+            "{message}"
+        );
+        gr.args.policies = Allowed::Only(vec!["00psignon".into()]);
+        assert_eq!(
+            denial(gate().decide(&gr, &activate("00pweakened"), &e)).1,
+            "policy 00pweakened is not in rules[2].policies"
+        );
+        assert_eq!(
+            gate().decide(&gr, &activate("00psignon"), &e),
+            GateDecision::Accepted
+        );
+    }
+
+    #[test]
+    fn block_ip_never_touches_a_protected_network() {
+        let e = event_for("00u1", "a@example.com");
+        let gr = grant(Mode::Enforce, &[ActionKind::BlockIp]);
+        let block = |ip: &str| {
+            Action::BlockIp(BlockIp {
+                ip: ip.into(),
+                duration_secs: Some(600),
+            })
+        };
+        for ip in ["198.51.100.7", "::ffff:198.51.100.7", "2001:db8:e:1::9"] {
+            let (reason, message) = denial(gate().decide(&gr, &block(ip), &e));
+            assert_eq!(reason, DenialReason::ProtectedTarget, "{ip}");
+            assert!(
+                message.contains("protected network") && message.contains(ip),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            gate().decide(&gr, &block("203.0.113.9"), &e),
+            GateDecision::Accepted
+        );
+    }
+
+    #[test]
+    fn argument_denials_come_before_the_mode() {
+        // An audit-only rule still learns its argument is not granted.
+        let e = event_for("00u1", "a@example.com");
+        let gr = grant(Mode::AuditOnly, &[ActionKind::AddToGroup]);
+        let add = Action::AddToGroup(GroupMembership {
+            user: "00u1".into(),
+            group: "00gadmins".into(),
+        });
+        assert_eq!(
+            denial(gate().decide(&gr, &add, &e)).0,
+            DenialReason::NotGranted
+        );
     }
 }

@@ -13,13 +13,23 @@
 //! are not known yet protects *everyone* (fail closed): the resolver's
 //! start refuses to run without them, and this keeps a gate built without
 //! it from treating nobody as protected.
+//!
+//! At execution time the target is resolved through the identity provider
+//! to its canonical id and every name the directory knows
+//! ([`ProtectedAccounts::matches_resolved`], see `super::targets`), so a
+//! login, a shortname or an e-mail address no event mentioned still hits.
+//!
+//! `[protected] networks` lists the addresses `block-ip` never blocks
+//! ([`ProtectedAccounts::matches_network`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use crate::actions::connector::GroupMember;
+use std::net::IpAddr;
+
+use crate::actions::connector::{GroupMember, ResolvedUser};
 use crate::bindings::{Event, Principal};
-use crate::config::Protected;
+use crate::config::{Protected, ProtectedNetwork};
 
 #[derive(Clone, Debug, Default)]
 pub struct ProtectedAccounts {
@@ -29,6 +39,8 @@ pub struct ProtectedAccounts {
     patterns: Vec<String>,
     /// Members of the protected groups, shared by every clone.
     groups: Arc<RwLock<GroupNames>>,
+    /// Networks `block-ip` never blocks.
+    networks: Vec<ProtectedNetwork>,
 }
 
 /// The names (lower-cased ids and logins) of each protected group's
@@ -53,7 +65,35 @@ impl ProtectedAccounts {
             ids: config.ids.iter().map(|s| s.to_lowercase()).collect(),
             patterns: config.logins.iter().map(|s| s.to_lowercase()).collect(),
             groups: Arc::new(RwLock::new(groups)),
+            networks: config.networks.clone(),
         }
+    }
+
+    /// If `ip` is in a protected network, which one. A target that is not
+    /// an address matches nothing (the gate refuses it as invalid first).
+    pub fn matches_network(&self, ip: &str) -> Option<String> {
+        let ip: IpAddr = ip.trim().parse().ok()?;
+        self.networks
+            .iter()
+            .find(|n| n.contains(ip))
+            .map(|n| format!("protected network {n}"))
+    }
+
+    /// If the user `resolved` — by its canonical id or any name its
+    /// directory knows it by — is protected, says which entry matched
+    /// and under which name.
+    pub fn matches_resolved(&self, resolved: &ResolvedUser) -> Option<String> {
+        std::iter::once(&resolved.id)
+            .chain(&resolved.names)
+            .find_map(|name| {
+                self.match_name(name).map(|hit| {
+                    if *name == resolved.id {
+                        hit
+                    } else {
+                        format!("{hit}, as {name}")
+                    }
+                })
+            })
     }
 
     /// Replaces the members of `group` (a spec such as `okta:00g1…`); every
@@ -293,6 +333,57 @@ mod tests {
             p.matches("00u1", &e).as_deref(),
             Some("member of protected group okta:a")
         );
+    }
+
+    #[test]
+    fn resolved_names_are_all_checked() {
+        // The rule named a shortname; the directory says who that is.
+        let p = with_groups(&["okta:g"]);
+        p.set_group_members("okta:g", &[member("00ugm1", Some("ops@example.com"))]);
+        let user =
+            |id: &str, names: &[&str]| ResolvedUser::new(id, names.iter().map(|n| (*n).to_owned()));
+        assert_eq!(
+            p.matches_resolved(&user("00uBreakGlass1", &["bg@example.com"]))
+                .as_deref(),
+            Some("protected id 00ubreakglass1")
+        );
+        assert_eq!(
+            p.matches_resolved(&user("00u77", &["x@example.com", "SVC-Backup@Example.com"]))
+                .as_deref(),
+            Some("protected login pattern svc-*@example.com, as SVC-Backup@Example.com")
+        );
+        assert_eq!(
+            p.matches_resolved(&user("00ugm1", &[])).as_deref(),
+            Some("member of protected group okta:g")
+        );
+        assert_eq!(
+            p.matches_resolved(&user("00uother", &["ops@example.com"]))
+                .as_deref(),
+            Some("member of protected group okta:g, as ops@example.com"),
+            "a member's login under another id still protects"
+        );
+        assert_eq!(p.matches_resolved(&user("00u5", &["u5@example.com"])), None);
+    }
+
+    #[test]
+    fn networks_protect_addresses_in_both_families() {
+        let p = ProtectedAccounts::new(&Protected {
+            networks: vec![
+                "203.0.113.0/24".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8:e::/48".parse().unwrap(),
+            ],
+            ..Protected::default()
+        });
+        assert_eq!(
+            p.matches_network("203.0.113.250").as_deref(),
+            Some("protected network 203.0.113.0/24")
+        );
+        assert!(p.matches_network("::ffff:10.1.2.3").is_some(), "mapped");
+        assert!(p.matches_network("2001:db8:e:1::5").is_some());
+        assert_eq!(p.matches_network("198.51.100.1"), None);
+        assert_eq!(p.matches_network("2001:db8:f::1"), None);
+        assert_eq!(p.matches_network("not-an-ip"), None);
     }
 
     #[test]

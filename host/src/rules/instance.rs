@@ -118,6 +118,7 @@ impl RuleInstance {
                 declared: Vec::new(),
                 approval: Vec::new(),
                 budget: Default::default(),
+                args: crate::policy::ArgumentGrants::none(spec.source.origin.clone()),
             },
             gate: gate.clone(),
             config: spec.config.clone(),

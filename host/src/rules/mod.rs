@@ -23,7 +23,7 @@ use crate::bindings::{ActionKind, Event, Metadata};
 use crate::config::{Limits, Mode};
 use crate::engine::VigilEngine;
 use crate::host_api::{self, RuleState};
-use crate::policy::{PolicyGate, RuleGrant};
+use crate::policy::{ArgumentGrants, PolicyGate, RuleGrant};
 
 /// Where a rule's component comes from.
 pub struct RuleSource {
@@ -47,6 +47,8 @@ pub struct RuleSpec {
     pub approval: Vec<ActionKind>,
     /// Budget overrides (action kind → limit per window).
     pub budget: BTreeMap<String, u32>,
+    /// Which groups and policies its actions may name.
+    pub args: ArgumentGrants,
 }
 
 /// Builds rule instances: the engine plus the one shared linker.
@@ -132,6 +134,7 @@ fn grant_for(meta: &Metadata, spec: &RuleSpec) -> Result<RuleGrant> {
         declared: meta.actions.clone(),
         approval: spec.approval.clone(),
         budget: spec.budget.clone(),
+        args: spec.args.clone(),
     })
 }
 

@@ -21,6 +21,15 @@
 //! | [`FakeIdp::graph_url`] | Graph `/v1.0`, `Authorization: Bearer` a token from the token endpoint |
 //! | [`FakeIdp::webhook_url`] | `POST /hooks/{name}`, answered `200 ok` |
 //!
+//! Users: any id is a user (`GET /api/v1/users/{id}` and `GET
+//! /v1.0/users/{id}` answer it, with the login `{id}@example.com`), except
+//! ids starting with `missing` (404). A small directory
+//! ([`FakeIdp::add_okta_user`], [`FakeIdp::add_graph_user`]) adds users
+//! that, like the real services, are also found by other names: Okta by id
+//! in any case, login or login shortname; Graph by object id or
+//! userPrincipalName, in any case. Requests naming a directory user by
+//! another name act on that user (the state is kept by canonical id).
+//!
 //! ```no_run
 //! use vigil_test_support::fake_idp::{FakeIdp, Fault, OKTA_TOKEN};
 //!
@@ -497,6 +506,55 @@ impl FakeIdp {
         self.state().group_next_base = base.map(str::to_owned);
     }
 
+    // --- User directory (target resolution) ---
+
+    /// Adds an Okta user found by `GET /api/v1/users/{x}` when `x` is its
+    /// id (in any case), its `login` or the login's shortname (the part
+    /// before `@`, any case); the answer carries `profile.login`,
+    /// `profile.email` (the login unless given) and `profile.secondEmail`.
+    pub fn add_okta_user(
+        &self,
+        id: &str,
+        login: &str,
+        email: Option<&str>,
+        second_email: Option<&str>,
+    ) {
+        self.state().okta_directory.push(OktaDirectoryUser {
+            id: id.to_owned(),
+            login: login.to_owned(),
+            email: email.unwrap_or(login).to_owned(),
+            second_email: second_email.map(str::to_owned),
+        });
+    }
+
+    /// Adds a Graph user found by `GET /v1.0/users/{x}` when `x` is its
+    /// object id or its userPrincipalName (any case); `$select` may ask
+    /// for `mail`, `otherMails` and `proxyAddresses` (e.g.
+    /// `SMTP:primary@contoso.com`, `smtp:alias@contoso.com`).
+    pub fn add_graph_user(
+        &self,
+        id: &str,
+        upn: &str,
+        mail: Option<&str>,
+        other_mails: &[&str],
+        proxy_addresses: &[&str],
+    ) {
+        self.state().graph_directory.push(GraphDirectoryUser {
+            id: id.to_owned(),
+            upn: upn.to_owned(),
+            mail: mail.map(str::to_owned),
+            other_mails: other_mails.iter().map(|m| (*m).to_owned()).collect(),
+            proxy_addresses: proxy_addresses.iter().map(|m| (*m).to_owned()).collect(),
+        });
+    }
+
+    /// Makes the first page of every `GET /v1.0/users/{id}/authentication/methods`
+    /// carry this `@odata.nextLink` (a request with a `$skiptoken` query
+    /// gets an empty last page); `None` restores single-page listings.
+    pub fn set_graph_methods_next_link(&self, link: Option<&str>) {
+        self.state().graph_methods_next = link.map(str::to_owned);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
     }
@@ -637,8 +695,28 @@ struct State {
     graph_upns: HashMap<String, String>,
     /// Replaces this server in group listings' next links.
     group_next_base: Option<String>,
+    /// Users found by other names than their id.
+    okta_directory: Vec<OktaDirectoryUser>,
+    graph_directory: Vec<GraphDirectoryUser>,
+    /// The `@odata.nextLink` of authentication method listings.
+    graph_methods_next: Option<String>,
     /// For request and error ids.
     serial: u64,
+}
+
+struct OktaDirectoryUser {
+    id: String,
+    login: String,
+    email: String,
+    second_email: Option<String>,
+}
+
+struct GraphDirectoryUser {
+    id: String,
+    upn: String,
+    mail: Option<String>,
+    other_mails: Vec<String>,
+    proxy_addresses: Vec<String>,
 }
 
 impl State {
@@ -666,8 +744,43 @@ impl State {
             okta_logins: HashMap::new(),
             graph_upns: HashMap::new(),
             group_next_base: None,
+            okta_directory: Vec::new(),
+            graph_directory: Vec::new(),
+            graph_methods_next: None,
             serial: 0,
         }
+    }
+
+    /// The Okta directory user `name` denotes (id in any case, login, or
+    /// login shortname), like Okta's `/api/v1/users/{id}`.
+    fn okta_user_named(&self, name: &str) -> Option<&OktaDirectoryUser> {
+        self.okta_directory.iter().find(|u| {
+            u.id.eq_ignore_ascii_case(name)
+                || u.login.eq_ignore_ascii_case(name)
+                || u.login
+                    .split_once('@')
+                    .is_some_and(|(short, _)| short.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The canonical Okta id of `name` (itself for users outside the
+    /// directory).
+    fn okta_id(&self, name: &str) -> String {
+        self.okta_user_named(name)
+            .map_or_else(|| name.to_owned(), |u| u.id.clone())
+    }
+
+    /// The Graph directory user `name` denotes (object id or UPN, any case).
+    fn graph_user_named(&self, name: &str) -> Option<&GraphDirectoryUser> {
+        self.graph_directory
+            .iter()
+            .find(|u| u.id.eq_ignore_ascii_case(name) || u.upn.eq_ignore_ascii_case(name))
+    }
+
+    /// The canonical Graph object id of `name`.
+    fn graph_id(&self, name: &str) -> String {
+        self.graph_user_named(name)
+            .map_or_else(|| name.to_owned(), |u| u.id.clone())
     }
 
     fn next_serial(&mut self) -> u64 {
@@ -1106,15 +1219,26 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
             &json!([{"id": "00ufake1", "status": "ACTIVE", "profile": {"login": "fake@example.com"}}]),
         ),
         (_, ["users", id, ..]) if id.starts_with("missing") => okta_not_found(state, id, "User"),
-        ("GET", ["users", id]) => {
+        ("GET", ["users", name]) => {
+            let id = state.okta_id(name);
             let status = state
                 .okta_users
-                .get(*id)
+                .get(&id)
                 .cloned()
                 .unwrap_or_else(|| "ACTIVE".to_owned());
-            Reply::json(200, &okta_user(id, &status))
+            let mut user = okta_user(&id, &status);
+            if let Some(u) = state.okta_user_named(name) {
+                user["profile"] = json!({
+                    "login": u.login,
+                    "email": u.email,
+                    "secondEmail": u.second_email,
+                });
+            }
+            Reply::json(200, &user)
         }
-        ("POST", ["users", id, "lifecycle", op]) => {
+        ("POST", ["users", name, "lifecycle", op]) => {
+            let canonical = state.okta_id(name);
+            let id = &canonical.as_str();
             let status = state
                 .okta_users
                 .get(*id)
@@ -1457,20 +1581,10 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
         )
         .content_type(GRAPH_JSON),
         (_, ["users", id, ..]) if id.starts_with("missing") => graph_user_not_found(state, r, id),
-        ("GET", ["users", id]) => {
-            let enabled = state.graph_enabled.get(*id).copied().unwrap_or(true);
-            Reply::json(
-                200,
-                &json!({
-                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
-                    "id": id,
-                    "userPrincipalName": format!("{id}@example.com"),
-                    "accountEnabled": enabled
-                }),
-            )
-            .content_type(GRAPH_JSON)
-        }
-        ("PATCH", ["users", id]) => {
+        ("GET", ["users", name]) => graph_get_user(state, r, name),
+        ("PATCH", ["users", name]) => {
+            let canonical = state.graph_id(name);
+            let id = &canonical.as_str();
             let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&r.body) else {
                 return graph_bad_json(state, r);
             };
@@ -1497,6 +1611,8 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
         )
         .content_type(GRAPH_JSON),
         ("GET", ["users", id, "authentication", "methods"]) => {
+            let next = state.graph_methods_next.clone();
+            let last_page = r.query.as_deref().is_some_and(|q| q.contains("skiptoken"));
             let value: Vec<Value> = graph_methods()
                 .into_iter()
                 .filter(|(_, mid, _)| {
@@ -1505,15 +1621,16 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
                         .contains(&((*id).to_owned(), (*mid).to_owned()))
                 })
                 .map(|(_, _, v)| v)
+                .filter(|_| !last_page)
                 .collect();
-            Reply::json(
-                200,
-                &json!({
-                    "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{id}')/authentication/methods"),
-                    "value": value
-                }),
-            )
-            .content_type(GRAPH_JSON)
+            let mut body = json!({
+                "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#users('{id}')/authentication/methods"),
+                "value": value
+            });
+            if let Some(next) = next.filter(|_| !last_page) {
+                body["@odata.nextLink"] = json!(next);
+            }
+            Reply::json(200, &body).content_type(GRAPH_JSON)
         }
         ("DELETE", ["users", id, "authentication", kind, mid]) => {
             graph_delete_method(state, r, id, kind, mid)
@@ -1590,6 +1707,50 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
             ),
         ),
     }
+}
+
+/// `GET /v1.0/users/{id or UPN}`: the user, honouring `$select` for `id`,
+/// `userPrincipalName`, `accountEnabled`, `mail`, `otherMails` and
+/// `proxyAddresses` (all of them without `$select`).
+fn graph_get_user(state: &mut State, r: &Recorded, name: &str) -> Reply {
+    let id = state.graph_id(name);
+    let enabled = state.graph_enabled.get(&id).copied().unwrap_or(true);
+    let (upn, mail, other_mails, proxies) = match state.graph_user_named(name) {
+        Some(u) => (
+            u.upn.clone(),
+            u.mail.clone(),
+            u.other_mails.clone(),
+            u.proxy_addresses.clone(),
+        ),
+        None => (format!("{id}@example.com"), None, Vec::new(), Vec::new()),
+    };
+    let select = query_params(r)
+        .into_iter()
+        .find(|(k, _)| k == "$select")
+        .map(|(_, v)| v);
+    let wanted = |field: &str| {
+        select
+            .as_deref()
+            .is_none_or(|s| s.split(',').any(|f| f == field))
+    };
+    let mut user = serde_json::Map::new();
+    user.insert(
+        "@odata.context".into(),
+        json!("https://graph.microsoft.com/v1.0/$metadata#users/$entity"),
+    );
+    for (field, value) in [
+        ("id", json!(id)),
+        ("userPrincipalName", json!(upn)),
+        ("accountEnabled", json!(enabled)),
+        ("mail", json!(mail)),
+        ("otherMails", json!(other_mails)),
+        ("proxyAddresses", json!(proxies)),
+    ] {
+        if wanted(field) {
+            user.insert(field.into(), value);
+        }
+    }
+    Reply::json(200, &Value::Object(user)).content_type(GRAPH_JSON)
 }
 
 fn graph_delete_method(
@@ -2073,6 +2234,78 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().unwrap();
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn directory_users_are_found_by_every_name_the_vendor_accepts() {
+        let idp = FakeIdp::start();
+        idp.add_okta_user(
+            "00uBg1",
+            "bg.admin@corp.example",
+            None,
+            Some("bg@home.example"),
+        );
+        idp.add_graph_user(
+            "obj-1",
+            "ops@contoso.com",
+            Some("ops@contoso.com"),
+            &["ops@other.example"],
+            &["smtp:alias@contoso.com"],
+        );
+        let c = client();
+        for name in [
+            "00uBg1",
+            "00UBG1",
+            "bg.admin@corp.example",
+            "BG.Admin",
+            "bg.admin",
+        ] {
+            let user: Value = c
+                .get(format!("{}/api/v1/users/{name}", idp.base_url()))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(user["id"], "00uBg1", "{name}");
+            assert_eq!(user["profile"]["secondEmail"], "bg@home.example");
+        }
+        // A name that is no directory user is a user of its own.
+        let other: Value = c
+            .get(format!("{}/api/v1/users/bg", idp.base_url()))
+            .header("authorization", okta_auth())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(other["id"], "bg");
+        // Acting by login acts on the canonical user.
+        let resp = c
+            .post(format!(
+                "{}/api/v1/users/bg.admin/lifecycle/suspend",
+                idp.base_url()
+            ))
+            .header("authorization", okta_auth())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(idp.okta_user_status("00uBg1"), "SUSPENDED");
+
+        let token = graph_token(&idp, &c);
+        let user: Value = c
+            .get(format!(
+                "{}/users/OPS@contoso.com?$select=id,mail,otherMails,proxyAddresses",
+                idp.graph_url()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(user["id"], "obj-1");
+        assert_eq!(user["otherMails"], json!(["ops@other.example"]));
+        assert_eq!(user["proxyAddresses"], json!(["smtp:alias@contoso.com"]));
+        assert!(user.get("userPrincipalName").is_none(), "not selected");
     }
 
     #[test]
