@@ -16,6 +16,8 @@ const GUESTS: &[&str] = &[
     "guest-huge-output",
     "guest-state-hog",
     "guest-wrong-world",
+    "guest-wait",
+    "guest-amplify",
 ];
 
 fn main() {

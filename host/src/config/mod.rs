@@ -153,6 +153,12 @@ pub struct Limits {
     pub instances: usize,
     /// Findings kept from one call; more is a rule fault.
     pub max_findings: usize,
+    /// Action requests one call may make; the next one ends the call as a
+    /// rule fault.
+    pub max_action_requests: usize,
+    /// Bytes one call's findings and action records may add to the audit
+    /// log; past it is a rule fault.
+    pub max_audit_bytes_per_call: usize,
     /// Bytes of stdout/stderr kept from one call; the rest is dropped.
     pub max_output_bytes: usize,
     /// Consecutive faults after which the rule is quarantined.
@@ -171,6 +177,8 @@ impl Default for Limits {
             table_elements: 20_000,
             instances: 64,
             max_findings: 100,
+            max_action_requests: 16,
+            max_audit_bytes_per_call: 256 * 1024,
             max_output_bytes: 64 * 1024,
             quarantine_after: 5,
             state_max_keys: 100_000,
@@ -178,6 +186,13 @@ impl Default for Limits {
         }
     }
 }
+
+/// Highest `max_action_requests` accepted.
+const MAX_ACTION_REQUESTS: usize = 10_000;
+/// Bounds of `max_audit_bytes_per_call`: at least one full-size request
+/// record (16 KiB of text plus its envelope), at most 64 MiB.
+const MIN_AUDIT_BYTES_PER_CALL: usize = 32 * 1024;
+const MAX_AUDIT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 
 /// `[rules.limits]`: any subset of [`Limits`].
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -188,6 +203,8 @@ pub struct LimitOverrides {
     pub table_elements: Option<usize>,
     pub instances: Option<usize>,
     pub max_findings: Option<usize>,
+    pub max_action_requests: Option<usize>,
+    pub max_audit_bytes_per_call: Option<usize>,
     pub max_output_bytes: Option<usize>,
     pub quarantine_after: Option<u32>,
     pub state_max_keys: Option<usize>,
@@ -203,6 +220,10 @@ impl Limits {
             table_elements: o.table_elements.unwrap_or(self.table_elements),
             instances: o.instances.unwrap_or(self.instances),
             max_findings: o.max_findings.unwrap_or(self.max_findings),
+            max_action_requests: o.max_action_requests.unwrap_or(self.max_action_requests),
+            max_audit_bytes_per_call: o
+                .max_audit_bytes_per_call
+                .unwrap_or(self.max_audit_bytes_per_call),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             quarantine_after: o.quarantine_after.unwrap_or(self.quarantine_after),
             state_max_keys: o.state_max_keys.unwrap_or(self.state_max_keys),
@@ -240,6 +261,21 @@ impl Limits {
             bail!(
                 "{at}.memory_mib is {}; at most 4096 is allowed",
                 self.memory_mib
+            );
+        }
+        if self.max_action_requests > MAX_ACTION_REQUESTS {
+            bail!(
+                "{at}.max_action_requests is {}; at most {MAX_ACTION_REQUESTS} is allowed",
+                self.max_action_requests
+            );
+        }
+        if !(MIN_AUDIT_BYTES_PER_CALL..=MAX_AUDIT_BYTES_PER_CALL)
+            .contains(&self.max_audit_bytes_per_call)
+        {
+            bail!(
+                "{at}.max_audit_bytes_per_call is {}; it must be between {MIN_AUDIT_BYTES_PER_CALL} \
+                 and {MAX_AUDIT_BYTES_PER_CALL} (one finding or request record must fit)",
+                self.max_audit_bytes_per_call
             );
         }
         Ok(())
