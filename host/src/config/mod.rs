@@ -683,6 +683,38 @@ mod tests {
     }
 
     #[test]
+    fn output_caps_have_defaults_overrides_and_bounds_naming_the_key() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.max_action_requests, 16);
+        assert_eq!(c.limits.max_audit_bytes_per_call, 256 * 1024);
+        let c = Config::parse(
+            "[limits]\nmax_action_requests = 4\n[[rules]]\nbuiltin = \"x\"\n\
+             limits = { max_audit_bytes_per_call = 65536 }\n",
+        )
+        .unwrap();
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!(
+            (rule.max_action_requests, rule.max_audit_bytes_per_call),
+            (4, 65536)
+        );
+        // Too small for one full-size request record.
+        let err = Config::parse("[limits]\nmax_audit_bytes_per_call = 1000\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.max_audit_bytes_per_call is 1000; it must be between 32768 and 67108864 \
+             (one finding or request record must fit)"
+        );
+        let err = Config::parse(
+            "[[rules]]\nbuiltin = \"x\"\nlimits = { max_action_requests = 1000000 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "rules[0].limits.max_action_requests is 1000000; at most 10000 is allowed"
+        );
+    }
+
+    #[test]
     fn rule_needs_exactly_one_origin() {
         let err = Config::parse("[[rules]]\nallow = []\n").unwrap_err();
         assert!(format!("{err:#}").contains("rules[0]"));
