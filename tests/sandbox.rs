@@ -2,8 +2,20 @@
 //! built from `tests/guests/`) run beside the real `mfa-push-fatigue` rule,
 //! through the real pipeline. Each test asserts exactly what happens to the
 //! hostile rule, and that the healthy rule still reports its finding.
+//!
+//! The guests that try to make the host wait, and the audit-amplification
+//! guest, also run in the real `vigil` binary: a finite `vigil run`, the
+//! service with `[server]` fed over HTTP, and a 200-event run whose peak
+//! RSS is read from `wait4`. Waits are polls with generous deadlines; no
+//! test asserts timing.
 
-use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 use vigil_host::actions::executor::ActionExecutor;
 use vigil_host::audit::AuditLog;
 use vigil_host::cli::setup;
@@ -305,4 +317,482 @@ fn bytes_that_are_not_a_component_are_refused_at_load() {
         msg.contains("bogus.wasm is not a valid WebAssembly component"),
         "{msg}"
     );
+}
+
+// --- Guests that try to make the host wait --------------------------------
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+/// Compiled components shared by the tests here that run the binary.
+fn cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sandbox-xdg-cache")
+}
+
+fn wait_rule(mode: &str, limits: &str) -> String {
+    rule_entry(
+        GUEST_WAIT,
+        &format!("config = {{ wait = {mode:?} }}\nlimits = {{ {limits} }}"),
+    )
+}
+
+#[test]
+fn a_guest_that_waits_is_faulted_at_once_and_neighbours_keep_working() {
+    // (mode, the WASI function the fault must name; `sleep` is whatever
+    // std uses for `thread::sleep`).
+    for (mode, function) in [
+        ("block", Some("wasi:io/poll.pollable.block")),
+        ("poll", Some("wasi:io/poll.poll")),
+        ("sleep", None),
+    ] {
+        let (wd, stats) = run(
+            &wait_rule(mode, "quarantine_after = 100"),
+            "push-bombing.jsonl",
+        );
+        let faults = faults_of(&wd, "guest-wait");
+        // Every one of the 8 events: the call ends instead of sleeping an
+        // hour, and the next event is handled.
+        assert_eq!(faults.len(), 8, "{mode}: {faults:#?}");
+        for f in &faults {
+            assert_eq!(f["fault"], "would-block", "{mode}: {f}");
+            let message = f["message"].as_str().unwrap();
+            assert!(message.contains("a rule may not wait"), "{mode}: {f}");
+            if let Some(function) = function {
+                assert!(message.starts_with(function), "{mode}: {f}");
+            }
+        }
+        assert!(
+            wd.records_of("finding")
+                .iter()
+                .all(|f| f["rule"] != "guest-wait"),
+            "{mode}: a waiting call returned"
+        );
+        assert_eq!(stats.faults, 8, "{mode}");
+        assert_push_fatigue_fired(&wd);
+    }
+}
+
+#[test]
+fn a_blocking_stdin_read_and_due_timers_answer_at_once() {
+    for (mode, outcome) in [
+        ("stdin", "closed"),
+        (
+            "due",
+            "due: block returned; poll(never, due) = [1]; never.ready() = false",
+        ),
+    ] {
+        let (wd, stats) = run(&wait_rule(mode, ""), "push-bombing.jsonl");
+        assert_eq!(
+            stats.faults,
+            0,
+            "{mode}: {:#?}",
+            faults_of(&wd, "guest-wait")
+        );
+        let outcomes: Vec<Value> = wd
+            .records_of("finding")
+            .into_iter()
+            .filter(|f| f["rule"] == "guest-wait")
+            .map(|f| f["details"]["outcome"].clone())
+            .collect();
+        assert_eq!(outcomes.len(), 8, "{mode}");
+        assert!(
+            outcomes.iter().all(|o| o == outcome),
+            "{mode}: {outcomes:?}"
+        );
+        assert_push_fatigue_fired(&wd);
+    }
+}
+
+/// Runs the `vigil` binary in `wd` to its end, stdout and stderr into
+/// files, killing it (and failing) if it is still running after a
+/// generous deadline. Returns the exit status, stderr and the process's
+/// peak RSS in KiB (`ru_maxrss` of `wait4`, for this child only).
+fn run_to_end(wd: &Workdir, args: &[&str]) -> (libc::c_int, String, u64) {
+    let out = std::fs::File::create(wd.path().join("vigil.stdout")).unwrap();
+    let err_path = wd.path().join("vigil.stderr");
+    let err = std::fs::File::create(&err_path).unwrap();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped below by wait4, which also reports the child's rusage"
+    )]
+    let child = Command::new(VIGIL)
+        .args(args)
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("VIGIL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start vigil");
+    let pid = child.id() as libc::pid_t;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut status = 0;
+        // SAFETY: plain system call on our own child; `rusage` is a valid,
+        // writable struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return (status, stderr, usage.ru_maxrss as u64);
+        }
+        if Instant::now() > deadline {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!(
+                "vigil {args:?} still running after 300 s (a rule blocked the host?):\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn exited_ok(status: libc::c_int) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+#[test]
+fn a_finite_vigil_run_with_a_sleeping_guest_finishes() {
+    let wd = Workdir::new();
+    let config = wd.config(&wait_rule("block", "deadline_ms = 25"));
+    let events = fixture("push-bombing.jsonl");
+    let (status, stderr, _) = run_to_end(
+        &wd,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(exited_ok(status), "exit {status}\n{stderr}");
+    // Default quarantine_after = 5: five faults, then no more events.
+    let faults = faults_of(&wd, "guest-wait");
+    assert_eq!(faults.len(), 5, "{faults:#?}");
+    assert!(faults.iter().all(|f| f["fault"] == "would-block"));
+    let quarantined = wd.records_of("rule-quarantined");
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0]["rule"], "guest-wait");
+    assert_push_fatigue_fired(&wd);
+    vigil_host::audit::verify(&wd.audit_path()).expect("audit chain holds");
+}
+
+/// The service (`vigil run` with `[server]`), for the sandbox tests: the
+/// real binary on 127.0.0.1:0, its stderr collected.
+struct Service {
+    wd: Workdir,
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Service {
+    fn start(body: &str) -> Service {
+        let wd = Workdir::new();
+        let config = wd.config(&format!("{body}\n[server]\nlisten = \"127.0.0.1:0\"\n"));
+        let mut child = Command::new(VIGIL)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .current_dir(wd.path())
+            .env("XDG_CACHE_HOME", cache_home())
+            .env("VIGIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vigil");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("vigil: listening on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(300)) else {
+            let _ = child.kill();
+            panic!("vigil did not start:\n{}", log.lock().unwrap());
+        };
+        Service {
+            wd,
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Polls `check` until it holds, failing with the log after a generous
+    /// deadline.
+    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status (failing if it does not exit).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal Okta LogEvent (a session start) with this uuid.
+fn okta_event(uuid: &str) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": "2026-03-01T10:00:00.000Z",
+        "eventType": "user.session.start",
+        "actor": {"id": "00usandbox01", "type": "User", "alternateId": "sandbox@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "client": {"ipAddress": "198.51.100.7"}
+    })
+}
+
+#[test]
+fn the_service_keeps_calling_every_rule_while_a_guest_tries_to_sleep() {
+    // guest-wait sleeps an hour on every event (never quarantined here);
+    // guest-forbidden writes a finding for every event; push-fatigue must
+    // still catch the push bombing.
+    let body = format!(
+        "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\n\
+         allow = [\"suspend-user\", \"escalate\"]\n{}{}",
+        wait_rule("block", "quarantine_after = 1000"),
+        rule_entry(GUEST_FORBIDDEN, "")
+    );
+    let mut s = Service::start(&body);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let pushes: Vec<Value> = std::fs::read_to_string(fixture("push-bombing.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let more: Vec<Value> = (0..20)
+        .map(|i| okta_event(&format!("evt-sandbox-{i}")))
+        .collect();
+    for batch in [&pushes, &more] {
+        let r = client
+            .post(format!("{}/v1/events", s.base))
+            .json(batch)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
+    }
+    let total = pushes.len() + more.len();
+    s.eventually("a guest-forbidden finding for every event", || {
+        s.wd.records_of("finding")
+            .iter()
+            .filter(|f| f["rule"] == "guest-forbidden")
+            .count()
+            == total
+    });
+    s.eventually("a would-block fault for every event", || {
+        faults_of(&s.wd, "guest-wait").len() == total
+    });
+    assert!(
+        faults_of(&s.wd, "guest-wait")
+            .iter()
+            .all(|f| f["fault"] == "would-block")
+    );
+    assert_push_fatigue_fired(&s.wd);
+    let status = s.stop();
+    assert!(status.success(), "exit {status:?}\n{}", s.log());
+    vigil_host::audit::verify(&s.wd.audit_path()).expect("audit chain holds");
+}
+
+// --- Output and audit amplification ---------------------------------------
+
+fn amplify_records(records: &[Value]) -> impl Iterator<Item = &Value> {
+    records.iter().filter(|r| r["rule"] == "guest-amplify")
+}
+
+#[test]
+fn oversized_requests_are_denied_before_the_grant_check_and_recorded_as_previews() {
+    // One call of 4 requests with 8 KiB targets/summaries (over the 4 KiB
+    // field bound), then one call of 3 small findings: no fault.
+    let (wd, stats) = run(
+        &rule_entry(
+            GUEST_AMPLIFY,
+            "config = { requests = 4, target_kib = 8, findings = 3, finding_kib = 1 }",
+        ),
+        "push-bombing.jsonl",
+    );
+    assert_eq!(stats.faults, 0, "{:#?}", faults_of(&wd, "guest-amplify"));
+    let records = wd.audit_records();
+    let actions: Vec<&Value> = amplify_records(&records)
+        .filter(|r| r["type"] == "action")
+        .collect();
+    // Events 1, 3, 5, 7 make the requests: 4 × 4.
+    assert_eq!(actions.len(), 16);
+    for a in &actions {
+        assert_eq!(a["decision"], "denied", "{a}");
+        // `invalid`, not `not-granted`: the size is checked first.
+        assert_eq!(a["reason"], "invalid", "{a}");
+        let message = a["message"].as_str().unwrap();
+        assert!(
+            message.contains("bytes; at most 4096 are accepted"),
+            "{message}"
+        );
+        assert!(a.to_string().len() < 2048, "record not bounded: {a}");
+    }
+    let suspend = actions
+        .iter()
+        .find(|a| a["action"] == "suspend-user")
+        .unwrap();
+    assert!(suspend["target"].as_str().unwrap().ends_with('…'));
+    assert_eq!(
+        amplify_records(&records)
+            .filter(|r| r["type"] == "finding")
+            .count(),
+        12
+    );
+}
+
+#[test]
+fn the_request_past_max_action_requests_ends_the_call_as_an_output_fault() {
+    let (wd, _) = run(
+        &rule_entry(
+            GUEST_AMPLIFY,
+            "config = { requests = 50, target_kib = 0, findings = 0 }\n\
+             limits = { quarantine_after = 100 }",
+        ),
+        "push-bombing.jsonl",
+    );
+    let records = wd.audit_records();
+    let actions = amplify_records(&records)
+        .filter(|r| r["type"] == "action")
+        .count();
+    // Four request calls, 16 recorded each; the 17th ended the call.
+    assert_eq!(actions, 4 * 16);
+    let faults = faults_of(&wd, "guest-amplify");
+    assert_eq!(faults.len(), 4, "{faults:#?}");
+    for f in &faults {
+        assert_eq!(f["fault"], "output-limit");
+        assert_eq!(
+            f["message"],
+            "more than max_action_requests = 16 action requests in one call; the call was \
+             ended at request 17 (not decided, not recorded)"
+        );
+    }
+}
+
+#[test]
+fn findings_past_the_audit_byte_budget_are_dropped_and_faulted() {
+    let (wd, _) = run(
+        &rule_entry(
+            GUEST_AMPLIFY,
+            "config = { requests = 0, findings = 10, finding_kib = 4 }\n\
+             limits = { max_audit_bytes_per_call = 32768, quarantine_after = 100 }",
+        ),
+        "push-bombing.jsonl",
+    );
+    let records = wd.audit_records();
+    let findings: Vec<&Value> = amplify_records(&records)
+        .filter(|r| r["type"] == "finding")
+        .collect();
+    let faults = faults_of(&wd, "guest-amplify");
+    // Events 2, 4, 6, 8 return findings; each call keeps what fits.
+    assert_eq!(faults.len(), 4, "{faults:#?}");
+    let message = faults[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("findings past max_audit_bytes_per_call = 32768: "),
+        "{message}"
+    );
+    let kept: usize = message
+        .split(": ")
+        .nth(1)
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((1..10).contains(&kept), "{message}");
+    assert_eq!(findings.len(), 4 * kept);
+    // What was kept fits the budget.
+    let bytes: usize = findings[..kept].iter().map(|f| f.to_string().len()).sum();
+    assert!(bytes <= 32768, "{bytes}");
+}
+
+#[test]
+fn audit_amplification_without_grants_is_bounded_in_log_and_memory() {
+    // The attack as reproduced: no grants, every event answered with a
+    // thousand 1 MiB requests or a hundred 64 KiB findings; 200 events.
+    let wd = Workdir::new();
+    let events = wd.path().join("events.jsonl");
+    let lines: Vec<String> = (0..200)
+        .map(|i| okta_event(&format!("evt-amplify-{i}")).to_string())
+        .collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let config = wd.config(&format!(
+        "builtin_pack = false\n{}",
+        rule_entry(GUEST_AMPLIFY, "limits = { deadline_ms = 5000 }")
+    ));
+    let (status, stderr, peak_kib) = run_to_end(
+        &wd,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(exited_ok(status), "exit {status}\n{stderr}");
+    let audit_bytes = std::fs::metadata(wd.audit_path()).unwrap().len();
+    eprintln!(
+        "audit amplification, 200 events: audit log {audit_bytes} bytes, peak RSS {peak_kib} KiB"
+    );
+    assert!(
+        audit_bytes < 16 * 1024 * 1024,
+        "audit log of {audit_bytes} bytes"
+    );
+    assert!(peak_kib < 400 * 1024, "peak RSS {peak_kib} KiB");
+    // Every call crossed a cap: five output faults in a row, then
+    // quarantine.
+    let faults = faults_of(&wd, "guest-amplify");
+    assert_eq!(faults.len(), 5, "{faults:#?}");
+    assert!(faults.iter().all(|f| f["fault"] == "output-limit"));
+    assert!(faults.iter().all(|f| f.to_string().len() < 2048));
+    let quarantined = wd.records_of("rule-quarantined");
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0]["rule"], "guest-amplify");
+    vigil_host::audit::verify(&wd.audit_path()).expect("audit chain holds");
 }

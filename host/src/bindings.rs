@@ -1,14 +1,16 @@
 //! Host-side bindings for the `vigil:rule@0.1.0` world, generated from `wit/`.
 //!
-//! The state interface is trappable: a rule that exceeds its state limits
-//! (keys, entries, value size) traps with a message naming the limit, which
-//! the host audits as a rule fault.
+//! The state and actions interfaces are trappable: a rule that exceeds its
+//! state limits (keys, entries, value size) or its per-call output caps
+//! (action requests, audit bytes) traps with a message naming the limit,
+//! which the host audits as a rule fault.
 
 wasmtime::component::bindgen!({
     world: "rule",
     path: "../wit",
     imports: {
         "vigil:rule/state": trappable,
+        "vigil:rule/actions": trappable,
     },
 });
 

@@ -17,6 +17,8 @@ const GUESTS: &[&str] = &[
     "guest-state-hog",
     "guest-wrong-world",
     "guest-requester",
+    "guest-wait",
+    "guest-amplify",
 ];
 
 fn main() {

@@ -166,6 +166,12 @@ pub struct Limits {
     pub instances: usize,
     /// Findings kept from one call; more is a rule fault.
     pub max_findings: usize,
+    /// Action requests one call may make; the next one ends the call as a
+    /// rule fault.
+    pub max_action_requests: usize,
+    /// Bytes one call's findings and action records may add to the audit
+    /// log; past it is a rule fault.
+    pub max_audit_bytes_per_call: usize,
     /// Bytes of stdout/stderr kept from one call; the rest is dropped.
     pub max_output_bytes: usize,
     /// Consecutive faults after which the rule is quarantined.
@@ -184,6 +190,8 @@ impl Default for Limits {
             table_elements: 20_000,
             instances: 64,
             max_findings: 100,
+            max_action_requests: 16,
+            max_audit_bytes_per_call: 256 * 1024,
             max_output_bytes: 64 * 1024,
             quarantine_after: 5,
             state_max_keys: 100_000,
@@ -191,6 +199,13 @@ impl Default for Limits {
         }
     }
 }
+
+/// Highest `max_action_requests` accepted.
+const MAX_ACTION_REQUESTS: usize = 10_000;
+/// Bounds of `max_audit_bytes_per_call`: at least one full-size request
+/// record (16 KiB of text plus its envelope), at most 64 MiB.
+const MIN_AUDIT_BYTES_PER_CALL: usize = 32 * 1024;
+const MAX_AUDIT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 
 /// `[rules.limits]`: any subset of [`Limits`].
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -201,6 +216,8 @@ pub struct LimitOverrides {
     pub table_elements: Option<usize>,
     pub instances: Option<usize>,
     pub max_findings: Option<usize>,
+    pub max_action_requests: Option<usize>,
+    pub max_audit_bytes_per_call: Option<usize>,
     pub max_output_bytes: Option<usize>,
     pub quarantine_after: Option<u32>,
     pub state_max_keys: Option<usize>,
@@ -216,6 +233,10 @@ impl Limits {
             table_elements: o.table_elements.unwrap_or(self.table_elements),
             instances: o.instances.unwrap_or(self.instances),
             max_findings: o.max_findings.unwrap_or(self.max_findings),
+            max_action_requests: o.max_action_requests.unwrap_or(self.max_action_requests),
+            max_audit_bytes_per_call: o
+                .max_audit_bytes_per_call
+                .unwrap_or(self.max_audit_bytes_per_call),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             quarantine_after: o.quarantine_after.unwrap_or(self.quarantine_after),
             state_max_keys: o.state_max_keys.unwrap_or(self.state_max_keys),
@@ -253,6 +274,21 @@ impl Limits {
             bail!(
                 "{at}.memory_mib is {}; at most 4096 is allowed",
                 self.memory_mib
+            );
+        }
+        if self.max_action_requests > MAX_ACTION_REQUESTS {
+            bail!(
+                "{at}.max_action_requests is {}; at most {MAX_ACTION_REQUESTS} is allowed",
+                self.max_action_requests
+            );
+        }
+        if !(MIN_AUDIT_BYTES_PER_CALL..=MAX_AUDIT_BYTES_PER_CALL)
+            .contains(&self.max_audit_bytes_per_call)
+        {
+            bail!(
+                "{at}.max_audit_bytes_per_call is {}; it must be between {MIN_AUDIT_BYTES_PER_CALL} \
+                 and {MAX_AUDIT_BYTES_PER_CALL} (one finding or request record must fit)",
+                self.max_audit_bytes_per_call
             );
         }
         Ok(())
@@ -663,6 +699,38 @@ mod tests {
         assert_eq!(
             format!("{err:#}"),
             "rules[0].limits.deadline_ms must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn output_caps_have_defaults_overrides_and_bounds_naming_the_key() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.max_action_requests, 16);
+        assert_eq!(c.limits.max_audit_bytes_per_call, 256 * 1024);
+        let c = Config::parse(
+            "[limits]\nmax_action_requests = 4\n[[rules]]\nbuiltin = \"x\"\n\
+             limits = { max_audit_bytes_per_call = 65536 }\n",
+        )
+        .unwrap();
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!(
+            (rule.max_action_requests, rule.max_audit_bytes_per_call),
+            (4, 65536)
+        );
+        // Too small for one full-size request record.
+        let err = Config::parse("[limits]\nmax_audit_bytes_per_call = 1000\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.max_audit_bytes_per_call is 1000; it must be between 32768 and 67108864 \
+             (one finding or request record must fit)"
+        );
+        let err = Config::parse(
+            "[[rules]]\nbuiltin = \"x\"\nlimits = { max_action_requests = 1000000 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "rules[0].limits.max_action_requests is 1000000; at most 10000 is allowed"
         );
     }
 

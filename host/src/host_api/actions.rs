@@ -2,12 +2,18 @@
 //! call; the decision comes back to the rule as a value. Nothing is
 //! executed here: the pipeline audits the decisions after the call returns
 //! and only then hands accepted actions to the executor.
+//!
+//! Sizes come first, before the grant (see `call_caps`): an oversized
+//! request is denied `invalid` and recorded as a preview, whatever the
+//! rule is granted; a request past the call's count or audit-byte cap ends
+//! the call with a trap (a rule fault) and is neither decided nor recorded.
 
 use sha2::{Digest, Sha256};
 
 use super::RuleState;
+use super::call_caps::{oversize, redact, request_record_bytes};
 use crate::bindings::vigil::rule::actions::Host;
-use crate::bindings::{Action, Decision, Denial, Receipt};
+use crate::bindings::{Action, Decision, Denial, DenialReason, Receipt};
 use crate::policy::GateDecision;
 
 /// An action a rule asked for, with the gate's decision.
@@ -34,15 +40,32 @@ pub fn action_id(rule: &str, event_id: &str, action: &Action) -> String {
 }
 
 impl Host for RuleState {
-    fn request(&mut self, action: Action) -> Result<Receipt, Denial> {
+    fn request(&mut self, action: Action) -> wasmtime::Result<Result<Receipt, Denial>> {
         let Some(event) = self.event.clone() else {
             // Only reachable if a rule acts from `metadata()`.
-            return Err(Denial {
-                reason: crate::bindings::DenialReason::Invalid,
+            return Ok(Err(Denial {
+                reason: DenialReason::Invalid,
                 message: "actions can only be requested while handling an event".into(),
-            });
+            }));
         };
-        let decision = self.ctx.gate.decide(&self.ctx.grant, &action, &event);
+        // Sizes before grants: what is recorded is bounded whatever the
+        // gate would say.
+        let (action, too_big) = match oversize(&action) {
+            Some(why) => (redact(&action), Some(why)),
+            None => (action, None),
+        };
+        let bytes = request_record_bytes(&self.ctx.rule_id, &event, &action);
+        if let Err(over) = self.call_output.admit_request(&self.ctx.caps, bytes) {
+            self.call_output.over = Some(over.clone());
+            return Err(wasmtime::Error::msg(over));
+        }
+        let decision = match too_big {
+            Some(message) => GateDecision::Denied {
+                reason: DenialReason::Invalid,
+                message,
+            },
+            None => self.ctx.gate.decide(&self.ctx.grant, &action, &event),
+        };
         let action_id = action_id(&self.ctx.rule_id, &event.id, &action);
         let answer = match &decision {
             GateDecision::Accepted => Ok(Receipt {
@@ -68,6 +91,6 @@ impl Host for RuleState {
             decision,
             origin_host: false,
         });
-        answer
+        Ok(answer)
     }
 }

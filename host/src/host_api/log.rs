@@ -1,6 +1,8 @@
 //! `vigil:rule/log`: a rule's log lines, tagged with its id. Lines count
 //! against the same per-call output budget as stdout, so a chatty rule
-//! cannot flood the operator's logs.
+//! cannot flood the operator's logs, and are escaped (`text`), so a rule
+//! cannot forge a log line with a newline, a carriage return or an ANSI
+//! escape.
 
 use super::RuleState;
 use crate::bindings::vigil::rule::log::{Host, Level};
@@ -11,6 +13,7 @@ impl Host for RuleState {
             return;
         }
         let rule = self.ctx.rule_id.as_str();
+        let message = super::text::escape_for_log(&message);
         match level {
             Level::Debug => tracing::debug!(target: "vigil::rule", rule, "{message}"),
             Level::Info => tracing::info!(target: "vigil::rule", rule, "{message}"),

@@ -1,22 +1,28 @@
 //! What the host offers a rule: the per-store state ([`RuleState`]) and one
 //! file per WIT interface it implements (`actions`, `state`, `log`,
-//! `config`), plus the deny-everything WASI context that satisfies whatever
-//! `wasm32-wasip2` std imports.
+//! `config`), plus the deny-everything WASI that satisfies whatever
+//! `wasm32-wasip2` std imports and never waits (`wasi`), the per-call caps
+//! on what a call adds to the audit log (`call_caps`), and escaping of the
+//! text a rule sends to the operator's logs (`text`).
 //!
 //! Everything here is scoped to the calling rule: its own state, its own
 //! grant, its own config; nothing reaches another rule.
 
 mod actions;
+mod call_caps;
 mod config;
 mod limits;
 mod log;
 mod output;
 mod state;
+pub mod text;
 mod wasi;
 
 pub use actions::{ActionRequest, action_id};
+pub use call_caps::{CallCaps, CallOutput};
 pub use limits::RuleLimiter;
 pub use output::CapturedOutput;
+pub use wasi::WouldBlock;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +43,8 @@ pub struct RuleContext {
     pub gate: Arc<PolicyGate>,
     pub config: BTreeMap<String, String>,
     pub max_output_bytes: usize,
+    /// What one call may add to the audit log.
+    pub caps: CallCaps,
 }
 
 /// The clock of one `on-event` call, for the deadline callback.
@@ -78,6 +86,9 @@ pub struct RuleState {
     pub event: Option<Arc<Event>>,
     /// Requests decided during the current call, in order.
     pub requests: Vec<ActionRequest>,
+    /// What the current call has added to the audit log so far, and the
+    /// cap it crossed, if any (it also trapped).
+    pub call_output: CallOutput,
     /// A state limit the current call hit (it also trapped).
     pub state_fault: Option<StateLimitError>,
     pub stdout: CapturedOutput,
@@ -100,6 +111,7 @@ impl RuleState {
             state,
             event: None,
             requests: Vec::new(),
+            call_output: CallOutput::default(),
             state_fault: None,
             stdout,
             stderr,
@@ -115,7 +127,10 @@ impl RuleState {
         let rule = self.ctx.rule_id.as_str();
         for (stream, out) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (text, dropped) = out.take();
+            // One tracing line per guest line, each escaped: a rule cannot
+            // forge a line (CR, ANSI escapes) of the operator's log.
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let line = text::escape_for_log(line);
                 tracing::info!(target: "vigil::rule", rule, stream, "{line}");
             }
             if dropped > 0 {
@@ -141,10 +156,11 @@ impl WasiView for RuleState {
 }
 
 /// The linker every rule is instantiated with: Vigil's interfaces and the
-/// WASI interfaces (backed by the deny-all context).
+/// WASI interfaces (backed by the deny-all context, none of them waits:
+/// see `wasi`).
 pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<RuleState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+    wasi::add_to_linker(&mut linker)?;
     Rule::add_to_linker::<RuleState, HasSelf<RuleState>>(&mut linker, |s| s)
         .map_err(anyhow::Error::from)?;
     Ok(linker)

@@ -18,7 +18,8 @@ use crate::bindings::{Event, Finding, Metadata, Rule, RulePre};
 use crate::config::Limits;
 use crate::engine::VigilEngine;
 use crate::host_api::{
-    ActionRequest, CallClock, RuleContext, RuleLimiter, RuleState, thread_cpu_time,
+    ActionRequest, CallCaps, CallClock, RuleContext, RuleLimiter, RuleState, WouldBlock,
+    thread_cpu_time,
 };
 use crate::policy::{PolicyGate, RuleGrant};
 
@@ -32,6 +33,8 @@ const WALL_CAP_FACTOR: u32 = 10;
 const MIN_WALL_CAP: std::time::Duration = std::time::Duration::from_millis(250);
 /// Shortest slice over which a call past its deadline is watched.
 const MIN_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+/// Longest fault message audited (a rule's error text is cut to it).
+const MAX_FAULT_MESSAGE: usize = 1024;
 
 /// Why a call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +47,12 @@ pub enum FaultKind {
     MemoryLimit,
     /// A state call past a state limit.
     StateLimit,
-    /// More findings than `max_findings`.
+    /// Output past a per-call cap: `max_findings`, `max_action_requests`
+    /// or `max_audit_bytes_per_call`.
     OutputLimit,
+    /// A WASI call that would have waited (a sleep, a poll, a blocking
+    /// read): the host never blocks inside a call.
+    WouldBlock,
     /// Any other trap: panic, `unreachable`, bad memory access, …
     Trap,
     /// The rule returned an error value.
@@ -60,6 +67,7 @@ impl FaultKind {
             FaultKind::MemoryLimit => "memory-limit",
             FaultKind::StateLimit => "state-limit",
             FaultKind::OutputLimit => "output-limit",
+            FaultKind::WouldBlock => "would-block",
             FaultKind::Trap => "trap",
             FaultKind::RuleError => "rule-error",
         }
@@ -123,6 +131,7 @@ impl RuleInstance {
             gate: gate.clone(),
             config: spec.config.clone(),
             max_output_bytes: limits.max_output_bytes,
+            caps: call_caps(&limits),
         });
         let state = StateStore::new(state_limits(&limits));
         let (mut store, bindings) = instantiate(&engine, &pre, bootstrap, &limits, state)?;
@@ -138,6 +147,7 @@ impl RuleInstance {
             gate,
             config: spec.config,
             max_output_bytes: limits.max_output_bytes,
+            caps: call_caps(&limits),
         });
         store.data_mut().ctx = ctx.clone();
         Ok(RuleInstance {
@@ -236,6 +246,7 @@ impl RuleInstance {
             data.event = Some(event.clone());
             data.limiter.hit = None;
             data.state_fault = None;
+            data.call_output.reset();
         }
         let deadline = std::time::Duration::from_millis(self.limits.deadline_ms);
         self.store.data_mut().call_clock = Some(CallClock {
@@ -258,21 +269,17 @@ impl RuleInstance {
         };
         let fault = match result {
             Ok(Ok(mut findings)) => {
-                let max = self.limits.max_findings;
-                let fault = (findings.len() > max).then(|| {
-                    let n = findings.len();
-                    findings.truncate(max);
-                    (
-                        FaultKind::OutputLimit,
-                        format!(
-                            "{n} findings returned; max_findings = {max}, the first {max} were kept"
-                        ),
-                    )
-                });
+                let caps = self.ctx.caps;
+                let over =
+                    data.call_output
+                        .admit_findings(&caps, &self.ctx.rule_id, event, &mut findings);
                 outcome.findings = findings;
-                fault
+                over.map(|message| (FaultKind::OutputLimit, message))
             }
-            Ok(Err(message)) => Some((FaultKind::RuleError, message)),
+            Ok(Err(message)) => Some((
+                FaultKind::RuleError,
+                crate::host_api::text::bounded_message(&message, MAX_FAULT_MESSAGE),
+            )),
             Err(err) => {
                 let fault = self.classify(&err);
                 self.rebuild();
@@ -299,12 +306,26 @@ impl RuleInstance {
 
     /// Names what went wrong in a failed call.
     fn classify(&self, err: &wasmtime::Error) -> (FaultKind, String) {
+        let (kind, message) = self.classify_unbounded(err);
+        // Trap messages can quote the guest (a panic message, a WASI
+        // error): bounded and escaped like a rule's own error text.
+        let message = crate::host_api::text::bounded_message(&message, MAX_FAULT_MESSAGE);
+        (kind, message)
+    }
+
+    fn classify_unbounded(&self, err: &wasmtime::Error) -> (FaultKind, String) {
         let data = self.store.data();
         if let Some(hit) = &data.limiter.hit {
             return (FaultKind::MemoryLimit, hit.clone());
         }
         if let Some(e) = &data.state_fault {
             return (FaultKind::StateLimit, e.to_string());
+        }
+        if let Some(over) = &data.call_output.over {
+            return (FaultKind::OutputLimit, over.clone());
+        }
+        if let Some(wait) = err.downcast_ref::<WouldBlock>() {
+            return (FaultKind::WouldBlock, wait.to_string());
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => (
@@ -343,6 +364,14 @@ impl RuleInstance {
                 self.quarantined = true;
             }
         }
+    }
+}
+
+fn call_caps(limits: &Limits) -> CallCaps {
+    CallCaps {
+        max_action_requests: limits.max_action_requests,
+        max_findings: limits.max_findings,
+        max_audit_bytes: limits.max_audit_bytes_per_call,
     }
 }
 
