@@ -159,8 +159,16 @@ pub struct Limits {
     pub quarantine_after: u32,
     /// Keys in the rule's state.
     pub state_max_keys: usize,
-    /// Entries in one state counter or set.
+    /// Entries in one state counter or set (versions kept for one value).
     pub state_max_entries_per_key: usize,
+    /// Bytes the rule's state may hold (keys + values + entries), accounted
+    /// as it changes; more is a `state-limit` fault, never an OOM.
+    pub state_max_bytes: usize,
+    /// An event more than this many seconds behind the newest event the
+    /// rule has seen is still judged, but its records say `late: true`;
+    /// state is kept this much longer than its window so events up to this
+    /// late are judged against complete state.
+    pub late_after_secs: u64,
 }
 
 impl Default for Limits {
@@ -175,6 +183,8 @@ impl Default for Limits {
             quarantine_after: 5,
             state_max_keys: 100_000,
             state_max_entries_per_key: 10_000,
+            state_max_bytes: 64 * 1024 * 1024,
+            late_after_secs: 600,
         }
     }
 }
@@ -192,6 +202,8 @@ pub struct LimitOverrides {
     pub quarantine_after: Option<u32>,
     pub state_max_keys: Option<usize>,
     pub state_max_entries_per_key: Option<usize>,
+    pub state_max_bytes: Option<usize>,
+    pub late_after_secs: Option<u64>,
 }
 
 impl Limits {
@@ -209,6 +221,8 @@ impl Limits {
             state_max_entries_per_key: o
                 .state_max_entries_per_key
                 .unwrap_or(self.state_max_entries_per_key),
+            state_max_bytes: o.state_max_bytes.unwrap_or(self.state_max_bytes),
+            late_after_secs: o.late_after_secs.unwrap_or(self.late_after_secs),
         }
     }
 
@@ -224,6 +238,7 @@ impl Limits {
                 "state_max_entries_per_key",
                 self.state_max_entries_per_key as u64,
             ),
+            ("state_max_bytes", self.state_max_bytes as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -234,6 +249,12 @@ impl Limits {
             bail!(
                 "{at}.deadline_ms is {} ms; at most 60000 is allowed",
                 self.deadline_ms
+            );
+        }
+        if self.late_after_secs > 7 * 24 * 3600 {
+            bail!(
+                "{at}.late_after_secs is {}; at most 604800 (7 days) is allowed",
+                self.late_after_secs
             );
         }
         if self.memory_mib > 4096 {
