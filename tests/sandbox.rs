@@ -306,3 +306,108 @@ fn bytes_that_are_not_a_component_are_refused_at_load() {
         "{msg}"
     );
 }
+
+/// Runs the real `vigil` binary on `fixture_name` with `config_body` and
+/// returns its exit status and the peak resident set size of that process
+/// (bytes), read with `wait4` after it exits. A first run fills the
+/// compiled-component cache, so the measured run holds rules, not the
+/// compiler.
+fn run_binary_measuring_peak_rss(
+    wd: &Workdir,
+    config_body: &str,
+    fixture_name: &str,
+) -> (i32, u64) {
+    use std::process::{Command, Stdio};
+    const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+    let config = wd.config(config_body);
+    let cache = wd.path().join("xdg-cache");
+    let warm = Command::new(VIGIL)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            "/dev/null",
+        ])
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .expect("run vigil");
+    assert!(
+        warm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    std::fs::remove_file(wd.audit_path()).ok();
+    std::fs::remove_file(wd.path().join("audit.jsonl.head")).ok();
+    let log = std::fs::File::create(wd.path().join("vigil.log")).unwrap();
+    let child = Command::new(VIGIL)
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            fixture(fixture_name).to_str().unwrap(),
+        ])
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start vigil");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `child` is never waited on again
+    // (dropping a `Child` does not wait or kill).
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    // ru_maxrss is in KiB on Linux.
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+// A rule with no grants stores ~66 MB of state per event (values under the
+// per-value limit, fresh keys under the key limit: the default limits alone
+// would let it reach gigabytes). The byte budget stops it: every call past
+// 64 MiB is a `state-limit` fault naming `max_bytes`, the rule ends
+// quarantined, the healthy rule still fires, and the process stays under
+// 400 MiB at its peak.
+#[test]
+fn state_byte_budget_stops_a_state_bloating_rule_below_400_mib() {
+    let wd = Workdir::new();
+    let body = format!(
+        "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\n{}",
+        rule_entry(GUEST_STATE_BLOAT, "limits = { deadline_ms = 20000 }")
+    );
+    let (code, peak) = run_binary_measuring_peak_rss(&wd, &body, "push-bombing.jsonl");
+    let log = std::fs::read_to_string(wd.path().join("vigil.log")).unwrap_or_default();
+    assert_eq!(code, 0, "vigil failed:\n{log}");
+    eprintln!("state-bloat attack: peak RSS {} MiB", peak / (1024 * 1024));
+    assert!(
+        peak < 400 * 1024 * 1024,
+        "peak RSS {} MiB, bound 400 MiB",
+        peak / (1024 * 1024)
+    );
+    let faults = faults_of(&wd, "guest-state-bloat");
+    assert_eq!(faults.len(), 5, "{faults:#?}");
+    for f in &faults {
+        assert_eq!(f["fault"], "state-limit", "{f}");
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("state limit `max_bytes` exceeded")
+                && message.ends_with(&format!("{} allowed", 64 * 1024 * 1024)),
+            "{message}"
+        );
+    }
+    let quarantined = wd.records_of("rule-quarantined");
+    assert_eq!(quarantined.len(), 1, "{quarantined:#?}");
+    assert_eq!(quarantined[0]["rule"], "guest-state-bloat");
+    assert_push_fatigue_fired(&wd);
+}
