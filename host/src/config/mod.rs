@@ -667,6 +667,33 @@ mod tests {
         );
     }
 
+    // The state byte budget and the lateness bound: defaults, per-rule
+    // overrides, and refusals naming the key.
+    #[test]
+    fn state_budget_and_lateness_are_limits_with_defaults() {
+        let c = Config::parse(
+            "[limits]\nlate_after_secs = 120\n[[rules]]\nbuiltin = \"x\"\nlimits = { state_max_bytes = 1048576 }\n",
+        )
+        .unwrap();
+        assert_eq!(Limits::default().state_max_bytes, 64 * 1024 * 1024);
+        assert_eq!(Limits::default().late_after_secs, 600);
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!(rule.state_max_bytes, 1_048_576);
+        assert_eq!(rule.late_after_secs, 120);
+        let err = Config::parse("[limits]\nstate_max_bytes = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.state_max_bytes must be greater than 0"
+        );
+        let err =
+            Config::parse("[[rules]]\nbuiltin = \"x\"\nlimits = { late_after_secs = 700000 }\n")
+                .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("rules[0].limits.late_after_secs is 700000"),
+            "{err:#}"
+        );
+    }
+
     #[test]
     fn rule_needs_exactly_one_origin() {
         let err = Config::parse("[[rules]]\nallow = []\n").unwrap_err();
