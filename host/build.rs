@@ -16,6 +16,8 @@ const PACK: &[&str] = &[
     "impossible-travel",
     "password-spray",
     "mfa-enrollment-gap",
+    "account-brute-force",
+    "mfa-factor-tampering",
 ];
 
 fn main() {

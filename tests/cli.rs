@@ -120,6 +120,46 @@ fn enforce_mode_executes_through_the_log_executor_after_auditing() {
     assert!(stderr(&out).contains("executed suspend-user on 00upushbomb01"));
 }
 
+// The push-bombing stream newest-first (an export read as written): the
+// burst is still found once, with the same actions, and because its last
+// arrival is minutes behind the newest event the rule has seen (more than
+// `late_after_secs`), its records say `late: true`; in time order they do
+// not.
+#[test]
+fn a_stream_newest_first_gives_the_same_result_and_late_records_say_so() {
+    let body = "[limits]\nlate_after_secs = 60\n";
+    let wd = Workdir::new();
+    let out = run_config(&wd, body, "push-bombing.jsonl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let in_order = wd.records_of("finding");
+    assert_eq!(in_order.len(), 1);
+    assert!(in_order[0].get("late").is_none(), "{}", in_order[0]);
+
+    let wd = Workdir::new();
+    let text = std::fs::read_to_string(fixture("push-bombing.jsonl")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let reversed = wd.path().join("newest-first.jsonl");
+    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+    let out = wd.run(VIGIL, body, &reversed, &wd.path().join("xdg-cache"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let findings = wd.records_of("finding");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["subject"], in_order[0]["subject"]);
+    assert_eq!(findings[0]["late"], true, "{}", findings[0]);
+    let actions = wd.records_of("action");
+    assert_eq!(
+        actions
+            .iter()
+            .map(|a| (a["action"].clone(), a["late"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("suspend-user".into(), true.into()),
+            ("escalate".into(), true.into())
+        ]
+    );
+}
+
 #[test]
 fn benign_and_near_miss_streams_fire_nothing() {
     for name in ["benign.jsonl", "push-near-miss.jsonl"] {
@@ -579,9 +619,10 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
             f("mfa-push-fatigue", "00upushbomb01", "high"),
             // The takeover story's users sign in with a password only for
             // two days and never show a factor: the enrollment-gap rule is
-            // right to report them.
+            // right to report them, once a second sign-in past the grace
+            // period has settled (00urstko0002 signs in only once after it,
+            // so is not reported yet).
             f("mfa-enrollment-gap", "00urstko0001", "medium"),
-            f("mfa-enrollment-gap", "00urstko0002", "medium"),
             f("mfa-factor-reset-takeover", "00urstko0001", "critical"),
             f("password-spray", "203.0.113.77", "high"),
             f("impossible-travel", "00uimptrv0001", "high"),
@@ -591,6 +632,10 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
             f("mfa-policy-guard", "00pmpgenroll01", "high"),
             f("mfa-bypass", "00umfabypass01", "high"),
             f("mfa-bypass", "00umfabypass02", "high"),
+            f("account-brute-force", "00ubrute0001", "high"),
+            f("account-brute-force", "00ubrute0002", "high"),
+            f("mfa-factor-tampering", "00utamper0001", "high"),
+            f("mfa-factor-tampering", "00utamper0002", "high"),
         ]
     );
     let a =
@@ -600,7 +645,6 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
         vec![
             a("suspend-user", "00upushbomb01"),
             a("escalate", "on-call"),
-            a("notify", "notify"),
             a("notify", "notify"),
             a("revoke-sessions", "00urstko0001"),
             a("reset-factors", "00urstko0001"),
@@ -617,6 +661,10 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
             a("revoke-sessions", "00umfabypass01"),
             a("escalate", "on-call"),
             a("revoke-sessions", "00umfabypass02"),
+            a("escalate", "on-call"),
+            a("escalate", "on-call"),
+            a("escalate", "on-call"),
+            a("escalate", "on-call"),
             a("escalate", "on-call"),
         ]
     );

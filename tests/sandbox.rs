@@ -796,3 +796,60 @@ fn audit_amplification_without_grants_is_bounded_in_log_and_memory() {
     assert_eq!(quarantined[0]["rule"], "guest-amplify");
     vigil_host::audit::verify(&wd.audit_path()).expect("audit chain holds");
 }
+
+// A rule with no grants stores ~66 MB of state per event (values under the
+// per-value limit, fresh keys under the key limit: the default limits alone
+// would let it reach gigabytes). The byte budget stops it: every call past
+// 64 MiB is a `state-limit` fault naming `max_bytes`, the rule ends
+// quarantined, the healthy rule still fires, and the process stays under
+// 400 MiB at its peak.
+#[test]
+fn state_byte_budget_stops_a_state_bloating_rule_below_400_mib() {
+    let wd = Workdir::new();
+    let body = format!(
+        "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\n{}",
+        rule_entry(GUEST_STATE_BLOAT, "limits = { deadline_ms = 20000 }")
+    );
+    let config = wd.config(&body);
+    let config = config.to_str().unwrap();
+    // A first run fills the compiled-component cache, so the measured run
+    // holds rules, not the compiler.
+    let (status, stderr, _) =
+        run_to_end(&wd, &["run", "--config", config, "--events", "/dev/null"]);
+    assert!(exited_ok(status), "vigil failed:\n{stderr}");
+    std::fs::remove_file(wd.audit_path()).ok();
+    std::fs::remove_file(wd.path().join("audit.jsonl.head")).ok();
+    let events = fixture("push-bombing.jsonl");
+    let (status, stderr, peak_kib) = run_to_end(
+        &wd,
+        &[
+            "run",
+            "--config",
+            config,
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(exited_ok(status), "vigil failed:\n{stderr}");
+    eprintln!("state-bloat attack: peak RSS {} MiB", peak_kib / 1024);
+    assert!(
+        peak_kib < 400 * 1024,
+        "peak RSS {} MiB, bound 400 MiB",
+        peak_kib / 1024
+    );
+    let faults = faults_of(&wd, "guest-state-bloat");
+    assert_eq!(faults.len(), 5, "{faults:#?}");
+    for f in &faults {
+        assert_eq!(f["fault"], "state-limit", "{f}");
+        let message = f["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("state limit `max_bytes` exceeded")
+                && message.ends_with(&format!("{} allowed", 64 * 1024 * 1024)),
+            "{message}"
+        );
+    }
+    let quarantined = wd.records_of("rule-quarantined");
+    assert_eq!(quarantined.len(), 1, "{quarantined:#?}");
+    assert_eq!(quarantined[0]["rule"], "guest-state-bloat");
+    assert_push_fatigue_fired(&wd);
+}

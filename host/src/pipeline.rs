@@ -294,14 +294,23 @@ impl Pipeline {
             // log.
             self.persist()?;
         }
+        // An event far behind the rule's newest one is judged all the same;
+        // its records say it was late.
+        let late = |entry: Entry| {
+            if outcome.late {
+                entry.field("late", true)
+            } else {
+                entry
+            }
+        };
         for finding in &outcome.findings {
-            self.append(finding_entry(rule, event, finding))?;
+            self.append(late(finding_entry(rule, event, finding)))?;
             self.stats.findings += 1;
         }
         let mut accepted = Vec::new();
         let mut protected_hits = Vec::new();
         for request in outcome.requests {
-            self.append(action_entry(rule, event, &request))?;
+            self.append(late(action_entry(rule, event, &request)))?;
             *self
                 .stats
                 .actions

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::bindings::{ActionKind, Finding};
+use crate::bindings::{ActionKind, Event, Finding};
 use crate::builtin;
 use crate::config::{Limits, Mode, config_strings};
 use crate::normalize::Normalizer;
@@ -147,6 +147,68 @@ impl Runner {
 
     /// Runs one case and returns what the rule produced.
     pub fn run_case(&self, case: &Case, base: &Path) -> Result<Actual> {
+        let mut rules = self.load_case_rule(case, base)?;
+        let lines = read_lines(case, base)?;
+        let mut actual = Actual::default();
+        let mut events = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            events.clear();
+            self.normalizer
+                .normalize_line(line, &mut events)
+                .with_context(|| format!("event line {}", i + 1))?;
+            for event in events.drain(..) {
+                feed(
+                    &mut rules,
+                    Arc::new(event),
+                    &format!("line {}", i + 1),
+                    &mut actual,
+                );
+            }
+        }
+        Ok(actual)
+    }
+
+    /// The case's events, normalized, in file order.
+    pub fn case_events(&self, case: &Case, base: &Path) -> Result<Vec<Arc<Event>>> {
+        let mut out = Vec::new();
+        for (i, line) in read_lines(case, base)?.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut events = Vec::new();
+            self.normalizer
+                .normalize_line(line, &mut events)
+                .with_context(|| format!("event line {}", i + 1))?;
+            out.extend(events.into_iter().map(Arc::new));
+        }
+        Ok(out)
+    }
+
+    /// Runs one case with its events in the order given (a fresh rule, as
+    /// in [`Runner::run_case`]); faults name the event id.
+    pub fn run_case_events(
+        &self,
+        case: &Case,
+        base: &Path,
+        events: &[Arc<Event>],
+    ) -> Result<Actual> {
+        let mut rules = self.load_case_rule(case, base)?;
+        let mut actual = Actual::default();
+        for event in events {
+            feed(
+                &mut rules,
+                event.clone(),
+                &format!("event {}", event.id),
+                &mut actual,
+            );
+        }
+        Ok(actual)
+    }
+
+    fn load_case_rule(&self, case: &Case, base: &Path) -> Result<RuleSet> {
         let source = match (&case.rule, &case.path) {
             (Some(id), None) => {
                 let Some(b) = builtin::find(id) else {
@@ -196,52 +258,45 @@ impl Runner {
             // Cases run audit-only, like the no-configuration default.
             args: crate::policy::ArgumentGrants::builtin_default(),
         })?;
-        let mut rules = RuleSet::new(vec![rule])?;
+        RuleSet::new(vec![rule])
+    }
+}
 
-        let lines: Vec<String> = match (&case.events, &case.inline) {
-            (Some(p), None) => {
-                let path = base.join(p);
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read events {}", path.display()))?
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            }
-            (None, Some(inline)) => inline.clone(),
-            _ => bail!("set exactly one of `events` (a JSON Lines file) or `inline` (a list)"),
-        };
-        let mut actual = Actual::default();
-        let mut events = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            events.clear();
-            self.normalizer
-                .normalize_line(line, &mut events)
-                .with_context(|| format!("event line {}", i + 1))?;
-            for event in events.drain(..) {
-                if rules.route(&event).is_empty() {
-                    continue;
-                }
-                let event = Arc::new(event);
-                let outcome = rules.rules[0].on_event(&event);
-                actual.findings.extend(outcome.findings);
-                actual.actions.extend(outcome.requests.iter().map(|r| {
-                    (
-                        r.action.kind().name().to_owned(),
-                        r.action.target().to_owned(),
-                        r.decision.name().to_owned(),
-                    )
-                }));
-                if let Some(f) = outcome.fault {
-                    actual
-                        .faults
-                        .push(format!("line {}: {}: {}", i + 1, f.kind.name(), f.message));
-                }
-            }
+/// The case's event lines: from its `events` file or `inline`.
+fn read_lines(case: &Case, base: &Path) -> Result<Vec<String>> {
+    Ok(match (&case.events, &case.inline) {
+        (Some(p), None) => {
+            let path = base.join(p);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read events {}", path.display()))?
+                .lines()
+                .map(str::to_owned)
+                .collect()
         }
-        Ok(actual)
+        (None, Some(inline)) => inline.clone(),
+        _ => bail!("set exactly one of `events` (a JSON Lines file) or `inline` (a list)"),
+    })
+}
+
+/// Routes one event to the case's rule and records what it produced;
+/// `at` names the event in fault messages.
+fn feed(rules: &mut RuleSet, event: Arc<Event>, at: &str, actual: &mut Actual) {
+    if rules.route(&event).is_empty() {
+        return;
+    }
+    let outcome = rules.rules[0].on_event(&event);
+    actual.findings.extend(outcome.findings);
+    actual.actions.extend(outcome.requests.iter().map(|r| {
+        (
+            r.action.kind().name().to_owned(),
+            r.action.target().to_owned(),
+            r.decision.name().to_owned(),
+        )
+    }));
+    if let Some(f) = outcome.fault {
+        actual
+            .faults
+            .push(format!("{at}: {}: {}", f.kind.name(), f.message));
     }
 }
 
@@ -401,6 +456,9 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>> {
     found.sort();
     Ok(found)
 }
+
+#[cfg(test)]
+mod order_tests;
 
 #[cfg(test)]
 mod tests {

@@ -167,7 +167,9 @@ export class Host {
   }
 
   /**
-   * Add `delta` to a counter and return its total over the last `windowMs`.
+   * Add `delta` to a counter and return the largest total of any `windowMs`
+   * window around the current event (in time order: the last `windowMs`),
+   * whatever order events arrive in.
    * @param {string} key
    * @param {number|bigint} windowMs
    * @param {number} [delta=1] a u32
@@ -181,7 +183,7 @@ export class Host {
   }
 
   /**
-   * Total of a counter over the last `windowMs`.
+   * A counter's largest total of any `windowMs` window around the current event.
    * @param {string} key
    * @param {number|bigint} windowMs
    * @returns {number}
@@ -191,7 +193,8 @@ export class Host {
   }
 
   /**
-   * Record `member` in a set; returns the distinct members over the last `windowMs`.
+   * Record `member` in a set; returns the most distinct members of any
+   * `windowMs` window around the current event.
    * @param {string} key
    * @param {string} member
    * @param {number|bigint} windowMs
@@ -202,7 +205,7 @@ export class Host {
   }
 
   /**
-   * How many distinct members were seen over the last `windowMs`.
+   * The most distinct members of any `windowMs` window around the current event.
    * @param {string} key
    * @param {number|bigint} windowMs
    * @returns {number}
@@ -212,7 +215,8 @@ export class Host {
   }
 
   /**
-   * A stored value, unless it expired.
+   * The value in effect at the current event's time (set at or before it,
+   * not expired, not deleted); a value set by a later event is invisible.
    * @param {string} key
    * @returns {string|undefined}
    */

@@ -82,24 +82,31 @@ class Host:
             return denied.value
 
     def counter_add(self, key: str, window_ms: int, delta: int = 1) -> int:
-        """Add to a counter; returns its total over the last ``window_ms``."""
+        """Add to a counter; returns the largest total of any ``window_ms``
+        window around the current event (in time order: the last ``window_ms``),
+        whatever order events arrive in."""
         return state.counter_add(key, window_ms, delta)
 
     def counter_get(self, key: str, window_ms: int) -> int:
+        """A counter's largest total of any ``window_ms`` window around the current event."""
         return state.counter_get(key, window_ms)
 
     def distinct_add(self, key: str, member: str, window_ms: int) -> int:
-        """Record a member; returns the distinct members over the last ``window_ms``."""
+        """Record a member; returns the most distinct members of any
+        ``window_ms`` window around the current event."""
         return state.distinct_add(key, member, window_ms)
 
     def distinct_count(self, key: str, window_ms: int) -> int:
         return state.distinct_count(key, window_ms)
 
     def get(self, key: str) -> Optional[str]:
+        """The value in effect at the current event's time (set at or before
+        it, not expired, not deleted); a later event's value is invisible."""
         return state.get(key)
 
     def set(self, key: str, value: str, ttl_ms: Optional[int] = None) -> None:
-        """Store a value, optionally expiring ``ttl_ms`` after the current event."""
+        """Store a value from the current event's time on, optionally expiring
+        ``ttl_ms`` after it."""
         state.set(key, value, ttl_ms)
 
     def delete(self, key: str) -> None:

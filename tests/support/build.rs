@@ -15,6 +15,7 @@ const GUESTS: &[&str] = &[
     "guest-protected",
     "guest-huge-output",
     "guest-state-hog",
+    "guest-state-bloat",
     "guest-wrong-world",
     "guest-requester",
     "guest-wait",

@@ -178,8 +178,16 @@ pub struct Limits {
     pub quarantine_after: u32,
     /// Keys in the rule's state.
     pub state_max_keys: usize,
-    /// Entries in one state counter or set.
+    /// Entries in one state counter or set (versions kept for one value).
     pub state_max_entries_per_key: usize,
+    /// Bytes the rule's state may hold (keys + values + entries), accounted
+    /// as it changes; more is a `state-limit` fault, never an OOM.
+    pub state_max_bytes: usize,
+    /// An event more than this many seconds behind the newest event the
+    /// rule has seen is still judged, but its records say `late: true`;
+    /// state is kept this much longer than its window so events up to this
+    /// late are judged against complete state.
+    pub late_after_secs: u64,
 }
 
 impl Default for Limits {
@@ -196,6 +204,8 @@ impl Default for Limits {
             quarantine_after: 5,
             state_max_keys: 100_000,
             state_max_entries_per_key: 10_000,
+            state_max_bytes: 64 * 1024 * 1024,
+            late_after_secs: 600,
         }
     }
 }
@@ -222,6 +232,8 @@ pub struct LimitOverrides {
     pub quarantine_after: Option<u32>,
     pub state_max_keys: Option<usize>,
     pub state_max_entries_per_key: Option<usize>,
+    pub state_max_bytes: Option<usize>,
+    pub late_after_secs: Option<u64>,
 }
 
 impl Limits {
@@ -243,6 +255,8 @@ impl Limits {
             state_max_entries_per_key: o
                 .state_max_entries_per_key
                 .unwrap_or(self.state_max_entries_per_key),
+            state_max_bytes: o.state_max_bytes.unwrap_or(self.state_max_bytes),
+            late_after_secs: o.late_after_secs.unwrap_or(self.late_after_secs),
         }
     }
 
@@ -258,6 +272,7 @@ impl Limits {
                 "state_max_entries_per_key",
                 self.state_max_entries_per_key as u64,
             ),
+            ("state_max_bytes", self.state_max_bytes as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -268,6 +283,12 @@ impl Limits {
             bail!(
                 "{at}.deadline_ms is {} ms; at most 60000 is allowed",
                 self.deadline_ms
+            );
+        }
+        if self.late_after_secs > 7 * 24 * 3600 {
+            bail!(
+                "{at}.late_after_secs is {}; at most 604800 (7 days) is allowed",
+                self.late_after_secs
             );
         }
         if self.memory_mib > 4096 {
@@ -699,6 +720,33 @@ mod tests {
         assert_eq!(
             format!("{err:#}"),
             "rules[0].limits.deadline_ms must be greater than 0"
+        );
+    }
+
+    // The state byte budget and the lateness bound: defaults, per-rule
+    // overrides, and refusals naming the key.
+    #[test]
+    fn state_budget_and_lateness_are_limits_with_defaults() {
+        let c = Config::parse(
+            "[limits]\nlate_after_secs = 120\n[[rules]]\nbuiltin = \"x\"\nlimits = { state_max_bytes = 1048576 }\n",
+        )
+        .unwrap();
+        assert_eq!(Limits::default().state_max_bytes, 64 * 1024 * 1024);
+        assert_eq!(Limits::default().late_after_secs, 600);
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!(rule.state_max_bytes, 1_048_576);
+        assert_eq!(rule.late_after_secs, 120);
+        let err = Config::parse("[limits]\nstate_max_bytes = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.state_max_bytes must be greater than 0"
+        );
+        let err =
+            Config::parse("[[rules]]\nbuiltin = \"x\"\nlimits = { late_after_secs = 700000 }\n")
+                .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("rules[0].limits.late_after_secs is 700000"),
+            "{err:#}"
         );
     }
 

@@ -1,6 +1,9 @@
 //! `vigil:rule/state`: the rule's windowed counters, distinct sets and
-//! values, on event time. A call past a state limit traps with a message
-//! naming the limit (and is audited as a rule fault).
+//! values, on event time whatever the arrival order (the semantics live in
+//! `vigil_sdk::state_store`, shared with the SDK's mock host). A call past a
+//! state limit — including the byte budget `state_max_bytes` — traps with a
+//! message naming the limit (and is audited as a rule fault); the call that
+//! hit it changes nothing.
 
 use vigil_sdk::state_store::StateLimitError;
 
@@ -52,7 +55,6 @@ impl Host for RuleState {
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.state.delete(&key);
-        Ok(())
+        self.state.delete(&key).map_err(|e| self.limit_hit(e))
     }
 }

@@ -92,6 +92,9 @@ pub struct CallOutcome {
     pub fault: Option<RuleFault>,
     /// This call's fault put the rule in quarantine.
     pub quarantined_now: bool,
+    /// The event was more than `late_after_secs` behind the newest event
+    /// this rule had seen: judged all the same, and its records say so.
+    pub late: bool,
 }
 
 pub struct RuleInstance {
@@ -240,9 +243,11 @@ impl RuleInstance {
         if self.quarantined {
             return CallOutcome::default();
         }
+        let late;
         {
             let data = self.store.data_mut();
             data.state.set_now(event.time);
+            late = data.state.behind_ms() > self.limits.late_after_secs.saturating_mul(1000);
             data.event = Some(event.clone());
             data.limiter.hit = None;
             data.state_fault = None;
@@ -265,6 +270,7 @@ impl RuleInstance {
         data.flush_output();
         let mut outcome = CallOutcome {
             requests: std::mem::take(&mut data.requests),
+            late,
             ..CallOutcome::default()
         };
         let fault = match result {
@@ -379,6 +385,8 @@ fn state_limits(limits: &Limits) -> StateLimits {
     StateLimits {
         max_keys: limits.state_max_keys,
         max_entries_per_key: limits.state_max_entries_per_key,
+        max_bytes: limits.state_max_bytes,
+        late_after_ms: limits.late_after_secs.saturating_mul(1000),
         ..StateLimits::default()
     }
 }

@@ -1,10 +1,13 @@
-//! Rule state (windowed counters, distinct sets, TTL values) in the store:
-//! one row per rule, kind and key, written in batches of changed keys.
+//! Rule state (windowed counters, distinct sets, versioned TTL values) in
+//! the store: one row per rule, kind and key, written in batches of changed
+//! keys. Each row is a JSON snapshot of the key; rows written before values
+//! were versioned on event time are still read (and rewritten in the new
+//! shape when the key next changes).
 
 use anyhow::{Context, Result};
 use rusqlite::params;
 use serde_json::Value;
-use vigil_sdk::state_store::{KeyState, StateKind};
+use vigil_sdk::state_store::{KeyState, StateKind, Version};
 
 use super::Store;
 
@@ -82,52 +85,106 @@ impl Store {
 
 /// The stored JSON of one key (written straight from borrowed data: this
 /// runs for every changed key).
+///
+/// - counter: `{"w": window, "e": [[time, delta], …]}`
+/// - set: `{"w": window, "t": thinning window, "s": [[member, [time, …]], …]}`
+/// - value: `{"vs": [[set_at, value or null, expires_at or null], …]}`
+///
+/// Before event-time versioning (v0.1 of the state format) a set was
+/// `{"w", "m": [[member, last_seen], …]}` and a value `{"v", "x"}`; [`decode`]
+/// still reads both (see there), so an existing database is migrated key by
+/// key as it is loaded, and each key is written in the new shape the next
+/// time it changes.
 fn encode(state: &KeyState) -> Result<String> {
     #[derive(serde::Serialize)]
-    struct Windowed<'a, T: serde::Serialize> {
+    struct Counter<'a> {
         w: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        e: Option<&'a T>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        m: Option<&'a T>,
+        e: &'a [(i64, u64)],
     }
     #[derive(serde::Serialize)]
-    struct Stored<'a> {
-        v: &'a str,
-        x: Option<i64>,
+    struct Set<'a> {
+        w: u64,
+        t: u64,
+        s: &'a [(String, Vec<i64>)],
+    }
+    #[derive(serde::Serialize)]
+    struct Values {
+        vs: Vec<(i64, Option<String>, Option<i64>)>,
     }
     Ok(match state {
-        KeyState::Counter { window_ms, entries } => serde_json::to_string(&Windowed {
+        KeyState::Counter { window_ms, entries } => serde_json::to_string(&Counter {
             w: *window_ms,
-            e: Some(entries),
-            m: None,
+            e: entries,
         })?,
-        KeyState::Set { window_ms, members } => serde_json::to_string(&Windowed {
+        KeyState::Set {
+            window_ms,
+            thin_ms,
+            members,
+        } => serde_json::to_string(&Set {
             w: *window_ms,
-            e: None,
-            m: Some(members),
+            t: *thin_ms,
+            s: members,
         })?,
-        KeyState::Value { value, expires_at } => serde_json::to_string(&Stored {
-            v: value,
-            x: *expires_at,
+        KeyState::Value { versions } => serde_json::to_string(&Values {
+            vs: versions
+                .iter()
+                .map(|v| (v.set_at, v.value.clone(), v.expires_at))
+                .collect(),
         })?,
     })
 }
 
+/// Reads one stored key, in the current shape or the one before
+/// versioning: an old value becomes one version with `set_at` = `i64::MIN`
+/// (in effect for every event, as it was), an old set member one sighting
+/// at its last-seen time (thinned against the set's window).
 fn decode(kind: StateKind, v: &Value) -> Result<KeyState> {
     Ok(match kind {
         StateKind::Counter => KeyState::Counter {
             window_ms: v["w"].as_u64().context("window")?,
             entries: serde_json::from_value(v["e"].clone())?,
         },
-        StateKind::Set => KeyState::Set {
-            window_ms: v["w"].as_u64().context("window")?,
-            members: serde_json::from_value(v["m"].clone())?,
-        },
-        StateKind::Value => KeyState::Value {
-            value: v["v"].as_str().context("value")?.to_owned(),
-            expires_at: v["x"].as_i64(),
-        },
+        StateKind::Set => {
+            let window_ms = v["w"].as_u64().context("window")?;
+            if v.get("s").is_some() {
+                KeyState::Set {
+                    window_ms,
+                    thin_ms: v["t"].as_u64().context("thinning window")?,
+                    members: serde_json::from_value(v["s"].clone())?,
+                }
+            } else {
+                let old: Vec<(String, i64)> = serde_json::from_value(v["m"].clone())?;
+                KeyState::Set {
+                    window_ms,
+                    thin_ms: window_ms,
+                    members: old.into_iter().map(|(m, t)| (m, vec![t])).collect(),
+                }
+            }
+        }
+        StateKind::Value => {
+            if let Some(vs) = v.get("vs") {
+                let versions: Vec<(i64, Option<String>, Option<i64>)> =
+                    serde_json::from_value(vs.clone())?;
+                KeyState::Value {
+                    versions: versions
+                        .into_iter()
+                        .map(|(set_at, value, expires_at)| Version {
+                            set_at,
+                            value,
+                            expires_at,
+                        })
+                        .collect(),
+                }
+            } else {
+                KeyState::Value {
+                    versions: vec![Version {
+                        set_at: i64::MIN,
+                        value: Some(v["v"].as_str().context("value")?.to_owned()),
+                        expires_at: v["x"].as_i64(),
+                    }],
+                }
+            }
+        }
     })
 }
 
@@ -143,23 +200,96 @@ mod tests {
             entries: vec![(1, 1), (2, 3)],
         };
         let value = KeyState::Value {
-            value: "x".into(),
-            expires_at: Some(9),
+            versions: vec![
+                Version {
+                    set_at: 3,
+                    value: Some("x".into()),
+                    expires_at: Some(9),
+                },
+                Version {
+                    set_at: 5,
+                    value: None,
+                    expires_at: None,
+                },
+            ],
+        };
+        let set = KeyState::Set {
+            window_ms: 600_000,
+            thin_ms: 60_000,
+            members: vec![("alice".into(), vec![1, 70_000])],
         };
         s.save_rule_state(&[(
             "r1".into(),
             vec![
                 (StateKind::Counter, "c".into(), Some(counter.clone())),
                 (StateKind::Value, "v".into(), Some(value.clone())),
+                (StateKind::Set, "s".into(), Some(set.clone())),
             ],
         )])
         .unwrap();
         let mut got = s.load_rule_state("r1").unwrap();
         got.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(got, vec![("c".into(), counter), ("v".into(), value)]);
+        assert_eq!(
+            got,
+            vec![
+                ("c".into(), counter),
+                ("s".into(), set),
+                ("v".into(), value)
+            ]
+        );
         s.save_rule_state(&[("r1".into(), vec![(StateKind::Value, "v".into(), None)])])
             .unwrap();
-        assert_eq!(s.load_rule_state("r1").unwrap().len(), 1);
+        assert_eq!(s.load_rule_state("r1").unwrap().len(), 2);
         assert!(s.load_rule_state("r2").unwrap().is_empty());
+    }
+
+    // A database written before values were versioned: its rows are read
+    // as they meant (a value in effect for every event, a set member seen
+    // once at its last sighting) and behave the same once restored.
+    #[test]
+    fn rows_from_before_versioning_are_migrated_on_load() {
+        let s = Store::in_memory().unwrap();
+        for (kind, key, data) in [
+            ("value", "v", r#"{"v":"kept","x":5000}"#),
+            ("value", "forever", r#"{"v":"always","x":null}"#),
+            (
+                "set",
+                "d",
+                r#"{"w":600000,"m":[["alice",1000],["bob",2000]]}"#,
+            ),
+            ("counter", "c", r#"{"w":600000,"e":[[1000,2]]}"#),
+        ] {
+            s.conn
+                .execute(
+                    "INSERT INTO rule_state (rule, kind, key, data) VALUES ('r', ?1, ?2, ?3)",
+                    params![kind, key, data],
+                )
+                .unwrap();
+        }
+        let mut state = vigil_sdk::state_store::StateStore::default();
+        for (key, value) in s.load_rule_state("r").unwrap() {
+            state.restore(key, value);
+        }
+        state.set_now(3000);
+        assert_eq!(state.get("v"), Some("kept"));
+        assert_eq!(state.get("forever"), Some("always"));
+        assert_eq!(state.distinct_count("d", 600_000), 2);
+        assert_eq!(state.counter_get("c", 600_000), 2);
+        state.set_now(5000);
+        assert_eq!(state.get("v"), None, "the old expiry holds");
+        // Rewritten in the new shape, it loads the same.
+        state.track_changes();
+        state.set("v", "new", None).unwrap();
+        let changes = state.take_changes();
+        s.save_rule_state(&[("r".into(), changes)]).unwrap();
+        let data: String = s
+            .conn
+            .query_row(
+                "SELECT data FROM rule_state WHERE rule = 'r' AND key = 'v'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(data.starts_with(r#"{"vs":"#), "{data}");
     }
 }

@@ -29,7 +29,8 @@ pub const WIT_VERSION: &str = "0.1.0";
 ///
 /// Rules keep no memory of their own between events: everything that must
 /// outlive one event goes through the host's state (`counter_add`,
-/// `distinct_add`, `set`), which is windowed on event time.
+/// `distinct_add`, `set`), which is on event time whatever the arrival
+/// order (see `vigil_sdk::state_store`).
 pub trait Rule {
     /// What the rule is, which event kinds it reads and which action kinds it
     /// may ask for. Called once when the host loads the rule.
@@ -45,18 +46,29 @@ pub trait Host {
     /// Ask for an action. The host's policy gate decides; a denial comes back
     /// as a value the rule can inspect, never as a trap.
     fn request(&mut self, action: &Action) -> Result<Receipt, Denial>;
-    /// Add to a counter; returns its total over the last `window_ms`.
+    /// Add to a counter; returns the largest total of any `window_ms` window
+    /// around the current event (in time order: the last `window_ms`),
+    /// whatever order events arrive in. Remember that a rule fired in a
+    /// counter, not a value, to fire once per burst in any order.
     fn counter_add(&mut self, key: &str, window_ms: u64, delta: u32) -> u64;
-    /// A counter's total over the last `window_ms`.
+    /// A counter's largest total of any `window_ms` window around the
+    /// current event.
     fn counter_get(&mut self, key: &str, window_ms: u64) -> u64;
-    /// Record a member; returns the distinct members over the last `window_ms`.
+    /// Record a member; returns the most distinct members of any `window_ms`
+    /// window around the current event.
     fn distinct_add(&mut self, key: &str, member: &str, window_ms: u64) -> u64;
-    /// Distinct members over the last `window_ms`.
+    /// The most distinct members of any `window_ms` window around the
+    /// current event.
     fn distinct_count(&mut self, key: &str, window_ms: u64) -> u64;
-    /// A stored value, unless expired.
+    /// The value in effect at the current event's time: set at or before
+    /// it, not expired, not deleted. A value set by a later event is
+    /// invisible.
     fn get(&mut self, key: &str) -> Option<String>;
-    /// Store a value, optionally expiring `ttl_ms` after the current event.
+    /// Store a value from the current event's time on (until a value set
+    /// later in event time), optionally expiring `ttl_ms` after it.
     fn set(&mut self, key: &str, value: &str, ttl_ms: Option<u64>);
+    /// Delete the value from the current event's time on; earlier events
+    /// still see it.
     fn delete(&mut self, key: &str);
     /// A log line, tagged by the host with the rule id.
     fn log(&mut self, level: Level, message: &str);

@@ -123,7 +123,7 @@ impl Host for MockHost {
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn delete(&mut self, key: &str) {
-        self.state.delete(key)
+        self.state.delete(key).unwrap_or_else(|e| panic!("{e}"))
     }
     fn log(&mut self, level: Level, message: &str) {
         self.logs.push((level, message.to_owned()));

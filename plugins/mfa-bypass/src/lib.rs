@@ -37,9 +37,15 @@
 //!
 //! Actions: `revoke-sessions` on the user, then `escalate`.
 //!
+//! Event time, whatever the arrival order: the 50074/50076 memory is a
+//! value, so only a sign-in at or after the demand sees it; when the
+//! single-factor success is delivered before the demand that precedes it,
+//! the demand finds it (a `single:` counter around the demand with none
+//! before it) and reports it. The dedupe is a counter and looks both ways.
+//!
 //! Config keys:
 //! - `dedupe_minutes` (default 60): one finding per user per this many
-//!   minutes.
+//!   minutes on either side in event time.
 //! - `required_memory_hours` (default 24, at most 168): how long a 50074 /
 //!   50076 for a user counts as "MFA is required for this user".
 //! - `ca_applied_means_required` (default 1): 1 treats a conditional access
@@ -126,6 +132,8 @@ impl Rule for MfaBypass {
             return Ok(Vec::new());
         };
         let required_key = format!("mfa-required:{}", user.id);
+        let single_key = format!("single:{}", user.id);
+        let memory_ms = memory_hours * HOUR_MS;
 
         let reason = if event.kind == OKTA_ATTEMPT_BYPASS {
             if event.outcome == Outcome::Failure {
@@ -134,46 +142,65 @@ impl Rule for MfaBypass {
             "Okta logged an attempt to bypass MFA that was not blocked".to_owned()
         } else if event.kind == ENTRA_SIGN_IN {
             let code = event.attribute("error-code");
-            if code.is_some_and(|c| MFA_REQUIRED_CODES.contains(&c)) {
-                host.set(
-                    &required_key,
-                    code.unwrap_or_default(),
-                    Some(memory_hours * HOUR_MS),
-                );
-                return Ok(Vec::new());
-            }
-            if event.outcome != Outcome::Success {
-                return Ok(Vec::new());
-            }
-            let client = event.attribute("client-app").unwrap_or_default();
-            let single = event
-                .attribute("authentication-requirement")
-                .is_some_and(|r| r.eq_ignore_ascii_case("singleFactorAuthentication"));
-            let ca = event
-                .attribute("conditional-access-status")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            if LEGACY_CLIENTS.contains(&client.to_ascii_lowercase().as_str()) {
-                format!("successful sign-in through legacy protocol {client}, which cannot do MFA")
-            } else if single && ca_means_required && (ca == "success" || ca == "failure") {
-                format!("single-factor sign-in although conditional access applied (status {ca})")
-            } else if single && let Some(code) = host.get(&required_key) {
+            if let Some(code) = code.filter(|c| MFA_REQUIRED_CODES.contains(c)) {
+                host.set(&required_key, code, Some(memory_ms));
+                // A single-factor success after this demand that was
+                // delivered before it: one within the memory around the
+                // demand, none within the memory before it.
+                if host.counter_get(&single_key, memory_ms) == 0 || host.get(&single_key).is_some()
+                {
+                    return Ok(Vec::new());
+                }
                 format!(
-                    "single-factor sign-in although Entra required strong authentication \
-                     (error {code}) for this user within {memory_hours} h"
+                    "single-factor sign-in within {memory_hours} h after Entra required strong \
+                     authentication (error {code}) for this user (the sign-in was delivered first)"
                 )
             } else {
-                return Ok(Vec::new());
+                if event.outcome != Outcome::Success {
+                    return Ok(Vec::new());
+                }
+                let client = event.attribute("client-app").unwrap_or_default();
+                let single = event
+                    .attribute("authentication-requirement")
+                    .is_some_and(|r| r.eq_ignore_ascii_case("singleFactorAuthentication"));
+                let ca = event
+                    .attribute("conditional-access-status")
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if LEGACY_CLIENTS.contains(&client.to_ascii_lowercase().as_str()) {
+                    format!(
+                        "successful sign-in through legacy protocol {client}, which cannot do MFA"
+                    )
+                } else if single && ca_means_required && (ca == "success" || ca == "failure") {
+                    format!(
+                        "single-factor sign-in although conditional access applied (status {ca})"
+                    )
+                } else if single && let Some(code) = host.get(&required_key) {
+                    format!(
+                        "single-factor sign-in although Entra required strong authentication \
+                         (error {code}) for this user within {memory_hours} h"
+                    )
+                } else {
+                    if single {
+                        // Not a bypass as far as this sign-in can tell; a
+                        // demand before it may still arrive (see above).
+                        host.counter_add(&single_key, memory_ms, 1);
+                        host.set(&single_key, &event.id, Some(memory_ms));
+                    }
+                    return Ok(Vec::new());
+                }
             }
         } else {
             return Ok(Vec::new());
         };
 
+        // A counter, not a value: a finding for a later event holds back
+        // one for an earlier event delivered after it, and the reverse.
         let fired_key = format!("fired:{}", user.id);
-        if host.get(&fired_key).is_some() {
+        if host.counter_get(&fired_key, dedupe_ms) > 0 {
             return Ok(Vec::new());
         }
-        host.set(&fired_key, &event.id, Some(dedupe_ms));
+        host.counter_add(&fired_key, dedupe_ms, 1);
 
         let login = user.login.clone().unwrap_or_else(|| user.id.clone());
         let mut finding = Finding::new(
@@ -467,5 +494,39 @@ mod tests {
             .1;
         assert!(revoke.starts_with("denied (not-granted)"), "{revoke}");
         assert_eq!(host.requested.len(), 2);
+    }
+
+    // The single-factor success delivered before the MFA demand that
+    // precedes it is still judged a bypass, once.
+    #[test]
+    fn a_demand_delivered_after_the_bypass_still_finds_it() {
+        let events = vec![
+            sign_in("u1", 0, "50074", &[("client-app", "Browser")]),
+            sign_in("u1", 30, "0", &single("notApplied")),
+        ];
+        let mut reversed = events.clone();
+        reversed.reverse();
+        for order in [events, reversed] {
+            let mut host = MockHost::new();
+            let f = host.feed_all::<MfaBypass>(&order).unwrap();
+            assert_eq!(f.len(), 1);
+            assert_eq!(f[0].subject, "u1");
+            assert_eq!(
+                host.requested_kinds(),
+                vec![ActionKind::RevokeSessions, ActionKind::Escalate]
+            );
+        }
+        // A single-factor sign-in *before* the demand is not a bypass, in
+        // either order.
+        let before = vec![
+            sign_in("u1", 0, "0", &single("notApplied")),
+            sign_in("u1", 30, "50074", &[("client-app", "Browser")]),
+        ];
+        let mut reversed = before.clone();
+        reversed.reverse();
+        for order in [before, reversed] {
+            let mut host = MockHost::new();
+            assert!(host.feed_all::<MfaBypass>(&order).unwrap().is_empty());
+        }
     }
 }

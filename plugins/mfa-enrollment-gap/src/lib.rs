@@ -26,23 +26,37 @@
 //! Config keys:
 //! - `grace_hours` (default 24, 0–168): time allowed between first sight and
 //!   a first factor.
+//! - `settle_minutes` (default 10, 0–1440): the finding is made at the first
+//!   sighting at least this long after the first sighting past the grace
+//!   period (both without a factor seen up to them), not at that first one:
+//!   the factor of a sign-in is often logged a moment after it and may be
+//!   delivered later still, and a late enrollment cannot take a finding
+//!   back. Keep it at least the host's lateness bound (`late_after_secs`).
 //! - `group_id` (no default, required for the group action): the id of the
 //!   "MFA enrollment required" group (Okta group id or Entra group object
 //!   id). When it is missing or empty the rule still reports the finding
 //!   and sends the `notify`, adds the detail `group` = "not configured" and
 //!   logs a warning; it never asks for an `add-to-group` without a group.
 //!
-//! State (host state only): `first:<user>` = first-seen time and event
-//! kind, `enrolled:<user>` and `fired:<user>`, each with a 7-day TTL (the
-//! host's maximum) that is refreshed whenever the user is seen again, so a
-//! user active at least weekly is tracked indefinitely. It fires once per
-//! user per 7 days: a user who stays without MFA is reported again weekly.
+//! State (host state only): the values `first:<user>` = first-seen time and
+//! event kind and `enrolled:<user>`, each with a 7-day TTL (the host's
+//! maximum) that is refreshed whenever the user is seen again, so a user
+//! active at least weekly is tracked indefinitely, and the counter
+//! `fired:<user>`. It fires once per user per 7 days on either side in
+//! event time: a user who stays without MFA is reported again weekly.
+//!
+//! Event time, whatever the arrival order: values are seen only by events
+//! at or after the time that set them, so an enrollment delivered late
+//! still covers the sightings after it and not those before it; with the
+//! settling delay above, events delivered out of order by less than
+//! `settle_minutes` give the same findings as in time order.
 //!
 //! Blind spots:
 //! - There are no timers: time is event time, so the check only happens on
-//!   the user's next activation or sign-in *after* the grace period. A user
-//!   who never signs in again is never reported, and the report comes late
-//!   for someone who signs in rarely.
+//!   the user's sightings *after* the grace period, and the report on the
+//!   second of them at least `settle_minutes` apart. A user who never signs
+//!   in again is never reported, and the report comes late for someone who
+//!   signs in rarely.
 //! - Factors enrolled before Vigil started watching, or not used within the
 //!   last 7 days, are unknown: a user who has a factor but signs in with a
 //!   password alone (remembered device, policy without MFA) is reported.
@@ -75,6 +89,7 @@ const HOUR_MS: u64 = 3_600_000;
 /// The host's longest TTL.
 const TTL_MS: u64 = 7 * 24 * HOUR_MS;
 const MAX_GRACE_HOURS: u64 = 7 * 24;
+const MAX_SETTLE_MINUTES: u64 = 24 * 60;
 
 /// Factor names that are not a second factor.
 const NOT_MFA: [&str; 8] = [
@@ -131,6 +146,13 @@ impl Rule for MfaEnrollmentGap {
                 "config `grace_hours` must be between 0 and {MAX_GRACE_HOURS}, got {grace_hours}"
             ));
         }
+        let settle_minutes = host.config_u64("settle_minutes", 10)?;
+        if settle_minutes > MAX_SETTLE_MINUTES {
+            return Err(format!(
+                "config `settle_minutes` must be between 0 and {MAX_SETTLE_MINUTES}, got {settle_minutes}"
+            ));
+        }
+        let settle_ms = (settle_minutes * 60_000) as i64;
         let Some(signal) = signal(event) else {
             return Ok(Vec::new());
         };
@@ -140,14 +162,17 @@ impl Rule for MfaEnrollmentGap {
         };
         let enrolled_key = format!("enrolled:{}", user.id);
         let first_key = format!("first:{}", user.id);
+        let overdue_key = format!("overdue:{}", user.id);
         match signal {
             Signal::Enrolled => {
                 host.set(&enrolled_key, &event.id, Some(TTL_MS));
                 host.delete(&first_key);
+                host.delete(&overdue_key);
                 return Ok(Vec::new());
             }
             Signal::Reset => {
                 host.delete(&enrolled_key);
+                host.delete(&overdue_key);
                 host.set(
                     &first_key,
                     &format!("{} {}", event.time, event.kind),
@@ -177,11 +202,29 @@ impl Rule for MfaEnrollmentGap {
         if elapsed_ms < 0 || (elapsed_ms as u64) < grace_hours * HOUR_MS {
             return Ok(Vec::new());
         }
+        // Overdue, as far as this event can tell. The factor of this very
+        // sign-in may be logged a moment later and be delivered after it,
+        // so the finding waits for a sighting at least `settle_minutes`
+        // after the first overdue one: by then everything up to that one
+        // has arrived (keep it at least the host's lateness bound).
+        let overdue_since = host.get(&overdue_key).and_then(|v| v.parse::<i64>().ok());
+        match overdue_since {
+            None => {
+                host.set(&overdue_key, &event.time.to_string(), Some(TTL_MS));
+                return Ok(Vec::new());
+            }
+            Some(since) if event.time.saturating_sub(since) < settle_ms => {
+                return Ok(Vec::new());
+            }
+            Some(_) => {}
+        }
+        // A counter, not a value: one finding per user per 7 days on either
+        // side in event time, whichever sighting is delivered first.
         let fired_key = format!("fired:{}", user.id);
-        if host.get(&fired_key).is_some() {
+        if host.counter_get(&fired_key, TTL_MS) > 0 {
             return Ok(Vec::new());
         }
-        host.set(&fired_key, &event.id, Some(TTL_MS));
+        host.counter_add(&fired_key, TTL_MS, 1);
 
         let login = user.login.clone().unwrap_or_else(|| user.id.clone());
         let hours = elapsed_ms as u64 / HOUR_MS;
@@ -358,7 +401,11 @@ mod tests {
     #[test]
     fn no_factor_after_grace_adds_to_group_and_notifies() {
         let mut host = host();
-        let events = [activate("00unew1", 0), sign_in("00unew1", 30)];
+        let events = [
+            activate("00unew1", 0),
+            sign_in("00unew1", 30),
+            sign_in("00unew1", 31),
+        ];
         let findings = host.feed_all::<MfaEnrollmentGap>(&events).unwrap();
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].subject, "00unew1");
@@ -451,6 +498,7 @@ mod tests {
             sign_in("00uold2", 0),
             via(Outcome::Failure, 1),
             sign_in("00uold2", 30),
+            sign_in("00uold2", 31),
         ];
         assert_eq!(
             failed.feed_all::<MfaEnrollmentGap>(&events).unwrap().len(),
@@ -492,6 +540,7 @@ mod tests {
         let events = [
             entra(ENTRA_ADD_USER, Outcome::Success, 0, false),
             entra(ENTRA_SIGN_IN, Outcome::Success, 48, false),
+            entra(ENTRA_SIGN_IN, Outcome::Success, 49, false),
         ];
         assert_eq!(gap.feed_all::<MfaEnrollmentGap>(&events).unwrap().len(), 1);
 
@@ -552,6 +601,7 @@ mod tests {
             reset,
             sign_in("00unew1", 20),
             sign_in("00unew1", 40),
+            sign_in("00unew1", 41),
         ];
         let findings = host.feed_all::<MfaEnrollmentGap>(&events).unwrap();
         assert_eq!(findings.len(), 1);
@@ -560,14 +610,18 @@ mod tests {
             .iter()
             .find(|(k, _)| k == "hours_without_mfa")
             .unwrap();
-        assert_eq!(hours.1, "30");
+        assert_eq!(hours.1, "31");
     }
 
     // Without group_id: finding and notify, no add-to-group, a detail says so.
     #[test]
     fn missing_group_still_reports_and_notifies() {
         let mut host = MockHost::new();
-        let events = [activate("00unew1", 0), sign_in("00unew1", 30)];
+        let events = [
+            activate("00unew1", 0),
+            sign_in("00unew1", 30),
+            sign_in("00unew1", 31),
+        ];
         let findings = host.feed_all::<MfaEnrollmentGap>(&events).unwrap();
         assert_eq!(findings.len(), 1);
         assert_eq!(host.requested_kinds(), vec![ActionKind::Notify]);
@@ -583,7 +637,11 @@ mod tests {
     #[test]
     fn grace_comes_from_config() {
         let mut host = host().with_config("grace_hours", 4);
-        let events = [activate("00unew1", 0), sign_in("00unew1", 5)];
+        let events = [
+            activate("00unew1", 0),
+            sign_in("00unew1", 5),
+            sign_in("00unew1", 6),
+        ];
         assert_eq!(host.feed_all::<MfaEnrollmentGap>(&events).unwrap().len(), 1);
     }
 
@@ -612,5 +670,37 @@ mod tests {
     fn rfc3339_formats_event_time() {
         assert_eq!(rfc3339(1_772_359_323_123), "2026-03-01T10:02:03.123Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    // The factor of a sign-in is logged a moment after it and may arrive
+    // later still: the first overdue sighting only starts the settling
+    // delay, so a late factor of the same flow clears the user.
+    #[test]
+    fn a_factor_delivered_after_its_sign_in_still_clears_the_user() {
+        let mfa = |minute: i64| {
+            EventBuilder::okta(OKTA_AUTH_VIA_MFA)
+                .actor_user("00uold3", "old3@example.com")
+                .outcome(Outcome::Success)
+                .factor("OKTA_VERIFY_PUSH")
+                .at(T0 + 30 * HOUR + minute * 60_000)
+                .build()
+        };
+        let sign_in_at = |minute: i64| {
+            let mut e = sign_in("00uold3", 30);
+            e.time += minute * 60_000;
+            e
+        };
+        let mut h = host();
+        // Sign-in at 30 h + 1 min delivered before its factor at 30 h.
+        let events = [sign_in("00uold3", 0), sign_in_at(1), mfa(0), sign_in_at(40)];
+        assert!(h.feed_all::<MfaEnrollmentGap>(&events).unwrap().is_empty());
+        // Without the factor the second sighting, 39 minutes later, reports.
+        let mut h = host();
+        let events = [sign_in("00uold3", 0), sign_in_at(1), sign_in_at(40)];
+        assert_eq!(h.feed_all::<MfaEnrollmentGap>(&events).unwrap().len(), 1);
+        // A second sighting within the settling delay does not yet.
+        let mut h = host();
+        let events = [sign_in("00uold3", 0), sign_in_at(1), sign_in_at(5)];
+        assert!(h.feed_all::<MfaEnrollmentGap>(&events).unwrap().is_empty());
     }
 }

@@ -35,9 +35,24 @@
 //! 7, 1–7).
 //!
 //! It fires once per user per reset window: further sign-ins from new places
-//! within the same window raise nothing new.
+//! within `window_hours` (before or after the one that fired) raise nothing
+//! new.
 //!
-//! Blind spots: a user with no successful sign-in in the last `history_days`
+//! Event time, whatever the arrival order: the reset window and the places
+//! are values, which an event sees only when they were set at or before its
+//! own time, so a sign-in from before the reset that is delivered after it
+//! is never judged against it, and each follow-up is compared with the
+//! places seen before the reset in event time. The dedupe is a counter and
+//! looks both ways.
+//!
+//! Blind spots: a reset delivered *after* its follow-up sign-in (both within
+//! the lateness bound, e.g. a newest-first export) is not matched with it:
+//! the sign-in was judged before the reset was known, and the reset cannot
+//! read where a later sign-in came from (v0.1 state has no look-up of later
+//! values); the next follow-up after it is judged normally. A sign-in from
+//! before the reset that is delivered after a later one from the same place
+//! does not move that place's "first seen" earlier for events judged in
+//! between. A user with no successful sign-in in the last `history_days`
 //! has no baseline, so nothing is compared (logged at info, no finding) —
 //! this includes every user in the first days after deployment; an attacker
 //! signing in from an IP the victim used before the reset (same office NAT,
@@ -269,8 +284,10 @@ fn check_after_reset(
     if event.time < window.first_reset_ms {
         return None;
     }
+    // A counter, not a value: whichever follow-up is delivered first, the
+    // others within the window (before or after it) raise nothing new.
     let fired_key = format!("fired:{}", user.id);
-    if host.get(&fired_key).is_some() {
+    if host.counter_get(&fired_key, cfg.window_ms) > 0 {
         return None;
     }
     let baseline_ok = host
@@ -307,7 +324,7 @@ fn check_after_reset(
     if !new_ip && !new_country {
         return None;
     }
-    host.set(&fired_key, &event.id, Some(cfg.window_ms));
+    host.counter_add(&fired_key, cfg.window_ms, 1);
 
     let login = user.login.clone().unwrap_or_else(|| user.id.clone());
     let what = match signal {

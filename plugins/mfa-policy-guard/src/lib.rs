@@ -7,8 +7,12 @@
 //! who made it (the actor's login), asks to re-activate the policy where that
 //! can help, and escalates to the on-call.
 //!
-//! Signals (outcome must be Success; failures and unknown outcomes are
-//! ignored):
+//! Signals (outcome Success; failures are ignored). Fail safe: a
+//! *deactivation or deletion* whose outcome is missing or unknown is treated
+//! as a success (it probably happened, and an MFA policy switched off
+//! unnoticed is the worse mistake); the finding says so in the detail
+//! `outcome`. An *update* with a missing outcome is ignored, since most
+//! updates do not weaken anything.
 //! - Okta `policy.lifecycle.deactivate`, `policy.lifecycle.delete`,
 //!   `policy.rule.deactivate`, `policy.rule.delete`: any policy (high).
 //! - Okta `policy.lifecycle.update`, `policy.rule.update`: only when a target
@@ -44,7 +48,12 @@
 //!
 //! Config keys:
 //! - `dedupe_minutes` (default 10): one finding per policy (or factor / user)
-//!   per this many minutes; further changes in the window are logged only.
+//!   and kind of remedy (re-activate and escalate, or escalate only) per this
+//!   many minutes on either side in event time; further changes are logged
+//!   only. The dedupe is a counter, not a value, so whichever change arrives
+//!   first the same findings and actions result: a deactivation and the
+//!   deletion of the same policy minutes later are two findings (one asks to
+//!   re-activate, one cannot) in any arrival order.
 //!
 //! Blind spots: Okta's `target[].detailEntry.policyType` (OKTA_SIGN_ON,
 //! MFA_ENROLL, ACCESS_POLICY, PASSWORD…) is not normalized, so a renamed
@@ -128,7 +137,8 @@ impl Rule for MfaPolicyGuard {
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
         let dedupe_ms = host.config_u64("dedupe_minutes", 10)? * MINUTE_MS;
-        if event.outcome != Outcome::Success {
+        let outcome_missing = event.outcome == Outcome::Unknown;
+        if event.outcome == Outcome::Failure || (outcome_missing && !removes(&event.kind)) {
             return Ok(Vec::new());
         }
         let Some(change) = recognise(event) else {
@@ -136,8 +146,13 @@ impl Rule for MfaPolicyGuard {
         };
         let who = actor_name(event);
 
-        let fired_key = format!("fired:{}", change.subject);
-        if host.get(&fired_key).is_some() {
+        let remedy = if change.activate.is_some() {
+            "activate"
+        } else {
+            "escalate"
+        };
+        let fired_key = format!("fired:{}:{remedy}", change.subject);
+        if host.counter_get(&fired_key, dedupe_ms) > 0 {
             host.log(
                 Level::Info,
                 &format!(
@@ -147,7 +162,7 @@ impl Rule for MfaPolicyGuard {
             );
             return Ok(Vec::new());
         }
-        host.set(&fired_key, &event.id, Some(dedupe_ms));
+        host.counter_add(&fired_key, dedupe_ms, 1);
 
         let mut finding = Finding::new(
             change.severity,
@@ -160,6 +175,9 @@ impl Rule for MfaPolicyGuard {
         .detail("event_type", &event.kind)
         .detail("source", &event.source)
         .detail("changed_by", &who);
+        if outcome_missing {
+            finding = finding.detail("outcome", "missing (treated as a success: fail safe)");
+        }
         if let Some(actor) = &event.actor {
             finding = finding.detail("changed_by_id", &actor.id);
         }
@@ -327,6 +345,21 @@ fn actor_name(event: &Event) -> String {
                 .or_else(|| a.display_name.clone())
                 .unwrap_or_else(|| a.id.clone())
         },
+    )
+}
+
+/// Whether the event kind switches something off (deactivates or deletes),
+/// where a missing outcome is treated as a success.
+fn removes(kind: &str) -> bool {
+    matches!(
+        kind,
+        OKTA_POLICY_DEACTIVATE
+            | OKTA_POLICY_DELETE
+            | OKTA_RULE_DEACTIVATE
+            | OKTA_RULE_DELETE
+            | OKTA_FACTOR_DEACTIVATE
+            | ENTRA_DISABLE_STRONG_AUTH
+            | ENTRA_CA_DELETE
     )
 }
 
@@ -616,5 +649,82 @@ mod tests {
         let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
         assert!(value(&f[0], "activate_policy").starts_with("denied (not-granted)"));
         assert!(value(&f[0], "escalate").starts_with("dry-run"));
+    }
+
+    // Fail safe: an org-wide factor or a policy switched off with no
+    // outcome recorded is treated as done; an update without one is not.
+    #[test]
+    fn a_deactivation_with_the_outcome_missing_is_treated_as_a_success() {
+        let mut host = MockHost::new();
+        let factor = okta(OKTA_FACTOR_DEACTIVATE, 0, vec![], Outcome::Unknown);
+        let f = host.feed::<MfaPolicyGuard>(&factor).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert!(value(&f[0], "outcome").starts_with("missing"));
+        let policy = okta(
+            OKTA_POLICY_DEACTIVATE,
+            1,
+            vec![sign_on_policy()],
+            Outcome::Unknown,
+        );
+        assert_eq!(host.feed::<MfaPolicyGuard>(&policy).unwrap().len(), 1);
+        assert_eq!(
+            host.requested_kinds(),
+            vec![
+                ActionKind::Escalate,
+                ActionKind::ActivatePolicy,
+                ActionKind::Escalate
+            ]
+        );
+        let update = okta(
+            OKTA_POLICY_UPDATE,
+            2,
+            vec![target("00pMfa9", "PolicyEntity", "MFA Enrollment Policy")],
+            Outcome::Unknown,
+        );
+        assert!(host.feed::<MfaPolicyGuard>(&update).unwrap().is_empty());
+    }
+
+    // Deactivation then deletion of one policy: one finding that
+    // re-activates and one that only escalates, in either order.
+    #[test]
+    fn deactivate_then_delete_gives_the_same_findings_in_either_order() {
+        let events = vec![
+            okta(
+                OKTA_POLICY_DEACTIVATE,
+                0,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+            okta(
+                OKTA_POLICY_DELETE,
+                3,
+                vec![sign_on_policy()],
+                Outcome::Success,
+            ),
+        ];
+        let mut reversed = events.clone();
+        reversed.reverse();
+        for order in [events, reversed] {
+            let mut host = MockHost::new();
+            let f = host.feed_all::<MfaPolicyGuard>(&order).unwrap();
+            assert_eq!(f.len(), 2);
+            let mut kinds: Vec<String> = host
+                .requested_kinds()
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect();
+            kinds.sort();
+            let mut expected: Vec<String> = [
+                ActionKind::ActivatePolicy,
+                ActionKind::Escalate,
+                ActionKind::Escalate,
+            ]
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect();
+            expected.sort();
+            assert_eq!(kinds, expected);
+        }
     }
 }

@@ -12,14 +12,30 @@
 //! separately and the larger count is used, never the sum); Entra sign-ins
 //! failing with error 500121 where the user declined the request.
 //!
-//! It fires once per user per window: after firing, further denials in the
-//! same window add to the count but raise nothing new.
+//! It fires once per user per burst: after firing, further denials within
+//! `window_minutes` on either side add to the count but raise nothing new.
 //!
 //! Worse than the burst is a user who gives in: a *successful* MFA for that
 //! user (Okta `user.authentication.auth_via_mfa` success, Entra sign-in
-//! success) within `window_minutes` after a burst fired means the attacker
-//! is probably in. The rule then asks to revoke the user's sessions and
-//! escalates at critical severity (once per burst).
+//! success) that comes after at least one denial of a burst — within
+//! `window_minutes` of a denial before it, with at least `threshold`
+//! denials in a window around it — means the attacker is probably in. The
+//! rule then asks to revoke the user's sessions and escalates at critical
+//! severity (once per burst).
+//!
+//! Event time, whatever the arrival order: the denial counts are the host's
+//! windows *around* each event, so a burst delivered newest-first is seen
+//! whole by its last arrival, and "already fired" is remembered in counters
+//! (`fired:`, `accepted-fired:`), which look both ways in time, so a later
+//! event's firing holds back an earlier one that arrives after it. "A
+//! denial before this success" is a value (`denied:`), which an event only
+//! sees when it was set at or before its own time. The acceptance is judged
+//! from both sides: by the success (denials arrived first), and by the
+//! denial that completes a burst when a success within the window after it
+//! arrived first (`success:` counter around the denial, and no success in
+//! the window before it). A success that lies both after and before
+//! denials of the same burst and arrives before its earlier denials is
+//! judged only from its own side.
 //!
 //! Config: `threshold` (5), `window_minutes` (10), `suspend_minutes` (30).
 
@@ -50,8 +66,11 @@ impl Rule for MfaPushFatigue {
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+        let threshold = host.config_u64("threshold", 5)?;
+        let window_ms = host.config_u64("window_minutes", 10)? * MINUTE_MS;
+        let suspend_secs = host.config_u64("suspend_minutes", 30)? * 60;
         if is_mfa_success(event) {
-            return accepted_after_burst(host, event);
+            return accepted_after_burst(host, event, threshold, window_ms);
         }
         let Some(signal) = denial_signal(event) else {
             return Ok(Vec::new());
@@ -63,77 +82,140 @@ impl Rule for MfaPushFatigue {
             );
             return Ok(Vec::new());
         };
-        let threshold = host.config_u64("threshold", 5)?;
-        let window_ms = host.config_u64("window_minutes", 10)? * MINUTE_MS;
-        let suspend_secs = host.config_u64("suspend_minutes", 30)? * 60;
-
-        let denials = host.counter_add(&format!("{signal}:{}", user.id), window_ms, 1);
-        let other = if signal == "okta-deny" {
-            host.counter_get(&format!("okta-mfa-fail:{}", user.id), window_ms)
-        } else if signal == "okta-mfa-fail" {
-            host.counter_get(&format!("okta-deny:{}", user.id), window_ms)
-        } else {
-            0
-        };
-        let denials = denials.max(other);
+        let user = user.clone();
+        host.set(&format!("denied:{}", user.id), &event.id, Some(window_ms));
+        host.counter_add(&format!("{signal}:{}", user.id), window_ms, 1);
+        let denials = denial_count(host, &user.id, window_ms);
         if denials < threshold {
             return Ok(Vec::new());
         }
+        let mut findings = Vec::new();
         let fired_key = format!("fired:{}", user.id);
-        if host.get(&fired_key).is_some() {
-            return Ok(Vec::new());
+        if host.counter_get(&fired_key, window_ms) == 0 {
+            host.counter_add(&fired_key, window_ms, 1);
+            findings.push(burst_finding(
+                host,
+                event,
+                &user,
+                denials,
+                window_ms,
+                suspend_secs,
+            ));
         }
-        host.set(&fired_key, &event.id, Some(window_ms));
-        // Watch for the user giving in during the next window.
-        host.set(
-            &format!("burst:{}", user.id),
-            &denials.to_string(),
-            Some(window_ms),
-        );
-
-        let login = user.login.clone().unwrap_or_else(|| user.id.clone());
-        let mut finding = Finding::new(
-            Severity::High,
-            format!("MFA push fatigue: {denials} denied pushes for {login}"),
-            user.id.clone(),
-        )
-        .detail("login", &login)
-        .detail("denied_pushes", denials)
-        .detail("window_minutes", window_ms / MINUTE_MS);
-        if let Some(ip) = &event.client_ip {
-            finding = finding.detail("last_client_ip", ip);
+        // A success that arrived before this denial but lies after it: no
+        // success in the window before this denial, one in the window
+        // around it.
+        let success_key = format!("success:{}", user.id);
+        if host.counter_get(&success_key, window_ms) > 0
+            && host.get(&success_key).is_none()
+            && host.counter_get(&format!("accepted-fired:{}", user.id), window_ms) == 0
+        {
+            host.counter_add(&format!("accepted-fired:{}", user.id), window_ms, 1);
+            // The success itself is later in time, so this denial cannot
+            // read which one it was.
+            findings.push(accepted_finding(
+                host,
+                &user,
+                denials,
+                "a success after this denial (delivered before it)",
+                None,
+            ));
         }
-
-        let suspend = Action::SuspendUser(SuspendUser {
-            user: user.id.clone(),
-            duration_secs: Some(suspend_secs),
-        });
-        finding = finding.detail("suspend_user", describe(&host.request(&suspend)));
-        let escalate = Action::Escalate(Message {
-            severity: Severity::High,
-            summary: format!(
-                "{login} denied {denials} MFA pushes within {} minutes: likely push bombing",
-                window_ms / MINUTE_MS
-            ),
-            details: finding.details.clone(),
-        });
-        finding = finding.detail("escalate", describe(&host.request(&escalate)));
-        Ok(vec![finding])
+        Ok(findings)
     }
 }
 
-/// A successful MFA for a user whose burst fired within the window: revoke
-/// the sessions the attacker may now hold, and escalate as critical.
-fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+/// Denied pushes for `user` in the best window around now: the larger of
+/// Okta's two records of a denial, or Entra's.
+fn denial_count(host: &mut dyn Host, user: &str, window_ms: u64) -> u64 {
+    ["okta-deny", "okta-mfa-fail", "entra-deny"]
+        .iter()
+        .map(|s| host.counter_get(&format!("{s}:{user}"), window_ms))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The burst finding: suspend the user so the pushes stop, and escalate.
+fn burst_finding(
+    host: &mut dyn Host,
+    event: &Event,
+    user: &Principal,
+    denials: u64,
+    window_ms: u64,
+    suspend_secs: u64,
+) -> Finding {
+    let login = user.login.clone().unwrap_or_else(|| user.id.clone());
+    let mut finding = Finding::new(
+        Severity::High,
+        format!("MFA push fatigue: {denials} denied pushes for {login}"),
+        user.id.clone(),
+    )
+    .detail("login", &login)
+    .detail("denied_pushes", denials)
+    .detail("window_minutes", window_ms / MINUTE_MS);
+    if let Some(ip) = &event.client_ip {
+        finding = finding.detail("last_client_ip", ip);
+    }
+
+    let suspend = Action::SuspendUser(SuspendUser {
+        user: user.id.clone(),
+        duration_secs: Some(suspend_secs),
+    });
+    finding = finding.detail("suspend_user", describe(&host.request(&suspend)));
+    let escalate = Action::Escalate(Message {
+        severity: Severity::High,
+        summary: format!(
+            "{login} denied {denials} MFA pushes within {} minutes: likely push bombing",
+            window_ms / MINUTE_MS
+        ),
+        details: finding.details.clone(),
+    });
+    finding = finding.detail("escalate", describe(&host.request(&escalate)));
+    finding
+}
+
+/// A successful MFA for a user after a denial of a burst: revoke the
+/// sessions the attacker may now hold, and escalate as critical.
+fn accepted_after_burst(
+    host: &mut dyn Host,
+    event: &Event,
+    threshold: u64,
+    window_ms: u64,
+) -> Result<Vec<Finding>, String> {
     let Some(user) = event.subject_user() else {
         return Ok(Vec::new());
     };
-    let burst_key = format!("burst:{}", user.id);
-    let Some(denials) = host.get(&burst_key) else {
+    let user = user.clone();
+    // Remember the success both ways in time (the counter) and for the
+    // events after it (the value), for a burst whose denials arrive later.
+    let success_key = format!("success:{}", user.id);
+    host.counter_add(&success_key, window_ms, 1);
+    host.set(&success_key, &event.id, Some(window_ms));
+    if host.get(&format!("denied:{}", user.id)).is_none() {
         return Ok(Vec::new());
-    };
-    // Once per burst.
-    host.delete(&burst_key);
+    }
+    let denials = denial_count(host, &user.id, window_ms);
+    let fired_key = format!("accepted-fired:{}", user.id);
+    if denials < threshold || host.counter_get(&fired_key, window_ms) > 0 {
+        return Ok(Vec::new());
+    }
+    host.counter_add(&fired_key, window_ms, 1);
+    Ok(vec![accepted_finding(
+        host,
+        &user,
+        denials,
+        &event.id,
+        event.client_ip.as_deref(),
+    )])
+}
+
+fn accepted_finding(
+    host: &mut dyn Host,
+    user: &Principal,
+    denials: u64,
+    accepted_event: &str,
+    client_ip: Option<&str>,
+) -> Finding {
     let login = user.login.clone().unwrap_or_else(|| user.id.clone());
     let mut finding = Finding::new(
         Severity::Critical,
@@ -141,9 +223,9 @@ fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Findin
         user.id.clone(),
     )
     .detail("login", &login)
-    .detail("denied_pushes_before", &denials)
-    .detail("accepted_event", &event.id);
-    if let Some(ip) = &event.client_ip {
+    .detail("denied_pushes_around", denials)
+    .detail("accepted_event", accepted_event);
+    if let Some(ip) = client_ip {
         finding = finding.detail("client_ip", ip);
     }
     let revoke = Action::RevokeSessions(user.id.clone());
@@ -156,7 +238,7 @@ fn accepted_after_burst(host: &mut dyn Host, event: &Event) -> Result<Vec<Findin
         details: finding.details.clone(),
     });
     finding = finding.detail("escalate", describe(&host.request(&escalate)));
-    Ok(vec![finding])
+    finding
 }
 
 /// A successful MFA verification or sign-in.
@@ -337,5 +419,75 @@ mod tests {
             "{}",
             suspend.1
         );
+    }
+
+    /// A tiny deterministic shuffle (the rule crates have no dependencies).
+    fn shuffled(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        for i in (1..events.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            events.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        events
+    }
+
+    fn sorted_kinds(kinds: &[ActionKind]) -> Vec<String> {
+        let mut kinds: Vec<String> = kinds.iter().map(|k| format!("{k:?}")).collect();
+        kinds.sort();
+        kinds
+    }
+
+    // The push-bombing stream reversed and shuffled: the burst and the
+    // acceptance are found once each, with the same actions.
+    #[test]
+    fn a_burst_and_its_acceptance_are_found_in_any_arrival_order() {
+        let mut sorted: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        sorted.push(accept("u1", 7));
+        sorted.push(accept("u1", 8));
+        let mut reversed = sorted.clone();
+        reversed.reverse();
+        let mut orders = vec![sorted.clone(), reversed];
+        orders.extend((0..60).map(|seed| shuffled(sorted.clone(), seed)));
+        for (n, order) in orders.into_iter().enumerate() {
+            let mut host = MockHost::new();
+            let findings = host.feed_all::<MfaPushFatigue>(&order).unwrap();
+            let mut severities: Vec<Severity> = findings.iter().map(|f| f.severity).collect();
+            severities.sort_by_key(|s| *s as u8);
+            assert_eq!(
+                severities,
+                vec![Severity::High, Severity::Critical],
+                "order {n}"
+            );
+            assert_eq!(
+                sorted_kinds(&host.requested_kinds()),
+                sorted_kinds(&[
+                    ActionKind::SuspendUser,
+                    ActionKind::Escalate,
+                    ActionKind::RevokeSessions,
+                    ActionKind::Escalate
+                ]),
+                "order {n}"
+            );
+        }
+    }
+
+    // A sign-in before the bombing started is the user's own: no
+    // acceptance, whichever arrives first.
+    #[test]
+    fn a_success_before_any_denial_is_not_an_acceptance_in_any_order() {
+        let mut sorted = vec![accept("u1", 0)];
+        sorted.extend((2..7).map(|m| deny("u1", m)));
+        for seed in 0..40 {
+            let mut host = MockHost::new();
+            let findings = host
+                .feed_all::<MfaPushFatigue>(&shuffled(sorted.clone(), seed))
+                .unwrap();
+            assert_eq!(findings.len(), 1, "seed {seed}");
+            assert_eq!(findings[0].severity, Severity::High, "seed {seed}");
+        }
     }
 }

@@ -32,8 +32,16 @@
 //! - `window_minutes` (default 10, 1–10080): the window both are counted in.
 //! - `block_hours` (default 24, 1–720): how long the IP block lasts.
 //!
-//! It fires once per IP per window: after firing, further failures from the
-//! IP in the same window raise nothing new.
+//! Event time, whatever the arrival order: both counts are the host's
+//! windows *around* each failure (the best window of `window_minutes` that
+//! contains it), so a spray delivered newest-first is seen whole by its last
+//! arrival, and the fact that the rule fired is a counter too (`fired:<ip>`),
+//! so it fires once per burst in any order: after firing, failures from the
+//! IP within `window_minutes` on either side raise nothing new. In time
+//! order both thresholds are met by the same window (the last
+//! `window_minutes`); out of order each is the best window around the
+//! failure, so they may be met by two overlapping windows that both
+//! contain it (together spanning less than twice the window).
 //!
 //! Blind spots: a spray spread over many IPs (botnets, residential proxies)
 //! with fewer than `min_users` users per IP; a slow spray under the rate
@@ -129,11 +137,13 @@ impl Rule for PasswordSpray {
         if users < cfg.min_users || attempts < cfg.min_attempts {
             return Ok(Vec::new());
         }
+        // A counter, not a value: a firing by a later event in the same
+        // burst must hold back an earlier one that arrives after it.
         let fired_key = format!("fired:{ip}");
-        if host.get(&fired_key).is_some() {
+        if host.counter_get(&fired_key, window_ms) > 0 {
             return Ok(Vec::new());
         }
-        host.set(&fired_key, &event.id, Some(window_ms));
+        host.counter_add(&fired_key, window_ms, 1);
 
         let mut finding = Finding::new(
             Severity::High,
@@ -490,5 +500,56 @@ mod tests {
             .unwrap();
         assert!(block.1.starts_with("denied (not-granted)"), "{}", block.1);
         assert_eq!(host.requested.len(), 2);
+    }
+
+    /// A tiny deterministic shuffle (the rule crates have no dependencies).
+    fn shuffled(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        for i in (1..events.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            events.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        events
+    }
+
+    // The example: 15 failures for 5 users from one IP within seven
+    // minutes give one finding in time order, newest-first, and shuffled.
+    #[test]
+    fn a_spray_is_found_once_in_any_arrival_order() {
+        let sorted: Vec<Event> = (0..15)
+            .map(|i| okta_fail(&format!("00u{:02}", i % 5), SPRAY_IP, i * 28))
+            .collect();
+        let mut newest_first = sorted.clone();
+        newest_first.reverse();
+        let mut orders = vec![sorted.clone(), newest_first];
+        orders.extend((0..50).map(|seed| shuffled(sorted.clone(), seed)));
+        for (n, order) in orders.into_iter().enumerate() {
+            let mut host = MockHost::new();
+            let findings = host.feed_all::<PasswordSpray>(&order).unwrap();
+            assert_eq!(findings.len(), 1, "order {n}");
+            assert_eq!(findings[0].subject, SPRAY_IP, "order {n}");
+            assert_eq!(
+                host.requested_kinds(),
+                vec![ActionKind::BlockIp, ActionKind::Escalate],
+                "order {n}"
+            );
+        }
+    }
+
+    // Near misses stay near misses in any order: the window around each
+    // failure never holds more than what time order saw.
+    #[test]
+    fn a_near_miss_stays_quiet_in_any_arrival_order() {
+        for events in [spray(4, 20, SPRAY_IP), spray(6, 12, SPRAY_IP)] {
+            for seed in 0..30 {
+                let mut host = MockHost::new();
+                let order = shuffled(events.clone(), seed);
+                assert!(host.feed_all::<PasswordSpray>(&order).unwrap().is_empty());
+            }
+        }
     }
 }
