@@ -73,11 +73,22 @@
 //! move the log *and* its head file aside so the damaged copy is kept as
 //! evidence.
 
+pub mod cap;
 pub mod log;
+pub mod options;
+pub mod reseal;
+pub mod signing;
 pub mod verify;
+pub mod witness;
+
+#[cfg(test)]
+mod tests;
 
 pub use log::{AuditError, AuditLog, Entry};
-pub use verify::{VerifyError, VerifyReport, verify};
+pub use options::AuditOptions;
+pub use reseal::{ResealReport, reseal};
+pub use signing::{AuditSigner, KeyError, PublicKey, keygen};
+pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify, verify_with};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -87,7 +98,7 @@ use std::path::{Path, PathBuf};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Keys the log sets itself; callers may not supply them as extra fields.
-pub const RESERVED_FIELDS: [&str; 7] = [
+pub const RESERVED_FIELDS: [&str; 8] = [
     "seq",
     "time",
     "type",
@@ -95,7 +106,12 @@ pub const RESERVED_FIELDS: [&str; 7] = [
     "event_id",
     "prev_hash",
     "hash",
+    cap::MARKER,
 ];
+
+/// Record types only the log itself writes: a caller cannot forge a
+/// checkpoint or a reseal through [`AuditLog::append`].
+pub const RESERVED_TYPES: [&str; 2] = ["checkpoint", "resealed"];
 
 /// The head file written next to the log: `<log>.head`.
 pub fn head_path(log: &Path) -> PathBuf {
@@ -104,11 +120,37 @@ pub fn head_path(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Contents of the head file: the newest durable record.
+/// Contents of the head file: the newest durable record, when the head was
+/// written, and with a signing key, the key id and signature over those
+/// (see [`signing`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Head {
     pub seq: u64,
     pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+impl Head {
+    /// Checks the head's signature against `key` (whose id it must carry).
+    /// The error is a reason for a message.
+    pub(crate) fn check_signature(&self, key: &PublicKey) -> Result<(), String> {
+        let (Some(key_id), Some(sig), Some(time)) = (&self.key_id, &self.sig, &self.time) else {
+            return Err("is not signed".to_owned());
+        };
+        if key_id != key.key_id() {
+            return Err(format!(
+                "is signed by key id {key_id}, not by key id {}",
+                key.key_id()
+            ));
+        }
+        key.verify(signing::HEAD_CONTEXT, self.seq, &self.hash, time, sig)
+            .map_err(|reason| format!("has a bad signature: {reason}"))
+    }
 }
 
 /// Canonical bytes of a record: compact JSON with keys in the map's order
@@ -145,6 +187,10 @@ pub(crate) struct ParsedRecord {
     /// key inserted before the real one, which JSON parsers silently drop
     /// but a human reading the file would see), so this is checked too.
     pub canonical: bool,
+    /// The record's `type`, if it is a string.
+    pub kind: Option<String>,
+    /// The record without its `hash`.
+    pub map: Map<String, Value>,
 }
 
 /// Parses one line (without its trailing newline). The error is a reason
@@ -167,11 +213,14 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<ParsedRecord, String> {
         _ => return Err("`hash` is missing or not a string".to_owned()),
     };
     let computed_hash = record_hash(&prev_hash, &map);
+    let kind = map.get("type").and_then(Value::as_str).map(str::to_owned);
     Ok(ParsedRecord {
         seq,
         prev_hash,
         hash,
         computed_hash,
         canonical,
+        kind,
+        map,
     })
 }

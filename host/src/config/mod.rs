@@ -10,6 +10,7 @@
 //! changes nothing. A configuration file is default-deny: a rule may only
 //! do what its `allow` list grants.
 
+pub mod audit;
 pub mod connectors;
 pub mod guardrails;
 pub mod server;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 use crate::bindings::ActionKind;
 use crate::sources::tail::TailConfig;
+pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use guardrails::{ApprovalsConfig, BudgetsConfig};
 pub use server::ServerConfig;
@@ -56,6 +58,9 @@ pub struct Config {
     /// Where the audit log is appended (its head file sits beside it).
     #[serde(default = "default_audit_path")]
     pub audit_path: PathBuf,
+    /// Signed checkpoints, witnesses and the record size cap of the audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The durable store (SQLite): idempotency keys and scheduled undos.
     #[serde(default = "default_state_path")]
     pub state_path: PathBuf,
@@ -433,6 +438,7 @@ impl Config {
                 }
             }
         }
+        self.audit.validate()?;
         self.connectors.validate()?;
         self.budgets.validate()?;
         self.approvals.validate()?;
@@ -465,6 +471,7 @@ impl Config {
         };
         resolve(&mut self.audit_path);
         resolve(&mut self.state_path);
+        self.audit.resolve_paths(resolve);
         let c = &mut self.connectors;
         for p in [
             c.okta.as_mut().and_then(|o| o.token_file.as_mut()),
