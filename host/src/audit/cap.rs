@@ -84,7 +84,7 @@ pub(crate) fn fit(record: &mut Map<String, Value>, max: usize) -> bool {
     let share = room / cut.len().max(1);
     for key in &cut {
         let overhead = field_len(key, 2);
-        let text = serde_json::to_string(&record[key]).unwrap_or_default();
+        let text = record[key].to_string();
         let prefix = escaped_prefix(&text, share.saturating_sub(overhead));
         record.insert(key.clone(), Value::String(prefix.to_owned()));
     }
@@ -116,19 +116,9 @@ fn field_len(key: &str, value_len: usize) -> usize {
 }
 
 fn json_len(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Counter(0);
-    let _ = serde_json::to_writer(&mut c, value);
-    c.0
+    // `Display` runs serde_json's own (optimized) serializer; see
+    // `canonical_bytes`. Only on this rare path, so the allocation is fine.
+    value.to_string().len()
 }
 
 /// Length of `s` once escaped inside a JSON string (without the quotes), as

@@ -380,11 +380,11 @@ impl AuditLog {
     fn write_record(&mut self, mut record: Map<String, Value>) -> Result<Vec<u8>, AuditError> {
         let seq = self.last_seq + 1;
         record.insert("prev_hash".into(), self.head_hash.clone().into());
-        let mut hash = record_hash(&self.head_hash, &record);
+        let mut hash = record_hash(&self.head_hash, &mut record);
         // Inserted last so that, even with serde_json's preserve_order, the
         // verifier's "parse, remove hash, re-serialize" yields the bytes hashed.
         record.insert("hash".into(), hash.clone().into());
-        let mut line = canonical_bytes(&record);
+        let mut line = canonical_bytes(&mut record);
         if line.len() > self.max_record_bytes {
             // Rare: the size is known only once serialized, so the normal
             // path pays nothing for the check.
@@ -398,9 +398,9 @@ impl AuditLog {
                 "audit record over the size cap: written truncated, with a record_truncated marker"
             );
             record.insert("prev_hash".into(), self.head_hash.clone().into());
-            hash = record_hash(&self.head_hash, &record);
+            hash = record_hash(&self.head_hash, &mut record);
             record.insert("hash".into(), hash.clone().into());
-            line = canonical_bytes(&record);
+            line = canonical_bytes(&mut record);
         }
         line.push(b'\n');
         if let Err(e) = self.writer.write_all(&line) {
@@ -453,6 +453,15 @@ impl AuditLog {
             self.checkpoint()?;
         }
         Ok(true)
+    }
+
+    /// Ends a run: with a key, a closing checkpoint for the records waiting
+    /// for one, then [`sync`](Self::sync). The log stays usable. Dropping the
+    /// log does the same, best effort; call this to see errors (and before
+    /// reporting the log's last `seq`, which the checkpoint advances).
+    pub fn finish(&mut self) -> Result<(), AuditError> {
+        self.checkpoint_pending()?;
+        self.sync()
     }
 
     /// Makes every appended record durable: flushes and fsyncs the log, ships
@@ -680,7 +689,7 @@ fn read_last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
         let buf = &mut chunk[..(pos - from) as usize];
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(buf)?;
-        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+        if let Some(i) = memchr::memrchr(b'\n', buf) {
             start = from + i as u64 + 1;
             break;
         }

@@ -156,15 +156,25 @@ impl Head {
 /// Canonical bytes of a record: compact JSON with keys in the map's order
 /// (sorted, with serde_json's default BTreeMap). The writer emits exactly these
 /// bytes, so the verifier can reproduce them by parsing and re-serializing.
-pub(crate) fn canonical_bytes(record: &Map<String, Value>) -> Vec<u8> {
-    // Serializing a map with string keys into a Vec cannot fail.
-    serde_json::to_vec(record).expect("serializing a JSON map to memory cannot fail")
+///
+/// Takes `&mut` only to serialize through `Value`'s `Display`, which is code
+/// compiled inside serde_json: `serde_json::to_vec(&map)` would be
+/// monomorphized into this crate, whose dev profile is unoptimized, and
+/// there it costs ~3.5 s for a 48 MiB record instead of ~0.1 s. The bytes
+/// are the same; the map is moved out and back (no copy).
+pub(crate) fn canonical_bytes(record: &mut Map<String, Value>) -> Vec<u8> {
+    let value = Value::Object(std::mem::take(record));
+    let text = value.to_string();
+    if let Value::Object(map) = value {
+        *record = map;
+    }
+    text.into_bytes()
 }
 
 /// The chain hash of a record: SHA-256 over `prev` + "\n" + canonical bytes of
 /// the record without its `hash` field (but with `prev_hash`). Used by both
 /// the writer and the verifier, so they cannot drift apart.
-pub(crate) fn record_hash(prev: &str, record_without_hash: &Map<String, Value>) -> String {
+pub(crate) fn record_hash(prev: &str, record_without_hash: &mut Map<String, Value>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
     hasher.update(b"\n");
@@ -207,12 +217,12 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<ParsedRecord, String> {
         .and_then(Value::as_str)
         .ok_or("`prev_hash` is missing or not a string")?
         .to_owned();
-    let canonical = canonical_bytes(&map) == line;
+    let canonical = canonical_bytes(&mut map) == line;
     let hash = match map.remove("hash") {
         Some(Value::String(h)) => h,
         _ => return Err("`hash` is missing or not a string".to_owned()),
     };
-    let computed_hash = record_hash(&prev_hash, &map);
+    let computed_hash = record_hash(&prev_hash, &mut map);
     let kind = map.get("type").and_then(Value::as_str).map(str::to_owned);
     Ok(ParsedRecord {
         seq,

@@ -720,7 +720,7 @@ mod tests {
         let forged_prev = "f".repeat(64);
         rec.insert("prev_hash".into(), forged_prev.clone().into());
         rec.remove("hash");
-        let hash = crate::audit::record_hash(&forged_prev, &rec);
+        let hash = crate::audit::record_hash(&forged_prev, &mut rec);
         rec.insert("hash".into(), hash.into());
         lines[1] = serde_json::to_string(&rec).unwrap();
         write_lines(&path, &lines);
