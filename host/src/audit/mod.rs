@@ -39,18 +39,28 @@
 //!
 //! A chain alone cannot reveal records cut from the *end* of the log: what is
 //! left is still a valid chain. So after every sync the log also writes
-//! `<log>.head` (e.g. `audit.jsonl.head`) containing `{"seq":N,"hash":"…"}`
-//! for the newest durable record. The head file is replaced atomically (write
-//! a temporary file, fsync, rename), so it is always either the old or the new
-//! head, never a mix. `vigil audit verify` checks that the log still contains
-//! that record with that hash; Vigil also refuses to start appending to a log
-//! that is shorter than its head file says, so a truncated log cannot be
-//! silently continued.
+//! `<log>.head` (e.g. `audit.jsonl.head`) containing
+//! `{"seq":N,"hash":"…","time":"…"}` for the newest durable record (plus
+//! `key_id` and `sig` with a signing key). The head file is replaced
+//! atomically (write a temporary file, fsync, rename), so it is always either
+//! the old or the new head, never a mix. A new log gets a head for seq 0 when
+//! it is created, so a log with records and no head means the head was
+//! deleted: `vigil audit verify` fails on it, and Vigil refuses to append to
+//! it, as to a log shorter than its head, with another hash at the head's
+//! seq, with a head not signed by the configured key, or behind its witness.
+//! The recovery is [`reseal`](mod@reseal): deliberate (`--by`, `--reason`), refused on a
+//! damaged chain, and recorded in the log.
 //!
-//! Limitations: someone who can rewrite both the log and the head file can
-//! forge a consistent history; keep a copy of the head hash elsewhere (or ship
-//! the log off the machine) if that matters. A log without a head file is
-//! verified as a chain only, and the report says so.
+//! # Signed checkpoints and witnesses
+//!
+//! Someone who can rewrite both the log and an unsigned head can forge a
+//! consistent history. With an ed25519 key kept away from the log
+//! ([`signing`]), `checkpoint` records every N records or M seconds sign the
+//! chain so far, and every head is signed; `vigil audit verify --pubkey`
+//! checks them without the private key, so a re-hashed history or a forged
+//! head is caught. Checkpoints can also be shipped to a [`witness`] file or
+//! URL, which catches a log cut back to an older signed point. What is and
+//! is not detected is tabled in the README ("The audit log").
 //!
 //! # Durability
 //!
@@ -72,6 +82,12 @@
 //! and line. Run `vigil audit verify <log>` to see what is wrong; to start over,
 //! move the log *and* its head file aside so the damaged copy is kept as
 //! evidence.
+//!
+//! # Size
+//!
+//! No record is larger than `[audit] max_record_bytes`; a larger one is
+//! written truncated with a marker ([`cap`]). Opening reads only the last
+//! line, in time linear in its length.
 
 pub mod cap;
 pub mod log;
