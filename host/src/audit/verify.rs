@@ -1,12 +1,45 @@
-//! Checking an audit log: [`verify`] walks the hash chain from the first
-//! record and compares the end against the head file. The format is described
-//! in the [module documentation](crate::audit).
+//! Checking an audit log: [`verify_with`] walks the hash chain from the
+//! first record, checks every checkpoint's signature (given public keys),
+//! compares the end against the head file (and its signature), and compares
+//! the log with a witness file. The format is described in the [module
+//! documentation](crate::audit).
+//!
+//! What fails: any break in the chain; a non-empty log without a head file;
+//! a head that names a record the log does not have; with public keys, a
+//! checkpoint or head not signed by one of them; with a witness, a
+//! witnessed checkpoint the log no longer holds. What is reported but does
+//! not fail: reseals, records cut to the size cap, and (with keys) records
+//! at the end covered by no signature yet (normal right after a crash).
 
-use super::{GENESIS_HASH, Head, head_path, parse_record};
+use super::signing::{CHECKPOINT_CONTEXT, PublicKey};
+use super::witness::{WitnessEntry, read_witness};
+use super::{GENESIS_HASH, Head, cap, head_path, parse_record};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+/// What to check besides the chain and the head file.
+#[derive(Debug, Default, Clone)]
+pub struct VerifyOptions {
+    /// Check every checkpoint and the head against these keys (any of them:
+    /// several cover a key rotation). Empty: signatures are not checked.
+    pub public_keys: Vec<PublicKey>,
+    /// Compare the log with this witness file.
+    pub witness: Option<PathBuf>,
+}
+
+/// A `resealed` record found in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResealNote {
+    pub seq: u64,
+    pub time: String,
+    pub by: String,
+    pub cause: String,
+    pub reason: String,
+}
 
 /// What a successful verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +50,29 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// `hash` of the last record, or 64 zeros for an empty log.
     pub head_hash: String,
-    /// Whether a head file existed and matched. Without one, records cut from
-    /// the end of the log cannot be detected.
+    /// Whether a head file existed and matched (always, for a non-empty log:
+    /// a missing head fails).
     pub head_file_checked: bool,
+    /// `seq` the head file names (it may lag the log after a crash).
+    pub head_seq: u64,
+    /// The key id whose signature on the head was verified (with keys).
+    pub head_signed_by: Option<String>,
+    /// `checkpoint` records in the log.
+    pub checkpoints: u64,
+    /// Whether their signatures were checked (public keys were given).
+    pub signatures_checked: bool,
+    /// `seq` of the last checkpoint.
+    pub last_checkpoint: Option<u64>,
+    /// With keys: the records at the end covered by neither a checkpoint nor
+    /// the signed head, `(first, last)`.
+    pub unsigned_tail: Option<(u64, u64)>,
+    /// Every reseal, in order.
+    pub reseals: Vec<ResealNote>,
+    /// Records written truncated to the size cap.
+    pub truncated_records: u64,
+    /// With a witness: checkpoints compared, and witness lines that were not
+    /// JSON (skipped).
+    pub witness: Option<(u64, Vec<u64>)>,
 }
 
 impl fmt::Display for VerifyReport {
@@ -29,14 +82,69 @@ impl fmt::Display for VerifyReport {
             "chain intact: {} records, last seq {}, last hash {}; ",
             self.records, self.last_seq, self.head_hash
         )?;
-        if self.head_file_checked {
-            write!(f, "head file matches")
-        } else {
+        if !self.head_file_checked {
+            write!(f, "empty log without a head file")?;
+        } else if self.head_seq < self.last_seq {
             write!(
                 f,
-                "head file absent, so records cut from the end of the log cannot be detected"
-            )
+                "head file matches seq {} (it lags the log, as after a crash)",
+                self.head_seq
+            )?;
+        } else {
+            write!(f, "head file matches")?;
         }
+        if let Some(key) = &self.head_signed_by {
+            write!(f, ", signed by key {key}")?;
+        }
+        if self.checkpoints > 0 || self.signatures_checked {
+            write!(f, "\ncheckpoints: {}", self.checkpoints)?;
+            if let Some(seq) = self.last_checkpoint {
+                write!(f, " (last at seq {seq})")?;
+            }
+            if self.signatures_checked {
+                write!(f, ", every signature verified")?;
+            } else {
+                write!(f, ", signatures not checked (pass --pubkey)")?;
+            }
+        }
+        if let Some((first, last)) = self.unsigned_tail {
+            write!(
+                f,
+                "\nwarning: records seq {first} to {last} are covered by no signature yet (normal \
+                 only right after a crash, before Vigil restarts): anyone able to write the log \
+                 could have appended them"
+            )?;
+        }
+        if let Some((compared, unreadable)) = &self.witness {
+            write!(
+                f,
+                "\nwitness: all {compared} witnessed checkpoints are in the log"
+            )?;
+            if !unreadable.is_empty() {
+                write!(
+                    f,
+                    " ({} unreadable witness lines skipped: {:?})",
+                    unreadable.len(),
+                    unreadable
+                )?;
+            }
+        }
+        for r in &self.reseals {
+            write!(
+                f,
+                "\nresealed at seq {} on {} by {}: {} (reason: {})",
+                r.seq, r.time, r.by, r.cause, r.reason
+            )?;
+        }
+        if self.truncated_records > 0 {
+            write!(
+                f,
+                "\ntruncated records: {} (over the size cap when written; see `{}`)",
+                self.truncated_records,
+                cap::MARKER
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -93,6 +201,43 @@ pub enum VerifyError {
     /// The head file exists but cannot be understood.
     #[error("the head file is unreadable: {reason}")]
     HeadFile { reason: String },
+    /// The log has records but no head file.
+    #[error(
+        "the log has {last_seq} records but no head file: records may have been cut from its end \
+         and the head deleted (`vigil audit reseal` accepts the log as it is, on the record)"
+    )]
+    HeadMissing { last_seq: u64 },
+    /// With public keys: the head is unsigned, signed by another key, or
+    /// its signature does not verify.
+    #[error("the head file {reason}: it was not written by the holder of the key (forged head)")]
+    HeadSignature { reason: String },
+    /// With public keys: a checkpoint's signature fails.
+    #[error("checkpoint seq {seq} (line {line}) {reason}")]
+    Checkpoint { line: u64, seq: u64, reason: String },
+    /// The witness file cannot be read, or was altered.
+    #[error("witness: {reason}")]
+    WitnessFile { reason: String },
+    /// The witness holds a checkpoint past the end of the log.
+    #[error(
+        "the witness holds checkpoint seq {seq} (witness line {witness_line}) but the log ends at \
+         seq {last_seq}: records were cut from the log"
+    )]
+    WitnessMissing {
+        seq: u64,
+        witness_line: u64,
+        last_seq: u64,
+    },
+    /// The log's record at a witnessed seq is not the witnessed checkpoint.
+    #[error(
+        "record seq {seq} is not the checkpoint the witness holds for that seq (witness line \
+         {witness_line}): the log was cut and rewritten from there on{}",
+        if *.resealed { " (the log was resealed after the cut)" } else { "" }
+    )]
+    WitnessMismatch {
+        seq: u64,
+        witness_line: u64,
+        resealed: bool,
+    },
 }
 
 fn missing_message(line: &u64, expected: &u64, found: &u64) -> String {
@@ -106,12 +251,49 @@ fn missing_message(line: &u64, expected: &u64, found: &u64) -> String {
     }
 }
 
-/// Verifies the audit log at `path`: every record's `seq`, `prev_hash` and
-/// `hash`, in order, stopping at the first bad record; then, if `<path>.head`
-/// exists, that the log still holds the record it names. Streams the file, so
-/// memory use does not grow with the log. An empty log is valid.
+/// Verifies the chain and the head file of the log at `path` (no
+/// signatures, no witness). See [`verify_with`].
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+    verify_with(path, &VerifyOptions::default())
+}
+
+/// Verifies the audit log at `path`: every record's `seq`, `prev_hash` and
+/// `hash`, in order, stopping at the first bad record; that `<path>.head`
+/// exists (for a non-empty log) and the log still holds the record it
+/// names; with `options.public_keys`, every checkpoint's and the head's
+/// signature; with `options.witness`, that every witnessed checkpoint is in
+/// the log. Streams the file, so memory use does not grow with the log. An
+/// empty log is valid.
+pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let keys = &options.public_keys;
     let head = read_head(path)?;
+    let witness = match &options.witness {
+        Some(w) => Some(read_witness(w).map_err(|reason| VerifyError::WitnessFile { reason })?),
+        None => None,
+    };
+    // Witnessed checkpoints by seq (a seq can appear twice after a reseal).
+    let mut witnessed: BTreeMap<u64, Vec<&WitnessEntry>> = BTreeMap::new();
+    if let Some(w) = &witness {
+        for entry in &w.entries {
+            if !keys.is_empty() {
+                let prev = entry
+                    .record
+                    .get("prev_hash")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                check_checkpoint(&entry.record, entry.seq, prev, keys).map_err(|reason| {
+                    VerifyError::WitnessFile {
+                        reason: format!(
+                            "line {}: checkpoint seq {} {reason}: the witness file was altered",
+                            entry.line, entry.seq
+                        ),
+                    }
+                })?;
+            }
+            witnessed.entry(entry.seq).or_default().push(entry);
+        }
+    }
+
     let io_err = |source| VerifyError::Io {
         path: path.to_owned(),
         source,
@@ -121,6 +303,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let mut line = 0u64;
     let mut last_seq = 0u64;
     let mut last_hash = GENESIS_HASH.to_owned();
+    let mut checkpoints = 0u64;
+    let mut last_checkpoint = None;
+    let mut reseals = Vec::new();
+    let mut truncated_records = 0u64;
 
     loop {
         buf.clear();
@@ -185,19 +371,77 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         {
             return Err(VerifyError::HeadMismatch { seq: record.seq });
         }
+        match record.kind.as_deref() {
+            Some("checkpoint") => {
+                if !keys.is_empty() {
+                    check_checkpoint(&record.map, record.seq, &record.prev_hash, keys).map_err(
+                        |reason| VerifyError::Checkpoint {
+                            line,
+                            seq: record.seq,
+                            reason,
+                        },
+                    )?;
+                }
+                checkpoints += 1;
+                last_checkpoint = Some(record.seq);
+            }
+            Some("resealed") => reseals.push(reseal_note(record.seq, &record.map)),
+            _ => {}
+        }
+        if record.map.contains_key(cap::MARKER) {
+            truncated_records += 1;
+        }
+        if let Some(entries) = witnessed.get(&record.seq)
+            && let Some(entry) = entries.iter().find(|e| e.hash != record.hash)
+        {
+            return Err(VerifyError::WitnessMismatch {
+                seq: record.seq,
+                witness_line: entry.line,
+                resealed: !reseals.is_empty(),
+            });
+        }
         last_seq = record.seq;
         last_hash = record.hash;
     }
 
-    if let Some(head) = &head {
-        if head.seq > last_seq {
-            return Err(VerifyError::TruncatedTail {
-                head_seq: head.seq,
-                last_seq,
-            });
+    match &head {
+        None if last_seq > 0 => return Err(VerifyError::HeadMissing { last_seq }),
+        None => {}
+        Some(head) => {
+            if head.seq > last_seq {
+                return Err(VerifyError::TruncatedTail {
+                    head_seq: head.seq,
+                    last_seq,
+                });
+            }
+            if head.seq == 0 && head.hash != GENESIS_HASH {
+                return Err(VerifyError::HeadMismatch { seq: 0 });
+            }
         }
-        if head.seq == 0 && head.hash != GENESIS_HASH {
-            return Err(VerifyError::HeadMismatch { seq: 0 });
+    }
+    if let Some((&seq, entries)) = witnessed.range(last_seq + 1..).next() {
+        return Err(VerifyError::WitnessMissing {
+            seq,
+            witness_line: entries[0].line,
+            last_seq,
+        });
+    }
+    let mut head_signed_by = None;
+    let mut unsigned_tail = None;
+    if !keys.is_empty()
+        && let Some(head) = &head
+    {
+        let key = head
+            .key_id
+            .as_ref()
+            .and_then(|id| keys.iter().find(|k| k.key_id() == id))
+            .unwrap_or(&keys[0]);
+        head.check_signature(key)
+            .map_err(|reason| VerifyError::HeadSignature { reason })?;
+        head_signed_by = Some(key.key_id().to_owned());
+        let covered = head.seq.max(last_checkpoint.unwrap_or(0));
+        if covered < last_seq {
+            unsigned_tail = Some((covered + 1, last_seq));
         }
     }
     Ok(VerifyReport {
@@ -205,7 +449,60 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         last_seq,
         head_hash: last_hash,
         head_file_checked: head.is_some(),
+        head_seq: head.as_ref().map_or(0, |h| h.seq),
+        head_signed_by,
+        checkpoints,
+        signatures_checked: !keys.is_empty(),
+        last_checkpoint,
+        unsigned_tail,
+        reseals,
+        truncated_records,
+        witness: witness.map(|w| (w.entries.len() as u64, w.unreadable_lines)),
     })
+}
+
+/// Checks a checkpoint record's signature against the key it names, which
+/// must be among `keys`. Returns the reason it fails.
+fn check_checkpoint(
+    record: &Map<String, Value>,
+    seq: u64,
+    prev_hash: &str,
+    keys: &[PublicKey],
+) -> Result<(), String> {
+    let field = |name: &str| {
+        record
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("has no `{name}`"))
+    };
+    let key_id = field("key_id")?;
+    let sig = field("sig")?;
+    let time = field("time")?;
+    let Some(key) = keys.iter().find(|k| k.key_id() == key_id) else {
+        let given: Vec<&str> = keys.iter().map(PublicKey::key_id).collect();
+        return Err(format!(
+            "is signed by key id {key_id}, not by the given public key (key id {})",
+            given.join(", ")
+        ));
+    };
+    key.verify(CHECKPOINT_CONTEXT, seq, prev_hash, time, sig)
+}
+
+fn reseal_note(seq: u64, record: &Map<String, Value>) -> ResealNote {
+    let text = |name: &str| {
+        record
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    ResealNote {
+        seq,
+        time: text("time"),
+        by: text("by"),
+        cause: text("cause"),
+        reason: text("reason"),
+    }
 }
 
 /// Reads `<log>.head`, or `None` if there is none.
@@ -380,18 +677,21 @@ mod tests {
         );
     }
 
-    // Documented limitation: without the head file the same cut leaves a valid
-    // chain, and the report says the head file was not checked.
+    // The same cut with the head file deleted fails too: a non-empty log
+    // without a head is never reported as intact.
     #[test]
-    fn cut_tail_without_head_file_passes_as_chain() {
+    fn cut_tail_without_head_file_fails() {
         let (_dir, path) = log_with(10);
         let lines = read_lines(&path);
         write_lines(&path, &lines[..8]);
         fs::remove_file(head_path(&path)).unwrap();
-        let report = verify(&path).unwrap();
-        assert_eq!((report.records, report.last_seq), (8, 8));
-        assert!(!report.head_file_checked);
-        assert!(report.to_string().contains("head file absent"));
+        let err = verify(&path).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::HeadMissing { last_seq: 8 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no head file"), "{err}");
+        assert!(err.to_string().contains("vigil audit reseal"), "{err}");
     }
 
     // A log replaced by a different, internally valid chain fails the head check.
@@ -420,7 +720,7 @@ mod tests {
         let forged_prev = "f".repeat(64);
         rec.insert("prev_hash".into(), forged_prev.clone().into());
         rec.remove("hash");
-        let hash = crate::audit::record_hash(&forged_prev, &rec);
+        let hash = crate::audit::record_hash(&forged_prev, &mut rec);
         rec.insert("hash".into(), hash.into());
         lines[1] = serde_json::to_string(&rec).unwrap();
         write_lines(&path, &lines);

@@ -227,10 +227,42 @@ enum ConnectorsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain (and the head file, when present).
+    /// Verify the hash chain and the head file; with --pubkey every
+    /// checkpoint's and the head's signature; with --witness that every
+    /// witnessed checkpoint is still in the log.
     Verify {
         /// The audit log (JSON Lines).
         file: PathBuf,
+        /// A public key (PEM, from `vigil audit keygen`); repeat for keys
+        /// used before a rotation.
+        #[arg(long)]
+        pubkey: Vec<PathBuf>,
+        /// A witness file ([audit] witness_file) to compare with the log.
+        #[arg(long)]
+        witness: Option<PathBuf>,
+    },
+    /// Accept a log whose head file is missing or no longer fits (records
+    /// cut, key changed), after keeping a copy as evidence: appends a
+    /// `resealed` record saying who, why and what the old head said, then
+    /// writes a new head. Never changes existing records; refuses a log
+    /// whose chain is damaged.
+    Reseal {
+        /// The audit log.
+        file: PathBuf,
+        /// Who reseals (recorded).
+        #[arg(long)]
+        by: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+        /// vigil.toml, for its [audit] signing key and witness.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Write a new ed25519 key pair: FILE (private, 0600) and FILE.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -267,9 +299,20 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Inspect { rule } => inspect::inspect(&rule),
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit::verify(&file),
+        Command::Audit { command } => match command {
+            AuditCommand::Verify {
+                file,
+                pubkey,
+                witness,
+            } => audit::verify(&file, &pubkey, witness.as_deref()),
+            AuditCommand::Reseal {
+                file,
+                by,
+                reason,
+                config,
+            } => audit::reseal(&file, &by, &reason, config.as_deref()),
+            AuditCommand::Keygen { out } => audit::keygen(&out),
+        },
         Command::Connectors {
             command: ConnectorsCommand::Check { config },
         } => connectors::check(&config),

@@ -216,10 +216,12 @@ fn clear_and_audit(
 
 fn open_audit(config: &crate::config::Config) -> Result<AuditLog> {
     use anyhow::Context;
-    AuditLog::open(&config.audit_path).with_context(|| {
+    let path = &config.audit_path;
+    let options = crate::audit::AuditOptions::from_config(&config.audit, path)?;
+    AuditLog::open_with(path, options).with_context(|| {
         format!(
             "cannot open the audit log {} (if a `vigil run` service holds it, use its admin API)",
-            config.audit_path.display()
+            path.display()
         )
     })
 }

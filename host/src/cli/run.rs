@@ -3,10 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::setup;
-use crate::audit::AuditLog;
 use crate::config::SourceConfig;
 use crate::pipeline::{Pipeline, RunStats};
 use crate::sources::LineReader;
@@ -23,8 +22,7 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
             "rule loaded"
         );
     }
-    let audit = AuditLog::open(&config.audit_path)
-        .with_context(|| format!("cannot open the audit log {}", config.audit_path.display()))?;
+    let audit = setup::audit_log(&config)?;
     let executor = setup::executor(&config, &rules)?;
     if config.connectors.is_empty()
         && rules

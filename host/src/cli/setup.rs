@@ -140,9 +140,17 @@ pub fn dispatcher(config: &Config, rules: &RuleSet) -> Result<Dispatcher> {
 pub fn pipeline(config: &Config) -> Result<crate::pipeline::Pipeline> {
     let rules = load_rules(config)?;
     let executor = executor(config, &rules)?;
-    let audit = crate::audit::AuditLog::open(&config.audit_path)
-        .with_context(|| format!("cannot open the audit log {}", config.audit_path.display()))?;
+    let audit = audit_log(config)?;
     crate::pipeline::Pipeline::new(rules, audit, executor)
+}
+
+/// Opens the configured audit log with its `[audit]` options (signing key,
+/// witnesses, record cap).
+pub fn audit_log(config: &Config) -> Result<crate::audit::AuditLog> {
+    let path = &config.audit_path;
+    let options = crate::audit::AuditOptions::from_config(&config.audit, path)?;
+    crate::audit::AuditLog::open_with(path, options)
+        .with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
 /// Who an operator command acts as: `--by`, else `$USER`, else `operator`.

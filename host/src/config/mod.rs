@@ -12,6 +12,7 @@
 //! file is default-deny: a rule may only do what its `allow` list grants,
 //! with the arguments its `groups` and `policies` grant ([`grants`]).
 
+pub mod audit;
 pub mod connectors;
 pub mod grants;
 pub mod guardrails;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 use crate::bindings::ActionKind;
 use crate::sources::tail::TailConfig;
+pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
 pub use guardrails::{ApprovalsConfig, BudgetsConfig};
@@ -60,6 +62,9 @@ pub struct Config {
     /// Where the audit log is appended (its head file sits beside it).
     #[serde(default = "default_audit_path")]
     pub audit_path: PathBuf,
+    /// Signed checkpoints, witnesses and the record size cap of the audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The durable store (SQLite): idempotency keys and scheduled undos.
     #[serde(default = "default_state_path")]
     pub state_path: PathBuf,
@@ -510,6 +515,7 @@ impl Config {
                 }
             }
         }
+        self.audit.validate()?;
         self.connectors.validate()?;
         self.budgets.validate()?;
         self.approvals.validate()?;
@@ -542,6 +548,7 @@ impl Config {
         };
         resolve(&mut self.audit_path);
         resolve(&mut self.state_path);
+        self.audit.resolve_paths(resolve);
         let c = &mut self.connectors;
         for p in [
             c.okta.as_mut().and_then(|o| o.token_file.as_mut()),

@@ -29,6 +29,7 @@ use crate::actions::connector::Undo;
 mod action_json;
 mod approvals;
 mod guardrails;
+mod integrity;
 mod rule_state;
 
 pub use action_json::{action_from_json, action_to_json};
@@ -128,7 +129,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store file.
+    /// Opens (creating if needed) the store file. The first open of a file
+    /// in this process runs `PRAGMA quick_check` and refuses a damaged
+    /// database (see `integrity.rs`).
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -136,6 +139,7 @@ impl Store {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the state store {}", path.display()))?;
+        integrity::check_once(&conn, path)?;
         Self::init(conn, path)
     }
 

@@ -1,0 +1,292 @@
+//! Witnesses: copies of every checkpoint kept outside the log's reach, so
+//! that a log cut back past a checkpoint (even with a forged, or an old but
+//! genuinely signed, head file) is caught by comparing the two.
+//!
+//! - A **witness file** (`[audit] witness_file`, on another volume) gets each
+//!   checkpoint record appended as the exact line the log holds, fsync'd. At
+//!   start, Vigil refuses to append to a log that ends before the witness's
+//!   last checkpoint; `vigil audit verify --witness FILE` compares them all.
+//! - A **witness URL** (`[audit] witness_url`, https or loopback) gets each
+//!   checkpoint line POSTed as `application/json`, from a thread of its own so
+//!   a slow witness never holds up the pipeline (deliveries queue up to
+//!   [`QUEUE`]; three attempts each). A checkpoint is signed, so the receiver
+//!   can check it with the public key; no shared secret is needed.
+//!
+//! Invariants: a checkpoint is shipped only after the log holding it was
+//! fsync'd, so a witness never holds a checkpoint that a crash could take
+//! from the log (a witness ahead of the log always means records were cut).
+//! A failed delivery never stops the pipeline: it is logged, counted, and the
+//! next checkpoint record says how many deliveries failed since the last one
+//! (`witness_failed`). One witness file serves one log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread;
+use std::time::Duration;
+
+/// Checkpoints waiting for the witness URL; more are dropped (and counted).
+pub const QUEUE: usize = 256;
+/// Time allowed for one POST to the witness URL.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing the log waits for queued deliveries.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where checkpoints are shipped, as configured.
+#[derive(Clone, Debug, Default)]
+pub struct WitnessConfig {
+    pub file: Option<PathBuf>,
+    /// Validated (https, or http on loopback). It may carry a credential, so it
+    /// is never logged.
+    pub url: Option<reqwest::Url>,
+}
+
+/// The running witnesses of one open log.
+#[derive(Debug)]
+pub(crate) struct Witnesses {
+    file: Option<(PathBuf, File)>,
+    url: Option<UrlWitness>,
+    /// Failed deliveries since the last checkpoint (file and URL).
+    failed: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct UrlWitness {
+    sender: Option<SyncSender<Vec<u8>>>,
+    done: Receiver<()>,
+}
+
+impl Witnesses {
+    /// Opens the witness file (creating it) and starts the URL thread.
+    pub fn start(config: &WitnessConfig) -> io::Result<Witnesses> {
+        let file = match &config.file {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut f = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(path)?;
+                // A line torn by a crash is ended, so the next checkpoint
+                // starts on a line of its own (the fragment is reported as
+                // unreadable by `verify --witness`).
+                let len = f.metadata()?.len();
+                if len > 0 {
+                    let mut last = [0u8; 1];
+                    f.seek(SeekFrom::Start(len - 1))?;
+                    f.read_exact(&mut last)?;
+                    if last[0] != b'\n' {
+                        f.write_all(b"\n")?;
+                    }
+                }
+                Some((path.clone(), f))
+            }
+            None => None,
+        };
+        let failed = Arc::new(AtomicU64::new(0));
+        let url = config
+            .url
+            .clone()
+            .map(|url| UrlWitness::start(url, failed.clone()));
+        Ok(Witnesses { file, url, failed })
+    }
+
+    /// Ships one checkpoint line (without its newline) to every witness.
+    pub fn ship(&mut self, line: &[u8]) {
+        if let Some((path, file)) = &mut self.file {
+            let written = file
+                .write_all(line)
+                .and_then(|()| file.write_all(b"\n"))
+                .and_then(|()| file.sync_data());
+            if let Err(e) = written {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(witness = %path.display(), "cannot write the audit witness file: {e}");
+            }
+        }
+        if let Some(url) = &self.url
+            && let Some(sender) = &url.sender
+        {
+            match sender.try_send(line.to_vec()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!(
+                        "audit witness URL: {QUEUE} checkpoints already waiting; this one is dropped"
+                    );
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.failed.fetch_add(1, Ordering::SeqCst);
+                    tracing::warn!("audit witness URL: the delivery thread has stopped");
+                }
+            }
+        }
+    }
+
+    /// Failed deliveries not yet reported (tests).
+    #[cfg(test)]
+    pub fn pending_failures(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Failed deliveries since the last call (reset to 0).
+    pub fn take_failures(&self) -> u64 {
+        self.failed.swap(0, Ordering::SeqCst)
+    }
+}
+
+impl Drop for Witnesses {
+    /// Lets queued URL deliveries finish, for at most [`CLOSE_WAIT`].
+    fn drop(&mut self) {
+        if let Some(url) = &mut self.url {
+            url.sender = None;
+            let _ = url.done.recv_timeout(CLOSE_WAIT);
+        }
+    }
+}
+
+impl UrlWitness {
+    fn start(url: reqwest::Url, failed: Arc<AtomicU64>) -> UrlWitness {
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let (done_tx, done) = mpsc::channel();
+        thread::Builder::new()
+            .name("audit-witness".into())
+            .spawn(move || {
+                deliver_all(&url, &receiver, &failed);
+                let _ = done_tx.send(());
+            })
+            .expect("spawning a thread succeeds");
+        UrlWitness {
+            sender: Some(sender),
+            done,
+        }
+    }
+}
+
+fn deliver_all(url: &reqwest::Url, receiver: &Receiver<Vec<u8>>, failed: &AtomicU64) {
+    // Built on this thread: the blocking client runs its own runtime.
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(POST_TIMEOUT)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("audit witness URL: cannot build an HTTP client: {e}");
+            for _ in receiver.iter() {
+                failed.fetch_add(1, Ordering::SeqCst);
+            }
+            return;
+        }
+    };
+    for line in receiver.iter() {
+        let mut last_error = String::new();
+        let mut delivered = false;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            let sent = client
+                .post(url.clone())
+                .header("content-type", "application/json")
+                .body(line.clone())
+                .send();
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    delivered = true;
+                    break;
+                }
+                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
+                // `without_url`: the URL may be a credential.
+                Err(e) => last_error = e.without_url().to_string(),
+            }
+        }
+        if !delivered {
+            failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                "audit witness URL: checkpoint not delivered after 3 attempts: {last_error}"
+            );
+        }
+    }
+}
+
+/// One checkpoint as a witness file holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct WitnessEntry {
+    /// Line in the witness file, from 1.
+    pub line: u64,
+    pub seq: u64,
+    pub hash: String,
+    /// The record, without `hash` (for checking its signature).
+    pub record: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A witness file's checkpoints, in file order.
+#[derive(Debug, Default)]
+pub(crate) struct WitnessFile {
+    pub entries: Vec<WitnessEntry>,
+    /// Lines that are not JSON at all (a write torn by a crash of the witness
+    /// volume): skipped and reported, since a lost witness line only loses
+    /// evidence, never forges it.
+    pub unreadable_lines: Vec<u64>,
+}
+
+/// Reads a witness file: one checkpoint record per line. A record that is
+/// not a checkpoint, or whose hash does not match its content, is an error
+/// naming the file and line (the file was altered, or is not a witness file).
+pub(crate) fn read_witness(path: &Path) -> Result<WitnessFile, String> {
+    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut out = WitnessFile::default();
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if line.is_empty() {
+            continue;
+        }
+        if serde_json::from_slice::<serde_json::Value>(&line).is_err() {
+            out.unreadable_lines.push(line_no);
+            continue;
+        }
+        let record = super::parse_record(&line).map_err(|reason| {
+            format!(
+                "{} line {line_no}: not a checkpoint record: {reason}",
+                path.display()
+            )
+        })?;
+        if record.kind.as_deref() != Some("checkpoint") {
+            return Err(format!(
+                "{} line {line_no}: a record of type {:?}, not a checkpoint",
+                path.display(),
+                record.kind.unwrap_or_default()
+            ));
+        }
+        if record.computed_hash != record.hash {
+            return Err(format!(
+                "{} line {line_no}: checkpoint seq {} does not match its own hash: the witness \
+                 file was altered",
+                path.display(),
+                record.seq
+            ));
+        }
+        out.entries.push(WitnessEntry {
+            line: line_no,
+            seq: record.seq,
+            hash: record.hash,
+            record: record.map,
+        });
+    }
+    Ok(out)
+}
+
+/// The `seq` of the witness file's last checkpoint (in file order), `None`
+/// for a missing or empty file. Reads the whole witness file, which holds one
+/// line per checkpoint (a thousandth of the log at the default interval).
+pub(crate) fn last_witnessed_seq(path: &Path) -> Result<Option<u64>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(read_witness(path)?.entries.last().map(|e| e.seq))
+}
