@@ -139,7 +139,10 @@ fn vigil_normalize_reports_rejects_and_dropped_fields_by_line() {
         })
         .collect();
     let mut with_bad = events.clone();
-    with_bad.insert(3, r#"{"uuid":"h-bad","eventType":"user.session.start"}"#.into());
+    with_bad.insert(
+        3,
+        r#"{"uuid":"h-bad","eventType":"user.session.start"}"#.into(),
+    );
     let hook = format!(
         r#"{{"eventType":"com.okta.event_hook","data":{{"events":[{}]}}}}"#,
         with_bad.join(",")
@@ -176,7 +179,10 @@ fn vigil_normalize_reports_rejects_and_dropped_fields_by_line() {
     assert_eq!(lines[0]["client-ip"], Value::Null);
     assert_eq!(lines[0]["class"], "authentication");
     assert_eq!(lines[1]["id"], "n-2");
-    let hook_ids: Vec<&str> = lines[2..].iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let hook_ids: Vec<&str> = lines[2..]
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
     assert_eq!(hook_ids.len(), 25);
     assert!(!hook_ids.contains(&"h-bad"));
 

@@ -515,7 +515,9 @@ fn malformed_and_oversized_bodies_get_json_errors_and_the_server_keeps_serving()
         .post(s.url("/v1/hooks/okta"))
         .header("Authorization", HOOK_SECRET)
         .header("Content-Type", "application/json")
-        .body(format!(r#"{{"eventType":"com.okta.event_hook","data":{{"events":[{good}"#))
+        .body(format!(
+            r#"{{"eventType":"com.okta.event_hook","data":{{"events":[{good}"#
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);

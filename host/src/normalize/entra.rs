@@ -218,13 +218,18 @@ fn is_mfa_control(c: &str) -> bool {
 }
 
 /// The Conditional Access attributes of a sign-in (see the module doc).
-fn ca_attributes(n: &Normalizer, policies: &[Option<EntraCaPolicy>], attrs: &mut Vec<(String, String)>) {
+fn ca_attributes(
+    n: &Normalizer,
+    policies: &[Option<EntraCaPolicy>],
+    attrs: &mut Vec<(String, String)>,
+) {
     let mut controls: Vec<&str> = Vec::new();
     let mut mfa_names: Vec<&str> = Vec::new();
     let mut mfa_failed = false;
     for p in policies.iter().flatten() {
         let result = p.result.as_ref().map(Str::as_str).unwrap_or("");
-        let enforced = result.eq_ignore_ascii_case("success") || result.eq_ignore_ascii_case("failure");
+        let enforced =
+            result.eq_ignore_ascii_case("success") || result.eq_ignore_ascii_case("failure");
         if !enforced {
             continue;
         }
@@ -250,9 +255,17 @@ fn ca_attributes(n: &Normalizer, policies: &[Option<EntraCaPolicy>], attrs: &mut
         }
     }
     let required = !mfa_names.is_empty();
-    n.push_attr(attrs, "ca-mfa-required", if required { "true" } else { "false" });
+    n.push_attr(
+        attrs,
+        "ca-mfa-required",
+        if required { "true" } else { "false" },
+    );
     if required {
-        n.push_attr(attrs, "ca-mfa-result", if mfa_failed { "failure" } else { "success" });
+        n.push_attr(
+            attrs,
+            "ca-mfa-result",
+            if mfa_failed { "failure" } else { "success" },
+        );
     }
     if !controls.is_empty() {
         n.push_attr(attrs, "ca-grant-controls", &controls.join(","));
@@ -310,7 +323,8 @@ pub(crate) fn normalize_signin(
                 }
                 .to_owned(),
                 login: None,
-                display_name: owned(&r.service_principal_name).or_else(|| owned(&r.app_display_name)),
+                display_name: owned(&r.service_principal_name)
+                    .or_else(|| owned(&r.app_display_name)),
             }
         }
     };
@@ -393,14 +407,20 @@ pub(crate) fn normalize_signin(
     if let Some(v) = status.and_then(|s| owned(&s.additional_details)) {
         n.push_attr(&mut attributes, "additional-details", &v);
     }
-    let interactive = r.is_interactive.or(match (wrapper.map(|w| w.category), of) {
-        (_, SignInOf::ServicePrincipal | SignInOf::ManagedIdentity) => Some(false),
-        (Some(c), _) if c.eq_ignore_ascii_case("SignInLogs") => Some(true),
-        (Some(c), _) if c.eq_ignore_ascii_case("NonInteractiveUserSignInLogs") => Some(false),
-        _ => None,
-    });
+    let interactive = r
+        .is_interactive
+        .or(match (wrapper.map(|w| w.category), of) {
+            (_, SignInOf::ServicePrincipal | SignInOf::ManagedIdentity) => Some(false),
+            (Some(c), _) if c.eq_ignore_ascii_case("SignInLogs") => Some(true),
+            (Some(c), _) if c.eq_ignore_ascii_case("NonInteractiveUserSignInLogs") => Some(false),
+            _ => None,
+        });
     if let Some(i) = interactive {
-        n.push_attr(&mut attributes, "interactive", if i { "true" } else { "false" });
+        n.push_attr(
+            &mut attributes,
+            "interactive",
+            if i { "true" } else { "false" },
+        );
     }
     if let Some(policies) = &r.applied_conditional_access_policies {
         ca_attributes(n, policies, &mut attributes);
@@ -610,7 +630,11 @@ pub(crate) fn normalize_audit(
         .as_ref()
         .and_then(|i| i.user.as_ref())
         .and_then(|u| client_ip(&u.ip_address, "initiatedBy.user.ipAddress", notes))
-        .or_else(|| outer.and_then(|o| client_ip(&o.caller_ip_address, "callerIpAddress", &mut notes.outer())));
+        .or_else(|| {
+            outer.and_then(|o| {
+                client_ip(&o.caller_ip_address, "callerIpAddress", &mut notes.outer())
+            })
+        });
 
     Ok(Event {
         id: owned(&r.id).unwrap_or_else(fallback_id),

@@ -103,7 +103,9 @@ mod tests {
     // addresses pass (IPv6 canonicalized).
     #[test]
     fn ip_placeholders_and_garbage() {
-        for p in ["null", "", "  ", "unknown", "UNKNOWN", "<null>", "None", "n/a", "-"] {
+        for p in [
+            "null", "", "  ", "unknown", "UNKNOWN", "<null>", "None", "n/a", "-",
+        ] {
             assert_eq!(ip(p), (None, 0), "{p:?}");
         }
         assert_eq!(ip("not-an-ip"), (None, 1));
@@ -117,7 +119,14 @@ mod tests {
     fn g(country: Option<&str>, lat: Option<f64>, lon: Option<f64>) -> (Parts, usize) {
         let mut dropped = Vec::new();
         let mut notes = Notes::new(None, &mut dropped);
-        let out = geo(country.map(str::to_owned), None, lat, lon, "geo", &mut notes);
+        let out = geo(
+            country.map(str::to_owned),
+            None,
+            lat,
+            lon,
+            "geo",
+            &mut notes,
+        );
         (out.map(|g| (g.country, g.lat, g.lon)), dropped.len())
     }
 

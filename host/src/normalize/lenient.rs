@@ -17,7 +17,6 @@
 //!   field or the record (an essential field: id, time, type) is decided by
 //!   the caller (`mod.rs`), which knows the formats.
 
-use serde::Deserialize;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
@@ -236,6 +235,7 @@ fn humanize(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     fn repaired(line: &str) -> (Value, Vec<Dropped>) {
         let mut v: Value = serde_json::from_str(line).unwrap();
@@ -253,7 +253,10 @@ mod tests {
         );
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].full_path(), "debugContext.debugData");
-        assert_eq!(d[0].message, "invalid type: string \"\", expected an object");
+        assert_eq!(
+            d[0].message,
+            "invalid type: string \"\", expected an object"
+        );
         assert!(v["debugContext"]["debugData"].is_null());
         assert_eq!(v["eventType"], "x");
     }
@@ -275,8 +278,15 @@ mod tests {
                 "data.events[3].client.geographicalContext.geolocation.lon",
             ]
         );
-        assert_eq!(d[1].message, "invalid type: number `42`, expected an object");
-        assert!(d[2].message.contains("expected a number"), "{}", d[2].message);
+        assert_eq!(
+            d[1].message,
+            "invalid type: number `42`, expected an object"
+        );
+        assert!(
+            d[2].message.contains("expected a number"),
+            "{}",
+            d[2].message
+        );
         assert!(v["data"]["events"][2].is_null());
         assert_eq!(v["data"]["events"][1]["eventType"], "b");
     }

@@ -330,8 +330,7 @@ impl Normalizer {
                 // A field of the wrong type: the slow path (see `lenient`).
                 let mut value: serde_json::Value = serde_json::from_str(line)
                     .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
-                let dropped =
-                    lenient::repair(&mut value).map_err(NormalizeError::InvalidJson)?;
+                let dropped = lenient::repair(&mut value).map_err(NormalizeError::InvalidJson)?;
                 let rec = Record::deserialize(&value)
                     .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
                 self.normalize_record(line, &rec, &dropped, out, report)
@@ -362,12 +361,18 @@ impl Normalizer {
                 message: d.message.clone(),
             });
         }
-        let format = detect(rec).ok_or_else(|| {
-            NormalizeError::UnknownFormat(UNKNOWN_FORMAT_HINT.to_owned())
-        })?;
+        let format = detect(rec)
+            .ok_or_else(|| NormalizeError::UnknownFormat(UNKNOWN_FORMAT_HINT.to_owned()))?;
         let envelope = match format {
-            Format::OktaHook => Some(("data.events", rec.data.as_ref().and_then(|d| d.events.as_ref()), FORMAT_OKTA_HOOK, "data.events")),
-            Format::EventHubBatch => Some(("records", rec.records.as_ref(), FORMAT_AZURE, "records")),
+            Format::OktaHook => Some((
+                "data.events",
+                rec.data.as_ref().and_then(|d| d.events.as_ref()),
+                FORMAT_OKTA_HOOK,
+                "data.events",
+            )),
+            Format::EventHubBatch => {
+                Some(("records", rec.records.as_ref(), FORMAT_AZURE, "records"))
+            }
             Format::GraphPage => Some(("value", rec.value.as_ref(), FORMAT_ENTRA_SIGNIN, "value")),
             _ => None,
         };
@@ -379,9 +384,7 @@ impl Normalizer {
         }
         let Some((array, elements, format_name, field)) = envelope else {
             let mut notes = Notes::new(None, &mut report.dropped);
-            out.push(self.normalize_single(format, rec, &mut notes, || {
-                fallback_id(line, None)
-            })?);
+            out.push(self.normalize_single(format, rec, &mut notes, || fallback_id(line, None))?);
             return Ok(1);
         };
         let Some(Elements(elements)) = elements else {
@@ -421,9 +424,9 @@ impl Normalizer {
             let result = match (array, detect(element)) {
                 // A hook holds LogEvents; judge every element as one, so a
                 // broken one is reported as a broken LogEvent.
-                ("data.events", _) => okta::normalize(self, element, &mut notes, || {
-                    fallback_id(line, at)
-                }),
+                ("data.events", _) => {
+                    okta::normalize(self, element, &mut notes, || fallback_id(line, at))
+                }
                 (_, Some(Format::OktaHook | Format::EventHubBatch | Format::GraphPage)) => {
                     Err(NormalizeError::UnknownFormat(
                         "a batch inside a batch is not supported".to_owned(),
@@ -432,7 +435,9 @@ impl Normalizer {
                 (_, Some(f)) => {
                     self.normalize_single(f, element, &mut notes, || fallback_id(line, at))
                 }
-                (_, None) => Err(NormalizeError::UnknownFormat(UNKNOWN_FORMAT_HINT.to_owned())),
+                (_, None) => Err(NormalizeError::UnknownFormat(
+                    UNKNOWN_FORMAT_HINT.to_owned(),
+                )),
             };
             match result {
                 Ok(e) => out.push(e),

@@ -3,8 +3,8 @@
 //! and a sweep over the repository's fixture files.
 
 use super::*;
-use sha2::{Digest, Sha256};
 use crate::bindings::{EventClass, Outcome};
+use sha2::{Digest, Sha256};
 
 /// A full Okta LogEvent as the System Log API returns it (nulls included).
 const OKTA_DENY_PUSH: &str = r#"{"actor":{"id":"00u1abcdEFGH2345ijk7","type":"User","alternateId":"alex.rivera@example.com","displayName":"Alex Rivera","detailEntry":null},"client":{"userAgent":{"rawUserAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36","os":"Windows 10","browser":"CHROME"},"zone":"null","device":"Computer","id":null,"ipAddress":"203.0.113.45","geographicalContext":{"city":"Lisbon","state":"Lisbon","country":"Portugal","postalCode":"1000-001","geolocation":{"lat":38.7223,"lon":-9.1393}}},"device":null,"authenticationContext":{"authenticationProvider":null,"credentialProvider":null,"credentialType":null,"issuer":null,"interface":null,"authenticationStep":0,"externalSessionId":"102bZDNFfWaQSyEZQuDgWt-uQ"},"displayMessage":"User rejected Okta push verify","eventType":"user.mfa.okta_verify.deny_push","outcome":{"result":"FAILURE","reason":"User rejected Okta push verify"},"published":"2026-03-01T10:02:03.123Z","securityContext":{"asNumber":64496,"asOrg":"example transit","isp":"example isp","domain":"example.net","isProxy":false},"severity":"WARN","debugContext":{"debugData":{"requestId":"Zc1a2b3c4d5e6f7g8h9i0","requestUri":"/api/v1/authn/factors/opf1abcd/verify","threatSuspected":"false","url":"/api/v1/authn/factors/opf1abcd/verify?","factor":"OKTA_VERIFY_PUSH","risk":"{level=LOW}","behaviors":"{New Geo-Location=NEGATIVE, New Device=NEGATIVE, New IP=POSITIVE}"}},"legacyEventType":"core.user.factor.attempt_fail","transaction":{"type":"WEB","id":"Zc1a2b3c4d5e6f7g8h9i0","detail":{}},"uuid":"2f6c1c1e-3b1a-11f0-9a5e-0b1f2a3c4d5e","version":"0","request":{"ipChain":[{"ip":"203.0.113.45","geographicalContext":{"city":"Lisbon","state":"Lisbon","country":"Portugal","postalCode":"1000-001","geolocation":{"lat":38.7223,"lon":-9.1393}},"version":"V4","source":null}]},"target":[{"id":"00u1abcdEFGH2345ijk7","type":"User","alternateId":"alex.rivera@example.com","displayName":"Alex Rivera","detailEntry":null},{"id":"opf1abcdEFGH2345ijk7","type":"AuthenticatorEnrollment","alternateId":"unknown","displayName":"Okta Verify","detailEntry":null}]}"#;
@@ -703,7 +703,10 @@ fn hook_elements_without_uuid_have_distinct_stable_ids() {
     let mut h = Sha256::new();
     h.update(line.as_bytes());
     h.update(b"#data.events[1]");
-    assert_eq!(a[1].id, format!("sha256:{}", hex::encode(&h.finalize()[..16])));
+    assert_eq!(
+        a[1].id,
+        format!("sha256:{}", hex::encode(&h.finalize()[..16]))
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -776,7 +779,10 @@ fn azure_monitor_service_principal_and_managed_identity() {
         ));
         assert_eq!(e.kind, kind);
         let actor = e.actor.as_ref().unwrap();
-        assert_eq!((actor.id.as_str(), actor.kind.as_str()), ("sp-9", actor_kind));
+        assert_eq!(
+            (actor.id.as_str(), actor.kind.as_str()),
+            ("sp-9", actor_kind)
+        );
         assert_eq!(actor.display_name.as_deref(), Some("ci-bot"));
         assert_eq!(e.targets[0].id, "res-1");
         assert_eq!(e.client_ip, None);
@@ -801,7 +807,8 @@ fn azure_monitor_unknown_category() {
 // a bad one costs only itself, reported as records[i] / value[i].
 #[test]
 fn event_hub_batch_and_graph_page() {
-    let bad = r#"{"time":"2026-03-01T10:00:00Z","category":"SignInLogs","properties":{"id":"nobody"}}"#;
+    let bad =
+        r#"{"time":"2026-03-01T10:00:00Z","category":"SignInLogs","properties":{"id":"nobody"}}"#;
     let line = format!(r#"{{"records":[{AZURE_SIGNIN},{bad},{AZURE_SIGNIN}]}}"#);
     let (out, report) = with_report(&line);
     assert_eq!(out.len(), 2);
@@ -822,8 +829,15 @@ fn event_hub_batch_and_graph_page() {
     assert_eq!(out[1].kind, "Disable Strong Authentication");
     // An empty page is no events and no error; a batch in a batch is refused.
     assert_eq!(with_report(r#"{"value":[]}"#).0.len(), 0);
-    let nested = with_report(&format!(r#"{{"records":[{{"records":[{AZURE_SIGNIN}]}}]}}"#)).1;
-    assert!(nested.rejected[0].to_string().contains("batch inside a batch"));
+    let nested = with_report(&format!(
+        r#"{{"records":[{{"records":[{AZURE_SIGNIN}]}}]}}"#
+    ))
+    .1;
+    assert!(
+        nested.rejected[0]
+            .to_string()
+            .contains("batch inside a batch")
+    );
 }
 
 // SIEM exports with lower-cased top-level Okta keys read the same.
@@ -886,7 +900,10 @@ fn okta_policy_and_authentication_attributes() {
     assert_eq!(attr(&e, "risk-level"), Some("high"));
     assert_eq!(attr(&e, "authentication-step"), Some("1"));
     assert_eq!(attr(&e, "credential-type"), Some("OTP"));
-    assert_eq!(attr(&e, "credential-provider"), Some("OKTA_CREDENTIAL_PROVIDER"));
+    assert_eq!(
+        attr(&e, "credential-provider"),
+        Some("OKTA_CREDENTIAL_PROVIDER")
+    );
     // A logOnlySecurityData that is not JSON is dropped with a note.
     let (out, report) = with_report(
         r#"{"uuid":"q","published":"2026-03-01T10:00:00Z","eventType":"user.session.start","debugContext":{"debugData":{"logOnlySecurityData":"{risk=HIGH"}}}"#,
@@ -918,7 +935,10 @@ fn entra_ca_device_only_vs_mfa() {
     );
     assert_eq!(attr(&device, "ca-mfa-required"), Some("false"));
     assert_eq!(attr(&device, "ca-mfa-result"), None);
-    assert_eq!(attr(&device, "ca-grant-controls"), Some("RequireCompliantDevice"));
+    assert_eq!(
+        attr(&device, "ca-grant-controls"),
+        Some("RequireCompliantDevice")
+    );
     let mfa = signin(
         r#"[{"id":"1","displayName":"Device","enforcedGrantControls":["RequireCompliantDevice"],"result":"success"},{"id":"2","displayName":"MFA for all","enforcedGrantControls":["Mfa"],"result":"success"}]"#,
     );
@@ -952,7 +972,10 @@ fn entra_modified_properties() {
         attr(&e, "policy-old-grant-controls"),
         Some("mfa,compliantDevice")
     );
-    assert_eq!(attr(&e, "policy-new-grant-controls"), Some("compliantDevice"));
+    assert_eq!(
+        attr(&e, "policy-new-grant-controls"),
+        Some("compliantDevice")
+    );
     assert!(
         attr(&e, "old:ConditionalAccessPolicy")
             .unwrap()
