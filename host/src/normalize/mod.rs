@@ -393,6 +393,17 @@ impl Normalizer {
                 field,
             });
         };
+        // Each element's drops, grouped once (a scan per element would be
+        // quadratic in a large batch full of mistakes).
+        let mut by_element: std::collections::BTreeMap<usize, Vec<&Dropped>> =
+            std::collections::BTreeMap::new();
+        for d in dropped {
+            if let Some((a, i)) = d.element
+                && a == array
+            {
+                by_element.entry(i).or_default().push(d);
+            }
+        }
         let start = out.len();
         out.reserve(elements.len());
         for (index, element) in elements.iter().enumerate() {
@@ -404,7 +415,7 @@ impl Normalizer {
                     source: Box::new(source),
                 });
             };
-            let mine = || dropped.iter().filter(|d| d.element == at);
+            let mine = || by_element.get(&index).into_iter().flatten().copied();
             if let Some(d) = mine().find(|d| is_essential(d)) {
                 let source = NormalizeError::WrongType {
                     field: d.record_path(),

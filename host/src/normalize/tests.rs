@@ -1017,3 +1017,26 @@ fn real_corpus_normalizes_cleanly() {
     }
     assert!(files >= 12, "{files} corpus files in {}", dir.display());
 }
+
+// A large batch where every element has mistakes: every element is kept,
+// every drop is named with its element (the repair works element by
+// element, each within its own budget).
+#[test]
+fn large_batch_of_mistyped_elements() {
+    let element = r#"{"time":"2026-03-01T10:00:00Z","category":"SignInLogs","properties":{"id":"ID","createdDateTime":"2026-03-01T10:00:00Z","userId":"u","isInteractive":"yes","location":{"geoCoordinates":{"latitude":"1","longitude":2}}}}"#;
+    let elements: Vec<String> = (0..300)
+        .map(|i| element.replace("\"ID\"", &format!("\"b-{i}\"")))
+        .collect();
+    let (out, report) = with_report(&format!(r#"{{"records":[{}]}}"#, elements.join(",")));
+    assert_eq!(out.len(), 300);
+    assert!(report.rejected.is_empty());
+    assert_eq!(report.dropped.len(), 600);
+    assert_eq!(
+        report.dropped[598].path,
+        "records[299].properties.isInteractive"
+    );
+    assert_eq!(
+        report.dropped[599].path,
+        "records[299].properties.location.geoCoordinates.latitude"
+    );
+}
