@@ -508,17 +508,20 @@ fn malformed_and_oversized_bodies_get_json_errors_and_the_server_keeps_serving()
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(r.json::<Value>().unwrap()["error"].is_string());
 
-    // A malformed hook delivery: 400 naming the event in data.events.
-    let mut delivery = push_bombing_delivery();
-    delivery["data"]["events"][3] = json!({"eventType": "user.session.start"});
+    // A hook delivery that is not JSON: 400, nothing queued. (One bad
+    // event inside a good delivery costs only itself: see
+    // `hook_delivery_with_one_bad_event_processes_the_other_25`.)
     let r = c
         .post(s.url("/v1/hooks/okta"))
         .header("Authorization", HOOK_SECRET)
-        .json(&delivery)
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"eventType":"com.okta.event_hook","data":{{"events":[{good}"#
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().unwrap()["index"], 3);
+    assert_eq!(r.json::<Value>().unwrap()["reason"], "invalid-json");
 
     // Unknown path: a JSON 404.
     let r = c.get(s.url("/v1/nope")).send().unwrap();
@@ -539,6 +542,82 @@ fn malformed_and_oversized_bodies_get_json_errors_and_the_server_keeps_serving()
         HashSet::from(["evt-good-1".to_owned()]),
         "only the good request reached a rule"
     );
+}
+
+#[test]
+fn hook_delivery_with_one_bad_event_processes_the_other_25() {
+    let mut s = Service::start("", &finding_per_event());
+    let c = client();
+    let mut events: Vec<Value> = (0..25)
+        .map(|i| okta_event(&format!("hook-good-{i:02}")))
+        .collect();
+    let mut bad = okta_event("hook-bad");
+    bad.as_object_mut().unwrap().remove("published");
+    events.insert(10, bad);
+    let delivery = json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": "https://example.okta.com/api/v1/eventHooks/who8test",
+        "eventId": "b4b7b4e2-0000-4000-8000-000000000026",
+        "eventTime": "2026-03-01T10:00:01.000Z",
+        "contentType": "application/json",
+        "data": {"events": events}
+    });
+    let r = c
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&delivery)
+        .send()
+        .unwrap();
+    // 200: Okta must not retry; a retry would not fix the bad event.
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["accepted"], 25, "{body}");
+    assert_eq!(body["rejected"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["rejected"][0]["index"], 10, "{body}");
+    assert_eq!(body["rejected"][0]["reason"], "missing-field", "{body}");
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("data.events[10]: okta: missing required field `published`"),
+        "{body}"
+    );
+    let m = s.metrics(&c);
+    assert_eq!(
+        m["vigil_events_rejected_total{source=\"okta-hook\",reason=\"missing-field\"}"],
+        1.0
+    );
+
+    // POST /v1/events keeps its all-or-nothing contract: the same delivery
+    // is refused whole, naming the element.
+    let mut other = delivery.clone();
+    for (i, e) in other["data"]["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        e["uuid"] = json!(format!("events-{i:02}"));
+    }
+    let r = c
+        .post(s.url("/v1/events"))
+        .header("Content-Type", "application/json")
+        .body(other.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("data.events[10]"),
+        "{body}"
+    );
+
+    assert!(s.stop().success(), "{}", s.log());
+    let ids = finding_event_ids(&s.wd);
+    assert_eq!(ids.len(), 25, "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("hook-good-")), "{ids:?}");
 }
 
 #[test]

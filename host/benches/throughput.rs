@@ -65,6 +65,28 @@ fn main() {
             normalizer.normalize_line(l, &mut out).unwrap();
         }
     });
+    // `VIGIL_BENCH_ONLY=parse`: only the normalizer (the hot path's parse
+    // step), without building the rule pack; for before/after comparisons of
+    // normalizer changes.
+    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("parse") {
+        let mixed_parse = median(|| {
+            let mut out = Vec::with_capacity(1);
+            for l in &mixed {
+                out.clear();
+                normalizer.normalize_line(l, &mut out).unwrap();
+            }
+        });
+        let per = |d: Duration, n: usize| d.as_nanos() as f64 / n as f64;
+        println!(
+            "parse (JSON line -> event)        {:>8.0} ns/event",
+            per(parse, routed.len())
+        );
+        println!(
+            "mixed stream parse                {:>8.0} ns/event",
+            per(mixed_parse, mixed.len())
+        );
+        return;
+    }
     let parsed: Vec<Event> = routed
         .iter()
         .map(|l| {

@@ -47,6 +47,8 @@ pub struct RunStats {
     pub rejected: u64,
     /// Rejections by reason (`invalid-json`, `unknown-format`, …).
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
+    /// Fields dropped from accepted events (wrong JSON type, unusable value).
+    pub dropped_fields: u64,
     pub findings: u64,
     /// Action records by decision (`dry-run`, `accepted`, `denied`,
     /// `executed`, `failed`, `duplicate`).
@@ -192,13 +194,25 @@ impl Pipeline {
         }
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        match self.normalizer.normalize_line(&text, &mut batch) {
+        // Per element: a bad event of a multi-record line costs only itself.
+        let mut report = crate::normalize::LineReport::default();
+        match self
+            .normalizer
+            .normalize_line_report(&text, &mut batch, &mut report)
+        {
             Ok(_) => {
+                for e in &report.rejected {
+                    self.reject(source, line_no, e.reason(), &e.to_string());
+                }
+                for d in &report.dropped {
+                    self.stats.dropped_fields += 1;
+                    tracing::warn!(source, line = line_no, field = %d.path, "dropped a field: {}", d.message);
+                }
                 for event in batch.drain(..) {
                     self.process_event(event)?;
                 }
             }
-            Err(e) => self.reject(source, line_no, reject_reason(&e), &e.to_string()),
+            Err(e) => self.reject(source, line_no, e.reason(), &e.to_string()),
         }
         self.batch = batch;
         Ok(())
@@ -477,17 +491,6 @@ impl Pipeline {
         self.expire_approvals()?;
         self.sync()?;
         Ok(self.stats.clone())
-    }
-}
-
-fn reject_reason(e: &crate::normalize::NormalizeError) -> &'static str {
-    use crate::normalize::NormalizeError as E;
-    match e {
-        E::InvalidJson(_) => "invalid-json",
-        E::UnknownFormat(_) => "unknown-format",
-        E::MissingField { .. } => "missing-field",
-        E::BadTime { .. } => "bad-time",
-        E::InEnvelope { source, .. } => reject_reason(source),
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod build;
 mod connectors;
 mod inspect;
+mod normalize;
 mod operate;
 mod run;
 mod scaffold;
@@ -39,6 +40,13 @@ enum Command {
         /// A JSON Lines file of Okta or Entra events, or - for stdin.
         #[arg(long, short)]
         events: Option<PathBuf>,
+    },
+    /// Print what rules see: each event of a JSON Lines file (or - for
+    /// stdin) as one JSON line, in the WIT event's shape; rejected lines and
+    /// dropped fields on stderr, with their line number.
+    Normalize {
+        /// A JSON Lines file of Okta, Entra or Azure Monitor records, or -.
+        file: PathBuf,
     },
     /// Rules.
     Rules {
@@ -298,6 +306,7 @@ pub fn main() -> ExitCode {
                 operate::breaker_reset(config.as_deref(), &rule, by.as_deref())
             }
         },
+        Command::Normalize { file } => normalize::normalize(&file),
         Command::Inspect { rule } => inspect::inspect(&rule),
         Command::Audit { command } => match command {
             AuditCommand::Verify {

@@ -99,6 +99,12 @@ fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
             format!(" ({})", reasons.join(", "))
         }
     );
+    if s.dropped_fields > 0 {
+        println!(
+            "  fields dropped: {} (wrong type or unusable value; see the warnings)",
+            s.dropped_fields
+        );
+    }
     let rules: Vec<String> = pipeline
         .rules()
         .rules

@@ -1,13 +1,65 @@
 //! Microsoft Entra ID (Graph v1.0 `auditLogs`) → `Event`: sign-in records
-//! and directory audits, their nested serde shapes and class rules.
+//! and directory audits, their nested serde shapes and class rules. Records
+//! wrapped by Azure Monitor reach here with their wrapper (`Wrapper`), whose
+//! top-level fields fill what the Graph record lacks.
+//!
+//! Sign-in attributes, in priority order: `error-code`, `client-app`,
+//! `authentication-requirement`, `conditional-access-status`, `risk-level`,
+//! `additional-details`, `interactive`, then the Conditional Access
+//! verdict from `appliedConditionalAccessPolicies` (only policies whose
+//! result is `success` or `failure`, i.e. enforced; report-only and
+//! not-applied ones do not count): `ca-mfa-required` (`true`/`false`: did an
+//! enforced policy demand MFA — the `Mfa` grant control or an
+//! authentication strength; absent when the record carries no policy
+//! list), `ca-mfa-result` (`success`/`failure` of those policies),
+//! `ca-grant-controls` (every enforced grant control, comma-separated, e.g.
+//! `RequireCompliantDevice`), `ca-mfa-policies` (their names); and
+//! `log-category` for Azure Monitor records.
+//!
+//! Directory audit attributes: `category`, `operation-type`,
+//! `logged-by-service`, `log-category`; for a Conditional Access policy
+//! change (`modifiedProperties` `ConditionalAccessPolicy`) the policy before
+//! and after: `policy-old-state` / `policy-new-state` (`enabled`,
+//! `disabled`, `enabledForReportingButNotEnforced`) and
+//! `policy-old-grant-controls` / `policy-new-grant-controls` (the built-in
+//! controls, e.g. `mfa`, plus `authenticationStrength`; `none`); then every
+//! other modified property as `old:<displayName>` / `new:<displayName>`
+//! (Graph's raw text, e.g. `old:StrongAuthenticationRequirement` =
+//! `[{"State":1}]`), until `max_attributes`.
 
 use serde::Deserialize;
 
-use super::raw::{Record, Scalar, Str};
+use super::fields::{client_ip, geo};
+use super::raw::{Location, Record, Scalar, Str};
 use super::{
-    FORMAT_ENTRA_AUDIT, FORMAT_ENTRA_SIGNIN, NormalizeError, Normalizer, owned, parse_time_ms,
+    FORMAT_ENTRA_AUDIT, FORMAT_ENTRA_SIGNIN, NormalizeError, Normalizer, Notes, owned,
+    parse_time_ms,
 };
-use crate::bindings::{Event, EventClass, Geo, Outcome, Principal};
+use crate::bindings::{Event, EventClass, Outcome, Principal};
+
+/// The kind of a Graph user sign-in (and of Azure Monitor `SignInLogs` and
+/// `NonInteractiveUserSignInLogs` records), which rules subscribe to.
+pub const KIND_SIGN_IN: &str = "Sign-in activity";
+/// Service principal and managed identity sign-ins get kinds of their own:
+/// they are not users, and user rules (spray, travel, MFA) must not count
+/// them.
+pub const KIND_SP_SIGN_IN: &str = "Service principal sign-in activity";
+pub const KIND_MI_SIGN_IN: &str = "Managed identity sign-in activity";
+
+/// Who signed in, which decides the actor and the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignInOf {
+    User,
+    ServicePrincipal,
+    ManagedIdentity,
+}
+
+/// An Azure Monitor diagnostic record around the Graph record.
+pub(crate) struct Wrapper<'r, 'a> {
+    pub outer: &'r Record<'a>,
+    /// `SignInLogs`, `AuditLogs`, ...
+    pub category: &'r str,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,6 +87,20 @@ pub(crate) struct EntraStatus<'a> {
     pub failure_reason: Option<Str<'a>>,
     #[serde(borrow)]
     pub additional_details: Option<Str<'a>>,
+}
+
+/// One `appliedConditionalAccessPolicies` element.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EntraCaPolicy<'a> {
+    #[serde(borrow)]
+    pub id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub enforced_grant_controls: Option<Vec<Option<Str<'a>>>>,
+    #[serde(borrow)]
+    pub result: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +154,38 @@ pub(crate) struct EntraTarget<'a> {
     pub user_principal_name: Option<Str<'a>>,
     #[serde(borrow)]
     pub display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub modified_properties: Option<Vec<Option<EntraModifiedProperty<'a>>>>,
+}
+
+/// One `targetResources[].modifiedProperties` element. The values are
+/// strings (often JSON) in Graph; `Scalar` keeps an exporter's expanded
+/// object as compact JSON.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EntraModifiedProperty<'a> {
+    #[serde(borrow)]
+    pub display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub old_value: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    pub new_value: Option<Scalar<'a>>,
+}
+
+/// The part of a Conditional Access policy document (a modified property's
+/// value) that says whether it is on and what it demands.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CaPolicyDoc {
+    state: Option<String>,
+    grant_controls: Option<CaGrantControls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CaGrantControls {
+    built_in_controls: Option<Vec<Option<String>>>,
+    authentication_strength: Option<serde::de::IgnoredAny>,
 }
 
 /// Error codes that mean the MFA step itself was involved: 500121 (MFA
@@ -97,11 +195,13 @@ const MFA_ERROR_CODES: [i64; 3] = [500121, 50074, 50076];
 
 fn time(
     value: &Option<Str>,
+    fallback: Option<&Str>,
     format: &'static str,
     field: &'static str,
 ) -> Result<i64, NormalizeError> {
     let v = value
         .as_ref()
+        .or(fallback)
         .ok_or(NormalizeError::MissingField { format, field })?;
     parse_time_ms(v.as_str()).ok_or_else(|| NormalizeError::BadTime {
         field,
@@ -109,22 +209,131 @@ fn time(
     })
 }
 
-/// Normalizes one `/auditLogs/signIns` record.
+/// Whether an enforced grant control is an MFA demand: Graph writes `Mfa`
+/// (`Require multifactor authentication` in the docs' example) and
+/// `RequireAuthenticationStrength`.
+fn is_mfa_control(c: &str) -> bool {
+    let c = c.to_ascii_lowercase();
+    c == "mfa" || c.contains("multifactor") || c.contains("authenticationstrength")
+}
+
+/// The Conditional Access attributes of a sign-in (see the module doc).
+fn ca_attributes(
+    n: &Normalizer,
+    policies: &[Option<EntraCaPolicy>],
+    attrs: &mut Vec<(String, String)>,
+) {
+    let mut controls: Vec<&str> = Vec::new();
+    let mut mfa_names: Vec<&str> = Vec::new();
+    let mut mfa_failed = false;
+    for p in policies.iter().flatten() {
+        let result = p.result.as_ref().map(Str::as_str).unwrap_or("");
+        let enforced =
+            result.eq_ignore_ascii_case("success") || result.eq_ignore_ascii_case("failure");
+        if !enforced {
+            continue;
+        }
+        let mut demands_mfa = false;
+        for c in p.enforced_grant_controls.iter().flatten().flatten() {
+            let c = c.as_str();
+            if c.is_empty() {
+                continue;
+            }
+            demands_mfa |= is_mfa_control(c);
+            if !controls.contains(&c) {
+                controls.push(c);
+            }
+        }
+        if demands_mfa {
+            let name = p
+                .display_name
+                .as_ref()
+                .or(p.id.as_ref())
+                .map_or("(unnamed policy)", Str::as_str);
+            mfa_names.push(name);
+            mfa_failed |= result.eq_ignore_ascii_case("failure");
+        }
+    }
+    let required = !mfa_names.is_empty();
+    n.push_attr(
+        attrs,
+        "ca-mfa-required",
+        if required { "true" } else { "false" },
+    );
+    if required {
+        n.push_attr(
+            attrs,
+            "ca-mfa-result",
+            if mfa_failed { "failure" } else { "success" },
+        );
+    }
+    if !controls.is_empty() {
+        n.push_attr(attrs, "ca-grant-controls", &controls.join(","));
+    }
+    if required {
+        n.push_attr(attrs, "ca-mfa-policies", &mfa_names.join(","));
+    }
+}
+
+/// Normalizes one sign-in record: a Graph `/auditLogs/signIns` record, or
+/// the `properties` of an Azure Monitor sign-in record (`wrapper`).
 pub(crate) fn normalize_signin(
     n: &Normalizer,
     r: &Record,
+    wrapper: Option<&Wrapper>,
+    of: SignInOf,
+    notes: &mut Notes,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Event, NormalizeError> {
-    let time = time(&r.created_date_time, FORMAT_ENTRA_SIGNIN, "createdDateTime")?;
-    let actor_id = owned(&r.user_id)
-        .or_else(|| owned(&r.user_principal_name))
-        .ok_or(NormalizeError::MissingField {
-            format: FORMAT_ENTRA_SIGNIN,
-            field: "userId",
-        })?;
+    let outer = wrapper.map(|w| w.outer);
+    let time = time(
+        &r.created_date_time,
+        outer.and_then(|o| o.time.as_ref()),
+        FORMAT_ENTRA_SIGNIN,
+        "createdDateTime",
+    )?;
+    let actor = match of {
+        SignInOf::User => {
+            let id = owned(&r.user_id)
+                .or_else(|| owned(&r.user_principal_name))
+                .ok_or(NormalizeError::MissingField {
+                    format: FORMAT_ENTRA_SIGNIN,
+                    field: "userId",
+                })?;
+            Principal {
+                id,
+                kind: "User".to_owned(),
+                login: owned(&r.user_principal_name),
+                display_name: owned(&r.user_display_name),
+            }
+        }
+        SignInOf::ServicePrincipal | SignInOf::ManagedIdentity => {
+            let id = owned(&r.service_principal_id)
+                .or_else(|| owned(&r.app_id))
+                .ok_or(NormalizeError::MissingField {
+                    format: FORMAT_ENTRA_SIGNIN,
+                    field: "servicePrincipalId",
+                })?;
+            Principal {
+                id,
+                kind: if of == SignInOf::ServicePrincipal {
+                    "ServicePrincipal"
+                } else {
+                    "ManagedIdentity"
+                }
+                .to_owned(),
+                login: None,
+                display_name: owned(&r.service_principal_name)
+                    .or_else(|| owned(&r.app_display_name)),
+            }
+        }
+    };
 
     let status = r.status.as_ref();
-    let error_code = status.and_then(|s| s.error_code.as_ref());
+    // Azure Monitor repeats the error code as `resultType` ("0" = success).
+    let error_code = status
+        .and_then(|s| s.error_code.as_ref())
+        .or_else(|| outer.and_then(|o| o.result_type.as_ref()));
     let code = error_code.and_then(Scalar::as_i64);
     let class = match code {
         Some(c) if MFA_ERROR_CODES.contains(&c) => EventClass::MfaChallenge,
@@ -137,31 +346,49 @@ pub(crate) fn normalize_signin(
         None => Outcome::Unknown,
     };
 
-    let geo = r.location.as_ref().and_then(|l| {
-        let (lat, lon) = l
-            .geo_coordinates
-            .as_ref()
+    let (loc, code_only) = match &r.location {
+        Some(Location::Object(l)) => (Some(l), None),
+        Some(Location::Code(c)) => (None, Some(c)),
+        None => (None, None),
+    };
+    // The wrapper's `location` is the country code of the sign-in.
+    let outer_country = || match outer.and_then(|o| o.location.as_ref()) {
+        Some(Location::Code(c)) => owned(&Some(c.clone())),
+        _ => None,
+    };
+    let geo = {
+        let (lat, lon) = loc
+            .and_then(|l| l.geo_coordinates.as_ref())
             .map_or((None, None), |g| (g.latitude, g.longitude));
-        let geo = Geo {
-            country: owned(&l.country_or_region),
-            city: owned(&l.city),
+        geo(
+            loc.and_then(|l| owned(&l.country_or_region))
+                .or_else(|| code_only.and_then(|c| owned(&Some(c.clone()))))
+                .or_else(outer_country),
+            loc.and_then(|l| owned(&l.city)),
             lat,
             lon,
-        };
-        let empty =
-            geo.country.is_none() && geo.city.is_none() && geo.lat.is_none() && geo.lon.is_none();
-        (!empty).then_some(geo)
-    });
+            "location.geoCoordinates",
+            notes,
+        )
+    };
 
-    let targets = owned(&r.app_id)
-        .map(|id| Principal {
+    let targets = match of {
+        SignInOf::User => owned(&r.app_id).map(|id| Principal {
             id,
             kind: "Application".to_owned(),
             login: None,
             display_name: owned(&r.app_display_name),
-        })
-        .into_iter()
-        .collect();
+        }),
+        // The application is the actor; what it signed in to is the target.
+        _ => owned(&r.resource_id).map(|id| Principal {
+            id,
+            kind: "Resource".to_owned(),
+            login: None,
+            display_name: owned(&r.resource_display_name),
+        }),
+    }
+    .into_iter()
+    .collect();
 
     let mut attributes = Vec::new();
     if let Some(c) = error_code {
@@ -180,26 +407,51 @@ pub(crate) fn normalize_signin(
     if let Some(v) = status.and_then(|s| owned(&s.additional_details)) {
         n.push_attr(&mut attributes, "additional-details", &v);
     }
+    let interactive = r
+        .is_interactive
+        .or(match (wrapper.map(|w| w.category), of) {
+            (_, SignInOf::ServicePrincipal | SignInOf::ManagedIdentity) => Some(false),
+            (Some(c), _) if c.eq_ignore_ascii_case("SignInLogs") => Some(true),
+            (Some(c), _) if c.eq_ignore_ascii_case("NonInteractiveUserSignInLogs") => Some(false),
+            _ => None,
+        });
+    if let Some(i) = interactive {
+        n.push_attr(
+            &mut attributes,
+            "interactive",
+            if i { "true" } else { "false" },
+        );
+    }
+    if let Some(policies) = &r.applied_conditional_access_policies {
+        ca_attributes(n, policies, &mut attributes);
+    }
+    if let Some(w) = wrapper {
+        n.push_attr(&mut attributes, "log-category", w.category);
+    }
+
+    let client_ip = client_ip(&r.ip_address, "ipAddress", notes).or_else(|| {
+        outer.and_then(|o| client_ip(&o.caller_ip_address, "callerIpAddress", &mut notes.outer()))
+    });
 
     Ok(Event {
         id: owned(&r.id).unwrap_or_else(fallback_id),
         source: "entra".to_owned(),
-        kind: "Sign-in activity".to_owned(),
+        kind: match of {
+            SignInOf::User => KIND_SIGN_IN,
+            SignInOf::ServicePrincipal => KIND_SP_SIGN_IN,
+            SignInOf::ManagedIdentity => KIND_MI_SIGN_IN,
+        }
+        .to_owned(),
         class,
         time,
-        actor: Some(Principal {
-            id: actor_id,
-            kind: "User".to_owned(),
-            login: owned(&r.user_principal_name),
-            display_name: owned(&r.user_display_name),
-        }),
+        actor: Some(actor),
         targets,
         outcome,
         // "Other." is Graph's placeholder reason; it carries no information.
         outcome_reason: status
             .and_then(|s| owned(&s.failure_reason))
             .filter(|s| s != "Other."),
-        client_ip: owned(&r.ip_address),
+        client_ip,
         geo,
         user_agent: owned(&r.user_agent),
         factor: r.mfa_detail.as_ref().and_then(|m| owned(&m.auth_method)),
@@ -261,18 +513,93 @@ fn audit_target(t: &EntraTarget) -> Option<Principal> {
     })
 }
 
-/// Normalizes one `/auditLogs/directoryAudits` record.
+/// `enabled` / `mfa,compliantDevice` / `none` from a policy document.
+fn policy_state_and_controls(v: &Scalar) -> Option<(Option<String>, String)> {
+    let text = match v {
+        Scalar::Str(s) => s.as_ref(),
+        Scalar::Json(j) => j.as_str(),
+        _ => return None,
+    };
+    let doc: CaPolicyDoc = serde_json::from_str(text).ok()?;
+    let mut controls: Vec<String> = Vec::new();
+    if let Some(g) = &doc.grant_controls {
+        controls.extend(g.built_in_controls.iter().flatten().flatten().cloned());
+        if g.authentication_strength.is_some() {
+            controls.push("authenticationStrength".to_owned());
+        }
+    }
+    let controls = if controls.is_empty() {
+        "none".to_owned()
+    } else {
+        controls.join(",")
+    };
+    Some((doc.state, controls))
+}
+
+/// Graph's bookkeeping property listing the names of the others.
+const INCLUDED_UPDATED_PROPERTIES: &str = "Included Updated Properties";
+
+fn modified_attributes(n: &Normalizer, r: &Record, attrs: &mut Vec<(String, String)>) {
+    let props = || {
+        r.target_resources
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|t| t.modified_properties.iter().flatten().flatten())
+    };
+    // A Conditional Access policy's before and after, summarized first: the
+    // documents themselves are long and would be cut.
+    if let Some(p) = props().find(|p| {
+        p.display_name
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "ConditionalAccessPolicy")
+    }) {
+        for (side, value) in [("old", &p.old_value), ("new", &p.new_value)] {
+            if let Some((state, controls)) = value.as_ref().and_then(policy_state_and_controls) {
+                if let Some(state) = state {
+                    n.push_attr(attrs, &format!("policy-{side}-state"), &state);
+                }
+                n.push_attr(attrs, &format!("policy-{side}-grant-controls"), &controls);
+            }
+        }
+    }
+    for p in props() {
+        let Some(name) = owned(&p.display_name) else {
+            continue;
+        };
+        if name == INCLUDED_UPDATED_PROPERTIES {
+            continue;
+        }
+        for (side, value) in [("old", &p.old_value), ("new", &p.new_value)] {
+            let key = format!("{side}:{name}");
+            if attrs.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let value = value.as_ref().map(Scalar::render).unwrap_or_default();
+            n.push_attr(attrs, &key, &value);
+        }
+    }
+}
+
+/// Normalizes one directory audit: a Graph `/auditLogs/directoryAudits`
+/// record, or the `properties` of an Azure Monitor `AuditLogs` record.
 pub(crate) fn normalize_audit(
     n: &Normalizer,
     r: &Record,
+    wrapper: Option<&Wrapper>,
+    notes: &mut Notes,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Event, NormalizeError> {
-    let kind = owned(&r.activity_display_name).ok_or(NormalizeError::MissingField {
-        format: FORMAT_ENTRA_AUDIT,
-        field: "activityDisplayName",
-    })?;
+    let outer = wrapper.map(|w| w.outer);
+    let kind = owned(&r.activity_display_name)
+        .or_else(|| outer.and_then(|o| owned(&o.operation_name)))
+        .ok_or(NormalizeError::MissingField {
+            format: FORMAT_ENTRA_AUDIT,
+            field: "activityDisplayName",
+        })?;
     let time = time(
         &r.activity_date_time,
+        outer.and_then(|o| o.time.as_ref()),
         FORMAT_ENTRA_AUDIT,
         "activityDateTime",
     )?;
@@ -293,6 +620,21 @@ pub(crate) fn normalize_audit(
             n.push_attr(&mut attributes, key, &v);
         }
     }
+    if let Some(w) = wrapper {
+        n.push_attr(&mut attributes, "log-category", w.category);
+    }
+    modified_attributes(n, r, &mut attributes);
+
+    let client_ip = r
+        .initiated_by
+        .as_ref()
+        .and_then(|i| i.user.as_ref())
+        .and_then(|u| client_ip(&u.ip_address, "initiatedBy.user.ipAddress", notes))
+        .or_else(|| {
+            outer.and_then(|o| {
+                client_ip(&o.caller_ip_address, "callerIpAddress", &mut notes.outer())
+            })
+        });
 
     Ok(Event {
         id: owned(&r.id).unwrap_or_else(fallback_id),
@@ -310,11 +652,7 @@ pub(crate) fn normalize_audit(
             .collect(),
         outcome,
         outcome_reason: owned(&r.result_reason),
-        client_ip: r
-            .initiated_by
-            .as_ref()
-            .and_then(|i| i.user.as_ref())
-            .and_then(|u| owned(&u.ip_address)),
+        client_ip,
         geo: None,
         user_agent: None,
         factor: None,

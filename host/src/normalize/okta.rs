@@ -1,12 +1,21 @@
 //! Okta System Log LogEvent → `Event`: the nested serde shapes, the
 //! eventType → `EventClass` table and the attribute selection. Event Hook
 //! envelopes reach here one element at a time (see `mod.rs`).
+//!
+//! Attributes, in priority order (the tail goes first when
+//! `max_attributes` is reached): `outcome-result`, `policy-type`
+//! (`target[].detailEntry.policyType`, e.g. `OktaMfaEnroll`, `Okta:SignOn`),
+//! `is-proxy`, `session-id`, `threat-suspected`, `risk`, `risk-level`
+//! (`low`/`medium`/`high`, from `debugData.logOnlySecurityData` or
+//! `debugData.risk`), `behaviors`, `authentication-step`, `credential-type`,
+//! `credential-provider`, `as-org`, `severity`.
 
 use serde::Deserialize;
 
+use super::fields::{client_ip, geo};
 use super::raw::{Record, Scalar, Str};
-use super::{FORMAT_OKTA, NormalizeError, Normalizer, owned, parse_time_ms};
-use crate::bindings::{Event, EventClass, Geo, Outcome, Principal};
+use super::{FORMAT_OKTA, NormalizeError, Normalizer, Notes, owned, parse_time_ms};
+use crate::bindings::{Event, EventClass, Outcome, Principal};
 
 /// `actor` and each `target[]` element.
 #[derive(Debug, Deserialize)]
@@ -20,6 +29,16 @@ pub(crate) struct OktaActor<'a> {
     pub alternate_id: Option<Str<'a>>,
     #[serde(borrow)]
     pub display_name: Option<Str<'a>>,
+    /// Free-form per target type; only `policyType` is read.
+    #[serde(borrow)]
+    pub detail_entry: Option<OktaDetailEntry<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OktaDetailEntry<'a> {
+    #[serde(borrow)]
+    pub policy_type: Option<Str<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +90,11 @@ pub(crate) struct OktaAuthContext<'a> {
     pub external_session_id: Option<Str<'a>>,
     #[serde(borrow)]
     pub credential_type: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub credential_provider: Option<Str<'a>>,
+    /// An integer in Okta's schema; `Scalar` so a quoted one still counts.
+    #[serde(borrow)]
+    pub authentication_step: Option<Scalar<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +125,23 @@ pub(crate) struct OktaDebugData<'a> {
     pub risk: Option<Scalar<'a>>,
     #[serde(borrow)]
     pub behaviors: Option<Scalar<'a>>,
+    /// A JSON document in a string (`{"risk":{"level":"LOW"},"behaviors":
+    /// {...}}`), or an object where a SIEM already expanded it.
+    #[serde(borrow)]
+    pub log_only_security_data: Option<Scalar<'a>>,
+}
+
+/// The part of `logOnlySecurityData` (or of an expanded `risk`) read here.
+#[derive(Debug, Deserialize)]
+struct LogOnlySecurityData<'a> {
+    #[serde(borrow)]
+    risk: Option<RiskObject<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RiskObject<'a> {
+    #[serde(borrow)]
+    level: Option<Str<'a>>,
 }
 
 /// eventType → class. Exact entries and prefixes (ending in '.'); the first
@@ -128,6 +169,9 @@ const CLASS_TABLE: &[(&str, EventClass)] = &[
     ("user.mfa.factor.", EventClass::FactorChange),
     // Org-wide factor settings weaken MFA for everyone: a policy change.
     ("system.mfa.factor.", EventClass::PolicyChange),
+    // The sign-on policy judging a sign-in is part of the sign-in, not a
+    // change to the policy.
+    ("policy.evaluate_sign_on", EventClass::Authentication),
     ("policy.", EventClass::PolicyChange),
     ("zone.", EventClass::PolicyChange),
     ("user.account.", EventClass::AccountChange),
@@ -177,11 +221,50 @@ fn scalar_string(s: &Option<Scalar>) -> Option<String> {
     s.as_ref().map(Scalar::render).filter(|s| !s.is_empty())
 }
 
+/// `low`/`medium`/`high` from `logOnlySecurityData` (a JSON string), else
+/// from `risk`, which Okta writes as `{level=LOW}` or `{reasons=..,
+/// level=HIGH}` (or a SIEM as a JSON object). Lower-cased, the vocabulary
+/// of Entra's `riskLevelDuringSignIn`.
+fn risk_level(d: &OktaDebugData, notes: &mut Notes) -> Option<String> {
+    let from_json = |json: &str| -> Result<Option<String>, String> {
+        let doc: LogOnlySecurityData = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        Ok(doc.risk.and_then(|r| owned(&r.level)))
+    };
+    let level = match &d.log_only_security_data {
+        Some(Scalar::Str(s)) if !s.trim().is_empty() => match from_json(s) {
+            Ok(l) => l,
+            Err(e) => {
+                notes.drop_field(
+                    "debugContext.debugData.logOnlySecurityData",
+                    format!("not a JSON document: {e}"),
+                );
+                None
+            }
+        },
+        Some(Scalar::Json(j)) => from_json(j).ok().flatten(),
+        _ => None,
+    };
+    let level = level.or_else(|| match &d.risk {
+        Some(Scalar::Str(s)) => {
+            let at = s.find("level=")? + "level=".len();
+            let rest = &s[at..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim().to_owned()).filter(|l| !l.is_empty())
+        }
+        Some(Scalar::Json(j)) => serde_json::from_str::<RiskObject>(j)
+            .ok()
+            .and_then(|r| owned(&r.level)),
+        _ => None,
+    })?;
+    Some(level.to_ascii_lowercase())
+}
+
 /// Normalizes one LogEvent. `fallback_id` is only called when `uuid` is
 /// missing, so the sha256 is not computed on the hot path.
 pub(crate) fn normalize(
     n: &Normalizer,
     r: &Record,
+    notes: &mut Notes,
     fallback_id: impl FnOnce() -> String,
 ) -> Result<Event, NormalizeError> {
     let kind = owned(&r.event_type).ok_or(NormalizeError::MissingField {
@@ -205,17 +288,14 @@ pub(crate) fn normalize(
                 .geolocation
                 .as_ref()
                 .map_or((None, None), |l| (l.lat, l.lon));
-            let geo = Geo {
-                country: owned(&g.country),
-                city: owned(&g.city),
+            geo(
+                owned(&g.country),
+                owned(&g.city),
                 lat,
                 lon,
-            };
-            let empty = geo.country.is_none()
-                && geo.city.is_none()
-                && geo.lat.is_none()
-                && geo.lon.is_none();
-            (!empty).then_some(geo)
+                "client.geographicalContext.geolocation",
+                notes,
+            )
         });
 
     let debug = r.debug_context.as_ref().and_then(|d| d.debug_data.as_ref());
@@ -231,10 +311,18 @@ pub(crate) fn normalize(
         .and_then(|d| scalar_string(&d.factor))
         .or_else(|| auth.and_then(|a| owned(&a.credential_type)));
 
+    let targets: Vec<&OktaActor> = r.target.iter().flatten().flatten().collect();
+
     // Order is priority order: if `max_attributes` is small, the tail goes.
     let mut attributes = Vec::new();
     if let Some(v) = result {
         n.push_attr(&mut attributes, "outcome-result", v);
+    }
+    if let Some(v) = targets
+        .iter()
+        .find_map(|t| t.detail_entry.as_ref().and_then(|d| owned(&d.policy_type)))
+    {
+        n.push_attr(&mut attributes, "policy-type", &v);
     }
     if let Some(p) = sec.and_then(|s| s.is_proxy) {
         n.push_attr(
@@ -247,12 +335,27 @@ pub(crate) fn normalize(
         n.push_attr(&mut attributes, "session-id", &v);
     }
     if let Some(d) = debug {
-        for (key, val) in [
-            ("threat-suspected", &d.threat_suspected),
-            ("risk", &d.risk),
-            ("behaviors", &d.behaviors),
-        ] {
+        for (key, val) in [("threat-suspected", &d.threat_suspected), ("risk", &d.risk)] {
             if let Some(v) = scalar_string(val) {
+                n.push_attr(&mut attributes, key, &v);
+            }
+        }
+        if let Some(v) = risk_level(d, notes) {
+            n.push_attr(&mut attributes, "risk-level", &v);
+        }
+        if let Some(v) = scalar_string(&d.behaviors) {
+            n.push_attr(&mut attributes, "behaviors", &v);
+        }
+    }
+    if let Some(a) = auth {
+        if let Some(v) = scalar_string(&a.authentication_step) {
+            n.push_attr(&mut attributes, "authentication-step", &v);
+        }
+        for (key, val) in [
+            ("credential-type", &a.credential_type),
+            ("credential-provider", &a.credential_provider),
+        ] {
+            if let Some(v) = owned(val) {
                 n.push_attr(&mut attributes, key, &v);
             }
         }
@@ -271,16 +374,10 @@ pub(crate) fn normalize(
         kind,
         time,
         actor: r.actor.as_ref().and_then(principal),
-        targets: r
-            .target
-            .iter()
-            .flatten()
-            .flatten()
-            .filter_map(principal)
-            .collect(),
+        targets: targets.into_iter().filter_map(principal).collect(),
         outcome: outcome(result),
         outcome_reason: r.outcome.as_ref().and_then(|o| owned(&o.reason)),
-        client_ip: client.and_then(|c| owned(&c.ip_address)),
+        client_ip: client.and_then(|c| client_ip(&c.ip_address, "client.ipAddress", notes)),
         geo,
         user_agent: client
             .and_then(|c| c.user_agent.as_ref())
@@ -313,6 +410,7 @@ mod tests {
             ("system.mfa.factor.deactivate", PolicyChange),
             ("policy.rule.update", PolicyChange),
             ("policy.lifecycle.delete", PolicyChange),
+            ("policy.evaluate_sign_on", Authentication),
             ("zone.deactivate", PolicyChange),
             ("user.account.lock", AccountChange),
             ("user.lifecycle.suspend", AccountChange),

@@ -4,9 +4,13 @@
 //!
 //! One union struct rather than "probe, then parse again" because the formats'
 //! top-level keys do not collide (Okta: `eventType`/`published`/`uuid`, hook:
-//! `data`, Entra: `id`/`createdDateTime`/`activityDateTime`...), so detection
-//! is just a look at which `Option`s came back `Some`. Unknown keys are skipped
-//! by serde without building values.
+//! `data`, Entra: `id`/`createdDateTime`/`activityDateTime`..., Azure Monitor:
+//! `time`/`category`/`properties`, batches: `records`/`value`), so detection
+//! is just a look at which `Option`s came back `Some`; the one shared key of
+//! two types, `location` (Graph object, Azure Monitor country code), has a
+//! type of its own. Unknown keys are skipped by serde without building
+//! values. Azure Monitor's `properties` and the batches' elements are
+//! `Record`s too.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,7 +18,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::entra::{EntraInitiatedBy, EntraLocation, EntraMfaDetail, EntraStatus, EntraTarget};
+use super::entra::{
+    EntraCaPolicy, EntraInitiatedBy, EntraLocation, EntraMfaDetail, EntraStatus, EntraTarget,
+};
 use super::okta::{
     OktaActor, OktaAuthContext, OktaClient, OktaDebugContext, OktaOutcome, OktaSecurityContext,
 };
@@ -138,16 +144,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
 
 /// Every top-level key any supported format uses. All optional: which ones are
 /// present decides the format (see `mod.rs`), and missing/null fields must
-/// never fail the parse.
+/// never fail the parse. A field of the wrong JSON type does fail this strict
+/// parse; `lenient` then drops that field and parses again.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Record<'a> {
-    // --- Okta LogEvent ---
+    // --- Okta LogEvent. SIEM exports that lower-case the top-level keys
+    // are accepted through aliases (a string match, free at parse time).
     #[serde(borrow)]
     pub uuid: Option<Str<'a>>,
     #[serde(borrow)]
     pub published: Option<Str<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "eventtype")]
     pub event_type: Option<Str<'a>>,
     #[serde(borrow)]
     pub severity: Option<Str<'a>>,
@@ -159,11 +167,11 @@ pub(crate) struct Record<'a> {
     pub client: Option<OktaClient<'a>>,
     #[serde(borrow)]
     pub outcome: Option<OktaOutcome<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "authenticationcontext")]
     pub authentication_context: Option<OktaAuthContext<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "securitycontext")]
     pub security_context: Option<OktaSecurityContext<'a>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "debugcontext")]
     pub debug_context: Option<OktaDebugContext<'a>>,
 
     // --- Okta Event Hook envelope ---
@@ -182,27 +190,40 @@ pub(crate) struct Record<'a> {
     #[serde(borrow)]
     pub user_display_name: Option<Str<'a>>,
     #[serde(borrow)]
+    pub service_principal_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub service_principal_name: Option<Str<'a>>,
+    #[serde(borrow)]
     pub app_id: Option<Str<'a>>,
     #[serde(borrow)]
     pub app_display_name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub resource_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub resource_display_name: Option<Str<'a>>,
     #[serde(borrow)]
     pub ip_address: Option<Str<'a>>,
     #[serde(borrow)]
     pub client_app_used: Option<Str<'a>>,
     #[serde(borrow)]
     pub user_agent: Option<Str<'a>>,
+    /// An object in Graph records, a country-code string at the top of an
+    /// Azure Monitor record.
     #[serde(borrow)]
-    pub location: Option<EntraLocation<'a>>,
+    pub location: Option<Location<'a>>,
     #[serde(borrow)]
     pub status: Option<EntraStatus<'a>>,
     #[serde(borrow)]
     pub conditional_access_status: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub applied_conditional_access_policies: Option<Vec<Option<EntraCaPolicy<'a>>>>,
     #[serde(borrow)]
     pub authentication_requirement: Option<Str<'a>>,
     #[serde(borrow)]
     pub risk_level_during_sign_in: Option<Str<'a>>,
     #[serde(borrow)]
     pub mfa_detail: Option<EntraMfaDetail<'a>>,
+    pub is_interactive: Option<bool>,
 
     #[serde(borrow)]
     pub activity_display_name: Option<Str<'a>>,
@@ -216,75 +237,99 @@ pub(crate) struct Record<'a> {
     pub result: Option<Str<'a>>,
     #[serde(borrow)]
     pub result_reason: Option<Str<'a>>,
+    /// Graph audits: the audit category (`UserManagement`); Azure Monitor
+    /// records: the log category (`SignInLogs`, `AuditLogs`, ...).
     #[serde(borrow)]
     pub category: Option<Str<'a>>,
     #[serde(borrow)]
     pub operation_type: Option<Str<'a>>,
     #[serde(borrow)]
     pub logged_by_service: Option<Str<'a>>,
+
+    // --- Azure Monitor diagnostic record (Event Hub, storage account) ---
+    #[serde(borrow)]
+    pub time: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub operation_name: Option<Str<'a>>,
+    /// "0" or the error code, as a string (some exporters send a number).
+    #[serde(borrow)]
+    pub result_type: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    pub caller_ip_address: Option<Str<'a>>,
+    /// The Graph record the diagnostic record wraps.
+    #[serde(borrow)]
+    pub properties: Option<Box<Record<'a>>>,
+
+    // --- Multi-record lines ---
+    /// Event Hub batch: `{"records": [...]}`.
+    #[serde(borrow)]
+    pub records: Option<Elements<'a>>,
+    /// Graph list page: `{"value": [...], "@odata.nextLink": ...}`.
+    #[serde(borrow)]
+    pub value: Option<Elements<'a>>,
+}
+
+/// `location`: Graph's object, or Azure Monitor's country code.
+#[derive(Debug)]
+pub(crate) enum Location<'a> {
+    Object(EntraLocation<'a>),
+    Code(Str<'a>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Location<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Location<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a location object or a country code")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Location::Code(Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Location::Code(Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                EntraLocation::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Location::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `data` of an Okta Event Hook delivery.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct HookData<'a> {
     #[serde(borrow)]
-    pub events: Option<HookEvents<'a>>,
+    pub events: Option<Elements<'a>>,
 }
 
-/// `data.events`: parsed element by element so a shape error names the
-/// element (`data.events[3]: invalid type ...`) instead of only a column.
+/// The records of a multi-record line (`data.events`, `records`, `value`).
+/// A null element is kept as an empty record, so it is reported by index
+/// (as missing its essential fields) instead of shifting its neighbours.
 #[derive(Debug, Default)]
-pub(crate) struct HookEvents<'a>(pub Vec<Record<'a>>);
+pub(crate) struct Elements<'a>(pub Vec<Record<'a>>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for HookEvents<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Elements<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = HookEvents<'de>;
+            type Value = Elements<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of Okta LogEvents")
+                f.write_str("an array of records")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
-                loop {
-                    let index = out.len();
-                    match seq.next_element::<Option<Record<'de>>>() {
-                        Ok(Some(Some(r))) => out.push(r),
-                        // A null element is kept as an empty record so the
-                        // Okta path reports it as missing fields, by index.
-                        Ok(Some(None)) => out.push(Record::default()),
-                        Ok(None) => break,
-                        Err(e) => {
-                            // serde_json appends the position again when the
-                            // error bubbles up; drop the inner copy.
-                            let msg = e.to_string();
-                            let msg = strip_position(&msg);
-                            return Err(de::Error::custom(format_args!(
-                                "data.events[{index}]: {msg}"
-                            )));
-                        }
-                    }
+                while let Some(r) = seq.next_element::<Option<Record<'de>>>()? {
+                    out.push(r.unwrap_or_default());
                 }
-                Ok(HookEvents(out))
+                Ok(Elements(out))
             }
         }
         d.deserialize_seq(V)
     }
-}
-
-/// Removes a trailing " at line N column M" that serde_json adds to messages.
-fn strip_position(msg: &str) -> &str {
-    let Some(at) = msg.rfind(" at line ") else {
-        return msg;
-    };
-    let tail = &msg[at + " at line ".len()..];
-    let mut parts = tail.splitn(3, ' ');
-    let ok = matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some(l), Some("column"), Some(c))
-            if l.bytes().all(|b| b.is_ascii_digit()) && c.bytes().all(|b| b.is_ascii_digit())
-    );
-    if ok { &msg[..at] } else { msg }
 }
 
 #[cfg(test)]
@@ -297,12 +342,5 @@ mod tests {
         let r: Record = serde_json::from_str(r#"{"uuid":"abc","eventType":"a\"b"}"#).unwrap();
         assert!(matches!(r.uuid.unwrap().0, Cow::Borrowed("abc")));
         assert!(matches!(r.event_type.unwrap().0, Cow::Owned(ref s) if s == "a\"b"));
-    }
-
-    // Position suffixes are stripped only when they have the serde_json shape.
-    #[test]
-    fn strip_position_only_strips_positions() {
-        assert_eq!(strip_position("bad at line 1 column 20"), "bad");
-        assert_eq!(strip_position("seen at line noise"), "seen at line noise");
     }
 }

@@ -415,13 +415,7 @@ impl Refusal {
 }
 
 pub(crate) fn reject_reason(e: &NormalizeError) -> &'static str {
-    match e {
-        NormalizeError::InvalidJson(_) => "invalid-json",
-        NormalizeError::UnknownFormat(_) => "unknown-format",
-        NormalizeError::MissingField { .. } => "missing-field",
-        NormalizeError::BadTime { .. } => "bad-time",
-        NormalizeError::InEnvelope { source, .. } => reject_reason(source),
-    }
+    e.reason()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -545,9 +539,9 @@ fn normalize_body(
 
 /// Runs CPU-bound parsing on the blocking pool, so a large body does not
 /// hold up the two HTTP workers (and the health probes behind them).
-async fn off_the_runtime(
-    f: impl FnOnce() -> Result<Vec<Event>, Refusal> + Send + 'static,
-) -> Result<Vec<Event>, Refusal> {
+async fn off_the_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         Err(Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -673,21 +667,33 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         let text = std::str::from_utf8(&bytes).map_err(|_| {
             Refusal::new(StatusCode::BAD_REQUEST, "not-utf8", "the body is not UTF-8")
         })?;
+        // Per event: one bad LogEvent costs only itself (a retry by Okta
+        // would not fix it), and is reported by index in the answer.
         let mut events = Vec::new();
-        normalizer.normalize_line(text, &mut events).map_err(|e| {
-            let r = Refusal::new(StatusCode::BAD_REQUEST, reject_reason(&e), e.to_string());
-            match &e {
-                NormalizeError::InEnvelope { index, .. } => r.at(*index, None),
-                _ => r,
-            }
-        })?;
-        Ok(events)
+        let mut report = crate::normalize::LineReport::default();
+        normalizer
+            .normalize_line_report(text, &mut events, &mut report)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, reject_reason(&e), e.to_string()))?;
+        Ok((events, report))
     })
     .await;
-    let mut events = match parsed {
+    let (mut events, report) = match parsed {
         Ok(e) => e,
         Err(r) => return refuse(r),
     };
+    let mut rejected = Vec::new();
+    for e in &report.rejected {
+        state.metrics.rejected(SOURCE, e.reason(), 1);
+        tracing::warn!(source = SOURCE, index = ?e.element_index(), reason = e.reason(), "rejected: {e}");
+        rejected.push(json!({
+            "index": e.element_index(),
+            "reason": e.reason(),
+            "error": e.to_string(),
+        }));
+    }
+    for d in &report.dropped {
+        tracing::warn!(source = SOURCE, field = %d.path, "dropped a field: {}", d.message);
+    }
     if events.len() > state.max_events {
         return refuse(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -723,7 +729,11 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         }
     }
     drop(dedup);
-    Json(json!({ "accepted": accepted, "duplicates": duplicates })).into_response()
+    let mut answer = json!({ "accepted": accepted, "duplicates": duplicates });
+    if !rejected.is_empty() {
+        answer["rejected"] = Value::Array(rejected);
+    }
+    Json(answer).into_response()
 }
 
 /// `GET /readyz`: 200 when the rules are loaded, the audit log writable,

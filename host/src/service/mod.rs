@@ -480,8 +480,19 @@ fn spawn_lines(
                     };
                     match line {
                         Line::Text(text) => {
-                            if let Err(e) = normalizer.normalize_line(&text, &mut events) {
-                                reject(http::reject_reason(&e), &e.to_string());
+                            // Per element, as in a finite run.
+                            let mut report = crate::normalize::LineReport::default();
+                            match normalizer.normalize_line_report(&text, &mut events, &mut report)
+                            {
+                                Ok(_) => {
+                                    for e in &report.rejected {
+                                        reject(e.reason(), &e.to_string());
+                                    }
+                                    for d in &report.dropped {
+                                        tracing::warn!(source = name, line = line_no, field = %d.path, "dropped a field: {}", d.message);
+                                    }
+                                }
+                                Err(e) => reject(e.reason(), &e.to_string()),
                             }
                         }
                         Line::TooLong { len, limit } => reject(

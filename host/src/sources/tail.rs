@@ -494,19 +494,32 @@ pub fn normalize_lines(
 ) -> Vec<TailBatch> {
     let mut batches = Vec::new();
     let mut events = Vec::new();
+    let mut report = crate::normalize::LineReport::default();
     let mut end = None;
     for l in lines {
         let reason = match l.line {
-            Line::Text(text) => match normalizer.normalize_line(&text, &mut events) {
-                Ok(n) => {
-                    stats.events += n as u64;
-                    None
+            // Per element: a bad event of a multi-record line costs only
+            // itself, as in every other file source.
+            Line::Text(text) => {
+                match normalizer.normalize_line_report(&text, &mut events, &mut report) {
+                    Ok(n) => {
+                        stats.events += n as u64;
+                        stats.malformed += report.rejected.len() as u64;
+                        for e in &report.rejected {
+                            tracing::warn!(path = %path.display(), line = l.line_no, "skipped: {e}");
+                        }
+                        for d in &report.dropped {
+                            tracing::warn!(path = %path.display(), line = l.line_no, field = %d.path, "dropped a field: {}", d.message);
+                        }
+                        report.clear();
+                        None
+                    }
+                    Err(e) => {
+                        stats.malformed += 1;
+                        Some(e.to_string())
+                    }
                 }
-                Err(e) => {
-                    stats.malformed += 1;
-                    Some(e.to_string())
-                }
-            },
+            }
             Line::TooLong { len, limit } => Some(format!(
                 "line of {len} bytes exceeds max_line_bytes = {limit}"
             )),
