@@ -210,9 +210,13 @@ impl Connection {
         let io: Box<dyn Stream> = match tls {
             None => Box::new(stream),
             Some(acceptor) => {
-                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
-                    .await
-                {
+                // Pinned here so the stream is closed when this function
+                // returns, after the timeout is counted: a client that sees
+                // the close then reads the metric finds it counted.
+                let handshake =
+                    tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                tokio::pin!(handshake);
+                match handshake.as_mut().await {
                     Ok(Ok(tls)) => Box::new(tls),
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, "TLS handshake failed: {e}");
