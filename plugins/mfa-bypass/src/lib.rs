@@ -13,9 +13,17 @@
 //! - Entra `Sign-in activity` with error code 0 (success) and
 //!   `authentication-requirement` = `singleFactorAuthentication`, where MFA
 //!   was required. "Required" is evidenced by either
-//!   (a) `conditional-access-status` = `success` or `failure` (a conditional
-//!   access policy applied to the sign-in; only when `ca_applied_means_required`
-//!   is 1), or
+//!   (a) an enforced conditional access policy that demanded MFA:
+//!   `ca-mfa-required` = `true` (normalized from
+//!   `appliedConditionalAccessPolicies`: a policy with result `success` or
+//!   `failure` whose grant controls include `Mfa` or an authentication
+//!   strength). `ca-mfa-required` = `false` means the policies that applied
+//!   demanded something else (a compliant device, terms of use), which is
+//!   not MFA and not evidence. Only when the record carries no usable
+//!   policy list (none, or an empty one beside a status that says a policy
+//!   applied) does the rule fall back to `conditional-access-status` = `success` or
+//!   `failure` (some policy applied; only when `ca_applied_means_required`
+//!   is 1); or
 //!   (b) the same user got error 50074 or 50076 ("strong authentication
 //!   required") within the last `required_memory_hours` — Entra demanded
 //!   MFA from this user, and now a sign-in succeeded without it.
@@ -48,15 +56,18 @@
 //!   minutes on either side in event time.
 //! - `required_memory_hours` (default 24, at most 168): how long a 50074 /
 //!   50076 for a user counts as "MFA is required for this user".
-//! - `ca_applied_means_required` (default 1): 1 treats a conditional access
+//! - `ca_applied_means_required` (default 1): for records without
+//!   `appliedConditionalAccessPolicies` only, 1 treats a conditional access
 //!   status of success/failure on a single-factor success as MFA-required;
 //!   0 relies on the 50074/50076 memory only.
 //!
-//! Blind spots: which conditional access policies applied and what they
-//! demanded (`appliedConditionalAccessPolicies`) is not normalized, so with
+//! Blind spots: a record without `appliedConditionalAccessPolicies` (some
+//! exports drop it) falls back to the status heuristic, so with
 //! `ca_applied_means_required = 1` a single-factor success under a CA policy
-//! that requires only a compliant device also fires; with 0, a user whose
-//! first sign-in in the memory window already bypassed MFA is missed.
+//! that requires only a compliant device also fires there; with 0, a user
+//! whose first sign-in in the memory window already bypassed MFA is missed.
+//! Per-user MFA (legacy "Enable Strong Authentication") demands are only
+//! seen through 50074/50076.
 //! Non-interactive sign-ins are only seen if the connector ingests them.
 
 use vigil_sdk::*;
@@ -163,6 +174,15 @@ impl Rule for MfaBypass {
                 let single = event
                     .attribute("authentication-requirement")
                     .is_some_and(|r| r.eq_ignore_ascii_case("singleFactorAuthentication"));
+                // `true`/`false` when the record lists the applied CA
+                // policies; absent when it does not.
+                let ca_mfa_required = event.attribute("ca-mfa-required");
+                // The policy list explains the CA status when it names an
+                // MFA demand or some other enforced grant control; an empty
+                // list beside a `success` status was stripped by an export.
+                let ca_list_explains = ca_mfa_required == Some("true")
+                    || (ca_mfa_required.is_some()
+                        && event.attribute("ca-grant-controls").is_some());
                 let ca = event
                     .attribute("conditional-access-status")
                     .unwrap_or_default()
@@ -171,7 +191,20 @@ impl Rule for MfaBypass {
                     format!(
                         "successful sign-in through legacy protocol {client}, which cannot do MFA"
                     )
-                } else if single && ca_means_required && (ca == "success" || ca == "failure") {
+                } else if single && ca_mfa_required == Some("true") {
+                    format!(
+                        "single-factor sign-in although an enforced conditional access policy \
+                         demanded MFA ({}, result {})",
+                        event.attribute("ca-mfa-policies").unwrap_or("unnamed"),
+                        event.attribute("ca-mfa-result").unwrap_or("unknown"),
+                    )
+                } else if single
+                    && !ca_list_explains
+                    && ca_means_required
+                    && (ca == "success" || ca == "failure")
+                {
+                    // No policy list in the record: a policy applied, and
+                    // the operator chose to read that as an MFA demand.
                     format!(
                         "single-factor sign-in although conditional access applied (status {ca})"
                     )
@@ -229,6 +262,8 @@ impl Rule for MfaBypass {
                 "conditional_access_status",
                 event.attribute("conditional-access-status"),
             ),
+            ("ca_mfa_policies", event.attribute("ca-mfa-policies")),
+            ("ca_grant_controls", event.attribute("ca-grant-controls")),
             (
                 "application",
                 event
@@ -291,6 +326,10 @@ mod tests {
         let mut e = b.build();
         e.source = "entra".into();
         e
+    }
+
+    fn value<'a>(f: &'a Finding, key: &str) -> &'a str {
+        &f.details.iter().find(|(k, _)| k == key).unwrap().1
     }
 
     fn single(ca: &str) -> Vec<(&'static str, &str)> {
@@ -433,6 +472,46 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    // The applied-policy verdict decides when the record carries it: a
+    // policy that demanded MFA fires even with the CA-status heuristic off;
+    // one that demanded only a compliant device does not, whatever the
+    // heuristic says.
+    #[test]
+    fn applied_policies_tell_an_mfa_demand_from_a_device_demand() {
+        let mut demanded = single("success");
+        demanded.extend([
+            ("ca-mfa-required", "true"),
+            ("ca-mfa-result", "success"),
+            ("ca-mfa-policies", "MFA for all"),
+        ]);
+        let mut host = MockHost::new().with_config("ca_applied_means_required", 0);
+        let f = host
+            .feed::<MfaBypass>(&sign_in("u1", 0, "0", &demanded))
+            .unwrap();
+        assert_eq!(f.len(), 1);
+        assert!(value(&f[0], "reason").contains("MFA for all"));
+
+        let mut device_only = single("success");
+        device_only.extend([
+            ("ca-mfa-required", "false"),
+            ("ca-grant-controls", "RequireCompliantDevice"),
+        ]);
+        let mut host = MockHost::new();
+        assert!(
+            host.feed::<MfaBypass>(&sign_in("u2", 0, "0", &device_only))
+                .unwrap()
+                .is_empty()
+        );
+        // A 50074 demand for that user still makes the next one a bypass.
+        host.feed::<MfaBypass>(&sign_in("u2", 5, "50074", &[]))
+            .unwrap();
+        let f = host
+            .feed::<MfaBypass>(&sign_in("u2", 10, "0", &device_only))
+            .unwrap();
+        assert_eq!(f.len(), 1);
+        assert!(value(&f[0], "reason").contains("50074"));
     }
 
     // One finding per user per hour; again after the window.

@@ -13,10 +13,21 @@
 //! unnoticed is the worse mistake); the finding says so in the detail
 //! `outcome`. An *update* with a missing outcome is ignored, since most
 //! updates do not weaken anything.
+//! - Okta policy type first: the `policy-type` attribute
+//!   (`target[].detailEntry.policyType`). A sign-on, MFA enrollment, access
+//!   (authentication) or authenticator policy type (`OKTA_SIGN_ON`,
+//!   `Okta:SignOn`, `MFA_ENROLL`, `OktaMfaEnroll`, `ACCESS_POLICY`, …) makes
+//!   every event below MFA-relevant, whatever the policy is called; a type
+//!   that is clearly not about MFA (`PASSWORD`, `PROFILE_ENROLLMENT`,
+//!   `IDP_DISCOVERY`, `OAUTH_AUTHORIZATION_POLICY`, `USER_LIFECYCLE`) makes
+//!   none of them relevant. When the type is missing or unknown, the rule
+//!   falls back to the rules below (fail safe).
 //! - Okta `policy.lifecycle.deactivate`, `policy.lifecycle.delete`,
-//!   `policy.rule.deactivate`, `policy.rule.delete`: any policy (high).
-//! - Okta `policy.lifecycle.update`, `policy.rule.update`: only when a target
-//!   looks MFA-relevant (high). Heuristic: the type or display name of a
+//!   `policy.rule.deactivate`, `policy.rule.delete`: any policy whose type is
+//!   not known to be unrelated to MFA (high).
+//! - Okta `policy.lifecycle.update`, `policy.rule.update`: only when the
+//!   policy type is MFA-relevant or, with no known type, a target looks
+//!   MFA-relevant (high). Name heuristic: the type or display name of a
 //!   policy / policy-rule target contains (case-insensitive) one of `mfa`,
 //!   `multi-factor`, `multifactor`, `2fa`, `factor`, `authenticator`,
 //!   `okta verify`, `sign-on`, `sign on`, `signon`, `authentication`,
@@ -26,11 +37,19 @@
 //!   is also a `policy.lifecycle.update`.
 //! - Okta `system.mfa.factor.deactivate`: an org-wide factor switched off
 //!   (critical).
-//! - Entra `Update conditional access policy` and `Delete conditional access
-//!   policy` (high). The normalized event does not carry
-//!   `modifiedProperties`, so an enabled→disabled change cannot be told from
-//!   any other edit: **every** update of a conditional access policy is
-//!   treated as a weakening.
+//! - Entra `Update conditional access policy` (high) when it weakens the
+//!   policy, judged from the policy before and after (`policy-old-state` /
+//!   `policy-new-state`, `policy-old-grant-controls` /
+//!   `policy-new-grant-controls`, normalized from `modifiedProperties`): an
+//!   enforced policy (`enabled`) that is no longer enforced (`disabled`,
+//!   report-only), or an enforced policy whose grant controls no longer
+//!   demand MFA (`mfa` or an `authenticationStrength` dropped). An update
+//!   that shows neither (a rename, a report-only policy switched on, MFA
+//!   added) is logged and not acted on. Fail safe: an update whose before
+//!   and after cannot be read (no `modifiedProperties`, or only part of
+//!   them and no weakening in that part) is treated as a weakening, and the
+//!   finding says so in the detail `note`.
+//! - Entra `Delete conditional access policy` (high).
 //! - Entra `Disable Strong Authentication`: per-user MFA switched off for the
 //!   target user (critical). Subject is that user; there is no policy to
 //!   re-activate, so only an escalation is asked for.
@@ -55,14 +74,15 @@
 //!   deletion of the same policy minutes later are two findings (one asks to
 //!   re-activate, one cannot) in any arrival order.
 //!
-//! Blind spots: Okta's `target[].detailEntry.policyType` (OKTA_SIGN_ON,
-//! MFA_ENROLL, ACCESS_POLICY, PASSWORD…) is not normalized, so a renamed
-//! MFA policy ("Default Policy") whose update is a weakening is missed by the
-//! name heuristic; deactivations and deletes of *any* policy fire, including
-//! password policies. Entra CA updates fire even when they strengthen the
-//! policy, and an Entra "Update policy" on an authentication-methods policy
-//! is not read. Changes made by an API token or app are attributed to the
-//! app (display name or id), not a human login.
+//! Blind spots: an Okta policy *update* is judged relevant, not weaker:
+//! every update of a sign-on or MFA enrollment policy fires, including
+//! ones that strengthen it (the System Log does not carry the rule's
+//! settings before and after). An Entra CA update that keeps the policy
+//! enforced and keeps MFA but narrows who it applies to (a new excluded
+//! user or group, an excluded app or location) is not seen as a weakening.
+//! An Entra "Update policy" on an authentication-methods policy is not
+//! read. Changes made by an API token or app are attributed to the app
+//! (display name or id), not a human login.
 
 use vigil_sdk::*;
 
@@ -109,6 +129,46 @@ struct Change<'a> {
     severity: Severity,
     /// The rule target, when the event is about a policy rule.
     rule: Option<&'a Principal>,
+    /// What the change did, when the event says (an Entra CA weakening).
+    weakening: Option<String>,
+    /// Why the rule acts without seeing the change itself (fail safe).
+    note: Option<&'static str>,
+}
+
+/// What an Okta policy's type says about MFA relevance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyType {
+    /// A sign-on, MFA enrollment, access or authenticator policy.
+    Mfa,
+    /// A policy type that is clearly not about MFA (password, profile
+    /// enrollment, IdP discovery, OAuth authorization, user lifecycle).
+    Unrelated,
+    /// No type on the event, or one this rule does not know.
+    Unknown,
+}
+
+/// Policy type fragments (lower-case, letters and digits only) that make a
+/// policy MFA-relevant.
+const MFA_TYPES: &[&str] = &["signon", "mfa", "accesspolicy", "authenticat"];
+
+/// Policy type fragments of policies that never enforce MFA.
+const UNRELATED_TYPES: &[&str] = &[
+    "password",
+    "profileenrollment",
+    "idpdiscovery",
+    "oauthauthorization",
+    "userlifecycle",
+];
+
+/// An Entra CA update judged from the policy before and after.
+#[derive(Debug, PartialEq, Eq)]
+enum CaUpdate {
+    /// The update weakens the policy; the text says how.
+    Weakened(String),
+    /// Before and after are known and nothing was weakened.
+    NotWeakened,
+    /// Before or after is missing: treat as a weakening (fail safe).
+    Unknown,
 }
 
 impl Rule for MfaPolicyGuard {
@@ -142,6 +202,30 @@ impl Rule for MfaPolicyGuard {
             return Ok(Vec::new());
         }
         let Some(change) = recognise(event) else {
+            if event.kind == ENTRA_CA_UPDATE {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "{} {}: the policy stays enforced with MFA (state {} → {}, controls {} → {}): not a weakening",
+                        event.kind,
+                        event.id,
+                        event.attribute("policy-old-state").unwrap_or("?"),
+                        event.attribute("policy-new-state").unwrap_or("?"),
+                        event.attribute("policy-old-grant-controls").unwrap_or("?"),
+                        event.attribute("policy-new-grant-controls").unwrap_or("?"),
+                    ),
+                );
+            } else if policy_type(event) == PolicyType::Unrelated {
+                host.log(
+                    Level::Info,
+                    &format!(
+                        "{} {}: policy type {} is not about MFA",
+                        event.kind,
+                        event.id,
+                        event.attribute("policy-type").unwrap_or("?")
+                    ),
+                );
+            }
             return Ok(Vec::new());
         };
         let who = actor_name(event);
@@ -199,11 +283,14 @@ impl Rule for MfaPolicyGuard {
         if let Some(ip) = &event.client_ip {
             finding = finding.detail("client_ip", ip);
         }
-        if event.kind == ENTRA_CA_UPDATE {
-            finding = finding.detail(
-                "note",
-                "state change not visible in the normalized event: any CA policy update is treated as a weakening",
-            );
+        if let Some(how) = &change.weakening {
+            finding = finding.detail("change", how);
+        }
+        if let Some(note) = change.note {
+            finding = finding.detail("note", note);
+        }
+        if let Some(t) = event.attribute("policy-type") {
+            finding = finding.detail("policy_type", t);
         }
 
         if let Some(policy) = &change.activate {
@@ -234,7 +321,7 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
     match kind {
         OKTA_POLICY_UPDATE | OKTA_POLICY_DEACTIVATE | OKTA_POLICY_DELETE => {
             let policy = find("PolicyEntity").or_else(|| find("Policy"))?;
-            if kind == OKTA_POLICY_UPDATE && !mfa_relevant(&[policy]) {
+            if !okta_relevant(event, kind == OKTA_POLICY_UPDATE, &[policy]) {
                 return None;
             }
             Some(Change {
@@ -244,6 +331,8 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
                 activate: (kind != OKTA_POLICY_DELETE).then(|| policy.id.clone()),
                 severity: Severity::High,
                 rule: None,
+                weakening: None,
+                note: None,
             })
         }
         OKTA_RULE_UPDATE | OKTA_RULE_DEACTIVATE | OKTA_RULE_DELETE => {
@@ -253,7 +342,7 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
             if named.is_empty() {
                 return None;
             }
-            if kind == OKTA_RULE_UPDATE && !mfa_relevant(&named) {
+            if !okta_relevant(event, kind == OKTA_RULE_UPDATE, &named) {
                 return None;
             }
             // The rule's policy when the event carries it, else the rule.
@@ -268,6 +357,8 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
                 activate: Some(subject.id.clone()),
                 severity: Severity::High,
                 rule: rule.filter(|_| policy.is_some()),
+                weakening: None,
+                note: None,
             })
         }
         OKTA_FACTOR_DEACTIVATE => {
@@ -290,10 +381,27 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
                 activate: None,
                 severity: Severity::Critical,
                 rule: None,
+                weakening: None,
+                note: None,
             })
         }
         ENTRA_CA_UPDATE | ENTRA_CA_DELETE => {
             let policy = find("Policy").or_else(|| event.targets.first())?;
+            let (weakening, note) = if kind == ENTRA_CA_UPDATE {
+                match ca_update(event) {
+                    CaUpdate::Weakened(how) => (Some(how), None),
+                    CaUpdate::NotWeakened => return None,
+                    CaUpdate::Unknown => (
+                        None,
+                        Some(
+                            "the policy before or after the update is not in the event: \
+                             treated as a weakening (fail safe)",
+                        ),
+                    ),
+                }
+            } else {
+                (None, None)
+            };
             Some(Change {
                 subject: policy.id.clone(),
                 subject_name: name(policy),
@@ -301,6 +409,8 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
                 activate: (kind == ENTRA_CA_UPDATE).then(|| policy.id.clone()),
                 severity: Severity::High,
                 rule: None,
+                weakening,
+                note,
             })
         }
         ENTRA_DISABLE_STRONG_AUTH => {
@@ -312,9 +422,80 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
                 activate: None,
                 severity: Severity::Critical,
                 rule: None,
+                weakening: None,
+                note: None,
             })
         }
         _ => None,
+    }
+}
+
+/// The Okta policy type the event names (`policy-type`), classified.
+fn policy_type(event: &Event) -> PolicyType {
+    let Some(raw) = event.attribute("policy-type") else {
+        return PolicyType::Unknown;
+    };
+    let t: String = raw
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if UNRELATED_TYPES.iter().any(|u| t.contains(u)) {
+        PolicyType::Unrelated
+    } else if MFA_TYPES.iter().any(|m| t.contains(m)) {
+        PolicyType::Mfa
+    } else {
+        PolicyType::Unknown
+    }
+}
+
+/// Whether an Okta policy or policy-rule event is about MFA: by the policy
+/// type when the event names a known one, else updates by the name
+/// heuristic and deactivations/deletions always (fail safe).
+fn okta_relevant(event: &Event, update: bool, named: &[&Principal]) -> bool {
+    match policy_type(event) {
+        PolicyType::Mfa => true,
+        PolicyType::Unrelated => false,
+        PolicyType::Unknown => !update || mfa_relevant(named),
+    }
+}
+
+/// Judges an Entra CA update from the policy's state and grant controls
+/// before and after (see the module docs).
+fn ca_update(event: &Event) -> CaUpdate {
+    let enforced = |s: &str| s.eq_ignore_ascii_case("enabled");
+    let demands_mfa = |controls: &str| {
+        controls.split(',').map(str::trim).any(|c| {
+            c.eq_ignore_ascii_case("mfa") || c.eq_ignore_ascii_case("authenticationStrength")
+        })
+    };
+    let old_state = event.attribute("policy-old-state");
+    let new_state = event.attribute("policy-new-state");
+    let old_controls = event.attribute("policy-old-grant-controls");
+    let new_controls = event.attribute("policy-new-grant-controls");
+
+    if let (Some(old), Some(new)) = (old_state, new_state)
+        && enforced(old)
+        && !enforced(new)
+    {
+        return CaUpdate::Weakened(format!("state {old} → {new}: no longer enforced"));
+    }
+    if let (Some(old), Some(new)) = (old_controls, new_controls) {
+        // Dropping MFA only matters for a policy that is (or, not knowing
+        // its state, may be) enforced after the update.
+        let enforced_after = new_state.is_none_or(enforced);
+        if demands_mfa(old) && !demands_mfa(new) && enforced_after {
+            return CaUpdate::Weakened(format!(
+                "grant controls {old} → {new}: MFA no longer demanded"
+            ));
+        }
+    }
+    let states_known = old_state.is_some() && new_state.is_some();
+    let controls_known = old_controls.is_some() && new_controls.is_some();
+    if states_known && controls_known {
+        CaUpdate::NotWeakened
+    } else {
+        CaUpdate::Unknown
     }
 }
 
@@ -554,6 +735,155 @@ mod tests {
         let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
         assert_eq!(f[0].subject, "ca-1");
         assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
+    }
+
+    fn ca_update(attrs: &[(&str, &str)]) -> Event {
+        let p = target("ca-1", "Policy", "Require MFA for all users");
+        let mut e = okta(ENTRA_CA_UPDATE, 0, vec![p], Outcome::Success);
+        e.source = "entra".into();
+        for (k, v) in attrs {
+            e.attributes.push(((*k).into(), (*v).into()));
+        }
+        e
+    }
+
+    // Entra: enforced → disabled or report-only is a weakening, and the
+    // finding says what changed.
+    #[test]
+    fn entra_ca_switched_off_is_a_weakening() {
+        for new_state in ["disabled", "enabledForReportingButNotEnforced"] {
+            let mut host = MockHost::new();
+            let e = ca_update(&[
+                ("policy-old-state", "enabled"),
+                ("policy-new-state", new_state),
+                ("policy-old-grant-controls", "mfa"),
+                ("policy-new-grant-controls", "mfa"),
+            ]);
+            let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+            assert_eq!(f.len(), 1, "{new_state}");
+            assert!(value(&f[0], "change").contains(new_state));
+            assert!(f[0].details.iter().all(|(k, _)| k != "note"));
+            assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
+        }
+    }
+
+    // Entra: MFA (or an authentication strength) dropped from an enforced
+    // policy's grant controls is a weakening; from a disabled one it is not.
+    #[test]
+    fn entra_ca_mfa_dropped_is_a_weakening_only_when_enforced() {
+        for old in ["mfa,compliantDevice", "authenticationStrength"] {
+            let mut host = MockHost::new();
+            let e = ca_update(&[
+                ("policy-old-state", "enabled"),
+                ("policy-new-state", "enabled"),
+                ("policy-old-grant-controls", old),
+                ("policy-new-grant-controls", "compliantDevice"),
+            ]);
+            let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+            assert_eq!(f.len(), 1, "{old}");
+            assert!(value(&f[0], "change").contains("MFA no longer demanded"));
+        }
+        let mut host = MockHost::new();
+        let e = ca_update(&[
+            ("policy-old-state", "disabled"),
+            ("policy-new-state", "disabled"),
+            ("policy-old-grant-controls", "mfa"),
+            ("policy-new-grant-controls", "none"),
+        ]);
+        assert!(host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty());
+    }
+
+    // Entra: a rename, a report-only policy switched on, MFA added: not a
+    // weakening, no action, one log line saying why.
+    #[test]
+    fn entra_ca_strengthening_is_not_acted_on() {
+        for (os, ns, oc, nc) in [
+            ("enabled", "enabled", "mfa", "mfa"),
+            ("enabledForReportingButNotEnforced", "enabled", "mfa", "mfa"),
+            ("disabled", "enabled", "none", "mfa"),
+            (
+                "enabled",
+                "enabled",
+                "compliantDevice",
+                "mfa,compliantDevice",
+            ),
+        ] {
+            let mut host = MockHost::new();
+            let e = ca_update(&[
+                ("policy-old-state", os),
+                ("policy-new-state", ns),
+                ("policy-old-grant-controls", oc),
+                ("policy-new-grant-controls", nc),
+            ]);
+            assert!(
+                host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty(),
+                "{os} {oc}"
+            );
+            assert!(host.requested.is_empty());
+            assert!(host.logs.iter().any(|(_, m)| m.contains("not a weakening")));
+        }
+    }
+
+    // Entra: without the before and after (or with only half of it showing
+    // no weakening) the update is treated as a weakening, with a note.
+    #[test]
+    fn entra_ca_update_without_the_change_fails_safe() {
+        for attrs in [
+            vec![],
+            vec![
+                ("policy-old-state", "enabled"),
+                ("policy-new-state", "enabled"),
+            ],
+        ] {
+            let mut host = MockHost::new();
+            let f = host.feed::<MfaPolicyGuard>(&ca_update(&attrs)).unwrap();
+            assert_eq!(f.len(), 1);
+            assert!(value(&f[0], "note").contains("fail safe"));
+        }
+    }
+
+    // Okta: the policy type decides where it is known: a renamed sign-on
+    // policy's update fires, a password policy's deactivation does not.
+    #[test]
+    fn okta_policy_type_decides_relevance() {
+        let mut host = MockHost::new();
+        let mut e = okta(
+            OKTA_POLICY_UPDATE,
+            0,
+            vec![target("00pRenamed", "PolicyEntity", "Default Policy")],
+            Outcome::Success,
+        );
+        assert!(host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty());
+        e.attributes
+            .push(("policy-type".into(), "Okta:SignOn".into()));
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(value(&f[0], "policy_type"), "Okta:SignOn");
+
+        for t in ["PASSWORD", "Okta:Password", "PROFILE_ENROLLMENT"] {
+            let mut host = MockHost::new();
+            let mut e = okta(
+                OKTA_POLICY_DEACTIVATE,
+                0,
+                vec![target("00pPw", "PolicyEntity", "Default Password Policy")],
+                Outcome::Success,
+            );
+            e.attributes.push(("policy-type".into(), t.into()));
+            assert!(host.feed::<MfaPolicyGuard>(&e).unwrap().is_empty(), "{t}");
+            assert!(host.logs.iter().any(|(_, m)| m.contains("not about MFA")));
+        }
+
+        // An unknown type: deactivation still fires (fail safe).
+        let mut host = MockHost::new();
+        let mut e = okta(
+            OKTA_POLICY_DEACTIVATE,
+            0,
+            vec![target("00pX", "PolicyEntity", "Something new")],
+            Outcome::Success,
+        );
+        e.attributes
+            .push(("policy-type".into(), "FUTURE_TYPE".into()));
+        assert_eq!(host.feed::<MfaPolicyGuard>(&e).unwrap().len(), 1);
     }
 
     // One finding per policy per dedupe window; fires again after it.
