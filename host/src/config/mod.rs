@@ -17,6 +17,7 @@ pub mod connectors;
 pub mod grants;
 pub mod guardrails;
 pub mod server;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,12 +26,12 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::bindings::ActionKind;
-use crate::sources::tail::TailConfig;
 pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
 pub use guardrails::{ApprovalsConfig, BudgetsConfig};
 pub use server::ServerConfig;
+pub use sources::{OktaPollConfig, Start, TailConfig, TailFrom};
 
 /// Whether granted actions are executed or only recorded.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -416,10 +417,10 @@ pub enum SourceConfig {
     Stdin,
     /// The Okta System Log, polled (`sources::okta_poll`); long-running,
     /// for the service.
-    OktaPoll(crate::sources::okta_poll::OktaPollConfig),
+    OktaPoll(OktaPollConfig),
     /// A growing JSON Lines file, followed across rotation
     /// (`sources::tail`); long-running, for the service.
-    Tail(crate::sources::tail::TailConfig),
+    Tail(TailConfig),
 }
 
 fn default_audit_path() -> PathBuf {

@@ -50,14 +50,13 @@
 //! normalize is logged with its `uuid` and counted, and the rest of the page
 //! goes on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use reqwest::Url;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::cursor::{SourceState, pause};
@@ -67,6 +66,8 @@ use crate::actions::secret::{self, Secret};
 use crate::bindings::Event;
 use crate::config::ConnectorsConfig;
 use crate::config::connectors::OktaAuthScheme;
+use crate::config::sources::{check_base_url, okta_time, parse_start};
+pub use crate::config::{OktaPollConfig, Start};
 use crate::normalize::Normalizer;
 use crate::service::queue::{Batch, QueueSender, Shutdown};
 
@@ -79,61 +80,6 @@ const LOW_RATE_LIMIT_FRACTION: u64 = 10;
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(300);
 /// Slowest retry after the token was refused.
 const AUTH_RETRY: Duration = Duration::from_secs(60);
-
-/// `[[sources]] type = "okta-poll"`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct OktaPollConfig {
-    /// The Okta org, `https://example.okta.com`. Default: the
-    /// `[connectors.okta]` base_url.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// Environment variable holding the API token. Default (with neither
-    /// this nor `token_file`): the Okta connector's token, when the poller
-    /// reads the connector's org.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// File holding the API token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// `ssws` or `bearer`. Default: the connector's when its token is used,
-    /// else `ssws`.
-    #[serde(default)]
-    pub auth_scheme: Option<OktaAuthScheme>,
-    /// Seconds between polls once caught up (an empty page).
-    #[serde(default = "default_interval_secs")]
-    pub interval_secs: u64,
-    /// Events per page, 1 to 1000.
-    #[serde(default = "default_limit")]
-    pub limit: u32,
-    /// Where to begin when no cursor is saved: `"now"` or an RFC 3339 time.
-    #[serde(default = "default_start")]
-    pub start: String,
-    /// An Okta System Log filter expression, e.g. `eventType sw "user.mfa"`.
-    #[serde(default)]
-    pub filter: Option<String>,
-}
-
-fn default_interval_secs() -> u64 {
-    10
-}
-
-fn default_limit() -> u32 {
-    1000
-}
-
-fn default_start() -> String {
-    "now".to_owned()
-}
-
-/// Where the first request starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
-    /// The time the poller first starts (without a saved cursor).
-    Now,
-    /// `since`, already in Okta's form (`2026-03-01T10:00:00.000Z`).
-    Since(String),
-}
 
 /// Everything the poller needs, credentials read.
 #[derive(Clone, Debug)]
@@ -150,59 +96,6 @@ pub struct OktaPollSettings {
 }
 
 impl OktaPollConfig {
-    /// The base URL this source reads: its own, else the connector's.
-    fn base_url<'a>(&'a self, connectors: &'a ConnectorsConfig) -> Option<&'a str> {
-        self.base_url
-            .as_deref()
-            .or(connectors.okta.as_ref().map(|o| o.base_url.as_str()))
-    }
-
-    /// Whether the token comes from `[connectors.okta]`: neither key is set
-    /// here and the poller reads the connector's own org (the connector's
-    /// token is never sent to another host).
-    fn uses_connector_token(&self, connectors: &ConnectorsConfig) -> bool {
-        self.token_env.is_none()
-            && self.token_file.is_none()
-            && connectors.okta.as_ref().is_some_and(|o| {
-                self.base_url
-                    .as_deref()
-                    .is_none_or(|b| b.trim_end_matches('/') == o.base_url.trim_end_matches('/'))
-            })
-    }
-
-    /// Checks the keys; `at` names the source (`sources[0]`).
-    pub fn validate(&self, at: &str, connectors: &ConnectorsConfig) -> Result<()> {
-        let Some(base) = self.base_url(connectors) else {
-            bail!("{at}.base_url: not set, and there is no [connectors.okta] to take it from");
-        };
-        check_base_url(&format!("{at}.base_url"), base)?;
-        match (&self.token_env, &self.token_file) {
-            (Some(_), Some(_)) => bail!("{at}: set either token_env or token_file, not both"),
-            (None, None) if !self.uses_connector_token(connectors) => bail!(
-                "{at}.token_env: not set; set token_env or token_file (the [connectors.okta] \
-                 token is used only when the poller reads that connector's org)"
-            ),
-            _ => {}
-        }
-        if !(1..=3600).contains(&self.interval_secs) {
-            bail!(
-                "{at}.interval_secs is {}; it must be between 1 and 3600",
-                self.interval_secs
-            );
-        }
-        if !(1..=1000).contains(&self.limit) {
-            bail!(
-                "{at}.limit is {}; Okta pages hold 1 to 1000 events",
-                self.limit
-            );
-        }
-        parse_start(&format!("{at}.start"), &self.start)?;
-        if self.filter.as_deref().is_some_and(|f| f.trim().is_empty()) {
-            bail!("{at}.filter is empty; remove it to read every event");
-        }
-        Ok(())
-    }
-
     /// Resolves the defaults and reads the token.
     pub fn settings(&self, connectors: &ConnectorsConfig) -> Result<OktaPollSettings> {
         self.validate("sources.okta-poll", connectors)?;
@@ -241,30 +134,6 @@ impl OktaPollConfig {
             http: connectors.http.policy(),
         })
     }
-}
-
-fn parse_start(at: &str, value: &str) -> Result<Start> {
-    if value.trim().eq_ignore_ascii_case("now") {
-        return Ok(Start::Now);
-    }
-    match chrono::DateTime::parse_from_rfc3339(value.trim()) {
-        Ok(t) => Ok(Start::Since(okta_time(t.with_timezone(&chrono::Utc)))),
-        Err(e) => bail!(
-            "{at}: {value:?} is neither \"now\" nor an RFC 3339 time such as \
-             2026-03-01T00:00:00Z ({e})"
-        ),
-    }
-}
-
-/// Okta's `since` form: UTC with milliseconds.
-fn okta_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// A base URL must parse and use https, except on loopback (the same rule
-/// as the connectors': a token never travels in clear text).
-fn check_base_url(at: &str, url: &str) -> Result<Url> {
-    crate::config::connectors::secure_url(at, url, true)
 }
 
 /// The state-store key of a poller's cursor.

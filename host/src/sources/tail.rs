@@ -46,14 +46,14 @@
 //! process stopped is read again; its events' ids (the Okta `uuid`, or a
 //! hash of the line) make the duplicates harmless to the executor.
 
+pub use crate::config::{TailConfig, TailFrom};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use anyhow::{Context, Result};
 
 use super::Line;
 use super::cursor::{SourceState, pause};
@@ -66,48 +66,6 @@ use crate::service::queue::{Batch, QueueSender, Shutdown};
 const MAX_READ_PER_CALL: usize = 4 * 1024 * 1024;
 /// At most this many events per batch.
 const MAX_BATCH_EVENTS: usize = 1000;
-
-/// Where reading starts in a file that exists when the tail starts.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum TailFrom {
-    #[default]
-    End,
-    Start,
-}
-
-/// `[[sources]] type = "tail"`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TailConfig {
-    /// The file to follow (relative to the config file).
-    pub path: PathBuf,
-    #[serde(default)]
-    pub from: TailFrom,
-    /// Milliseconds between polls of the file.
-    #[serde(default = "default_poll_ms")]
-    pub poll_ms: u64,
-}
-
-fn default_poll_ms() -> u64 {
-    250
-}
-
-impl TailConfig {
-    /// Checks the keys; `at` names the source (`sources[0]`).
-    pub fn validate(&self, at: &str) -> Result<()> {
-        if self.path.as_os_str().is_empty() {
-            bail!("{at}.path is empty");
-        }
-        if !(10..=60_000).contains(&self.poll_ms) {
-            bail!(
-                "{at}.poll_ms is {}; it must be between 10 and 60000",
-                self.poll_ms
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Identifies one file on disk: device and inode on Unix (zeros elsewhere,
 /// where only truncation is detected).

@@ -1,6 +1,8 @@
 //! Borrowing serde shapes for one input line: the union `Record` every format
-//! is parsed into in a single pass, plus the leaf types (`Str`, `Scalar`) that
-//! keep that parse allocation-free for unescaped strings.
+//! is parsed into in a single pass, the leaf types (`Str`, `Scalar`) that
+//! keep that parse allocation-free for unescaped strings, and the vendors'
+//! nested shapes (`okta`, `entra`). The format modules (`normalize::okta`,
+//! `normalize::entra`) read these shapes; nothing here depends on them.
 //!
 //! One union struct rather than "probe, then parse again" because the formats'
 //! top-level keys do not collide (Okta: `eventType`/`published`/`uuid`, hook:
@@ -18,11 +20,15 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
-use super::entra::{
+mod entra;
+mod okta;
+
+pub(crate) use entra::{
     EntraCaPolicy, EntraInitiatedBy, EntraLocation, EntraMfaDetail, EntraStatus, EntraTarget,
 };
-use super::okta::{
-    OktaActor, OktaAuthContext, OktaClient, OktaDebugContext, OktaOutcome, OktaSecurityContext,
+pub(crate) use okta::{
+    OktaActor, OktaAuthContext, OktaClient, OktaDebugContext, OktaDebugData, OktaOutcome,
+    OktaSecurityContext,
 };
 
 /// A JSON string that borrows from the input line unless it contains escapes.
