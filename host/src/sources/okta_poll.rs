@@ -154,8 +154,8 @@ pub enum PollError {
     Request(ConnectorError),
     #[error("unexpected HTTP {0} from /api/v1/logs")]
     UnexpectedStatus(u16),
-    /// The next link points away from the configured org.
-    #[error("refusing to follow the next link {url}: it is not on {base}")]
+    /// The next link points away from the configured org's System Log.
+    #[error("refusing to follow the next link {url}: it is not {base}/api/v1/logs")]
     ForeignLink { url: String, base: String },
     #[error("the response has no Link rel=\"next\" header")]
     NoNextLink,
@@ -371,7 +371,10 @@ fn resume_url(base: &Url, saved: &str, settings: &OktaPollSettings) -> Result<St
 }
 
 /// `link` resolved against `current`, if it is on `base`'s scheme, host
-/// and port.
+/// and port, carries no user info, and reads the System Log itself (path
+/// exactly `/api/v1/logs` below the base): the token goes with every
+/// request, so a next link must not steer it to another endpoint of the
+/// org, e.g. one that changes something.
 fn same_origin(base: &Url, current: &str, link: &str) -> Result<String, PollError> {
     let foreign = || PollError::ForeignLink {
         url: link.to_owned(),
@@ -382,6 +385,9 @@ fn same_origin(base: &Url, current: &str, link: &str) -> Result<String, PollErro
     if url.scheme() != base.scheme()
         || url.host_str() != base.host_str()
         || url.port_or_known_default() != base.port_or_known_default()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != format!("{}/api/v1/logs", base.path().trim_end_matches('/'))
     {
         return Err(foreign());
     }
@@ -592,6 +598,10 @@ mod tests {
             "http://o.okta.com/api/v1/logs",
             "https://o.okta.com:8443/api/v1/logs",
             "https://o.okta.com.evil.example/api/v1/logs",
+            "/api/v1/users/00u1/lifecycle/suspend",
+            "/api/v1/logs/../users",
+            "/api/v1/logs%2F..%2Fusers",
+            "https://admin@o.okta.com/api/v1/logs",
         ] {
             assert!(
                 matches!(
