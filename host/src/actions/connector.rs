@@ -227,6 +227,15 @@ pub trait Connector: Send {
     /// Whether this connector can carry out `kind` at all.
     fn supports(&self, kind: ActionKind) -> bool;
 
+    /// The event source (`okta`, `entra`) whose users live in this
+    /// connector's directory: identity actions on that source's events go
+    /// here by default, so a user id is only ever sent to the directory
+    /// that issued it. `None` (the default) for connectors without a
+    /// directory, which take `notify` / `escalate` by default instead.
+    fn directory_for(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Carries out one accepted action.
     fn execute(
         &mut self,

@@ -5,11 +5,14 @@
 //!    Vigil changes; the audit log says `executor: log`);
 //! 2. the rule's own `dispatch` table (`[[rules]] dispatch = {…}`);
 //! 3. the global `[dispatch]` table;
-//! 4. defaults: identity actions go to the provider the event came from
-//!    (`okta` events → the Okta connector, `entra` events → Graph), so a
-//!    user id is only ever sent to the directory that issued it;
-//!    `notify` / `escalate` go to every webhook whose `actions` list takes
-//!    them.
+//! 4. defaults: identity actions go to the connector whose directory
+//!    serves the event's source ([`Connector::directory_for`]: `okta`
+//!    events → the Okta connector, `entra` events → Graph), so a user id is
+//!    only ever sent to the directory that issued it; `notify` / `escalate`
+//!    go to every connector without a directory (the webhooks) whose
+//!    `actions` list takes them.
+//!
+//! The connector kinds are listed once, in [`REGISTRY`].
 //!
 //! No match is not an error at start (a rule may never ask); the action is
 //! then audited `failed` with the reason.
@@ -22,13 +25,43 @@ use crate::bindings::ActionKind;
 use crate::config::{ConnectorsConfig, Dispatch};
 
 use super::connector::Connector;
-use super::graph::GraphConnector;
 use super::log::LogConnector;
-use super::okta::OktaConnector;
-use super::webhook::WebhookConnector;
+use super::{graph, okta, webhook};
 
 /// Action kind name → connector indices.
 type Table = HashMap<&'static str, Vec<usize>>;
+
+/// One kind of connector: where it is configured and how it is built.
+pub struct ConnectorKind {
+    /// The config section, for messages (`connectors.okta`).
+    pub section: &'static str,
+    /// The event source whose directory it serves, if any (see
+    /// [`Connector::directory_for`]).
+    pub directory_for: Option<&'static str>,
+    /// Builds the configured connectors of this kind (none when the
+    /// section is absent), reading their credentials.
+    pub build: fn(&ConnectorsConfig) -> Result<Vec<Box<dyn Connector>>>,
+}
+
+/// Every connector kind, in the order they are built. A new connector is a
+/// module with a `from_config` and one line here.
+pub const REGISTRY: &[ConnectorKind] = &[
+    ConnectorKind {
+        section: "connectors.okta",
+        directory_for: Some("okta"),
+        build: okta::from_config,
+    },
+    ConnectorKind {
+        section: "connectors.graph",
+        directory_for: Some("entra"),
+        build: graph::from_config,
+    },
+    ConnectorKind {
+        section: "connectors.webhooks",
+        directory_for: None,
+        build: webhook::from_config,
+    },
+];
 
 pub struct Dispatcher {
     /// Index 0 is always the `log` connector.
@@ -48,14 +81,8 @@ impl Dispatcher {
         per_rule: &[(String, Dispatch)],
     ) -> Result<Dispatcher> {
         let mut connectors: Vec<Box<dyn Connector>> = Vec::new();
-        if let Some(okta) = &config.okta {
-            connectors.push(Box::new(OktaConnector::new(okta, &config.http)?));
-        }
-        if let Some(graph) = &config.graph {
-            connectors.push(Box::new(GraphConnector::new(graph, &config.http)?));
-        }
-        for w in &config.webhooks {
-            connectors.push(Box::new(WebhookConnector::new(w, &config.http)?));
+        for kind in REGISTRY {
+            connectors.extend((kind.build)(config)?);
         }
         Dispatcher::new(connectors, global, per_rule)
     }
@@ -134,10 +161,12 @@ impl Dispatcher {
             return Ok(found.clone());
         }
         if matches!(kind, ActionKind::Notify | ActionKind::Escalate) {
+            // Every connector without a directory that takes it (webhooks),
+            // never the `log` connector when others exist.
             let hooks: Vec<usize> = (1..self.connectors.len())
                 .filter(|&i| {
                     let c = &self.connectors[i];
-                    !matches!(c.name(), "okta" | "graph") && c.supports(kind)
+                    c.directory_for().is_none() && c.supports(kind)
                 })
                 .collect();
             if hooks.is_empty() {
@@ -148,23 +177,29 @@ impl Dispatcher {
             }
             return Ok(hooks);
         }
-        let provider = match source {
-            "okta" => "okta",
-            "entra" => "graph",
-            _ => "",
-        };
-        match self.index(provider) {
-            Some(i) if !provider.is_empty() => Ok(vec![i]),
-            _ => Err(format!(
-                "no connector for {} on {source} events: configure [connectors.{}] or name one in [dispatch]",
-                kind.name(),
-                if provider.is_empty() {
-                    "okta"
-                } else {
-                    provider
-                }
-            )),
+        if let Some(i) =
+            (1..self.connectors.len()).find(|&i| self.connectors[i].directory_for() == Some(source))
+        {
+            return Ok(vec![i]);
         }
+        let sections: Vec<String> = REGISTRY
+            .iter()
+            .filter(|k| k.directory_for == Some(source))
+            .map(|k| format!("[{}]", k.section))
+            .collect();
+        Err(if sections.is_empty() {
+            format!(
+                "no connector for {} on {source} events: no connector serves that source's \
+                 directory; name one in [dispatch]",
+                kind.name()
+            )
+        } else {
+            format!(
+                "no connector for {} on {source} events: configure {} or name one in [dispatch]",
+                kind.name(),
+                sections.join(" or ")
+            )
+        })
     }
 
     pub fn connector(&mut self, index: usize) -> &mut dyn Connector {
@@ -175,5 +210,108 @@ impl Dispatcher {
     pub fn configured(&mut self) -> impl Iterator<Item = &mut Box<dyn Connector>> {
         let skip = usize::from(!self.log_only);
         self.connectors.iter_mut().skip(skip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::connector::{ActionContext, ConnectorError, Executed, Undo};
+    use crate::bindings::Action;
+
+    /// A connector that only names itself and its directory.
+    struct Named {
+        name: &'static str,
+        directory: Option<&'static str>,
+    }
+
+    impl Connector for Named {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn supports(&self, _: ActionKind) -> bool {
+            true
+        }
+        fn directory_for(&self) -> Option<&'static str> {
+            self.directory
+        }
+        fn execute(
+            &mut self,
+            _: &Action,
+            _: &ActionContext<'_>,
+        ) -> Result<Executed, ConnectorError> {
+            unreachable!()
+        }
+        fn undo(&mut self, _: &Undo) -> Result<String, ConnectorError> {
+            unreachable!()
+        }
+        fn check(&mut self) -> Result<Vec<String>, ConnectorError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn dispatcher(connectors: Vec<Named>) -> Dispatcher {
+        let boxed = connectors
+            .into_iter()
+            .map(|c| Box::new(c) as Box<dyn Connector>)
+            .collect();
+        Dispatcher::new(boxed, &Dispatch::default(), &[]).unwrap()
+    }
+
+    // Identity actions follow the directory of the event's source, whatever
+    // the connectors are called; notifications go to the connectors without
+    // a directory.
+    #[test]
+    fn defaults_follow_the_directory_not_the_name() {
+        let d = dispatcher(vec![
+            Named {
+                name: "workspace",
+                directory: Some("google"),
+            },
+            Named {
+                name: "okta",
+                directory: Some("okta"),
+            },
+            Named {
+                name: "siem",
+                directory: None,
+            },
+        ]);
+        let name = |r: Result<Vec<usize>, String>| -> Vec<&str> {
+            r.unwrap()
+                .into_iter()
+                .map(|i| d.connectors[i].name())
+                .collect()
+        };
+        assert_eq!(
+            name(d.resolve("r", ActionKind::SuspendUser, "google")),
+            ["workspace"]
+        );
+        assert_eq!(
+            name(d.resolve("r", ActionKind::SuspendUser, "okta")),
+            ["okta"]
+        );
+        assert_eq!(name(d.resolve("r", ActionKind::Escalate, "okta")), ["siem"]);
+        let e = d
+            .resolve("r", ActionKind::SuspendUser, "entra")
+            .unwrap_err();
+        assert!(e.contains("[connectors.graph]"), "{e}");
+        let e = d
+            .resolve("r", ActionKind::SuspendUser, "other")
+            .unwrap_err();
+        assert!(e.contains("no connector serves"), "{e}");
+    }
+
+    // Every registered kind builds nothing when its section is absent.
+    #[test]
+    fn an_empty_config_builds_no_connector() {
+        let config = ConnectorsConfig::default();
+        for kind in REGISTRY {
+            assert!(
+                (kind.build)(&config).unwrap().is_empty(),
+                "{}",
+                kind.section
+            );
+        }
     }
 }

@@ -61,7 +61,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bindings::{Action, ActionKind};
-use crate::config::connectors::{GraphConfig, HttpConfig};
+use crate::config::connectors::{ConnectorsConfig, GraphConfig, HttpConfig};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
@@ -521,9 +521,22 @@ impl GraphConnector {
     }
 }
 
+/// The `[connectors.graph]` connector, when configured (see
+/// `dispatch::REGISTRY`).
+pub fn from_config(config: &ConnectorsConfig) -> anyhow::Result<Vec<Box<dyn Connector>>> {
+    match &config.graph {
+        Some(c) => Ok(vec![Box::new(GraphConnector::new(c, &config.http)?)]),
+        None => Ok(Vec::new()),
+    }
+}
+
 impl Connector for GraphConnector {
     fn name(&self) -> &str {
         "graph"
+    }
+
+    fn directory_for(&self) -> Option<&'static str> {
+        Some("entra")
     }
 
     fn supports(&self, kind: ActionKind) -> bool {

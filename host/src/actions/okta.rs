@@ -94,7 +94,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::bindings::{Action, ActionKind};
-use crate::config::connectors::{HttpConfig, OktaAuthScheme, OktaConfig};
+use crate::config::connectors::{ConnectorsConfig, HttpConfig, OktaAuthScheme, OktaConfig};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
@@ -248,9 +248,22 @@ impl OktaConnector {
     }
 }
 
+/// The `[connectors.okta]` connector, when configured (see
+/// `dispatch::REGISTRY`).
+pub fn from_config(config: &ConnectorsConfig) -> anyhow::Result<Vec<Box<dyn Connector>>> {
+    match &config.okta {
+        Some(c) => Ok(vec![Box::new(OktaConnector::new(c, &config.http)?)]),
+        None => Ok(Vec::new()),
+    }
+}
+
 impl Connector for OktaConnector {
     fn name(&self) -> &str {
         "okta"
+    }
+
+    fn directory_for(&self) -> Option<&'static str> {
+        Some("okta")
     }
 
     fn supports(&self, kind: ActionKind) -> bool {

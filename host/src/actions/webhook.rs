@@ -85,7 +85,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use crate::bindings::{Action, ActionKind, Message, Severity};
-use crate::config::connectors::{HttpConfig, WebhookConfig, WebhookFormat};
+use crate::config::connectors::{ConnectorsConfig, HttpConfig, WebhookConfig, WebhookFormat};
 
 use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
 use super::http::HttpClient;
@@ -238,6 +238,15 @@ impl WebhookConnector {
             ),
         }
     }
+}
+
+/// The `[[connectors.webhooks]]` entries, built (see `dispatch::REGISTRY`).
+pub fn from_config(config: &ConnectorsConfig) -> anyhow::Result<Vec<Box<dyn Connector>>> {
+    config
+        .webhooks
+        .iter()
+        .map(|w| Ok(Box::new(WebhookConnector::new(w, &config.http)?) as Box<dyn Connector>))
+        .collect()
 }
 
 impl Connector for WebhookConnector {
