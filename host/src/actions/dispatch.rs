@@ -31,6 +31,9 @@ use super::{graph, okta, webhook};
 /// Action kind name → connector indices.
 type Table = HashMap<&'static str, Vec<usize>>;
 
+/// Builds the configured connectors of one kind.
+pub type BuildConnectors = fn(&ConnectorsConfig) -> Result<Vec<Box<dyn Connector>>>;
+
 /// One kind of connector: where it is configured and how it is built.
 pub struct ConnectorKind {
     /// The config section, for messages (`connectors.okta`).
@@ -40,7 +43,7 @@ pub struct ConnectorKind {
     pub directory_for: Option<&'static str>,
     /// Builds the configured connectors of this kind (none when the
     /// section is absent), reading their credentials.
-    pub build: fn(&ConnectorsConfig) -> Result<Vec<Box<dyn Connector>>>,
+    pub build: BuildConnectors,
 }
 
 /// Every connector kind, in the order they are built. A new connector is a
