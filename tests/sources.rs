@@ -13,12 +13,12 @@ use vigil_host::actions::http::RetryPolicy;
 use vigil_host::actions::secret::Secret;
 use vigil_host::config::{Config, SourceConfig};
 use vigil_host::normalize::Normalizer;
-use vigil_host::service::queue::{self, Recv, Shutdown};
 use vigil_host::sources::Line;
 use vigil_host::sources::cursor::SourceState;
 use vigil_host::sources::okta_poll::{
     self, OktaPollSettings, PollError, Poller, Start, cursor_key,
 };
+use vigil_host::sources::queue::{self, Recv, Shutdown};
 use vigil_host::sources::tail::{self, Position, Tail, TailFrom, TailLine, TailStats};
 use vigil_host::store::Store;
 use vigil_test_support::fake_idp::{FakeIdp, Fault, OKTA_TOKEN};

@@ -40,11 +40,11 @@ use serde_json::{Value, json};
 use super::admin::{self, AdminAuth, AdminCommand, bearer};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
-use super::queue::{Batch, QueueSender, SendError};
 use super::watchdog::Watchdog;
 use crate::actions::secret::Secret;
 use crate::bindings::Event;
 use crate::normalize::{NormalizeError, Normalizer};
+use crate::sources::queue::{Batch, QueueSender, SendError};
 
 /// The `source` names of the HTTP endpoints' batches.
 pub const SOURCES: [&str; 2] = ["http", "okta-hook"];

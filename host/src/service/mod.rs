@@ -31,7 +31,8 @@ pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod metrics;
-pub mod queue;
+// The queue between the sources and the pipeline lives with the sources.
+pub use crate::sources::queue;
 pub mod tls;
 pub mod watchdog;
 
@@ -45,16 +46,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::sync::watch;
 
-use crate::config::{Config, ServerConfig, SourceConfig};
+use crate::config::{Config, ServerConfig};
 use crate::normalize::Normalizer;
 use crate::pipeline::{Pipeline, RunStats};
-use crate::sources::{Line, LineReader};
+use crate::sources;
+use crate::sources::queue::{Batch, QueueReceiver, QueueSender, Recv, Shutdown};
 use admin::{AdminAuth, AdminCommand};
 use hooks::Dedup;
 use http::{Access, AppState, Health, Routes};
 use listener::{ConnLimits, Listener};
 use metrics::{Metrics, MetricsObserver};
-use queue::{Batch, QueueReceiver, QueueSender, Recv, Shutdown};
 
 /// How long the pipeline thread waits for a batch before looking at admin
 /// commands, due undos and the drain flag.
@@ -63,9 +64,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// Events run between two audit syncs when batches keep arriving (one sync
 /// covers every batch taken in one go).
 const EVENTS_PER_SYNC: usize = 4096;
-
-/// Events per batch from a file or stdin source.
-const FILE_BATCH: usize = 512;
 
 /// Serves until a signal; see the module documentation.
 pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Result<ExitCode> {
@@ -381,139 +379,29 @@ fn spawn_sources(
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<(String, JoinHandle<()>)>> {
+    let rejected: sources::RejectCounter = {
+        let metrics = metrics.clone();
+        Arc::new(move |source, reason, n| metrics.rejected(source, reason, n))
+    };
+    let ctx = sources::SourceContext {
+        connectors: &config.connectors,
+        state_path: &config.state_path,
+        max_line_bytes: config.max_line_bytes,
+        queue,
+        shutdown,
+        rejected,
+    };
     let mut threads = Vec::new();
-    for (i, source) in config.sources.iter().enumerate() {
-        let (name, handle) = match source {
-            SourceConfig::File { path } => {
-                std::fs::metadata(path).with_context(|| {
-                    format!("sources[{i}]: cannot open events file {}", path.display())
-                })?;
-                let name = format!("file:{}", path.display());
-                let (path, limit) = (path.clone(), config.max_line_bytes);
-                let h = spawn_lines(name.clone(), queue, shutdown, metrics, move || {
-                    LineReader::open(&path, limit)
-                })?;
-                (name, h)
-            }
-            SourceConfig::Stdin => {
-                let limit = config.max_line_bytes;
-                let h = spawn_lines("stdin".into(), queue, shutdown, metrics, move || {
-                    Ok(LineReader::stdin(limit))
-                })?;
-                ("stdin".into(), h)
-            }
-            SourceConfig::OktaPoll(c) => (
-                "okta-poll".into(),
-                crate::sources::okta_poll::spawn(
-                    c,
-                    &config.connectors,
-                    &config.state_path,
-                    queue.clone(),
-                    shutdown.clone(),
-                )
-                .with_context(|| format!("sources[{i}] (okta-poll)"))?,
-            ),
-            SourceConfig::Tail(c) => (
-                format!("tail:{}", c.path.display()),
-                crate::sources::tail::spawn(
-                    c,
-                    config.max_line_bytes,
-                    &config.state_path,
-                    queue.clone(),
-                    shutdown.clone(),
-                )
-                .with_context(|| format!("sources[{i}] (tail)"))?,
-            ),
-        };
+    for (i, entry) in config.sources.iter().enumerate() {
+        let source = sources::from_config(entry);
+        let name = source.name();
+        let handle = source
+            .spawn(&ctx)
+            .with_context(|| format!("sources[{i}] ({name})"))?;
         tracing::info!(source = name, "source started");
         threads.push((name, handle));
     }
     Ok(threads)
-}
-
-/// A finite JSON Lines stream (file or stdin) read on its own thread into
-/// the queue, waiting when the queue is full. Bad lines are counted and
-/// logged with their number, as in a finite run.
-fn spawn_lines(
-    name: String,
-    queue: &QueueSender,
-    shutdown: &Shutdown,
-    metrics: &Arc<Metrics>,
-    open: impl FnOnce() -> Result<LineReader> + Send + 'static,
-) -> Result<JoinHandle<()>> {
-    let (queue, shutdown, metrics) = (queue.clone(), shutdown.clone(), metrics.clone());
-    let thread_name = name.clone();
-    std::thread::Builder::new()
-        .name(format!(
-            "source-{}",
-            thread_name.chars().take(8).collect::<String>()
-        ))
-        .spawn(move || {
-            let normalizer = Normalizer::default();
-            let result = (|| -> Result<u64> {
-                let mut reader = open()?;
-                let mut events = Vec::new();
-                let mut total = 0u64;
-                let mut flush = |events: &mut Vec<crate::bindings::Event>| -> Result<()> {
-                    if events.is_empty() {
-                        return Ok(());
-                    }
-                    let n = events.len();
-                    queue
-                        .send(Batch::new(name.clone(), std::mem::take(events)))
-                        .map_err(|_| anyhow::anyhow!("the queue closed"))?;
-                    total += n as u64;
-                    Ok(())
-                };
-                while let Some((line_no, line)) = reader.next_line()? {
-                    if shutdown.is_stopping() {
-                        break;
-                    }
-                    let reject = |reason: &str, message: &str| {
-                        metrics.rejected(&name, reason, 1);
-                        tracing::warn!(
-                            source = name,
-                            line = line_no,
-                            reason,
-                            "rejected: {message}"
-                        );
-                    };
-                    match line {
-                        Line::Text(text) => {
-                            // Per element, as in a finite run.
-                            let mut report = crate::normalize::LineReport::default();
-                            match normalizer.normalize_line_report(&text, &mut events, &mut report)
-                            {
-                                Ok(_) => {
-                                    for e in &report.rejected {
-                                        reject(e.reason(), &e.to_string());
-                                    }
-                                    for d in &report.dropped {
-                                        tracing::warn!(source = name, line = line_no, field = %d.path, "dropped a field: {}", d.message);
-                                    }
-                                }
-                                Err(e) => reject(e.reason(), &e.to_string()),
-                            }
-                        }
-                        Line::TooLong { len, limit } => reject(
-                            "too-long",
-                            &format!("line of {len} bytes exceeds max_line_bytes = {limit}"),
-                        ),
-                        Line::NotUtf8 => reject("not-utf8", "line is not valid UTF-8"),
-                    }
-                    if events.len() >= FILE_BATCH {
-                        flush(&mut events)?;
-                    }
-                }
-                flush(&mut events)?;
-                Ok(total)
-            })();
-            match result {
-                Ok(n) => tracing::info!(source = thread_name, events = n, "source finished"),
-                Err(e) => tracing::error!(source = thread_name, "source stopped: {e:#}"),
-            }
-        })
-        .context("cannot start a source thread")
 }
 
 /// Waits for a thread to finish until `deadline`; false if it did not.

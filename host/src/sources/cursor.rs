@@ -3,7 +3,7 @@
 //! state store.
 //!
 //! A position is saved only once the events before it are processed: the
-//! source hands the pipeline a [`Batch`](crate::service::queue::Batch) whose
+//! source hands the pipeline a [`Batch`](super::queue::Batch) whose
 //! `on_done` callback — run on the pipeline thread after the batch went
 //! through the rules and the audit log was synced — writes the position.
 //! The callback owns a handle on the source's own store connection
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::service::queue::Shutdown;
+use super::queue::Shutdown;
 use crate::store::Store;
 
 /// A source's connection to the state store, shareable with the `on_done`

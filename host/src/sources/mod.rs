@@ -11,12 +11,58 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 
+use crate::config::{ConnectorsConfig, SourceConfig};
+use queue::{QueueSender, Shutdown};
+
 pub mod cursor;
+pub mod lines;
 pub mod okta_poll;
+pub mod queue;
 pub mod tail;
+
+/// Counts rejected lines or elements: source name, reason, count (the
+/// service's `vigil_events_rejected_total`).
+pub type RejectCounter = Arc<dyn Fn(&str, &str, usize) + Send + Sync>;
+
+/// What a long-running source may use when it starts.
+pub struct SourceContext<'a> {
+    pub connectors: &'a ConnectorsConfig,
+    /// The state store, where sources keep their cursors.
+    pub state_path: &'a Path,
+    pub max_line_bytes: usize,
+    /// Where batches go; `send` waits while the queue is full.
+    pub queue: &'a QueueSender,
+    pub shutdown: &'a Shutdown,
+    pub rejected: RejectCounter,
+}
+
+/// One kind of `[[sources]]` entry, started by the service on its own
+/// thread.
+pub trait Source {
+    /// The name in logs and metrics (`okta-poll`, `tail:PATH`, `stdin`).
+    fn name(&self) -> String;
+
+    /// Checks what can be checked now and starts reading on a thread of its
+    /// own, until the input ends or `ctx.shutdown` says stop.
+    fn spawn(&self, ctx: &SourceContext<'_>) -> Result<JoinHandle<()>>;
+}
+
+/// The source behind a `[[sources]]` entry: the one place that lists them
+/// (a new source is a module implementing [`Source`], a `SourceConfig`
+/// variant and one line here).
+pub fn from_config(entry: &SourceConfig) -> Box<dyn Source + '_> {
+    match entry {
+        SourceConfig::File { path } => Box::new(lines::FileSource { path: path.clone() }),
+        SourceConfig::Stdin => Box::new(lines::StdinSource),
+        SourceConfig::OktaPoll(c) => Box::new(okta_poll::OktaPollSource(c)),
+        SourceConfig::Tail(c) => Box::new(tail::TailSource(c)),
+    }
+}
 
 /// One line of input, or why it cannot be used.
 #[derive(Debug)]

@@ -22,7 +22,7 @@
 //! The cursor is the next URL, saved in the state store under the `meta`
 //! key `okta-poll:<base_url>:next`. It is saved only after the page's
 //! events were processed: each page becomes one
-//! [`Batch`](crate::service::queue::Batch) whose `on_done` writes the page's
+//! [`Batch`](crate::sources::queue::Batch) whose `on_done` writes the page's
 //! next link through the poller's own store connection (see
 //! [`super::cursor`]). A restart therefore resumes after the last fully
 //! processed page — no event is skipped, and only the page in flight when
@@ -60,6 +60,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap};
 use serde_json::Value;
 
 use super::cursor::{SourceState, pause};
+use super::queue::{Batch, QueueSender, Shutdown};
 use crate::actions::connector::ConnectorError;
 use crate::actions::http::{HttpClient, RetryPolicy, rate_limit_wait};
 use crate::actions::secret::{self, Secret};
@@ -69,7 +70,6 @@ use crate::config::connectors::OktaAuthScheme;
 use crate::config::sources::{check_base_url, okta_time, parse_start};
 pub use crate::config::{OktaPollConfig, Start};
 use crate::normalize::Normalizer;
-use crate::service::queue::{Batch, QueueSender, Shutdown};
 
 /// The batch source name.
 pub const SOURCE_NAME: &str = "okta-poll";
@@ -455,6 +455,25 @@ pub fn low_rate_limit_pause(headers: &HeaderMap) -> Option<Duration> {
         return None;
     }
     rate_limit_wait(headers).map(|w| w.min(MAX_RATE_LIMIT_PAUSE))
+}
+
+/// `[[sources]] type = "okta-poll"` as a [`Source`](super::Source).
+pub struct OktaPollSource<'a>(pub &'a OktaPollConfig);
+
+impl super::Source for OktaPollSource<'_> {
+    fn name(&self) -> String {
+        "okta-poll".into()
+    }
+
+    fn spawn(&self, ctx: &super::SourceContext<'_>) -> Result<JoinHandle<()>> {
+        spawn(
+            self.0,
+            ctx.connectors,
+            ctx.state_path,
+            ctx.queue.clone(),
+            ctx.shutdown.clone(),
+        )
+    }
 }
 
 /// Starts the poller on its own thread. The token is read, the state store

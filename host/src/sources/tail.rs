@@ -57,9 +57,9 @@ use anyhow::{Context, Result};
 
 use super::Line;
 use super::cursor::{SourceState, pause};
+use super::queue::{Batch, QueueSender, Shutdown};
 use crate::bindings::Event;
 use crate::normalize::Normalizer;
-use crate::service::queue::{Batch, QueueSender, Shutdown};
 
 /// At most this many bytes are read per [`Tail::read_available`] call, so a
 /// large backlog is processed in bounded steps.
@@ -507,6 +507,25 @@ pub fn normalize_lines(
         batches.push(TailBatch { events, end });
     }
     batches
+}
+
+/// `[[sources]] type = "tail"` as a [`Source`](super::Source).
+pub struct TailSource<'a>(pub &'a TailConfig);
+
+impl super::Source for TailSource<'_> {
+    fn name(&self) -> String {
+        format!("tail:{}", self.0.path.display())
+    }
+
+    fn spawn(&self, ctx: &super::SourceContext<'_>) -> Result<JoinHandle<()>> {
+        spawn(
+            self.0,
+            ctx.max_line_bytes,
+            ctx.state_path,
+            ctx.queue.clone(),
+            ctx.shutdown.clone(),
+        )
+    }
 }
 
 /// Starts following `config.path` on its own thread. The state store is
