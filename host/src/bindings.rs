@@ -7,7 +7,7 @@
 
 wasmtime::component::bindgen!({
     world: "rule",
-    path: "../wit",
+    path: "../wit/since_v0.1.0",
     imports: {
         "vigil:rule/state": trappable,
         "vigil:rule/actions": trappable,

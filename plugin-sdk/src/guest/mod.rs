@@ -8,7 +8,7 @@ pub mod testing;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit",
+        path: "../wit/since_v0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_rule",
         default_bindings_module: "vigil_sdk::bindings",
