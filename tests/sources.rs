@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vigil_host::actions::http::RetryPolicy;
-use vigil_host::actions::secret::Secret;
 use vigil_host::config::{Config, SourceConfig};
 use vigil_host::normalize::Normalizer;
+use vigil_host::secret::Secret;
 use vigil_host::sources::Line;
 use vigil_host::sources::cursor::SourceState;
 use vigil_host::sources::okta_poll::{

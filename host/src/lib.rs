@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod rule_tests;
 pub mod rules;
+pub mod secret;
 pub mod service;
 pub mod sources;
 pub mod store;

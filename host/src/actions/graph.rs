@@ -68,7 +68,7 @@ use super::connector::{
     MAX_GROUP_PAGES, ResolvedUser, Undo, UserLookup,
 };
 use super::http::{HttpClient, HttpResponse, path_below};
-use super::secret::{self, Secret};
+use crate::secret::{self, Secret};
 
 /// How long before its expiry a token is replaced.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);

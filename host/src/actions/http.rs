@@ -29,6 +29,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::connector::ConnectorError;
+use crate::config::connectors::HttpConfig;
 
 /// Longest vendor text quoted in an error.
 const MAX_QUOTED_CHARS: usize = 300;
@@ -47,15 +48,23 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// The `[connectors.http]` defaults.
     fn default() -> Self {
+        HttpConfig::default().policy()
+    }
+}
+
+impl HttpConfig {
+    /// The retry policy these settings describe.
+    pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {
-            connect_timeout: Duration::from_secs(3),
-            timeout: Duration::from_secs(10),
-            max_attempts: 4,
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(20),
-            max_retry_wait: Duration::from_secs(60),
-            max_action: Duration::from_secs(30),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_attempts: self.max_attempts,
+            backoff_initial: Duration::from_millis(self.backoff_initial_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            max_retry_wait: Duration::from_secs(self.max_retry_wait_secs),
+            max_action: Duration::from_secs(self.max_action_secs),
         }
     }
 }

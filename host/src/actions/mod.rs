@@ -6,7 +6,6 @@
 //! log; what it returns is audited after. One module per concern:
 //! - [`connector`]: the [`connector::Connector`] trait, results and errors;
 //! - [`http`]: timeouts, retries, backoff, rate limits, vendor errors;
-//! - [`secret`]: credentials from environment variables or files;
 //! - [`okta`], [`graph`], [`webhook`], [`log`]: the connectors;
 //! - [`dispatch`]: which connector serves which rule, action and source;
 //! - [`executor`]: idempotency keys and undos, in the durable store.
@@ -18,5 +17,4 @@ pub mod graph;
 pub mod http;
 pub mod log;
 pub mod okta;
-pub mod secret;
 pub mod webhook;

@@ -101,7 +101,7 @@ use super::connector::{
     MAX_GROUP_PAGES, ResolvedUser, Undo, UserLookup,
 };
 use super::http::{HttpClient, HttpResponse, path_below};
-use super::secret::{self, Secret};
+use crate::secret::{self, Secret};
 
 /// The usage a zone must have for block-ip to edit it.
 const BLOCKLIST: &str = "BLOCKLIST";

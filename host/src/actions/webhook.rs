@@ -89,7 +89,7 @@ use crate::config::connectors::{ConnectorsConfig, HttpConfig, WebhookConfig, Web
 
 use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
 use super::http::HttpClient;
-use super::secret::{self, Secret};
+use crate::secret::{self, Secret};
 
 /// PagerDuty's Events API v2 endpoint, used when a `pagerduty` webhook
 /// names no URL.

@@ -21,11 +21,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-/// Smallest cap accepted: room for the fixed fields, the marker and some
-/// content.
-pub const MIN_RECORD_BYTES: usize = 4096;
-/// Default cap: 1 MiB.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub use crate::config::audit::{DEFAULT_MAX_RECORD_BYTES, MIN_RECORD_BYTES};
 /// The marker field.
 pub const MARKER: &str = "record_truncated";
 /// Bytes the chain fields add to a record: `,"prev_hash":"<64 hex>"` and

@@ -9,15 +9,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::cap::DEFAULT_MAX_RECORD_BYTES;
 use super::signing::AuditSigner;
 use super::witness::WitnessConfig;
 use crate::config::AuditConfig;
 
-/// Default `[audit] checkpoint_records`.
-pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
-/// Default `[audit] checkpoint_secs`.
-pub const DEFAULT_CHECKPOINT_SECS: u64 = 60;
+use crate::config::audit::{
+    DEFAULT_CHECKPOINT_RECORDS, DEFAULT_CHECKPOINT_SECS, DEFAULT_MAX_RECORD_BYTES,
+};
 
 /// How an [`AuditLog`](super::AuditLog) signs, witnesses and caps.
 #[derive(Debug)]

@@ -9,8 +9,15 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::audit::cap::{DEFAULT_MAX_RECORD_BYTES, MIN_RECORD_BYTES};
-use crate::audit::options::{DEFAULT_CHECKPOINT_RECORDS, DEFAULT_CHECKPOINT_SECS};
+/// Default `checkpoint_records`.
+pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
+/// Default `checkpoint_secs`.
+pub const DEFAULT_CHECKPOINT_SECS: u64 = 60;
+/// Smallest accepted `max_record_bytes`: room for a record's fixed fields,
+/// the truncation marker and some content.
+pub const MIN_RECORD_BYTES: usize = 4096;
+/// Default `max_record_bytes`: 1 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// Largest accepted `max_record_bytes`: 64 MiB.
 const MAX_RECORD_BYTES_LIMIT: usize = 64 * 1024 * 1024;

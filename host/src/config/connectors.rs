@@ -8,12 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::actions::http::RetryPolicy;
 use crate::bindings::ActionKind;
 
 /// Connector names that are not webhook names.
@@ -143,15 +141,14 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        let p = RetryPolicy::default();
         HttpConfig {
-            connect_timeout_ms: p.connect_timeout.as_millis() as u64,
-            timeout_ms: p.timeout.as_millis() as u64,
-            max_attempts: p.max_attempts,
-            backoff_initial_ms: p.backoff_initial.as_millis() as u64,
-            backoff_max_ms: p.backoff_max.as_millis() as u64,
-            max_retry_wait_secs: p.max_retry_wait.as_secs(),
-            max_action_secs: p.max_action.as_secs(),
+            connect_timeout_ms: 3_000,
+            timeout_ms: 10_000,
+            max_attempts: 4,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 20_000,
+            max_retry_wait_secs: 60,
+            max_action_secs: 30,
         }
     }
 }
@@ -183,18 +180,6 @@ impl HttpConfig {
             bail!("connectors.http.max_action_secs must be 1 to 600");
         }
         Ok(())
-    }
-
-    pub fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
-            timeout: Duration::from_millis(self.timeout_ms),
-            max_attempts: self.max_attempts,
-            backoff_initial: Duration::from_millis(self.backoff_initial_ms),
-            backoff_max: Duration::from_millis(self.backoff_max_ms),
-            max_retry_wait: Duration::from_secs(self.max_retry_wait_secs),
-            max_action: Duration::from_secs(self.max_action_secs),
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! pipeline. Every one has a default and a validated range.
 //!
 //! Credentials are named here (an environment variable or a file), never
-//! written here; they are read at start through `actions::secret`. An
+//! written here; they are read at start through `crate::secret`. An
 //! endpoint with no credential configured is open only when the listener is
 //! on loopback; on any other address it answers 404 naming the key to set.
 
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::actions::secret::{self, Secret};
+use crate::secret::{self, Secret};
 
 /// `[server]`. Every limit has a default.
 #[derive(Clone, Debug, Deserialize)]

@@ -24,11 +24,11 @@ use tokio::sync::oneshot;
 
 use super::hooks::secret_matches;
 use super::http::{AppState, error, read_body};
-use crate::actions::secret::Secret;
 use crate::audit::Entry;
 use crate::config::Mode;
 use crate::pipeline::Pipeline;
 use crate::rules::RuleInstance;
+use crate::secret::Secret;
 
 /// How long an admin request waits for the pipeline thread.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::actions::secret::Secret;
+use crate::secret::Secret;
 
 /// True when `presented` equals `expected`, in time independent of both.
 pub fn secret_matches(expected: &Secret, presented: Option<&[u8]>) -> bool {

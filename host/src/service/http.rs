@@ -41,9 +41,9 @@ use super::admin::{self, AdminAuth, AdminCommand, bearer};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
 use super::watchdog::Watchdog;
-use crate::actions::secret::Secret;
 use crate::bindings::Event;
 use crate::normalize::{NormalizeError, Normalizer};
+use crate::secret::Secret;
 use crate::sources::queue::{Batch, QueueSender, SendError};
 
 /// The `source` names of the HTTP endpoints' batches.

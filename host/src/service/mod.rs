@@ -116,7 +116,7 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     };
 
     let loopback = server.listen.ip().is_loopback();
-    let access = |secret: Option<crate::actions::secret::Secret>, key| match secret {
+    let access = |secret: Option<crate::secret::Secret>, key| match secret {
         Some(s) => Access::Secret(s),
         None if loopback => Access::Open { key },
         None => Access::Disabled { key },
