@@ -193,6 +193,12 @@ pub struct Limits {
     /// state is kept this much longer than its window so events up to this
     /// late are judged against complete state.
     pub late_after_secs: u64,
+    /// Event ids the rule remembers having judged (a replayed or redelivered
+    /// event is skipped and counted as a duplicate); oldest forgotten first.
+    pub judged_max_ids: usize,
+    /// How far back (event time, from the newest event the rule judged)
+    /// judged ids are remembered: at least the rule's longest window.
+    pub judged_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -211,6 +217,8 @@ impl Default for Limits {
             state_max_entries_per_key: 10_000,
             state_max_bytes: 64 * 1024 * 1024,
             late_after_secs: 600,
+            judged_max_ids: 100_000,
+            judged_window_secs: 86_400,
         }
     }
 }
@@ -239,6 +247,8 @@ pub struct LimitOverrides {
     pub state_max_entries_per_key: Option<usize>,
     pub state_max_bytes: Option<usize>,
     pub late_after_secs: Option<u64>,
+    pub judged_max_ids: Option<usize>,
+    pub judged_window_secs: Option<u64>,
 }
 
 impl Limits {
@@ -262,6 +272,8 @@ impl Limits {
                 .unwrap_or(self.state_max_entries_per_key),
             state_max_bytes: o.state_max_bytes.unwrap_or(self.state_max_bytes),
             late_after_secs: o.late_after_secs.unwrap_or(self.late_after_secs),
+            judged_max_ids: o.judged_max_ids.unwrap_or(self.judged_max_ids),
+            judged_window_secs: o.judged_window_secs.unwrap_or(self.judged_window_secs),
         }
     }
 
@@ -278,6 +290,8 @@ impl Limits {
                 self.state_max_entries_per_key as u64,
             ),
             ("state_max_bytes", self.state_max_bytes as u64),
+            ("judged_max_ids", self.judged_max_ids as u64),
+            ("judged_window_secs", self.judged_window_secs),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -15,6 +15,10 @@
 //!   the same queue (file/stdin here; `okta-poll` and `tail` in
 //!   `crate::sources`).
 //!
+//! A delivery taken over HTTP is written to the durable spool (`spool`)
+//! before it is answered 2xx; at start the deliveries a crash left there
+//! are replayed before the listener accepts anything.
+//!
 //! The pipeline thread stamps its progress on the `watchdog` (each turn of
 //! its loop, each rule call); `/readyz` turns 503 naming the rule when work
 //! waits and nothing moved for `watchdog_secs`.
@@ -32,6 +36,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod queue;
+pub mod spool;
 pub mod tls;
 pub mod watchdog;
 
@@ -89,6 +94,12 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     health.rules.store(rule_ids.len(), Ordering::SeqCst);
     health.audit_ok.store(true, Ordering::SeqCst);
 
+    // Deliveries answered 2xx by a previous run and not processed: before
+    // anything new is accepted.
+    let normalizer = Normalizer::default();
+    spool::replay(&mut pipeline, &normalizer, server.max_events_per_request)?;
+    let spool = Arc::new(spool::Spool::open(&config.state_path)?);
+
     let (queue, receiver) = queue::bounded(server.queue_capacity);
     let shutdown = Shutdown::new();
     let sources =
@@ -125,7 +136,8 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     };
     let state = Arc::new(AppState {
         queue: queue.clone(),
-        normalizer: Normalizer::default(),
+        normalizer,
+        spool,
         metrics: metrics.clone(),
         health: health.clone(),
         ingest: access(secrets.ingest, "ingest_token"),
@@ -367,6 +379,9 @@ fn run_batch(
     }
     for event in batch.events {
         pipeline.process_event(event)?;
+    }
+    if let Some(id) = batch.spool_id {
+        pipeline.spool_done(id);
     }
     if let Some(f) = batch.on_done {
         done.push(f);

@@ -28,12 +28,14 @@ use crate::actions::connector::Undo;
 
 mod action_json;
 mod approvals;
+mod durable;
 mod guardrails;
 mod integrity;
 mod rule_state;
 
 pub use action_json::{action_from_json, action_to_json};
 pub use approvals::PendingApproval;
+pub use durable::{Commit, Spooled};
 pub use guardrails::StoredBreaker;
 pub use rule_state::KeyChange;
 
@@ -158,6 +160,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .with_context(at)?;
         conn.execute_batch(SCHEMA).with_context(at)?;
+        conn.execute_batch(durable::SCHEMA).with_context(at)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
