@@ -6,10 +6,12 @@
 //!   restarts, every accepted action has exactly one result record
 //!   (reconciled when the process died first), and the identity provider
 //!   never saw a call without its `accepted` record;
-//! - the audit log and state on a small tmpfs that fills up mid-run (root
-//!   only; skipped with a message otherwise): the service stops, nothing is
-//!   executed without its records, and once there is room again a restart
-//!   reconciles every action and processes every acknowledged event;
+//! - the audit log on a small tmpfs that fills up mid-run (root only;
+//!   skipped with a message otherwise): the service stops, the executor's
+//!   queued actions are dropped unrun, nothing is executed without its
+//!   records, and once there is room again a restart appends the records
+//!   the outbox kept, reconciles every action and processes every
+//!   acknowledged event;
 //! - a stream run twice through the same state directory gives the
 //!   findings and actions of one pass.
 //!
@@ -38,8 +40,9 @@ fn cache_home() -> PathBuf {
 
 /// A rule that, for every event, audits one finding (subject = event id)
 /// and asks to revoke the sessions of one user, in enforce mode against
-/// the fake Okta; budgets high enough never to hold it back.
-fn config(fake: &FakeIdp, data: &Path, work: &Path) -> String {
+/// the fake Okta; budgets high enough never to hold it back. The audit log
+/// in `audit_dir`, everything else in `work`.
+fn config(fake: &FakeIdp, audit_dir: &Path, work: &Path) -> String {
     format!(
         r#"mode = "enforce"
 audit_path = "{audit}"
@@ -66,8 +69,8 @@ token_file = "{token}"
 [server]
 listen = "127.0.0.1:0"
 "#,
-        audit = data.join("audit.jsonl").display(),
-        state = data.join("state.db").display(),
+        audit = audit_dir.join("audit.jsonl").display(),
+        state = work.join("state.db").display(),
         cache = work.join("cache").display(),
         token = work.join("okta-token").display(),
         guest = GUEST_REQUESTER,

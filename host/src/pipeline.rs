@@ -130,6 +130,10 @@ pub struct Pipeline {
     judged: judged::Judged,
     /// Newest outbox row committed and not yet cleared (0: none).
     outbox_last: i64,
+    /// A commit without an fsync of its own (synchronous = NORMAL) was made
+    /// since the last one with: the store gets a barrier before the audit
+    /// log is next fsync'd.
+    store_unsynced: bool,
 }
 
 impl Pipeline {
@@ -160,6 +164,7 @@ impl Pipeline {
             spool_done: Vec::new(),
             judged: judged::Judged::default(),
             outbox_last: 0,
+            store_unsynced: false,
         };
         pipeline.restore()?;
         // Before anything new is recorded: the records a crash left in the
@@ -493,6 +498,11 @@ impl Pipeline {
             if last > 0 {
                 self.outbox_last = last;
             }
+            if !c.is_empty() {
+                // A commit with pending actions is fsync'd, and so is all
+                // before it.
+                self.store_unsynced = c.pending.is_empty();
+            }
             self.events_since_persist = 0;
             self.last_persist = std::time::Instant::now();
             for entry in records {
@@ -600,6 +610,12 @@ impl Pipeline {
 
     /// Fsyncs the audit log, then empties the outbox rows now in it.
     fn sync_log(&mut self) -> Result<()> {
+        if self.store_unsynced {
+            // The store first: the log must never hold a record whose
+            // commit (state, judged id, spool deletion) a power cut undoes.
+            self.executor.store().barrier()?;
+            self.store_unsynced = false;
+        }
         self.audit.sync().context("cannot sync the audit log")?;
         if self.outbox_last > 0 {
             self.executor

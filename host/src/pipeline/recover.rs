@@ -272,6 +272,130 @@ mod tests {
         assert!(records_after(&path, 3000).unwrap().is_empty());
     }
 
+    fn pipeline(dir: &Path) -> Pipeline {
+        let executor = crate::actions::executor::ActionExecutor::new(
+            crate::actions::dispatch::Dispatcher::new(Vec::new(), &Default::default(), &[])
+                .unwrap(),
+            crate::store::Store::open(&dir.join("state.db")).unwrap(),
+        )
+        .unwrap();
+        let rules = crate::rules::RuleSet::new(Vec::new()).unwrap();
+        let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+        Pipeline::new(rules, audit, executor).unwrap()
+    }
+
+    fn log(dir: &Path) -> Vec<Value> {
+        std::fs::read_to_string(dir.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn finding(event: &str) -> Entry {
+        Entry::new("finding")
+            .rule("r")
+            .event(event)
+            .field("title", "t")
+    }
+
+    #[test]
+    fn outbox_records_missing_from_the_log_are_appended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The log got e1 and e2 before the crash; the outbox holds all
+            // three (the commit happened, the cleanup did not).
+            let mut log = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+            log.append(finding("e1")).unwrap();
+            log.append(finding("e2")).unwrap();
+            log.sync().unwrap();
+            let store = crate::store::Store::open(&dir.path().join("state.db")).unwrap();
+            store
+                .commit(&crate::store::Commit {
+                    outbox: ["e1", "e2", "e3"]
+                        .iter()
+                        .map(|e| entry_to_json(&finding(e)))
+                        .collect(),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        drop(pipeline(dir.path()));
+        let events: Vec<String> = log(dir.path())
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(events, ["e1", "e2", "e3"]);
+        // Recovered once: a second start appends nothing.
+        drop(pipeline(dir.path()));
+        assert_eq!(log(dir.path()).len(), 3);
+        crate::audit::verify(&dir.path().join("audit.jsonl")).unwrap();
+    }
+
+    #[test]
+    fn accepted_actions_without_a_result_are_reconciled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = crate::store::Store::open(&dir.path().join("state.db")).unwrap();
+            let job = |id: &str| ExecJob {
+                action_id: id.to_owned(),
+                rule: "r".into(),
+                event_id: format!("event-{id}"),
+                event_source: "okta".into(),
+                action: crate::bindings::Action::RevokeSessions("u1".into()),
+                origin_host: false,
+            };
+            store
+                .commit(&crate::store::Commit {
+                    pending: ["a1", "a2", "a3", "a4"]
+                        .iter()
+                        .map(|id| (id.to_string(), job(id).to_json()))
+                        .collect(),
+                    ..Default::default()
+                })
+                .unwrap();
+            // a1 ran, a2 was sent and never answered, a3 failed, a4 never left.
+            store.begin_execution("a1:okta", "a1", "okta", 1).unwrap();
+            store
+                .finish_execution("a1:okta", "executed", "revoked", 2)
+                .unwrap();
+            store.begin_execution("a2:okta", "a2", "okta", 1).unwrap();
+            store.begin_execution("a3:okta", "a3", "okta", 1).unwrap();
+            store
+                .finish_execution("a3:okta", "failed", "HTTP 500", 2)
+                .unwrap();
+        }
+        let p = pipeline(dir.path());
+        assert_eq!(p.stats.reconciled.values().sum::<u64>(), 4);
+        drop(p);
+        let got: Vec<(String, String, bool)> = log(dir.path())
+            .iter()
+            .filter(|r| r["type"] == "action-result")
+            .map(|r| {
+                (
+                    r["action_id"].as_str().unwrap().to_owned(),
+                    r["decision"].as_str().unwrap().to_owned(),
+                    r["reconciled"] == true,
+                )
+            })
+            .collect();
+        let want = [
+            ("a1", "executed"),
+            ("a2", "unknown"),
+            ("a3", "failed"),
+            ("a4", "abandoned"),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(a, d)| (a.to_string(), d.to_string(), true))
+                .collect::<Vec<_>>()
+        );
+        // Reconciled once: nothing pending, nothing added at the next start.
+        drop(pipeline(dir.path()));
+        assert_eq!(log(dir.path()).len(), 4);
+    }
+
     #[test]
     fn outbox_records_round_trip_and_match() {
         let e = Entry::new("action")

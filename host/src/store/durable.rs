@@ -121,6 +121,7 @@ impl Store {
 
     fn write_commit(&self, c: &Commit) -> Result<i64> {
         let tx = self.conn.unchecked_transaction()?;
+        let mut last = 0;
         super::rule_state::write_changes(&tx, &c.rule_state)?;
         {
             let mut insert = tx.prepare_cached(
@@ -150,6 +151,7 @@ impl Store {
             let mut outbox = tx.prepare_cached("INSERT INTO outbox (record) VALUES (?1)")?;
             for record in &c.outbox {
                 outbox.execute([record])?;
+                last = tx.last_insert_rowid();
             }
             let mut pending = tx.prepare_cached(
                 "INSERT OR REPLACE INTO pending_actions (action_id, job, created_ms)
@@ -169,18 +171,29 @@ impl Store {
                 spool.execute([id])?;
             }
         }
-        let last = if c.outbox.is_empty() {
-            0
-        } else {
-            tx.last_insert_rowid()
-        };
         tx.commit()?;
         Ok(last)
     }
 
+    /// Makes every commit so far durable against power loss (one fsync of
+    /// the WAL): called before the audit log is fsync'd, so the log never
+    /// holds a record whose commit a power cut could undo.
+    pub fn barrier(&self) -> Result<()> {
+        self.set_meta("durable-barrier", "", crate::actions::executor::now_ms())
+    }
+
     /// Empties the outbox up to `last_id` once its records are durable in
-    /// the audit log, whose newest record is then `log_seq`.
+    /// the audit log, whose newest record is then `log_seq`. Without an
+    /// fsync of its own: if a power cut undoes it, the next start finds the
+    /// records in the log and appends nothing twice.
     pub fn clear_outbox(&self, last_id: i64, log_seq: u64) -> Result<()> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = self.write_clear(last_id, log_seq);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        result
+    }
+
+    fn write_clear(&self, last_id: i64, log_seq: u64) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM outbox WHERE id <= ?1", [last_id])?;
         tx.execute(
@@ -223,7 +236,7 @@ impl Store {
     pub fn pending_actions(&self) -> Result<Vec<(String, String)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT action_id, job FROM pending_actions ORDER BY created_ms")?;
+            .prepare_cached("SELECT action_id, job FROM pending_actions ORDER BY created_ms, rowid")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .context("cannot read the pending actions")
