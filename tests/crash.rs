@@ -381,12 +381,20 @@ fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
         "the failure names the cause:\n{log}"
     );
     assert!(!acked.is_empty(), "nothing was acknowledged before the disk filled");
+    let last_lines: Vec<&str> = log.lines().rev().take(6).collect();
+    eprintln!("{} events acknowledged; the service's last words: {last_lines:#?}", acked.len());
 
     // Room again: the restart appends what the outbox held, reconciles
     // every accepted action and processes the acknowledged deliveries.
     tmpfs.resize("256m");
     let mut s = Service::start(&cfg, wd.path());
     assert!(s.stop().success(), "{}", s.log());
+    let restart = s.log();
+    let reconciled = restart.matches("reconciled an action").count();
+    eprintln!(
+        "restart: {reconciled} actions reconciled; outbox recovery: {}",
+        restart.contains("committed but not yet in the log")
+    );
     check_log(&data.join("audit.jsonl"), &acked, &fake);
     drop(tmpfs);
 }
