@@ -470,48 +470,15 @@ impl Pipeline {
     /// runs without its `accepted` record on disk; their results come back
     /// as new records and are committed the same way.
     pub fn commit(&mut self) -> Result<()> {
+        let mut executed = false;
         loop {
-            let mut c = crate::store::Commit {
-                rule_state: self
-                    .rules
-                    .rules
-                    .iter_mut()
-                    .filter(|r| r.has_state_changes())
-                    .map(|r| (r.id().to_owned(), r.take_state_changes()))
-                    .collect(),
-                resolved: std::mem::take(&mut self.resolved),
-                spool_done: std::mem::take(&mut self.spool_done),
-                ..Default::default()
-            };
-            if let Some(gate) = self.rules.gate() {
-                (c.budget_usage, c.budget_refunds) = gate.budgets().take_usage();
-            }
-            (c.judged, c.forgotten) = self.judged.take_changes();
-            let records = std::mem::take(&mut self.outbox);
-            c.outbox = records.iter().map(recover::entry_to_json).collect();
-            let jobs = std::mem::take(&mut self.jobs);
-            c.pending = jobs
-                .iter()
-                .map(|j| (j.action_id.clone(), j.to_json()))
-                .collect();
-            let last = self.executor.store().commit(&c)?;
-            if last > 0 {
-                self.outbox_last = last;
-            }
-            if !c.is_empty() {
-                // A commit with pending actions is fsync'd, and so is all
-                // before it.
-                self.store_unsynced = c.pending.is_empty();
-            }
-            self.events_since_persist = 0;
-            self.last_persist = std::time::Instant::now();
-            for entry in records {
-                self.audit
-                    .append(entry)
-                    .context("cannot write the audit log")?;
-                self.unsynced += 1;
-            }
+            let jobs = self.commit_once()?;
             if jobs.is_empty() {
+                if executed {
+                    // What the executions recorded is durable before the
+                    // caller goes on (and visible to whoever reads the log).
+                    self.sync_log()?;
+                }
                 return Ok(());
             }
             // The decisions (and the budget they spent) are durable in the
@@ -525,10 +492,55 @@ impl Pipeline {
                     self.audit_execution(done)?;
                 }
             }
-            if self.outbox.is_empty() && self.jobs.is_empty() {
-                return Ok(());
-            }
+            executed = true;
         }
+    }
+
+    /// Writes one [`crate::store::Commit`] of everything pending and
+    /// appends its records to the audit log; returns the accepted actions
+    /// it made durable, for the caller to execute.
+    fn commit_once(&mut self) -> Result<Vec<ExecJob>> {
+        let mut c = crate::store::Commit {
+            rule_state: self
+                .rules
+                .rules
+                .iter_mut()
+                .filter(|r| r.has_state_changes())
+                .map(|r| (r.id().to_owned(), r.take_state_changes()))
+                .collect(),
+            resolved: std::mem::take(&mut self.resolved),
+            spool_done: std::mem::take(&mut self.spool_done),
+            ..Default::default()
+        };
+        if let Some(gate) = self.rules.gate() {
+            (c.budget_usage, c.budget_refunds) = gate.budgets().take_usage();
+        }
+        (c.judged, c.forgotten) = self.judged.take_changes();
+        let records = std::mem::take(&mut self.outbox);
+        c.outbox = records.iter().map(recover::entry_to_json).collect();
+        let jobs = std::mem::take(&mut self.jobs);
+        c.pending = jobs
+            .iter()
+            .map(|j| (j.action_id.clone(), j.to_json()))
+            .collect();
+        let last = self.executor.store().commit(&c)?;
+        if last > 0 {
+            self.outbox_last = last;
+        }
+        if !c.is_empty() {
+            // A commit with pending actions is fsync'd, and so is all
+            // before it.
+            self.store_unsynced = c.pending.is_empty();
+        }
+        self.events_since_persist = 0;
+        self.last_persist = std::time::Instant::now();
+        for entry in records {
+            self.audit
+                .append(entry)
+                .context("cannot write the audit log")?;
+            self.unsynced += 1;
+        }
+        Ok(jobs)
     }
 
     /// Marks a spooled delivery processed: its row is deleted in the next
@@ -637,6 +649,22 @@ impl Pipeline {
             .finish()
             .context("cannot close the audit log's run")?;
         Ok(self.stats.clone())
+    }
+}
+
+impl Drop for Pipeline {
+    /// Best effort, like the audit log's own drop: records appended since
+    /// the last commit (an operator command that stops with an error after
+    /// recording why, say) are committed and synced. Accepted actions not
+    /// yet handed to the executor are committed as pending but never
+    /// executed here; the next start reconciles them `abandoned`.
+    fn drop(&mut self) {
+        if self.outbox.is_empty() && self.jobs.is_empty() && self.resolved.is_empty() {
+            return;
+        }
+        if self.commit_once().is_ok() {
+            let _ = self.sync_log();
+        }
     }
 }
 
