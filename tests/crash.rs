@@ -156,7 +156,11 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(100));
                 return status;
             }
-            assert!(Instant::now() < deadline, "vigil did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "vigil did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -193,11 +197,7 @@ fn load(base: String, prefix: String, per: usize, stop: Arc<AtomicBool>) -> Vec<
         let uuids: Vec<String> = (0..per).map(|i| format!("{prefix}-{}", n + i)).collect();
         n += per;
         let body = Value::Array(uuids.iter().map(|u| okta_event(u)).collect());
-        match client
-            .post(format!("{base}/v1/events"))
-            .json(&body)
-            .send()
-        {
+        match client.post(format!("{base}/v1/events")).json(&body).send() {
             Ok(r) if r.status().is_success() => acked.extend(uuids),
             // 503 (queue full, spool full): not acknowledged; go on.
             Ok(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -223,7 +223,10 @@ fn check_log(audit: &Path, acked: &HashSet<String>, fake: &FakeIdp) {
     }
     let twice: Vec<_> = findings.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "events judged more than once: {twice:?}");
-    let lost: Vec<_> = acked.iter().filter(|u| !findings.contains_key(*u)).collect();
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|u| !findings.contains_key(*u))
+        .collect();
     assert!(
         lost.is_empty(),
         "{} of {} events answered 2xx were never judged, e.g. {:?}",
@@ -241,7 +244,10 @@ fn check_log(audit: &Path, acked: &HashSet<String>, fake: &FakeIdp) {
             .entry(r["action_id"].as_str().unwrap().to_owned())
             .or_default() += 1;
     }
-    assert!(accepted.values().all(|n| *n == 1), "an action accepted twice");
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "an action accepted twice"
+    );
     let mut results: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in records.iter().filter(|r| r["type"] == "action-result") {
         results
@@ -251,7 +257,11 @@ fn check_log(audit: &Path, acked: &HashSet<String>, fake: &FakeIdp) {
     }
     for id in accepted.keys() {
         let got = results.get(id).cloned().unwrap_or_default();
-        assert_eq!(got.len(), 1, "action {id}: results {got:?} (want exactly one)");
+        assert_eq!(
+            got.len(),
+            1,
+            "action {id}: results {got:?} (want exactly one)"
+        );
     }
     let count = |d: &str| results.values().flatten().filter(|x| *x == d).count();
     let (executed, unknown) = (count("executed"), count("unknown"));
@@ -295,7 +305,10 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_never_acts_unrecorded() {
         s.kill9();
         stop.store(true, Ordering::SeqCst);
         let got = loader.join().unwrap();
-        eprintln!("round {round}: {} events answered 2xx before kill -9", got.len());
+        eprintln!(
+            "round {round}: {} events answered 2xx before kill -9",
+            got.len()
+        );
         acked.extend(got);
     }
     // A last start replays what the last crash left, then an orderly stop.
@@ -380,9 +393,15 @@ fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
         log.contains("No space left on device") || log.contains("disk full"),
         "the failure names the cause:\n{log}"
     );
-    assert!(!acked.is_empty(), "nothing was acknowledged before the disk filled");
+    assert!(
+        !acked.is_empty(),
+        "nothing was acknowledged before the disk filled"
+    );
     let last_lines: Vec<&str> = log.lines().rev().take(6).collect();
-    eprintln!("{} events acknowledged; the service's last words: {last_lines:#?}", acked.len());
+    eprintln!(
+        "{} events acknowledged; the service's last words: {last_lines:#?}",
+        acked.len()
+    );
 
     // Room again: the restart appends what the outbox held, reconciles
     // every accepted action and processes the acknowledged deliveries.
@@ -423,5 +442,8 @@ fn a_stream_run_twice_through_one_state_directory_counts_once() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(duplicates > 0, "the second pass skips what was judged: {out}");
+    assert!(
+        duplicates > 0,
+        "the second pass skips what was judged: {out}"
+    );
 }

@@ -122,7 +122,11 @@ fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
         );
     }
     if !s.reconciled.is_empty() {
-        let r: Vec<String> = s.reconciled.iter().map(|(d, n)| format!("{d} {n}")).collect();
+        let r: Vec<String> = s
+            .reconciled
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
         println!(
             "  reconciled at start: {} (accepted actions whose result was never recorded)",
             r.join(", ")

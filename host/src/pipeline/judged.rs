@@ -64,18 +64,20 @@ impl Judged {
 
     /// Remembers that `rule` judged `event_id` (event time `at`).
     pub fn insert(&mut self, rule: &str, event_id: &str, at: i64) {
-        let r = self.rules.entry(rule.to_owned()).or_insert_with(|| RuleJudged {
-            max: crate::config::Limits::default().judged_max_ids,
-            window_ms: crate::config::Limits::default().judged_window_secs as i64 * 1000,
-            ..Default::default()
-        });
+        let r = self
+            .rules
+            .entry(rule.to_owned())
+            .or_insert_with(|| RuleJudged {
+                max: crate::config::Limits::default().judged_max_ids,
+                window_ms: crate::config::Limits::default().judged_window_secs as i64 * 1000,
+                ..Default::default()
+            });
         if !r.ids.insert(event_id.to_owned()) {
             return;
         }
         r.order.push_back((event_id.to_owned(), at));
         r.newest = r.newest.max(at);
-        self.added
-            .push((rule.to_owned(), event_id.to_owned(), at));
+        self.added.push((rule.to_owned(), event_id.to_owned(), at));
         for id in r.evict() {
             self.forgotten.push((rule.to_owned(), id));
         }

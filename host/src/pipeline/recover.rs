@@ -130,9 +130,8 @@ pub(crate) fn records_after(path: &Path, after: u64) -> Result<Vec<Map<String, V
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let record: Map<String, Value> = serde_json::from_slice(line).with_context(|| {
-                format!("audit log {}: a record is not JSON", path.display())
-            })?;
+            let record: Map<String, Value> = serde_json::from_slice(line)
+                .with_context(|| format!("audit log {}: a record is not JSON", path.display()))?;
             if record.get("seq").and_then(Value::as_u64).unwrap_or(0) <= after {
                 out.reverse();
                 return Ok(out);
@@ -260,8 +259,12 @@ mod tests {
         {
             let mut log = AuditLog::open(&path).unwrap();
             for i in 0..3000u64 {
-                log.append(Entry::new("finding").field("n", i).field("pad", "x".repeat(50)))
-                    .unwrap();
+                log.append(
+                    Entry::new("finding")
+                        .field("n", i)
+                        .field("pad", "x".repeat(50)),
+                )
+                .unwrap();
             }
             log.sync().unwrap();
         }

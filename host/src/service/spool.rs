@@ -64,7 +64,11 @@ impl Spool {
 
 /// Runs the deliveries a previous run answered 2xx and did not finish,
 /// oldest first, then commits and syncs. Returns how many were replayed.
-pub fn replay(pipeline: &mut Pipeline, normalizer: &Normalizer, max_events: usize) -> Result<usize> {
+pub fn replay(
+    pipeline: &mut Pipeline,
+    normalizer: &Normalizer,
+    max_events: usize,
+) -> Result<usize> {
     let rows = pipeline.executor().store().spooled()?;
     let n = rows.len();
     if n == 0 {

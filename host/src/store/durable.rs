@@ -234,9 +234,9 @@ impl Store {
     /// Accepted actions whose result was never audited: (action id, job
     /// JSON), oldest first.
     pub fn pending_actions(&self) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT action_id, job FROM pending_actions ORDER BY created_ms, rowid")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT action_id, job FROM pending_actions ORDER BY created_ms, rowid",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .context("cannot read the pending actions")
