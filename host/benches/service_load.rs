@@ -13,9 +13,9 @@
 //! `cargo bench -p vigil-host --bench service_load` (env: `VIGIL_LOAD_SECS`,
 //! default 10; `VIGIL_LOAD_CLIENTS`, default 4; `VIGIL_LOAD_BATCH`, events
 //! per delivery, default 50; `VIGIL_LOAD_RATE`, offered events/s over all
-//! clients, default 0 = as fast as the service answers). The clients run on
-//! the same machine and cost CPU too (`VIGIL_BIN`: run another build of
-//! the binary, e.g. a baseline, under the same load): request bodies are pre-serialized
+//! clients, default 0 = as fast as the service answers; `VIGIL_BIN`, another
+//! build of the binary to load instead, e.g. a baseline). The clients run on
+//! the same machine and cost CPU too: request bodies are pre-serialized
 //! templates with the uuid spliced in, to keep that cost small.
 
 use std::collections::BTreeMap;
