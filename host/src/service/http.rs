@@ -23,8 +23,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -96,7 +96,8 @@ pub struct AppState {
     pub okta_hook: Access,
     pub admin: AdminAuth,
     pub admin_tx: std::sync::mpsc::Sender<AdminCommand>,
-    pub dedup: Mutex<Dedup>,
+    /// An async lock: it is held across the delivery's spool write.
+    pub dedup: tokio::sync::Mutex<Dedup>,
     /// Deliveries are written here before they are answered 2xx.
     pub spool: Arc<super::spool::Spool>,
     pub max_body_bytes: usize,
@@ -794,7 +795,7 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     // a delivery cannot both pass; an id is recorded only once queued, so
     // a 503'd delivery is processed when Okta retries it.
     let now = Instant::now();
-    let mut dedup = state.dedup.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dedup = state.dedup.lock().await;
     let mut in_request = HashSet::new();
     let total = events.len();
     events.retain(|e| !dedup.contains(&e.id, now) && in_request.insert(e.id.clone()));
@@ -806,25 +807,13 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     let accepted = events.len();
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     if accepted > 0 {
-        // Durable before the 2xx (under the dedup lock, so a concurrent copy
-        // waits: hook deliveries are few). On replay the whole body is read
-        // again; events judged already are skipped there.
-        let written = tokio::task::block_in_place(|| {
-            state.spool.write(&state.metrics, SOURCE, "hook", &text)
-        });
-        let id = match written {
+        // Durable before the 2xx, under the dedup lock (an async one: a
+        // concurrent copy of the delivery waits without holding a worker).
+        // On replay the whole body is read again; events judged already
+        // are skipped there.
+        let id = match spool(&state, SOURCE, "hook", text, accepted).await {
             Ok(id) => id,
-            Err(e) => {
-                tracing::error!(source = SOURCE, "cannot spool a delivery: {e:#}");
-                state.metrics.rejected(SOURCE, "spool-failed", accepted);
-                let mut r = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("cannot store the delivery durably, so it is not accepted: {e:#}"),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return r;
-            }
+            Err(r) => return r,
         };
         if let Err(r) = enqueue(&state, SOURCE, events, id) {
             return r;

@@ -147,7 +147,7 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
             name: server.admin_name.clone(),
         },
         admin_tx,
-        dedup: std::sync::Mutex::new(Dedup::new(
+        dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
             server.dedup_capacity,
         )),
