@@ -12,6 +12,9 @@
 //!   records, and once there is room again a restart appends the records
 //!   the outbox kept, reconciles every action and processes every
 //!   acknowledged event;
+//! - the state database on a small tmpfs that fills up: deliveries that
+//!   cannot be spooled are answered 503 naming the cause, never 2xx, and
+//!   after a restart with room every acknowledged event is judged once;
 //! - a stream run twice through the same state directory gives the
 //!   findings and actions of one pass.
 //!
@@ -41,8 +44,8 @@ fn cache_home() -> PathBuf {
 /// A rule that, for every event, audits one finding (subject = event id)
 /// and asks to revoke the sessions of one user, in enforce mode against
 /// the fake Okta; budgets high enough never to hold it back. The audit log
-/// in `audit_dir`, everything else in `work`.
-fn config(fake: &FakeIdp, audit_dir: &Path, work: &Path) -> String {
+/// in `audit_dir`, the state database in `state_dir`, the rest in `work`.
+fn config(fake: &FakeIdp, audit_dir: &Path, state_dir: &Path, work: &Path) -> String {
     format!(
         r#"mode = "enforce"
 audit_path = "{audit}"
@@ -73,7 +76,7 @@ listen = "127.0.0.1:0"
 queue_capacity = 8
 "#,
         audit = audit_dir.join("audit.jsonl").display(),
-        state = work.join("state.db").display(),
+        state = state_dir.join("state.db").display(),
         cache = work.join("cache").display(),
         token = work.join("okta-token").display(),
         guest = GUEST_REQUESTER,
@@ -184,27 +187,57 @@ fn okta_event(uuid: &str) -> Value {
     })
 }
 
+/// What a load run saw.
+#[derive(Default)]
+struct Loaded {
+    /// uuids answered 2xx.
+    acked: Vec<String>,
+    /// Bodies of 503 answers that said the delivery could not be stored.
+    spool_refusals: Vec<String>,
+}
+
 /// Posts deliveries of `per` events (uuids `{prefix}-{n}`) until `stop` is
 /// set or the service stops answering; returns the uuids answered 2xx.
 fn load(base: String, prefix: String, per: usize, stop: Arc<AtomicBool>) -> Vec<String> {
+    load_until(base, prefix, per, stop, false).acked
+}
+
+/// [`load`], also stopping at the first spool refusal when
+/// `stop_at_refusal`.
+fn load_until(
+    base: String,
+    prefix: String,
+    per: usize,
+    stop: Arc<AtomicBool>,
+    stop_at_refusal: bool,
+) -> Loaded {
     let client = Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let mut acked = Vec::new();
+    let mut seen = Loaded::default();
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         let uuids: Vec<String> = (0..per).map(|i| format!("{prefix}-{}", n + i)).collect();
         n += per;
         let body = Value::Array(uuids.iter().map(|u| okta_event(u)).collect());
         match client.post(format!("{base}/v1/events")).json(&body).send() {
-            Ok(r) if r.status().is_success() => acked.extend(uuids),
+            Ok(r) if r.status().is_success() => seen.acked.extend(uuids),
             // 503 (queue full, spool full): not acknowledged; go on.
-            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(r) => {
+                let body = r.text().unwrap_or_default();
+                if body.contains("cannot store the delivery durably") {
+                    seen.spool_refusals.push(body);
+                    if stop_at_refusal {
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Err(_) => break,
         }
     }
-    acked
+    seen
 }
 
 /// What the audit log says, checked against the guarantees; returns the
@@ -290,7 +323,7 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_never_acts_unrecorded() {
     let wd = Workdir::new();
     std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
     let cfg = wd.path().join("vigil.toml");
-    std::fs::write(&cfg, config(&fake, wd.path(), wd.path())).unwrap();
+    std::fs::write(&cfg, config(&fake, wd.path(), wd.path(), wd.path())).unwrap();
     let mut acked = HashSet::new();
     for round in 0..10 {
         let mut s = Service::start(&cfg, wd.path());
@@ -374,7 +407,7 @@ fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
     fake.add_okta_user(TARGET_ID, TARGET_LOGIN, None, None);
     std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
     let cfg = wd.path().join("vigil.toml");
-    std::fs::write(&cfg, config(&fake, &data, wd.path())).unwrap();
+    std::fs::write(&cfg, config(&fake, &data, wd.path(), wd.path())).unwrap();
 
     let mut s = Service::start(&cfg, wd.path());
     let stop = Arc::new(AtomicBool::new(false));
@@ -415,6 +448,59 @@ fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
         restart.contains("committed but not yet in the log")
     );
     check_log(&data.join("audit.jsonl"), &acked, &fake);
+    drop(tmpfs);
+}
+
+#[test]
+fn a_full_state_disk_answers_503_and_loses_nothing_acknowledged() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a small tmpfs to fill up needs root");
+        return;
+    }
+    let wd = Workdir::new();
+    let state = wd.path().join("state");
+    let Some(tmpfs) = Tmpfs::mount(&state, "2m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (a container without the capability?)");
+        return;
+    };
+    let fake = FakeIdp::start();
+    fake.add_okta_user(TARGET_ID, TARGET_LOGIN, None, None);
+    std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
+    let cfg = wd.path().join("vigil.toml");
+    std::fs::write(&cfg, config(&fake, wd.path(), &state, wd.path())).unwrap();
+
+    let mut s = Service::start(&cfg, wd.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = s.url("");
+    // Until a delivery is refused because it cannot be stored, or the
+    // service stops (its own commits failed first).
+    let seen = load_until(base, "state-full".into(), 20, stop, true);
+    let status = s.stop();
+    let log = s.log();
+    eprintln!(
+        "{} events acknowledged, {} spool refusals; exit {status}",
+        seen.acked.len(),
+        seen.spool_refusals.len()
+    );
+    assert!(
+        !seen.spool_refusals.is_empty() || log.contains("cannot commit to the state store"),
+        "a full state disk is reported (503 naming it, or the pipeline stopping):\n{log}"
+    );
+    for body in &seen.spool_refusals {
+        let v: Value = serde_json::from_str(body).expect("a JSON error body");
+        let error = v["error"].as_str().unwrap();
+        assert!(
+            error.contains("disk is full") || error.contains("No space left on device"),
+            "the 503 names the cause: {body}"
+        );
+    }
+
+    tmpfs.resize("256m");
+    let mut s = Service::start(&cfg, wd.path());
+    assert!(s.stop().success(), "{}", s.log());
+    let acked: HashSet<String> = seen.acked.into_iter().collect();
+    check_log(&wd.audit_path(), &acked, &fake);
     drop(tmpfs);
 }
 
