@@ -25,11 +25,14 @@ struct RuleJudged {
     newest: i64,
 }
 
+/// (rule, event id, event time): one event a rule judged.
+pub type Judgement = (String, String, i64);
+
 /// Every rule's judged ids, and what changed since the last commit.
 #[derive(Debug, Default)]
 pub struct Judged {
     rules: HashMap<String, RuleJudged>,
-    added: Vec<(String, String, i64)>,
+    added: Vec<Judgement>,
     forgotten: Vec<(String, String)>,
 }
 
@@ -84,7 +87,7 @@ impl Judged {
     }
 
     /// What changed since the last call: (added, forgotten).
-    pub fn take_changes(&mut self) -> (Vec<(String, String, i64)>, Vec<(String, String)>) {
+    pub fn take_changes(&mut self) -> (Vec<Judgement>, Vec<(String, String)>) {
         (
             std::mem::take(&mut self.added),
             std::mem::take(&mut self.forgotten),
