@@ -33,9 +33,9 @@ CREATE TABLE IF NOT EXISTS pending_actions (
 );
 CREATE TABLE IF NOT EXISTS judged (
     rule       TEXT NOT NULL,
-    event_id   TEXT NOT NULL,
+    event      INTEGER NOT NULL,  -- 64-bit digest of the event id (pipeline/judged.rs)
     at_ms      INTEGER NOT NULL,  -- the event's time
-    PRIMARY KEY (rule, event_id)
+    PRIMARY KEY (rule, event)
 );
 CREATE TABLE IF NOT EXISTS spool (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,10 +56,10 @@ pub struct Commit {
     pub rule_state: Vec<(String, Vec<KeyChange>)>,
     pub budget_usage: Vec<(String, String, i64)>,
     pub budget_refunds: Vec<(String, String)>,
-    /// (rule, event id, event time) judged since the last commit.
-    pub judged: Vec<(String, String, i64)>,
-    /// (rule, event id) forgotten (past the rule's bound).
-    pub forgotten: Vec<(String, String)>,
+    /// (rule, event id digest, event time) judged since the last commit.
+    pub judged: Vec<(String, i64, i64)>,
+    /// (rule, event id digest) forgotten (past the rule's bound).
+    pub forgotten: Vec<(String, i64)>,
     /// Audit records, as JSON.
     pub outbox: Vec<String>,
     /// (action id, job JSON) accepted and not yet executed.
@@ -138,13 +138,13 @@ impl Store {
                 refund.execute(params![scope, kind])?;
             }
             let mut judged = tx.prepare_cached(
-                "INSERT OR REPLACE INTO judged (rule, event_id, at_ms) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO judged (rule, event, at_ms) VALUES (?1, ?2, ?3)",
             )?;
             for (rule, id, at) in &c.judged {
                 judged.execute(params![rule, id, at])?;
             }
             let mut forget =
-                tx.prepare_cached("DELETE FROM judged WHERE rule = ?1 AND event_id = ?2")?;
+                tx.prepare_cached("DELETE FROM judged WHERE rule = ?1 AND event = ?2")?;
             for (rule, id) in &c.forgotten {
                 forget.execute(params![rule, id])?;
             }
@@ -253,11 +253,12 @@ impl Store {
             .context("cannot read the executions")
     }
 
-    /// The judged event ids of `rule`, oldest first: (event id, event time).
-    pub fn judged(&self, rule: &str) -> Result<Vec<(String, i64)>> {
+    /// The judged events of `rule`, oldest first: (event id digest, event
+    /// time).
+    pub fn judged(&self, rule: &str) -> Result<Vec<(i64, i64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT event_id, at_ms FROM judged WHERE rule = ?1 ORDER BY at_ms")?;
+            .prepare_cached("SELECT event, at_ms FROM judged WHERE rule = ?1 ORDER BY at_ms")?;
         let rows = stmt.query_map([rule], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .context("cannot read the judged event ids")
@@ -318,7 +319,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         let spooled = s.spool("http", "json", "{}").unwrap();
         let c = Commit {
-            judged: vec![("r".into(), "e1".into(), 5)],
+            judged: vec![("r".into(), 77, 5)],
             outbox: vec!["{\"kind\":\"finding\"}".into()],
             pending: vec![("a1".into(), "{}".into())],
             spool_done: vec![spooled],
@@ -328,7 +329,7 @@ mod tests {
         assert!(last > 0);
         drop(s);
         let s = Store::open(&path).unwrap();
-        assert_eq!(s.judged("r").unwrap(), vec![("e1".to_owned(), 5)]);
+        assert_eq!(s.judged("r").unwrap(), vec![(77, 5)]);
         assert_eq!(s.outbox().unwrap().len(), 1);
         assert_eq!(s.pending_actions().unwrap().len(), 1);
         assert_eq!(s.spool_len().unwrap(), 0);
@@ -337,7 +338,7 @@ mod tests {
         assert_eq!(s.outbox_seq().unwrap(), 42);
         s.commit(&Commit {
             resolved: vec!["a1".into()],
-            forgotten: vec![("r".into(), "e1".into())],
+            forgotten: vec![("r".into(), 77)],
             ..Default::default()
         })
         .unwrap();
