@@ -286,12 +286,13 @@ impl Pipeline {
             return self.maybe_persist();
         }
         let event = Arc::new(event);
+        let judged_id = judged::digest(&event.id);
         for &i in route.iter() {
             let rule = &mut self.rules.rules[i];
             if rule.is_quarantined() {
                 continue;
             }
-            if self.judged.contains(rule.id(), &event.id) {
+            if self.judged.contains(rule.id(), judged_id) {
                 // Already judged (a replay through persisted state): its
                 // state changes and records are in already.
                 self.stats.duplicates += 1;
@@ -311,7 +312,7 @@ impl Pipeline {
                 o.rule_call(&rule_id, started.elapsed(), fault);
             }
             // Committed with the state this call changed (same transaction).
-            self.judged.insert(&rule_id, &event.id, event.time);
+            self.judged.insert(&rule_id, judged_id, event.time);
             self.record(&rule_id, &event, outcome)?;
         }
         if self.executor.undo_due(now) {

@@ -74,24 +74,27 @@ impl Judged {
         self.rules.insert(rule.to_owned(), r);
     }
 
-    /// Whether `rule` has judged `event_id`.
-    pub fn contains(&self, rule: &str, event_id: &str) -> bool {
-        self.rules
-            .get(rule)
-            .is_some_and(|r| r.ids.contains(&digest(event_id)))
+    /// Whether `rule` has judged the event whose id has [`digest`] `id`.
+    pub fn contains(&self, rule: &str, id: i64) -> bool {
+        self.rules.get(rule).is_some_and(|r| r.ids.contains(&id))
     }
 
-    /// Remembers that `rule` judged `event_id` (event time `at`).
-    pub fn insert(&mut self, rule: &str, event_id: &str, at: i64) {
-        let r = self
-            .rules
-            .entry(rule.to_owned())
-            .or_insert_with(|| RuleJudged {
-                max: crate::config::Limits::default().judged_max_ids,
-                window_ms: crate::config::Limits::default().judged_window_secs as i64 * 1000,
-                ..Default::default()
-            });
-        let id = digest(event_id);
+    /// Remembers that `rule` judged the event whose id has [`digest`] `id`
+    /// (event time `at`).
+    pub fn insert(&mut self, rule: &str, id: i64, at: i64) {
+        if !self.rules.contains_key(rule) {
+            // A rule not loaded through `load` (tests): the default bounds.
+            let limits = crate::config::Limits::default();
+            self.load(
+                rule,
+                limits.judged_max_ids,
+                limits.judged_window_secs,
+                Vec::new(),
+            );
+        }
+        let Some(r) = self.rules.get_mut(rule) else {
+            return;
+        };
         if !r.ids.insert(id) {
             return;
         }
@@ -143,24 +146,24 @@ mod tests {
     fn repeats_are_seen_and_bounds_forget_the_oldest() {
         let mut j = Judged::default();
         j.load("r", 3, 10, vec![(digest("a"), 1_000)]);
-        assert!(j.contains("r", "a"));
-        assert!(!j.contains("other", "a"));
-        j.insert("r", "b", 2_000);
-        j.insert("r", "c", 3_000);
-        j.insert("r", "d", 4_000);
+        assert!(j.contains("r", digest("a")));
+        assert!(!j.contains("other", digest("a")));
+        j.insert("r", digest("b"), 2_000);
+        j.insert("r", digest("c"), 3_000);
+        j.insert("r", digest("d"), 4_000);
         // Count bound: "a" is forgotten.
-        assert!(!j.contains("r", "a"));
+        assert!(!j.contains("r", digest("a")));
         assert_eq!(j.len("r"), 3);
         // Age bound: 10 s behind the newest is forgotten.
-        j.insert("r", "e", 13_500);
-        assert!(!j.contains("r", "b") && !j.contains("r", "c"));
-        assert!(j.contains("r", "d") && j.contains("r", "e"));
+        j.insert("r", digest("e"), 13_500);
+        assert!(!j.contains("r", digest("b")) && !j.contains("r", digest("c")));
+        assert!(j.contains("r", digest("d")) && j.contains("r", digest("e")));
         let (added, forgotten) = j.take_changes();
         assert_eq!(added.len(), 4);
         let ids: Vec<i64> = forgotten.iter().map(|(_, id)| *id).collect();
         assert_eq!(ids, [digest("a"), digest("b"), digest("c")]);
         // Judging the same id again adds nothing.
-        j.insert("r", "e", 13_500);
+        j.insert("r", digest("e"), 13_500);
         assert!(j.take_changes().0.is_empty());
     }
 
