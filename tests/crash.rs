@@ -348,11 +348,12 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_never_acts_unrecorded() {
     let mut s = Service::start(&cfg, wd.path());
     assert!(s.stop().success(), "{}", s.log());
     assert!(!acked.is_empty(), "no delivery was acknowledged at all");
-    let db = rusqlite::Connection::open(wd.path().join("state.db")).unwrap();
-    let left: i64 = db
+    let spool = rusqlite::Connection::open(wd.path().join("state.spool.db")).unwrap();
+    let left: i64 = spool
         .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0, "deliveries left unprocessed in the spool");
+    let db = rusqlite::Connection::open(wd.path().join("state.db")).unwrap();
     let pending: i64 = db
         .query_row("SELECT COUNT(*) FROM pending_actions", [], |r| r.get(0))
         .unwrap();

@@ -7,12 +7,13 @@
 //! - the commit point of an event is one store transaction
 //!   ([`Pipeline::commit`]): the rule state it changed, the ids of the
 //!   events judged, the audit records it produced (the *outbox*), its
-//!   accepted actions (`pending_actions`), the actions whose result was
-//!   recorded, and the deletion of its spooled delivery. Only then are the
-//!   records appended to the audit log. Events that produce nothing are
-//!   committed in batches (every 5 s, at a sync, at the end), so after a
-//!   crash state, judged ids and spool always agree, and no counter is
-//!   behind the audit log;
+//!   accepted actions (`pending_actions`) and the actions whose result was
+//!   recorded. Only then are the records appended to the audit log. Events
+//!   that produce nothing are committed in batches (every 5 s, at a sync,
+//!   at the end), so after a crash state and judged ids always agree (an
+//!   event replayed from the service's spool is judged again only if its
+//!   judgement was lost with its state), and no counter is behind the
+//!   audit log;
 //! - the log is fsync'd before any accepted action is executed (never an
 //!   IdP call whose `accepted` record is not durable), and the executor's
 //!   result is committed and audited after (in the service, when the
@@ -124,8 +125,6 @@ pub struct Pipeline {
     jobs: Vec<ExecJob>,
     /// Actions whose result record is in `outbox`.
     resolved: Vec<String>,
-    /// Spool rows fully processed since the last commit.
-    spool_done: Vec<i64>,
     /// The event ids each rule has judged.
     judged: judged::Judged,
     /// Newest outbox row committed and not yet cleared (0: none).
@@ -161,7 +160,6 @@ impl Pipeline {
             outbox: Vec::new(),
             jobs: Vec::new(),
             resolved: Vec::new(),
-            spool_done: Vec::new(),
             judged: judged::Judged::default(),
             outbox_last: 0,
             store_unsynced: false,
@@ -465,7 +463,7 @@ impl Pipeline {
     /// The commit point: one store transaction holds the rule state and
     /// budget changes, the judged event ids, the audit records produced
     /// (the outbox), the accepted actions (`pending_actions`), the actions
-    /// whose result is now recorded, and the spool rows processed. Then the
+    /// whose result is now recorded. Then the
     /// records are appended to the audit log. Accepted actions are executed
     /// only after the log is fsync'd (and the outbox cleared), so no action
     /// runs without its `accepted` record on disk; their results come back
@@ -510,7 +508,6 @@ impl Pipeline {
                 .map(|r| (r.id().to_owned(), r.take_state_changes()))
                 .collect(),
             resolved: std::mem::take(&mut self.resolved),
-            spool_done: std::mem::take(&mut self.spool_done),
             ..Default::default()
         };
         if let Some(gate) = self.rules.gate() {
@@ -542,12 +539,6 @@ impl Pipeline {
             self.unsynced += 1;
         }
         Ok(jobs)
-    }
-
-    /// Marks a spooled delivery processed: its row is deleted in the next
-    /// commit, with the state and records its events produced.
-    pub fn spool_done(&mut self, id: i64) {
-        self.spool_done.push(id);
     }
 
     /// Audits the executions the worker thread finished (all of them, with
@@ -625,7 +616,7 @@ impl Pipeline {
     fn sync_log(&mut self) -> Result<()> {
         if self.store_unsynced {
             // The store first: the log must never hold a record whose
-            // commit (state, judged id, spool deletion) a power cut undoes.
+            // commit (state, judged id) a power cut undoes.
             self.executor.store().barrier()?;
             self.store_unsynced = false;
         }

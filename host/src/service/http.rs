@@ -639,7 +639,7 @@ fn enqueue(
             Ok(())
         }
         Err(e) => {
-            if let Err(e) = state.spool.remove(spool_id) {
+            if let Err(e) = state.spool.remove(&[spool_id]) {
                 // Left in the spool: replayed at the next start, where the
                 // rules skip what they judge twice.
                 tracing::warn!("cannot remove a refused delivery from the spool: {e:#}");

@@ -97,8 +97,13 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     // Deliveries answered 2xx by a previous run and not processed: before
     // anything new is accepted.
     let normalizer = Normalizer::default();
-    spool::replay(&mut pipeline, &normalizer, server.max_events_per_request)?;
     let spool = Arc::new(spool::Spool::open(&config.state_path)?);
+    spool::replay(
+        &mut pipeline,
+        &spool,
+        &normalizer,
+        server.max_events_per_request,
+    )?;
 
     let (queue, receiver) = queue::bounded(server.queue_capacity);
     let shutdown = Shutdown::new();
@@ -117,12 +122,12 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     let (admin_tx, admin_rx) = mpsc::channel();
     let pipeline_thread = {
         let (health, draining, stop_tx) = (health.clone(), draining.clone(), stop_tx.clone());
-        let metrics = metrics.clone();
+        let (metrics, spool) = (metrics.clone(), spool.clone());
         std::thread::Builder::new()
             .name("vigil-pipeline".into())
             .spawn(move || {
                 pipeline_loop(
-                    pipeline, receiver, admin_rx, health, metrics, draining, stop_tx,
+                    pipeline, receiver, admin_rx, health, metrics, spool, draining, stop_tx,
                 )
             })
             .context("cannot start the pipeline thread")?
@@ -312,6 +317,7 @@ fn pipeline_loop(
     admin: mpsc::Receiver<AdminCommand>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    spool: Arc<spool::Spool>,
     draining: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 ) -> Result<RunStats> {
@@ -323,10 +329,12 @@ fn pipeline_loop(
             match queue.recv_timeout(POLL) {
                 Recv::Batch(first) => {
                     let mut done = Vec::new();
+                    let mut spooled = Vec::new();
                     let mut events = 0;
                     let mut next = Some(first);
                     while let Some(batch) = next {
                         events += batch.events.len();
+                        spooled.extend(batch.spool_id);
                         run_batch(&mut pipeline, &metrics, batch, &mut done)?;
                         next = if events < EVENTS_PER_SYNC {
                             queue.try_recv()
@@ -339,6 +347,12 @@ fn pipeline_loop(
                     pipeline.sync()?;
                     for on_done in done {
                         on_done();
+                    }
+                    // Committed: the spool need not replay them. Should
+                    // this fail, they are replayed at the next start and
+                    // skipped as judged.
+                    if let Err(e) = spool.remove(&spooled) {
+                        tracing::warn!("{e:#}");
                     }
                 }
                 Recv::Timeout if draining.load(Ordering::SeqCst) => break,
@@ -379,9 +393,6 @@ fn run_batch(
     }
     for event in batch.events {
         pipeline.process_event(event)?;
-    }
-    if let Some(id) = batch.spool_id {
-        pipeline.spool_done(id);
     }
     if let Some(f) = batch.on_done {
         done.push(f);

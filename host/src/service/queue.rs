@@ -22,8 +22,8 @@ pub struct Batch {
     /// through the rules and the audit log was synced (poller cursors are
     /// saved here).
     pub on_done: Option<Box<dyn FnOnce() + Send>>,
-    /// The delivery's row in the spool (HTTP), deleted in the commit that
-    /// follows its last event.
+    /// The delivery's row in the spool (HTTP), deleted once its events are
+    /// committed.
     pub spool_id: Option<i64>,
 }
 

@@ -7,17 +7,15 @@
 //! - `pending_actions`: accepted actions whose result is not audited yet
 //!   (reconciled at start: every `accepted` action gets an `action-result`);
 //! - `judged`: per rule, the ids of the events it has judged, so a replay
-//!   through persisted state does not count an event twice;
-//! - `spool`: deliveries answered 2xx by the service and not yet processed
-//!   (written by `service::spool`, deleted here in the commit that
-//!   processed them).
+//!   through persisted state does not count an event twice (and a spooled
+//!   delivery replayed after a crash, `service::spool`, is harmless).
 //!
 //! [`Store::commit`] writes one [`Commit`] in one transaction: rule state,
 //! budget usage, judged ids, outbox records, pending actions, and the
-//! deletion of resolved actions and processed spool rows.
+//! deletion of resolved actions.
 
 use anyhow::{Context, Result};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::{KeyChange, Store};
 
@@ -36,13 +34,6 @@ CREATE TABLE IF NOT EXISTS judged (
     event      INTEGER NOT NULL,  -- 64-bit digest of the event id (pipeline/judged.rs)
     at_ms      INTEGER NOT NULL,  -- the event's time
     PRIMARY KEY (rule, event)
-);
-CREATE TABLE IF NOT EXISTS spool (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    source     TEXT NOT NULL,     -- http | okta-hook
-    kind       TEXT NOT NULL,     -- how to read body: json | ndjson | hook
-    body       TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
 );
 ";
 
@@ -66,8 +57,6 @@ pub struct Commit {
     pub pending: Vec<(String, String)>,
     /// Actions whose result is among `outbox`.
     pub resolved: Vec<String>,
-    /// Spool rows fully processed.
-    pub spool_done: Vec<i64>,
 }
 
 impl Commit {
@@ -80,17 +69,7 @@ impl Commit {
             && self.outbox.is_empty()
             && self.pending.is_empty()
             && self.resolved.is_empty()
-            && self.spool_done.is_empty()
     }
-}
-
-/// A spooled delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Spooled {
-    pub id: i64,
-    pub source: String,
-    pub kind: String,
-    pub body: String,
 }
 
 impl Store {
@@ -165,10 +144,6 @@ impl Store {
                 tx.prepare_cached("DELETE FROM pending_actions WHERE action_id = ?1")?;
             for id in &c.resolved {
                 resolved.execute([id])?;
-            }
-            let mut spool = tx.prepare_cached("DELETE FROM spool WHERE id = ?1")?;
-            for id in &c.spool_done {
-                spool.execute([id])?;
             }
         }
         tx.commit()?;
@@ -263,49 +238,6 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .context("cannot read the judged event ids")
     }
-
-    /// Spooled deliveries, oldest first.
-    pub fn spooled(&self) -> Result<Vec<Spooled>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, source, kind, body FROM spool ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Spooled {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                kind: r.get(2)?,
-                body: r.get(3)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the event spool")
-    }
-
-    /// Writes one delivery to the spool, durably (its own FULL commit: the
-    /// 2xx answer follows it); returns its id.
-    pub fn spool(&self, source: &str, kind: &str, body: &str) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO spool (source, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![source, kind, body, crate::actions::executor::now_ms()],
-            )
-            .with_context(|| {
-                format!(
-                    "cannot write the event spool in {} (disk full?)",
-                    self.path.display()
-                )
-            })?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Rows left in the spool (tests, metrics).
-    pub fn spool_len(&self) -> Result<u64> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM spool", [], |r| r.get(0))
-            .optional()
-            .map(|n| n.unwrap_or(0))
-            .context("cannot read the event spool")
-    }
 }
 
 #[cfg(test)]
@@ -317,12 +249,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let s = Store::open(&path).unwrap();
-        let spooled = s.spool("http", "json", "{}").unwrap();
         let c = Commit {
             judged: vec![("r".into(), 77, 5)],
             outbox: vec!["{\"kind\":\"finding\"}".into()],
             pending: vec![("a1".into(), "{}".into())],
-            spool_done: vec![spooled],
             ..Default::default()
         };
         let last = s.commit(&c).unwrap();
@@ -332,7 +262,6 @@ mod tests {
         assert_eq!(s.judged("r").unwrap(), vec![(77, 5)]);
         assert_eq!(s.outbox().unwrap().len(), 1);
         assert_eq!(s.pending_actions().unwrap().len(), 1);
-        assert_eq!(s.spool_len().unwrap(), 0);
         s.clear_outbox(last, 42).unwrap();
         assert!(s.outbox().unwrap().is_empty());
         assert_eq!(s.outbox_seq().unwrap(), 42);

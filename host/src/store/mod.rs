@@ -35,7 +35,7 @@ mod rule_state;
 
 pub use action_json::{action_from_json, action_to_json};
 pub use approvals::PendingApproval;
-pub use durable::{Commit, Spooled};
+pub use durable::Commit;
 pub use guardrails::StoredBreaker;
 pub use rule_state::KeyChange;
 
