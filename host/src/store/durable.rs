@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS judged (
     event      INTEGER NOT NULL,  -- 64-bit digest of the event id (pipeline/judged.rs)
     at_ms      INTEGER NOT NULL,  -- the event's time
     PRIMARY KEY (rule, event)
-);
+) WITHOUT ROWID;                  -- one b-tree per row, not two: a row per rule call
 ";
 
 /// Meta key: the audit log's `seq` when the outbox was last emptied; only
