@@ -772,6 +772,24 @@ mod tests {
     }
 
     #[test]
+    fn judged_id_bounds_have_defaults_overrides_and_refusals() {
+        assert_eq!(Limits::default().judged_max_ids, 100_000);
+        assert_eq!(Limits::default().judged_window_secs, 86_400);
+        let c = Config::parse(
+            "[limits]\njudged_window_secs = 3600\n[[rules]]\nbuiltin = \"x\"\n\
+             limits = { judged_max_ids = 10 }\n",
+        )
+        .unwrap();
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!((rule.judged_max_ids, rule.judged_window_secs), (10, 3600));
+        let err = Config::parse("[limits]\njudged_max_ids = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.judged_max_ids must be greater than 0"
+        );
+    }
+
+    #[test]
     fn output_caps_have_defaults_overrides_and_bounds_naming_the_key() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.limits.max_action_requests, 16);

@@ -381,4 +381,21 @@ mod tests {
     fn bad_listen_is_refused() {
         assert!(Config::parse("[server]\nlisten = \"localhost\"\n").is_err());
     }
+
+    // The executor queue has a default and bounds naming the key.
+    #[test]
+    fn executor_queue_default_and_bounds() {
+        let c = Config::parse("[server]\n").unwrap();
+        assert_eq!(c.server.unwrap().executor_queue, 1024);
+        let err = Config::parse("[server]\nexecutor_queue = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "server.executor_queue must be greater than 0"
+        );
+        let err = Config::parse("[server]\nexecutor_queue = 2000000\n").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("server.executor_queue is 2000000"),
+            "{err:#}"
+        );
+    }
 }
