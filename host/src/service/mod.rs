@@ -126,9 +126,12 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
         std::thread::Builder::new()
             .name("vigil-pipeline".into())
             .spawn(move || {
-                pipeline_loop(
-                    pipeline, receiver, admin_rx, health, metrics, spool, draining, stop_tx,
-                )
+                let inputs = Inputs {
+                    queue: receiver,
+                    admin: admin_rx,
+                    spool,
+                };
+                pipeline_loop(pipeline, inputs, health, metrics, draining, stop_tx)
             })
             .context("cannot start the pipeline thread")?
     };
@@ -309,18 +312,29 @@ async fn serve(
     Ok(())
 }
 
+/// Where the pipeline thread takes its work from.
+struct Inputs {
+    queue: QueueReceiver,
+    admin: mpsc::Receiver<AdminCommand>,
+    /// Deliveries to forget once their events are committed.
+    spool: Arc<spool::Spool>,
+}
+
 /// The pipeline thread. Returns the run's counts once the queue is closed
 /// or drained; an error is an audit failure (the service then stops).
 fn pipeline_loop(
     mut pipeline: Pipeline,
-    queue: QueueReceiver,
-    admin: mpsc::Receiver<AdminCommand>,
+    inputs: Inputs,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    spool: Arc<spool::Spool>,
     draining: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 ) -> Result<RunStats> {
+    let Inputs {
+        queue,
+        admin,
+        spool,
+    } = inputs;
     health.pipeline_alive.store(true, Ordering::SeqCst);
     let result = (|| -> Result<()> {
         loop {
