@@ -1,7 +1,9 @@
 //! The durable store: everything Vigil must remember across restarts that
 //! is not an audit record — idempotency keys of executed actions, the
 //! undos of temporary actions that are not due yet, and small named values
-//! such as a source's cursor.
+//! such as a source's cursor — plus the tables that make processing an
+//! event one atomic commit (`durable.rs`: the audit outbox, accepted
+//! actions awaiting their result, the event ids each rule judged).
 //!
 //! Several connections may use the file at once (the pipeline's and a
 //! poller's thread each open their own; SQLite's WAL serialises writers).
