@@ -13,7 +13,8 @@
 //! `cargo bench -p vigil-host --bench service_load` (env: `VIGIL_LOAD_SECS`,
 //! default 10; `VIGIL_LOAD_CLIENTS`, default 4; `VIGIL_LOAD_BATCH`, events
 //! per delivery, default 50; `VIGIL_LOAD_RATE`, offered events/s over all
-//! clients, default 0 = as fast as the service answers). The clients run on
+//! clients, default 0 = as fast as the service answers; `VIGIL_BIN`, another
+//! build of the binary to load instead, e.g. a baseline). The clients run on
 //! the same machine and cost CPU too: request bodies are pre-serialized
 //! templates with the uuid spliced in, to keep that cost small.
 
@@ -79,7 +80,9 @@ fn main() {
          admin_token_env = \"LOAD_ADMIN_TOKEN\"\n",
     )
     .unwrap();
-    let mut child = Command::new(VIGIL)
+    // VIGIL_BIN: another build of the binary (a baseline) under the same load.
+    let vigil = std::env::var("VIGIL_BIN").unwrap_or_else(|_| VIGIL.to_owned());
+    let mut child = Command::new(vigil)
         .args(["run", "--config", config.to_str().unwrap()])
         .current_dir(dir.path())
         .env("LOAD_HOOK_SECRET", SECRET)
@@ -229,9 +232,16 @@ fn main() {
     );
     println!(
         "  ingest → decision (queued → processed + audit synced): p50 ≈ {:.2} ms, p99 ≈ {:.2} ms (histogram)",
-        quantile(&metrics, 0.50) * 1e3,
-        quantile(&metrics, 0.99) * 1e3
+        quantile(&metrics, "vigil_ingest_to_decision_seconds", 0.50) * 1e3,
+        quantile(&metrics, "vigil_ingest_to_decision_seconds", 0.99) * 1e3
     );
+    if metrics.contains_key("vigil_spool_write_seconds_count") {
+        println!(
+            "  spool write (a delivery made durable before its 200): p50 ≈ {:.2} ms, p99 ≈ {:.2} ms (histogram)",
+            quantile(&metrics, "vigil_spool_write_seconds", 0.50) * 1e3,
+            quantile(&metrics, "vigil_spool_write_seconds", 0.99) * 1e3
+        );
+    }
     println!(
         "  rule calls: {:.0}",
         metrics
@@ -254,15 +264,15 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// A quantile of `vigil_ingest_to_decision_seconds`, interpolated linearly
-/// within the bucket it falls in.
-fn quantile(m: &BTreeMap<String, f64>, q: f64) -> f64 {
+/// A quantile of the histogram `name` (e.g.
+/// `vigil_ingest_to_decision_seconds`), interpolated linearly within the
+/// bucket it falls in.
+fn quantile(m: &BTreeMap<String, f64>, name: &str, q: f64) -> f64 {
+    let prefix = format!("{name}_bucket{{le=\"");
     let mut buckets: Vec<(f64, f64)> = m
         .iter()
         .filter_map(|(k, v)| {
-            let le = k
-                .strip_prefix("vigil_ingest_to_decision_seconds_bucket{le=\"")?
-                .strip_suffix("\"}")?;
+            let le = k.strip_prefix(prefix.as_str())?.strip_suffix("\"}")?;
             let le = if le == "+Inf" {
                 f64::INFINITY
             } else {

@@ -1,21 +1,36 @@
 //! The run loop: line → normalize → route → rule → (gate, inside the call)
-//! → audit → executor (connectors) → audit.
+//! → commit (store, then audit log) → executor (connectors) → commit.
 //!
 //! Ordering guarantees:
 //! - every finding, decision and fault is appended to the audit log in the
 //!   order it happened;
-//! - the rule state an event changed is written to the state store before
-//!   any record that event produces (and otherwise every 5 s), so after a
-//!   crash no counter is behind the audit log;
-//! - the log is fsync'd before any accepted action is executed, and the
-//!   executor's result is audited after (in the service, when the executor
-//!   thread hands it back);
+//! - the commit point of an event is one store transaction
+//!   ([`Pipeline::commit`]): the rule state it changed, the ids of the
+//!   events judged, the audit records it produced (the *outbox*), its
+//!   accepted actions (`pending_actions`) and the actions whose result was
+//!   recorded. Only then are the records appended to the audit log. Events
+//!   that produce nothing are committed in batches (every 5 s, at a sync,
+//!   at the end), so after a crash state and judged ids always agree (an
+//!   event replayed from the service's spool is judged again only if its
+//!   judgement was lost with its state), and no counter is behind the
+//!   audit log;
+//! - the log is fsync'd before any accepted action is executed (never an
+//!   IdP call whose `accepted` record is not durable), and the executor's
+//!   result is committed and audited after (in the service, when the
+//!   executor thread hands it back);
+//! - at start, outbox records missing from the log are appended, then
+//!   every accepted action without a result is reconciled (`recover`);
+//! - a rule never judges the same event id twice (`judged`): a repeat is
+//!   skipped and counted as a duplicate;
 //! - an undo that comes due is performed between events and audited with
 //!   the id of the action it reverses;
 //! - a bad line is counted and reported with its number, never fatal; an
-//!   audit log failure is fatal (Vigil does not act without a record).
+//!   audit log or store failure is fatal (Vigil does not act without a
+//!   record), and the executor's queued jobs are then dropped unrun.
 
 mod guard;
+mod judged;
+mod recover;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +72,13 @@ pub struct RunStats {
     pub undos: BTreeMap<&'static str, u64>,
     pub faults: u64,
     pub quarantined: Vec<String>,
+    /// Rule calls skipped because the rule had already judged the event
+    /// (a replay or redelivery through persisted state).
+    pub duplicates: u64,
+    /// Accepted actions found at start without a result record, by the
+    /// result reconciliation gave them (`executed`, `failed`, `unknown`,
+    /// `abandoned`).
+    pub reconciled: BTreeMap<&'static str, u64>,
 }
 
 // --- Observer hook (service metrics) -------------------------------------
@@ -75,6 +97,8 @@ pub trait PipelineObserver: Send {
     fn action(&self, kind: &str, decision: &str, connector: Option<&str>);
     /// A rule's circuit breaker tripped (`true`) or was reset (`false`).
     fn breaker(&self, _rule: &str, _tripped: bool) {}
+    /// `rule` was not called: it had already judged the event.
+    fn duplicate(&self, _rule: &str) {}
 }
 
 // --------------------------------------------------------------------------
@@ -94,6 +118,21 @@ pub struct Pipeline {
     /// approval), and those seen so far.
     watched: Option<(String, Vec<&'static str>)>,
     last_persist: std::time::Instant,
+    /// Records appended since the last commit, in order; they reach the
+    /// audit log through the store's outbox (see [`Pipeline::commit`]).
+    outbox: Vec<Entry>,
+    /// Accepted actions waiting for the commit that makes them durable.
+    jobs: Vec<ExecJob>,
+    /// Actions whose result record is in `outbox`.
+    resolved: Vec<String>,
+    /// The event ids each rule has judged.
+    judged: judged::Judged,
+    /// Newest outbox row committed and not yet cleared (0: none).
+    outbox_last: i64,
+    /// A commit without an fsync of its own (synchronous = NORMAL) was made
+    /// since the last one with: the store gets a barrier before the audit
+    /// log is next fsync'd.
+    store_unsynced: bool,
 }
 
 impl Pipeline {
@@ -118,8 +157,18 @@ impl Pipeline {
             events_since_persist: 0,
             watched: None,
             last_persist: std::time::Instant::now(),
+            outbox: Vec::new(),
+            jobs: Vec::new(),
+            resolved: Vec::new(),
+            judged: judged::Judged::default(),
+            outbox_last: 0,
+            store_unsynced: false,
         };
         pipeline.restore()?;
+        // Before anything new is recorded: the records a crash left in the
+        // outbox, then a result for every accepted action without one.
+        pipeline.recover_outbox()?;
+        pipeline.reconcile()?;
         Ok(pipeline)
     }
 
@@ -235,9 +284,19 @@ impl Pipeline {
             return self.maybe_persist();
         }
         let event = Arc::new(event);
+        let judged_id = judged::digest(&event.id);
         for &i in route.iter() {
             let rule = &mut self.rules.rules[i];
             if rule.is_quarantined() {
+                continue;
+            }
+            if self.judged.contains(rule.id(), judged_id) {
+                // Already judged (a replay through persisted state): its
+                // state changes and records are in already.
+                self.stats.duplicates += 1;
+                if let Some(o) = &self.observer {
+                    o.duplicate(rule.id());
+                }
                 continue;
             }
             if let Some(o) = &self.observer {
@@ -250,6 +309,8 @@ impl Pipeline {
                 let fault = outcome.fault.as_ref().map(|f| f.kind.name());
                 o.rule_call(&rule_id, started.elapsed(), fault);
             }
+            // Committed with the state this call changed (same transaction).
+            self.judged.insert(&rule_id, judged_id, event.time);
             self.record(&rule_id, &event, outcome)?;
         }
         if self.executor.undo_due(now) {
@@ -302,12 +363,6 @@ impl Pipeline {
     fn record(&mut self, rule: &str, event: &Event, outcome: CallOutcome) -> Result<()> {
         let produced =
             !outcome.findings.is_empty() || !outcome.requests.is_empty() || outcome.fault.is_some();
-        if produced {
-            // What the rule remembered is durable before what it concluded
-            // is in the audit log: after a crash no counter is behind the
-            // log.
-            self.persist()?;
-        }
         // An event far behind the rule's newest one is judged all the same;
         // its records say it was late.
         let late = |entry: Entry| {
@@ -376,39 +431,114 @@ impl Pipeline {
                     .field("reason", reason),
             )?;
         }
-        self.execute_accepted(rule, event, accepted)
+        if produced {
+            // One commit: what the rule remembered, that it judged the
+            // event, and what it concluded (then executed, if accepted).
+            self.execute_accepted(rule, event, accepted)?;
+        }
+        Ok(())
     }
 
-    /// Executes accepted requests once their decisions are durable, and
-    /// audits each result.
+    /// Commits the accepted requests with everything recorded so far, then
+    /// executes them (see [`Pipeline::commit`]) and audits each result.
     fn execute_accepted(
         &mut self,
         rule: &str,
         event: &Event,
         accepted: Vec<ActionRequest>,
     ) -> Result<()> {
-        if accepted.is_empty() {
-            return Ok(());
-        }
-        // The decisions (and the budget they spent) must be durable before
-        // anything they announce runs.
-        self.sync()?;
         for request in accepted {
-            let job = ExecJob {
+            self.jobs.push(ExecJob {
                 action_id: request.action_id,
                 rule: rule.to_owned(),
                 event_id: event.id.clone(),
                 event_source: event.source.clone(),
                 action: request.action,
                 origin_host: request.origin_host,
-            };
-            // Without a worker the results come back at once; with one
-            // (the service) they are audited when they arrive.
-            if let Some(done) = self.executor.submit(job)? {
-                self.audit_execution(done)?;
-            }
+            });
         }
-        self.sync()
+        self.commit()
+    }
+
+    /// The commit point: one store transaction holds the rule state and
+    /// budget changes, the judged event ids, the audit records produced
+    /// (the outbox), the accepted actions (`pending_actions`), the actions
+    /// whose result is now recorded. Then the
+    /// records are appended to the audit log. Accepted actions are executed
+    /// only after the log is fsync'd (and the outbox cleared), so no action
+    /// runs without its `accepted` record on disk; their results come back
+    /// as new records and are committed the same way.
+    pub fn commit(&mut self) -> Result<()> {
+        let mut executed = false;
+        loop {
+            let jobs = self.commit_once()?;
+            if jobs.is_empty() {
+                if executed {
+                    // What the executions recorded is durable before the
+                    // caller goes on (and visible to whoever reads the log).
+                    self.sync_log()?;
+                }
+                return Ok(());
+            }
+            // The decisions (and the budget they spent) are durable in the
+            // store; the `accepted` records must be durable in the log
+            // before anything they announce runs.
+            self.sync_log()?;
+            for job in jobs {
+                // Without a worker the results come back at once; with one
+                // (the service) they are audited when they arrive.
+                if let Some(done) = self.executor.submit(job)? {
+                    self.audit_execution(done)?;
+                }
+            }
+            executed = true;
+        }
+    }
+
+    /// Writes one [`crate::store::Commit`] of everything pending and
+    /// appends its records to the audit log; returns the accepted actions
+    /// it made durable, for the caller to execute.
+    fn commit_once(&mut self) -> Result<Vec<ExecJob>> {
+        let mut c = crate::store::Commit {
+            rule_state: self
+                .rules
+                .rules
+                .iter_mut()
+                .filter(|r| r.has_state_changes())
+                .map(|r| (r.id().to_owned(), r.take_state_changes()))
+                .collect(),
+            resolved: std::mem::take(&mut self.resolved),
+            ..Default::default()
+        };
+        if let Some(gate) = self.rules.gate() {
+            (c.budget_usage, c.budget_refunds) = gate.budgets().take_usage();
+        }
+        (c.judged, c.forgotten) = self.judged.take_changes();
+        let records = std::mem::take(&mut self.outbox);
+        c.outbox = records.iter().map(recover::entry_to_json).collect();
+        let jobs = std::mem::take(&mut self.jobs);
+        c.pending = jobs
+            .iter()
+            .map(|j| (j.action_id.clone(), j.to_json()))
+            .collect();
+        let last = self.executor.store().commit(&c)?;
+        if last > 0 {
+            self.outbox_last = last;
+        }
+        if !c.is_empty() {
+            // A commit with pending actions is fsync'd, and so is all
+            // before it.
+            self.store_unsynced = c.pending.is_empty();
+        }
+        self.events_since_persist = 0;
+        self.last_persist = std::time::Instant::now();
+        for entry in records {
+            self.audit
+                .append(entry)
+                .context("cannot write the audit log")?;
+            self.unsynced += 1;
+        }
+        Ok(jobs)
     }
 
     /// Audits the executions the worker thread finished (all of them, with
@@ -449,6 +579,7 @@ impl Pipeline {
                 );
             }
             self.append(result_entry(&job, &result))?;
+            self.resolved.push(job.action_id.clone());
             if let Some((id, seen)) = &mut self.watched
                 && *id == job.action_id
             {
@@ -469,28 +600,63 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Queues a record for the next commit (see [`Pipeline::commit`]).
     fn append(&mut self, entry: Entry) -> Result<()> {
-        self.audit
-            .append(entry)
-            .context("cannot write the audit log")?;
-        self.unsynced += 1;
+        self.outbox.push(entry);
         Ok(())
     }
 
-    /// Writes pending state to the store, then fsyncs the audit log.
+    /// Commits pending state and records, then fsyncs the audit log.
     pub fn sync(&mut self) -> Result<()> {
-        self.persist()?;
+        self.commit()?;
+        self.sync_log()
+    }
+
+    /// Fsyncs the audit log, then empties the outbox rows now in it.
+    fn sync_log(&mut self) -> Result<()> {
+        if self.store_unsynced {
+            // The store first: the log must never hold a record whose
+            // commit (state, judged id) a power cut undoes.
+            self.executor.store().barrier()?;
+            self.store_unsynced = false;
+        }
         self.audit.sync().context("cannot sync the audit log")?;
+        if self.outbox_last > 0 {
+            self.executor
+                .store()
+                .clear_outbox(self.outbox_last, self.audit.last_seq())?;
+            self.outbox_last = 0;
+        }
         self.unsynced = 0;
         Ok(())
     }
 
-    /// Syncs the audit log and returns the counts.
+    /// Audits the last results, closes the audit log's run (a closing
+    /// checkpoint when it signs, then a sync) and returns the counts.
     pub fn finish(&mut self) -> Result<RunStats> {
         self.drain_executions(true)?;
         self.expire_approvals()?;
         self.sync()?;
+        self.audit
+            .finish()
+            .context("cannot close the audit log's run")?;
         Ok(self.stats.clone())
+    }
+}
+
+impl Drop for Pipeline {
+    /// Best effort, like the audit log's own drop: records appended since
+    /// the last commit (an operator command that stops with an error after
+    /// recording why, say) are committed and synced. Accepted actions not
+    /// yet handed to the executor are committed as pending but never
+    /// executed here; the next start reconciles them `abandoned`.
+    fn drop(&mut self) {
+        if self.outbox.is_empty() && self.jobs.is_empty() && self.resolved.is_empty() {
+            return;
+        }
+        if self.commit_once().is_ok() {
+            let _ = self.sync_log();
+        }
     }
 }
 

@@ -139,9 +139,11 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
     // A restart over the same stream: same action ids, nothing sent again.
     // The rule's own state (restored from the store) would already keep it
     // from asking twice; drop it, as a replica without that state would
-    // be, so the rule asks again and the idempotency keys must hold.
+    // be (nor the ids of the events it judged), so the rule asks again and
+    // the idempotency keys must hold.
     let db = rusqlite::Connection::open(wd.path().join("state.db")).unwrap();
     assert!(db.execute("DELETE FROM rule_state", []).unwrap() > 0);
+    assert!(db.execute("DELETE FROM judged", []).unwrap() > 0);
     drop(db);
     fake.clear_requests();
     let out = run(&wd, &body, &events);

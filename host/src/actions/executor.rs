@@ -28,6 +28,7 @@
 //! `failed` so an operator can reverse the action by hand.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -197,16 +198,31 @@ impl ActionExecutor {
     /// ([`ActionExecutor::submit`]) and audits what comes back
     /// ([`ActionExecutor::completed`]), so a slow identity provider no
     /// longer holds up detection.
-    pub fn start_worker(&mut self, state_path: &Path) -> Result<()> {
+    ///
+    /// The queue holds at most `queue` jobs: past that, [`submit`] waits
+    /// for the worker (backpressure) instead of piling up actions. When the
+    /// executor is dropped with jobs still queued (the pipeline stopped on
+    /// an audit or store failure), those jobs are dropped unrun: their
+    /// `pending_actions` rows stay, and the next start audits them
+    /// `abandoned`.
+    ///
+    /// [`submit`]: ActionExecutor::submit
+    pub fn start_worker(&mut self, state_path: &Path, queue: usize) -> Result<()> {
         let store = Store::open(state_path)?;
         let dispatch = self.dispatch.clone();
         let targets = self.targets.clone();
-        let (jobs, job_rx) = mpsc::channel::<ExecJob>();
+        let (jobs, job_rx) = mpsc::sync_channel::<ExecJob>(queue.max(1));
         let (done_tx, done) = mpsc::channel::<ExecDone>();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stop = cancelled.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-executor".into())
             .spawn(move || {
                 for job in job_rx {
+                    if stop.load(Ordering::SeqCst) {
+                        // Dropped unrun; the store still says it is pending.
+                        continue;
+                    }
                     let results =
                         execute_on(&mut lock(&dispatch), &store, &targets, &job.request())
                             .map_err(|e| format!("{e:#}"));
@@ -219,6 +235,7 @@ impl ActionExecutor {
             jobs: Some(jobs),
             done,
             outstanding: 0,
+            cancelled,
             thread: Some(thread),
         });
         Ok(())
@@ -541,6 +558,37 @@ pub struct ExecJob {
 }
 
 impl ExecJob {
+    /// As kept in the store's `pending_actions` until its result is audited.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "action_id": self.action_id,
+            "rule": self.rule,
+            "event_id": self.event_id,
+            "event_source": self.event_source,
+            "action": crate::store::action_to_json(&self.action),
+            "origin_host": self.origin_host,
+        })
+        .to_string()
+    }
+
+    /// Reads back [`ExecJob::to_json`].
+    pub fn from_json(text: &str) -> Result<ExecJob> {
+        let v: serde_json::Value = serde_json::from_str(text)?;
+        let s = |k: &str| -> Result<String> {
+            v[k].as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("pending action: `{k}` missing in {text}"))
+        };
+        Ok(ExecJob {
+            action_id: s("action_id")?,
+            rule: s("rule")?,
+            event_id: s("event_id")?,
+            event_source: s("event_source")?,
+            action: crate::store::action_from_json(&v["action"])?,
+            origin_host: v["origin_host"].as_bool().unwrap_or(false),
+        })
+    }
+
     fn request(&self) -> ExecutionRequest<'_> {
         ExecutionRequest {
             action_id: &self.action_id,
@@ -561,15 +609,21 @@ pub struct ExecDone {
 }
 
 struct Worker {
-    jobs: Option<mpsc::Sender<ExecJob>>,
+    jobs: Option<mpsc::SyncSender<ExecJob>>,
     done: mpsc::Receiver<ExecDone>,
     outstanding: usize,
+    /// Set when the worker is dropped: the jobs still queued are not run.
+    cancelled: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing the queue ends the thread once it has finished its job.
+        // Whoever drops the executor has stopped auditing results: a job
+        // still queued must not run (it would act without a record of its
+        // result). An orderly finish has drained the queue first. Closing
+        // the queue ends the thread once it has finished its current job.
+        self.cancelled.store(true, Ordering::SeqCst);
         self.jobs.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

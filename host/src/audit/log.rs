@@ -191,6 +191,11 @@ pub struct AuditLog {
     /// A write failed part-way: the file may end in a partial line, so
     /// appending more would bury the damage in the middle of the log.
     failed: bool,
+    /// The file's length at the last successful sync (or open): where a
+    /// failed write is cut back to (see [`AuditLog::cut_back`]).
+    synced_len: u64,
+    /// Bytes appended since then (buffered or written).
+    unsynced_len: u64,
     signer: Option<AuditSigner>,
     checkpoint_records: u64,
     checkpoint_every: Duration,
@@ -267,6 +272,7 @@ impl AuditLog {
         }
 
         let tail = read_tail(&mut file, path)?;
+        let synced_len = file.metadata().map_err(io_err)?.len();
         let mut head_present = true;
         if check == HeadCheck::Enforce {
             head_present = check_head_file(path, &tail, options.signer.as_ref())?;
@@ -304,6 +310,8 @@ impl AuditLog {
             head_hash: tail.hash,
             dirty: false,
             failed: false,
+            synced_len,
+            unsynced_len: 0,
             signer: options.signer,
             checkpoint_records: options.checkpoint_records.max(1),
             checkpoint_every: Duration::from_secs(options.checkpoint_secs),
@@ -404,9 +412,10 @@ impl AuditLog {
         }
         line.push(b'\n');
         if let Err(e) = self.writer.write_all(&line) {
-            self.failed = true;
+            self.cut_back();
             return Err(self.io_err(e));
         }
+        self.unsynced_len += line.len() as u64;
         line.pop();
         self.last_seq = seq;
         self.head_hash = hash;
@@ -487,9 +496,11 @@ impl AuditLog {
             .flush()
             .and_then(|()| self.writer.get_ref().sync_data());
         if let Err(e) = flushed {
-            self.failed = true;
+            self.cut_back();
             return Err(self.io_err(e));
         }
+        self.synced_len += self.unsynced_len;
+        self.unsynced_len = 0;
         // Only now, with the checkpoint durable in the log, may a witness
         // hold it: a witness ahead of the log must always mean a cut.
         if let Some(witnesses) = &mut self.witnesses {
@@ -555,6 +566,39 @@ impl AuditLog {
         self.witnesses
             .as_ref()
             .map_or(0, Witnesses::pending_failures)
+    }
+
+    /// After a failed write (a full disk): marks the log failed, drops what
+    /// is still buffered and cuts the file back to its length at the last
+    /// sync, so it ends on a whole record again and the next start can open
+    /// it. Nothing durable is lost: records after the last sync were never
+    /// acknowledged by a sync, and the pipeline keeps them in its store
+    /// outbox until one succeeds. Truncating needs no free space; if it
+    /// fails anyway, the next open reports the torn line.
+    fn cut_back(&mut self) {
+        self.failed = true;
+        let Ok(clone) = self.writer.get_ref().try_clone() else {
+            return;
+        };
+        // Swap in an empty writer so the old buffer is discarded, never
+        // flushed after the cut.
+        let old = std::mem::replace(&mut self.writer, BufWriter::new(clone));
+        let (file, _discarded) = old.into_parts();
+        let cut = file
+            .set_len(self.synced_len)
+            .and_then(|()| file.sync_data());
+        match cut {
+            Ok(()) => tracing::error!(
+                path = %self.path.display(),
+                len = self.synced_len,
+                "audit log write failed; cut back to the last synced record"
+            ),
+            Err(e) => tracing::error!(
+                path = %self.path.display(),
+                "audit log write failed and the partial record could not be cut off: {e}"
+            ),
+        }
+        self.unsynced_len = 0;
     }
 
     fn check_usable(&self) -> Result<(), AuditError> {

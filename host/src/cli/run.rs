@@ -44,7 +44,9 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
     {
         // In the service, connectors run on a worker thread: a slow
         // identity provider must not hold up detection.
-        pipeline.executor_mut().start_worker(&config.state_path)?;
+        pipeline
+            .executor_mut()
+            .start_worker(&config.state_path, server.executor_queue)?;
         return crate::service::run(&config, server, pipeline);
     }
 
@@ -113,6 +115,23 @@ fn print_summary(pipeline: &Pipeline, s: &RunStats, readers: &[LineReader]) {
         .collect();
     println!("  rules: {}", rules.join(", "));
     println!("  findings: {}", s.findings);
+    if s.duplicates > 0 {
+        println!(
+            "  duplicates: {} (rule calls skipped: the rule had already judged the event)",
+            s.duplicates
+        );
+    }
+    if !s.reconciled.is_empty() {
+        let r: Vec<String> = s
+            .reconciled
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        println!(
+            "  reconciled at start: {} (accepted actions whose result was never recorded)",
+            r.join(", ")
+        );
+    }
     let actions: Vec<String> = [
         "accepted",
         "dry-run",

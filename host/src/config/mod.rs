@@ -194,6 +194,12 @@ pub struct Limits {
     /// state is kept this much longer than its window so events up to this
     /// late are judged against complete state.
     pub late_after_secs: u64,
+    /// Event ids the rule remembers having judged (a replayed or redelivered
+    /// event is skipped and counted as a duplicate); oldest forgotten first.
+    pub judged_max_ids: usize,
+    /// How far back (event time, from the newest event the rule judged)
+    /// judged ids are remembered: at least the rule's longest window.
+    pub judged_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -212,6 +218,8 @@ impl Default for Limits {
             state_max_entries_per_key: 10_000,
             state_max_bytes: 64 * 1024 * 1024,
             late_after_secs: 600,
+            judged_max_ids: 100_000,
+            judged_window_secs: 86_400,
         }
     }
 }
@@ -240,6 +248,8 @@ pub struct LimitOverrides {
     pub state_max_entries_per_key: Option<usize>,
     pub state_max_bytes: Option<usize>,
     pub late_after_secs: Option<u64>,
+    pub judged_max_ids: Option<usize>,
+    pub judged_window_secs: Option<u64>,
 }
 
 impl Limits {
@@ -263,6 +273,8 @@ impl Limits {
                 .unwrap_or(self.state_max_entries_per_key),
             state_max_bytes: o.state_max_bytes.unwrap_or(self.state_max_bytes),
             late_after_secs: o.late_after_secs.unwrap_or(self.late_after_secs),
+            judged_max_ids: o.judged_max_ids.unwrap_or(self.judged_max_ids),
+            judged_window_secs: o.judged_window_secs.unwrap_or(self.judged_window_secs),
         }
     }
 
@@ -279,6 +291,8 @@ impl Limits {
                 self.state_max_entries_per_key as u64,
             ),
             ("state_max_bytes", self.state_max_bytes as u64),
+            ("judged_max_ids", self.judged_max_ids as u64),
+            ("judged_window_secs", self.judged_window_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -755,6 +769,24 @@ mod tests {
         assert!(
             format!("{err:#}").starts_with("rules[0].limits.late_after_secs is 700000"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn judged_id_bounds_have_defaults_overrides_and_refusals() {
+        assert_eq!(Limits::default().judged_max_ids, 100_000);
+        assert_eq!(Limits::default().judged_window_secs, 86_400);
+        let c = Config::parse(
+            "[limits]\njudged_window_secs = 3600\n[[rules]]\nbuiltin = \"x\"\n\
+             limits = { judged_max_ids = 10 }\n",
+        )
+        .unwrap();
+        let rule = c.limits.with(&c.rules[0].limits);
+        assert_eq!((rule.judged_max_ids, rule.judged_window_secs), (10, 3600));
+        let err = Config::parse("[limits]\njudged_max_ids = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "limits.judged_max_ids must be greater than 0"
         );
     }
 

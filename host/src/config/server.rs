@@ -49,6 +49,12 @@ pub struct ServerConfig {
     /// answers 503 with `Retry-After` and blocking sources wait.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// Accepted actions waiting for the executor thread; when full, the
+    /// pipeline waits (backpressure) rather than queue without bound. On an
+    /// audit failure the queued ones are dropped unrun (reconciled as
+    /// `abandoned` at the next start).
+    #[serde(default = "default_executor_queue")]
+    pub executor_queue: usize,
     /// The static `Authorization` value Okta sends with each Event Hook
     /// delivery.
     #[serde(default)]
@@ -123,6 +129,10 @@ fn default_queue_capacity() -> usize {
     1024
 }
 
+fn default_executor_queue() -> usize {
+    1024
+}
+
 fn default_admin_name() -> String {
     "admin".into()
 }
@@ -166,6 +176,7 @@ impl ServerConfig {
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_events_per_request", self.max_events_per_request as u64),
             ("queue_capacity", self.queue_capacity as u64),
+            ("executor_queue", self.executor_queue as u64),
             ("dedup_capacity", self.dedup_capacity as u64),
             ("drain_timeout_secs", self.drain_timeout_secs),
             ("max_connections", self.max_connections as u64),
@@ -187,6 +198,12 @@ impl ServerConfig {
             bail!(
                 "server.queue_capacity is {}; at most 1000000 is allowed",
                 self.queue_capacity
+            );
+        }
+        if self.executor_queue > 1_000_000 {
+            bail!(
+                "server.executor_queue is {}; at most 1000000 is allowed",
+                self.executor_queue
             );
         }
         if self.max_connections > 100_000 {
@@ -363,5 +380,22 @@ mod tests {
     #[test]
     fn bad_listen_is_refused() {
         assert!(Config::parse("[server]\nlisten = \"localhost\"\n").is_err());
+    }
+
+    // The executor queue has a default and bounds naming the key.
+    #[test]
+    fn executor_queue_default_and_bounds() {
+        let c = Config::parse("[server]\n").unwrap();
+        assert_eq!(c.server.unwrap().executor_queue, 1024);
+        let err = Config::parse("[server]\nexecutor_queue = 0\n").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "server.executor_queue must be greater than 0"
+        );
+        let err = Config::parse("[server]\nexecutor_queue = 2000000\n").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("server.executor_queue is 2000000"),
+            "{err:#}"
+        );
     }
 }

@@ -48,6 +48,13 @@ impl Pipeline {
             let store = self.executor.store();
             let keys = store.load_rule_state(rule.id())?;
             rule.restore_state(keys);
+            let limits = rule.limits();
+            self.judged.load(
+                rule.id(),
+                limits.judged_max_ids,
+                limits.judged_window_secs,
+                store.judged(rule.id())?,
+            );
             if let Some((at, reason)) = store.quarantined(rule.id())? {
                 tracing::warn!(
                     rule = rule.id(),
@@ -61,27 +68,6 @@ impl Pipeline {
         self.expire_approvals()
     }
 
-    /// Writes changed rule state and spent budget to the store.
-    pub(super) fn persist(&mut self) -> Result<()> {
-        let changes: Vec<(String, Vec<crate::store::KeyChange>)> = self
-            .rules
-            .rules
-            .iter_mut()
-            .filter(|r| r.has_state_changes())
-            .map(|r| (r.id().to_owned(), r.take_state_changes()))
-            .collect();
-        let store = self.executor.store();
-        store.save_rule_state(&changes)?;
-        if let Some(gate) = self.rules.gate() {
-            let (usage, refunds) = gate.budgets().take_usage();
-            store.add_budget_usage(&usage)?;
-            store.refund_budget_usage(&refunds)?;
-        }
-        self.events_since_persist = 0;
-        self.last_persist = std::time::Instant::now();
-        Ok(())
-    }
-
     /// Persists rule state every [`PERSIST_EVERY`] (checked every 256
     /// events, so the clock is not read per event).
     pub(super) fn maybe_persist(&mut self) -> Result<()> {
@@ -89,7 +75,7 @@ impl Pipeline {
             && self.events_since_persist > 0
             && self.last_persist.elapsed() >= PERSIST_EVERY
         {
-            self.persist()?;
+            self.commit()?;
         }
         Ok(())
     }

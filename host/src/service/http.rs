@@ -23,8 +23,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -96,7 +96,10 @@ pub struct AppState {
     pub okta_hook: Access,
     pub admin: AdminAuth,
     pub admin_tx: std::sync::mpsc::Sender<AdminCommand>,
-    pub dedup: Mutex<Dedup>,
+    /// An async lock: it is held across the delivery's spool write.
+    pub dedup: tokio::sync::Mutex<Dedup>,
+    /// Deliveries are written here before they are answered 2xx.
+    pub spool: Arc<super::spool::Spool>,
     pub max_body_bytes: usize,
     pub max_events: usize,
 }
@@ -551,19 +554,96 @@ async fn off_the_runtime<T: Send + 'static>(
     })
 }
 
-/// Queues a batch, observing ingest-to-decision latency when it is done.
-fn enqueue(state: &AppState, source: &'static str, events: Vec<Event>) -> Result<(), Response> {
+/// The events of a spooled delivery, normalized again (`kind` as written
+/// by [`spool_kind`]).
+pub(crate) fn spooled_events(
+    normalizer: &Normalizer,
+    kind: &str,
+    body: &str,
+    max_events: usize,
+) -> Result<Vec<Event>, String> {
+    match kind {
+        "hook" => {
+            let mut events = Vec::new();
+            let mut report = crate::normalize::LineReport::default();
+            normalizer
+                .normalize_line_report(body, &mut events, &mut report)
+                .map_err(|e| e.to_string())?;
+            Ok(events)
+        }
+        "ndjson" | "json" => {
+            let kind = if kind == "ndjson" {
+                BodyKind::Ndjson
+            } else {
+                BodyKind::Json
+            };
+            normalize_body(normalizer, body, kind, max_events).map_err(|r| r.body.to_string())
+        }
+        other => Err(format!("unknown spool kind {other:?}")),
+    }
+}
+
+fn spool_kind(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::Json => "json",
+        BodyKind::Ndjson => "ndjson",
+    }
+}
+
+/// Writes a delivery to the spool (on the blocking pool: it fsyncs);
+/// a failure is a 503 naming the cause.
+async fn spool(
+    state: &Arc<AppState>,
+    source: &'static str,
+    kind: &'static str,
+    body: String,
+    n: usize,
+) -> Result<i64, Response> {
+    let st = state.clone();
+    let written =
+        tokio::task::spawn_blocking(move || st.spool.write(&st.metrics, source, kind, &body))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|r| r);
+    written.map_err(|e| {
+        tracing::error!(source, "cannot spool a delivery: {e:#}");
+        state.metrics.rejected(source, "spool-failed", n);
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot store the delivery durably, so it is not accepted: {e:#}"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        r
+    })
+}
+
+/// Queues a batch (spooled as row `spool_id`), observing ingest-to-decision
+/// latency when it is done. A refused batch's spool row is removed: the
+/// client is told to send it again.
+fn enqueue(
+    state: &AppState,
+    source: &'static str,
+    events: Vec<Event>,
+    spool_id: i64,
+) -> Result<(), Response> {
     let n = events.len();
     let metrics = state.metrics.clone();
     let queued = Instant::now();
-    let batch =
+    let mut batch =
         Batch::new(source, events).on_done(move || metrics.ingest_to_decision(queued.elapsed()));
+    batch.spool_id = Some(spool_id);
     match state.queue.try_send(batch) {
         Ok(()) => {
             state.metrics.received(source, n);
             Ok(())
         }
         Err(e) => {
+            if let Err(e) = state.spool.remove(&[spool_id]) {
+                // Left in the spool: replayed at the next start, where the
+                // rules skip what they judge twice.
+                tracing::warn!("cannot remove a refused delivery from the spool: {e:#}");
+            }
             state.metrics.rejected(source, "queue-full", n);
             let message = match e {
                 SendError::Full => "the event queue is full; retry after a second",
@@ -607,21 +687,27 @@ async fn post_events(
     };
     let (normalizer, max) = (state.normalizer.clone(), state.max_events);
     let parsed = off_the_runtime(move || {
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
             Refusal::new(StatusCode::BAD_REQUEST, "not-utf8", "the body is not UTF-8")
         })?;
-        normalize_body(&normalizer, text, kind, max)
+        let events = normalize_body(&normalizer, &text, kind, max)?;
+        Ok((events, text))
     })
     .await;
-    let events = match parsed {
+    let (events, text) = match parsed {
         Ok(e) => e,
         Err(r) => return refuse(&state, r),
     };
     let n = events.len();
-    if n > 0
-        && let Err(r) = enqueue(&state, SOURCE, events)
-    {
-        return r;
+    if n > 0 {
+        // Durable before the 2xx.
+        let id = match spool(&state, SOURCE, spool_kind(kind), text, n).await {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if let Err(r) = enqueue(&state, SOURCE, events, id) {
+            return r;
+        }
     }
     (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response()
 }
@@ -664,7 +750,7 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     };
     let normalizer = state.normalizer.clone();
     let parsed = off_the_runtime(move || {
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
             Refusal::new(StatusCode::BAD_REQUEST, "not-utf8", "the body is not UTF-8")
         })?;
         // Per event: one bad LogEvent costs only itself (a retry by Okta
@@ -672,12 +758,12 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         let mut events = Vec::new();
         let mut report = crate::normalize::LineReport::default();
         normalizer
-            .normalize_line_report(text, &mut events, &mut report)
+            .normalize_line_report(&text, &mut events, &mut report)
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, reject_reason(&e), e.to_string()))?;
-        Ok((events, report))
+        Ok((events, report, text))
     })
     .await;
-    let (mut events, report) = match parsed {
+    let (mut events, report, text) = match parsed {
         Ok(e) => e,
         Err(r) => return refuse(r),
     };
@@ -709,7 +795,7 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     // a delivery cannot both pass; an id is recorded only once queued, so
     // a 503'd delivery is processed when Okta retries it.
     let now = Instant::now();
-    let mut dedup = state.dedup.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dedup = state.dedup.lock().await;
     let mut in_request = HashSet::new();
     let total = events.len();
     events.retain(|e| !dedup.contains(&e.id, now) && in_request.insert(e.id.clone()));
@@ -721,7 +807,15 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     let accepted = events.len();
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     if accepted > 0 {
-        if let Err(r) = enqueue(&state, SOURCE, events) {
+        // Durable before the 2xx, under the dedup lock (an async one: a
+        // concurrent copy of the delivery waits without holding a worker).
+        // On replay the whole body is read again; events judged already
+        // are skipped there.
+        let id = match spool(&state, SOURCE, "hook", text, accepted).await {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        if let Err(r) = enqueue(&state, SOURCE, events, id) {
             return r;
         }
         for id in &ids {

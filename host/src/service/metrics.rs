@@ -87,6 +87,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     breaker_tripped: Family<RuleLabels, Gauge>,
     hook_duplicates: Counter,
+    judged_duplicates: Family<RuleLabels, Counter>,
+    spool_write: Histogram,
     ingest_to_decision: Histogram,
     connections: Family<ListenerLabels, Gauge>,
     connection_timeouts: Family<TimeoutLabels, Counter>,
@@ -157,6 +159,19 @@ impl Metrics {
             "Okta Event Hook events dropped because their uuid was seen within dedup_window_secs",
             hook_duplicates.clone(),
         );
+        let judged_duplicates = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "vigil_judged_duplicates",
+            "Events a rule had already judged (a replay or redelivery), skipped, by rule",
+            judged_duplicates.clone(),
+        );
+        // 50 µs … ~3 s: one SQLite commit with an fsync per delivery.
+        let spool_write = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
+        registry.register(
+            "vigil_spool_write_seconds",
+            "Writing one HTTP delivery durably to the spool before it is answered 2xx",
+            spool_write.clone(),
+        );
         let ingest_to_decision = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         registry.register(
             "vigil_ingest_to_decision_seconds",
@@ -203,6 +218,8 @@ impl Metrics {
             queue_depth,
             breaker_tripped,
             hook_duplicates,
+            judged_duplicates,
+            spool_write,
             ingest_to_decision,
             connections,
             connection_timeouts,
@@ -252,6 +269,18 @@ impl Metrics {
         self.hook_duplicates.inc_by(n as u64);
     }
 
+    pub fn spool_write(&self, elapsed: Duration) {
+        self.spool_write.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn judged_duplicate(&self, rule: &str) {
+        self.judged_duplicates
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn ingest_to_decision(&self, elapsed: Duration) {
         self.ingest_to_decision.observe(elapsed.as_secs_f64());
     }
@@ -295,6 +324,10 @@ pub struct MetricsObserver {
 }
 
 impl PipelineObserver for MetricsObserver {
+    fn duplicate(&self, rule: &str) {
+        self.metrics.judged_duplicate(rule);
+    }
+
     fn rule_call_start(&self, rule: &str) {
         self.watchdog.rule_started(rule);
     }

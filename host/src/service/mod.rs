@@ -15,6 +15,10 @@
 //!   the same queue (file/stdin here; `okta-poll` and `tail` in
 //!   `crate::sources`).
 //!
+//! A delivery taken over HTTP is written to the durable spool (`spool`)
+//! before it is answered 2xx; at start the deliveries a crash left there
+//! are replayed before the listener accepts anything.
+//!
 //! The pipeline thread stamps its progress on the `watchdog` (each turn of
 //! its loop, each rule call); `/readyz` turns 503 naming the rule when work
 //! waits and nothing moved for `watchdog_secs`.
@@ -31,8 +35,7 @@ pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod metrics;
-// The queue between the sources and the pipeline lives with the sources.
-pub use crate::sources::queue;
+pub mod spool;
 pub mod tls;
 pub mod watchdog;
 
@@ -50,7 +53,7 @@ use crate::config::{Config, ServerConfig};
 use crate::normalize::Normalizer;
 use crate::pipeline::{Pipeline, RunStats};
 use crate::sources;
-use crate::sources::queue::{Batch, QueueReceiver, QueueSender, Recv, Shutdown};
+use crate::sources::queue::{self, Batch, QueueReceiver, QueueSender, Recv, Shutdown};
 use admin::{AdminAuth, AdminCommand};
 use hooks::Dedup;
 use http::{Access, AppState, Health, Routes};
@@ -87,6 +90,17 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     health.rules.store(rule_ids.len(), Ordering::SeqCst);
     health.audit_ok.store(true, Ordering::SeqCst);
 
+    // Deliveries answered 2xx by a previous run and not processed: before
+    // anything new is accepted.
+    let normalizer = Normalizer::default();
+    let spool = Arc::new(spool::Spool::open(&config.state_path)?);
+    spool::replay(
+        &mut pipeline,
+        &spool,
+        &normalizer,
+        server.max_events_per_request,
+    )?;
+
     let (queue, receiver) = queue::bounded(server.queue_capacity);
     let shutdown = Shutdown::new();
     let sources =
@@ -104,13 +118,16 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     let (admin_tx, admin_rx) = mpsc::channel();
     let pipeline_thread = {
         let (health, draining, stop_tx) = (health.clone(), draining.clone(), stop_tx.clone());
-        let metrics = metrics.clone();
+        let (metrics, spool) = (metrics.clone(), spool.clone());
         std::thread::Builder::new()
             .name("vigil-pipeline".into())
             .spawn(move || {
-                pipeline_loop(
-                    pipeline, receiver, admin_rx, health, metrics, draining, stop_tx,
-                )
+                let inputs = Inputs {
+                    queue: receiver,
+                    admin: admin_rx,
+                    spool,
+                };
+                pipeline_loop(pipeline, inputs, health, metrics, draining, stop_tx)
             })
             .context("cannot start the pipeline thread")?
     };
@@ -123,7 +140,8 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     };
     let state = Arc::new(AppState {
         queue: queue.clone(),
-        normalizer: Normalizer::default(),
+        normalizer,
+        spool,
         metrics: metrics.clone(),
         health: health.clone(),
         ingest: access(secrets.ingest, "ingest_token"),
@@ -133,7 +151,7 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
             name: server.admin_name.clone(),
         },
         admin_tx,
-        dedup: std::sync::Mutex::new(Dedup::new(
+        dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
             server.dedup_capacity,
         )),
@@ -290,17 +308,29 @@ async fn serve(
     Ok(())
 }
 
+/// Where the pipeline thread takes its work from.
+struct Inputs {
+    queue: QueueReceiver,
+    admin: mpsc::Receiver<AdminCommand>,
+    /// Deliveries to forget once their events are committed.
+    spool: Arc<spool::Spool>,
+}
+
 /// The pipeline thread. Returns the run's counts once the queue is closed
 /// or drained; an error is an audit failure (the service then stops).
 fn pipeline_loop(
     mut pipeline: Pipeline,
-    queue: QueueReceiver,
-    admin: mpsc::Receiver<AdminCommand>,
+    inputs: Inputs,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
     stop: Arc<watch::Sender<bool>>,
 ) -> Result<RunStats> {
+    let Inputs {
+        queue,
+        admin,
+        spool,
+    } = inputs;
     health.pipeline_alive.store(true, Ordering::SeqCst);
     let result = (|| -> Result<()> {
         loop {
@@ -309,10 +339,12 @@ fn pipeline_loop(
             match queue.recv_timeout(POLL) {
                 Recv::Batch(first) => {
                     let mut done = Vec::new();
+                    let mut spooled = Vec::new();
                     let mut events = 0;
                     let mut next = Some(first);
                     while let Some(batch) = next {
                         events += batch.events.len();
+                        spooled.extend(batch.spool_id);
                         run_batch(&mut pipeline, &metrics, batch, &mut done)?;
                         next = if events < EVENTS_PER_SYNC {
                             queue.try_recv()
@@ -325,6 +357,12 @@ fn pipeline_loop(
                     pipeline.sync()?;
                     for on_done in done {
                         on_done();
+                    }
+                    // Committed: the spool need not replay them. Should
+                    // this fail, they are replayed at the next start and
+                    // skipped as judged.
+                    if let Err(e) = spool.remove(&spooled) {
+                        tracing::warn!("{e:#}");
                     }
                 }
                 Recv::Timeout if draining.load(Ordering::SeqCst) => break,

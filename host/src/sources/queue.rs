@@ -22,6 +22,9 @@ pub struct Batch {
     /// through the rules and the audit log was synced (poller cursors are
     /// saved here).
     pub on_done: Option<Box<dyn FnOnce() + Send>>,
+    /// The delivery's row in the spool (HTTP), deleted once its events are
+    /// committed.
+    pub spool_id: Option<i64>,
 }
 
 impl Batch {
@@ -31,6 +34,7 @@ impl Batch {
             source: source.into(),
             events,
             on_done: None,
+            spool_id: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The durable store: everything Vigil must remember across restarts that
 //! is not an audit record — idempotency keys of executed actions, the
 //! undos of temporary actions that are not due yet, and small named values
-//! such as a source's cursor.
+//! such as a source's cursor — plus the tables that make processing an
+//! event one atomic commit (`durable.rs`: the audit outbox, accepted
+//! actions awaiting their result, the event ids each rule judged).
 //!
 //! Several connections may use the file at once (the pipeline's and a
 //! poller's thread each open their own; SQLite's WAL serialises writers).
@@ -28,12 +30,14 @@ use crate::actions::connector::Undo;
 
 mod action_json;
 mod approvals;
+mod durable;
 mod guardrails;
 mod integrity;
 mod rule_state;
 
 pub use action_json::{action_from_json, action_to_json};
 pub use approvals::PendingApproval;
+pub use durable::Commit;
 pub use guardrails::StoredBreaker;
 pub use rule_state::KeyChange;
 
@@ -158,6 +162,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .with_context(at)?;
         conn.execute_batch(SCHEMA).with_context(at)?;
+        conn.execute_batch(durable::SCHEMA).with_context(at)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),

@@ -32,25 +32,7 @@ impl Store {
 
     fn write_rule_state(&self, changes: &[(String, Vec<KeyChange>)]) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO rule_state (rule, kind, key, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (rule, kind, key) DO UPDATE SET data = ?4",
-            )?;
-            let mut delete = tx.prepare_cached(
-                "DELETE FROM rule_state WHERE rule = ?1 AND kind = ?2 AND key = ?3",
-            )?;
-            for (rule, keys) in changes {
-                for (kind, key, state) in keys {
-                    match state {
-                        Some(state) => {
-                            upsert.execute(params![rule, kind.name(), key, encode(state)?])?
-                        }
-                        None => delete.execute(params![rule, kind.name(), key])?,
-                    };
-                }
-            }
-        }
+        write_changes(&tx, changes)?;
         tx.commit()
             .context("cannot write rule state to the state store")
     }
@@ -95,6 +77,28 @@ impl Store {
 /// still reads both (see there), so an existing database is migrated key by
 /// key as it is loaded, and each key is written in the new shape the next
 /// time it changes.
+/// Writes changed keys inside the caller's transaction.
+pub(super) fn write_changes(
+    tx: &rusqlite::Connection,
+    changes: &[(String, Vec<KeyChange>)],
+) -> Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rule_state (rule, kind, key, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (rule, kind, key) DO UPDATE SET data = ?4",
+    )?;
+    let mut delete =
+        tx.prepare_cached("DELETE FROM rule_state WHERE rule = ?1 AND kind = ?2 AND key = ?3")?;
+    for (rule, keys) in changes {
+        for (kind, key, state) in keys {
+            match state {
+                Some(state) => upsert.execute(params![rule, kind.name(), key, encode(state)?])?,
+                None => delete.execute(params![rule, kind.name(), key])?,
+            };
+        }
+    }
+    Ok(())
+}
+
 fn encode(state: &KeyState) -> Result<String> {
     #[derive(serde::Serialize)]
     struct Counter<'a> {
