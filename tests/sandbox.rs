@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vigil_host::actions::executor::ActionExecutor;
 use vigil_host::audit::AuditLog;
 use vigil_host::cli::setup;
 use vigil_host::config::Config;
+use vigil_host::executor::ActionExecutor;
 use vigil_host::pipeline::{Pipeline, RunStats};
 use vigil_host::sources::LineReader;
 use vigil_test_support::*;

@@ -138,7 +138,7 @@ fn main() {
                 } else {
                     // The same writes into an in-memory SQLite: what the
                     // disk (fsync, page cache) adds is the difference.
-                    vigil_host::actions::executor::ActionExecutor::log_only().unwrap()
+                    vigil_host::executor::ActionExecutor::log_only().unwrap()
                 };
                 let audit = AuditLog::open(&config.audit_path).unwrap();
                 // The reader hands the pipeline owned lines; build them untimed.

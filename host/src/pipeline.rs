@@ -38,11 +38,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use crate::actions::executor::{
-    ActionExecutor, ExecDone, ExecJob, ExecutionResult, UndoResult, now_ms,
-};
 use crate::audit::{AuditLog, Entry};
 use crate::bindings::{Action, Event, Finding};
+use crate::clock::now_ms;
+use crate::executor::{ActionExecutor, ExecDone, ExecJob, ExecutionResult, UndoResult};
 use crate::host_api::ActionRequest;
 use crate::normalize::Normalizer;
 use crate::policy::GateDecision;

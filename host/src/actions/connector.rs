@@ -3,7 +3,7 @@
 //! A connector turns one typed [`Action`] into calls to one system (Okta,
 //! Microsoft Graph, a webhook). It knows nothing of rules, modes or the
 //! audit log: the policy gate has decided before it is called, and the
-//! [`super::executor::ActionExecutor`] audits what it returns.
+//! [`crate::executor::ActionExecutor`] audits what it returns.
 
 use serde::{Deserialize, Serialize};
 

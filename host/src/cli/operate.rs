@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::setup;
-use crate::actions::executor::now_ms;
 use crate::audit::{AuditLog, Entry};
+use crate::clock::now_ms;
 use crate::store::Store;
 
 fn when(ms: i64) -> String {

@@ -7,10 +7,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::actions::dispatch::Dispatcher;
-use crate::actions::executor::ActionExecutor;
 use crate::builtin;
 use crate::config::Config;
 use crate::engine::VigilEngine;
+use crate::executor::ActionExecutor;
 use crate::policy::{ArgumentGrants, Budgets, PolicyGate, ProtectedAccounts};
 use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
 use crate::store::Store;

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use super::{Pipeline, action_entry};
-use crate::actions::executor::now_ms;
 use crate::audit::Entry;
 use crate::bindings::{Action, DenialReason, Event, Message, Principal, Severity};
+use crate::clock::now_ms;
 use crate::host_api::{ActionRequest, action_id};
 use crate::policy::GateDecision;
 use crate::policy::budget::BreakerChange;

@@ -24,8 +24,8 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::Pipeline;
-use crate::actions::executor::ExecJob;
 use crate::audit::Entry;
+use crate::executor::ExecJob;
 
 /// Bytes read per step when reading the log backwards.
 const CHUNK: u64 = 64 * 1024;
@@ -276,7 +276,7 @@ mod tests {
     }
 
     fn pipeline(dir: &Path) -> Pipeline {
-        let executor = crate::actions::executor::ActionExecutor::new(
+        let executor = crate::executor::ActionExecutor::new(
             crate::actions::dispatch::Dispatcher::new(Vec::new(), &Default::default(), &[])
                 .unwrap(),
             crate::store::Store::open(&dir.join("state.db")).unwrap(),

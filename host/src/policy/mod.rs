@@ -216,7 +216,7 @@ impl PolicyGate {
             return GateDecision::DryRun;
         }
         // Budgets count wall-clock time (see `budget`).
-        let now_ms = crate::actions::executor::now_ms();
+        let now_ms = crate::clock::now_ms();
         let mut budgets = self.budgets();
         let limit = budgets.config().rule_limit(kind, &grant.budget);
         if let Err(message) = budgets.check(&grant.rule_id, kind, limit, now_ms) {

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::body::{error, read_body};
 use super::hooks::secret_matches;
-use super::http::{AppState, error, read_body};
 use crate::audit::Entry;
 use crate::config::Mode;
 use crate::pipeline::Pipeline;
@@ -32,6 +32,14 @@ use crate::secret::Secret;
 
 /// How long an admin request waits for the pipeline thread.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the admin routes share: who may call them and where commands go
+/// (the pipeline thread).
+#[derive(Clone)]
+pub struct AdminState {
+    pub auth: Arc<AdminAuth>,
+    pub tx: std::sync::mpsc::Sender<AdminCommand>,
+}
 
 /// The admin API's credential and the name it stands for.
 pub struct AdminAuth {
@@ -260,8 +268,8 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// `GET /v1/admin/approvals`
-pub async fn list_approvals(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.admin.check(&headers) {
+pub async fn list_approvals(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.auth.check(&headers) {
         return r;
     }
     let (reply, rx) = oneshot::channel();
@@ -274,7 +282,7 @@ pub async fn list_approvals(State(state): State<Arc<AppState>>, headers: HeaderM
 
 /// `POST /v1/admin/approvals/{id}/approve`
 pub async fn approve(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AdminState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -283,15 +291,15 @@ pub async fn approve(
 
 /// `POST /v1/admin/approvals/{id}/reject`
 pub async fn reject(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AdminState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     decide(state, id, false, headers).await
 }
 
-async fn decide(state: Arc<AppState>, id: String, approve: bool, headers: HeaderMap) -> Response {
-    let by = match state.admin.check(&headers) {
+async fn decide(state: AdminState, id: String, approve: bool, headers: HeaderMap) -> Response {
+    let by = match state.auth.check(&headers) {
         Ok(name) => name.to_owned(),
         Err(r) => return r,
     };
@@ -311,11 +319,11 @@ async fn decide(state: Arc<AppState>, id: String, approve: bool, headers: Header
 
 /// `POST /v1/admin/breakers/{rule}/reset`
 pub async fn reset_breaker(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AdminState>,
     Path(rule): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let by = match state.admin.check(&headers) {
+    let by = match state.auth.check(&headers) {
         Ok(name) => name.to_owned(),
         Err(r) => return r,
     };
@@ -334,7 +342,7 @@ pub async fn reset_breaker(
 
 /// Sends `command` to the pipeline thread and waits for its answer.
 async fn ask<T>(
-    state: &AppState,
+    state: &AdminState,
     command: AdminCommand,
     rx: oneshot::Receiver<T>,
 ) -> Result<T, Response> {
@@ -344,7 +352,7 @@ async fn ask<T>(
             "the pipeline is not running",
         )
     };
-    state.admin_tx.send(command).map_err(|_| unavailable())?;
+    state.tx.send(command).map_err(|_| unavailable())?;
     match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(_)) => Err(unavailable()),
@@ -356,8 +364,8 @@ async fn ask<T>(
 }
 
 /// `GET /v1/admin/rules`
-pub async fn list_rules(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = state.admin.check(&headers) {
+pub async fn list_rules(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.auth.check(&headers) {
         return r;
     }
     let (reply, rx) = oneshot::channel();
@@ -375,13 +383,13 @@ struct ModeBody {
 
 /// `POST /v1/admin/rules/{id}/mode` with `{"mode": "enforce"|"audit-only"}`.
 pub async fn set_mode(
-    State(state): State<Arc<AppState>>,
+    State(state): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(rule): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let by = match state.admin.check(&headers) {
+    let by = match state.auth.check(&headers) {
         Ok(name) => name.to_owned(),
         Err(r) => return r,
     };

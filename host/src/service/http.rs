@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -37,7 +37,8 @@ use axum::{Json, Router};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::admin::{self, AdminAuth, AdminCommand, bearer};
+use super::admin::{self, AdminState, bearer};
+pub use super::body::{error, read_body};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
 use super::watchdog::Watchdog;
@@ -94,14 +95,20 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub ingest: Access,
     pub okta_hook: Access,
-    pub admin: AdminAuth,
-    pub admin_tx: std::sync::mpsc::Sender<AdminCommand>,
+    /// The admin routes' share (`admin::AdminState`).
+    pub admin: AdminState,
     /// An async lock: it is held across the delivery's spool write.
     pub dedup: tokio::sync::Mutex<Dedup>,
     /// Deliveries are written here before they are answered 2xx.
     pub spool: Arc<super::spool::Spool>,
     pub max_body_bytes: usize,
     pub max_events: usize,
+}
+
+impl axum::extract::FromRef<Arc<AppState>> for AdminState {
+    fn from_ref(state: &Arc<AppState>) -> AdminState {
+        state.admin.clone()
+    }
 }
 
 /// Which routes a listener serves.
@@ -277,87 +284,11 @@ fn valid_port(port: &str) -> bool {
         .is_ok()
 }
 
-/// A JSON error answer.
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
 fn error_with(status: StatusCode, mut body: Value) -> Response {
     if let Some(o) = body.as_object_mut() {
         o.entry("error").or_insert(Value::from("error"));
     }
     (status, Json(body)).into_response()
-}
-
-/// How long a client may take to send a request body.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Reads the body, refusing (413) past `limit` bytes without buffering more,
-/// and (408) a body that trickles in slower than `BODY_READ_TIMEOUT`.
-///
-/// An oversized body of up to twice the limit (at most 8 MiB over it) is
-/// read to its end and discarded before the 413, so the client, still
-/// sending, gets the answer instead of a connection reset; a larger one is
-/// refused at once.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body exceeds server.max_body_bytes = {limit}"),
-        )
-    };
-    let drain_cap = limit.saturating_add(limit.min(8 << 20));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > drain_cap as u64) {
-        return Err(too_large());
-    }
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, collect(body, limit, drain_cap));
-    let Ok(read) = read.await else {
-        return Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the body did not arrive within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        ));
-    };
-    match read {
-        Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(too_large()),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read the body: {e}"),
-        )),
-    }
-}
-
-/// The body if it holds at most `limit` bytes; `None` (after reading and
-/// discarding up to `drain_cap` bytes) if it holds more.
-async fn collect(
-    mut body: Body,
-    limit: usize,
-    drain_cap: usize,
-) -> Result<Option<Bytes>, axum::Error> {
-    use http_body_util::BodyExt;
-    let mut buf = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            buf.extend_from_slice(&data);
-        } else if seen > drain_cap {
-            return Ok(None);
-        } else {
-            buf = Vec::new();
-        }
-    }
-    Ok((seen <= limit).then(|| Bytes::from(buf)))
 }
 
 impl Access {

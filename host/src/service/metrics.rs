@@ -372,7 +372,7 @@ impl PipelineObserver for MetricsObserver {
                     c.to_owned(),
                     ConnectorStatus {
                         last_decision: decision.to_owned(),
-                        at_ms: crate::actions::executor::now_ms(),
+                        at_ms: crate::clock::now_ms(),
                     },
                 );
         }

@@ -31,6 +31,7 @@
 //! and exits 1.
 
 pub mod admin;
+pub mod body;
 pub mod hooks;
 pub mod http;
 pub mod listener;
@@ -54,7 +55,7 @@ use crate::normalize::Normalizer;
 use crate::pipeline::{Pipeline, RunStats};
 use crate::sources;
 use crate::sources::queue::{self, Batch, QueueReceiver, QueueSender, Recv, Shutdown};
-use admin::{AdminAuth, AdminCommand};
+use admin::{AdminAuth, AdminCommand, AdminState};
 use hooks::Dedup;
 use http::{Access, AppState, Health, Routes};
 use listener::{ConnLimits, Listener};
@@ -94,12 +95,9 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     // anything new is accepted.
     let normalizer = Normalizer::default();
     let spool = Arc::new(spool::Spool::open(&config.state_path)?);
-    spool::replay(
-        &mut pipeline,
-        &spool,
-        &normalizer,
-        server.max_events_per_request,
-    )?;
+    spool::replay(&mut pipeline, &spool, |kind, body| {
+        http::spooled_events(&normalizer, kind, body, server.max_events_per_request)
+    })?;
 
     let (queue, receiver) = queue::bounded(server.queue_capacity);
     let shutdown = Shutdown::new();
@@ -146,11 +144,13 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
         health: health.clone(),
         ingest: access(secrets.ingest, "ingest_token"),
         okta_hook: access(secrets.okta_hook, "okta_hook_secret"),
-        admin: AdminAuth {
-            token: secrets.admin,
-            name: server.admin_name.clone(),
+        admin: AdminState {
+            auth: Arc::new(AdminAuth {
+                token: secrets.admin,
+                name: server.admin_name.clone(),
+            }),
+            tx: admin_tx,
         },
-        admin_tx,
         dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
             server.dedup_capacity,

@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, params};
 
 use super::metrics::Metrics;
-use crate::normalize::Normalizer;
+use crate::bindings::Event;
 use crate::pipeline::Pipeline;
 
 const SCHEMA: &str = "
@@ -97,7 +97,7 @@ impl Spool {
         let conn = self.conn();
         conn.execute(
             "INSERT INTO spool (source, kind, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![source, kind, body, crate::actions::executor::now_ms()],
+            params![source, kind, body, crate::clock::now_ms()],
         )
         .with_context(|| {
             format!(
@@ -157,13 +157,13 @@ impl Spool {
 }
 
 /// Runs the deliveries a previous run answered 2xx and did not finish,
-/// oldest first, commits and syncs, then forgets them. Returns how many
-/// were replayed.
+/// oldest first, commits and syncs, then forgets them. `decode` turns a
+/// row's kind and body back into events, as the route that took it did
+/// (`http::spooled_events`). Returns how many were replayed.
 pub fn replay(
     pipeline: &mut Pipeline,
     spool: &Spool,
-    normalizer: &Normalizer,
-    max_events: usize,
+    decode: impl Fn(&str, &str) -> Result<Vec<Event>, String>,
 ) -> Result<usize> {
     let rows = spool.rows()?;
     let n = rows.len();
@@ -176,7 +176,7 @@ pub fn replay(
     );
     let mut ids = Vec::with_capacity(n);
     for row in rows {
-        match super::http::spooled_events(normalizer, &row.kind, &row.body, max_events) {
+        match decode(&row.kind, &row.body) {
             Ok(events) => {
                 for event in events {
                     pipeline.process_event(event)?;

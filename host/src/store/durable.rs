@@ -136,7 +136,7 @@ impl Store {
                 "INSERT OR REPLACE INTO pending_actions (action_id, job, created_ms)
                  VALUES (?1, ?2, ?3)",
             )?;
-            let now = crate::actions::executor::now_ms();
+            let now = crate::clock::now_ms();
             for (id, job) in &c.pending {
                 pending.execute(params![id, job, now])?;
             }
@@ -154,7 +154,7 @@ impl Store {
     /// the WAL): called before the audit log is fsync'd, so the log never
     /// holds a record whose commit a power cut could undo.
     pub fn barrier(&self) -> Result<()> {
-        self.set_meta("durable-barrier", "", crate::actions::executor::now_ms())
+        self.set_meta("durable-barrier", "", crate::clock::now_ms())
     }
 
     /// Empties the outbox up to `last_id` once its records are durable in
@@ -174,11 +174,7 @@ impl Store {
         tx.execute(
             "INSERT INTO meta (key, value, updated_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET value = ?2, updated_ms = ?3",
-            params![
-                OUTBOX_SEQ_KEY,
-                log_seq.to_string(),
-                crate::actions::executor::now_ms()
-            ],
+            params![OUTBOX_SEQ_KEY, log_seq.to_string(), crate::clock::now_ms()],
         )?;
         tx.commit().with_context(|| {
             format!(

@@ -37,8 +37,9 @@ use anyhow::Result;
 use crate::bindings::Action;
 use crate::store::{ScheduledUndo, Store};
 
-use super::connector::{ActionContext, ConnectorError, Undo};
-use super::dispatch::Dispatcher;
+use crate::actions::connector::{ActionContext, ConnectorError, Undo};
+use crate::actions::dispatch::Dispatcher;
+use crate::clock::now_ms;
 use crate::policy::targets::{Resolution, TargetCheck, TargetDenial};
 use crate::policy::{GroupResolver, ProtectedAccounts, TargetGuard};
 
@@ -98,13 +99,6 @@ pub struct ActionExecutor {
     targets: Arc<TargetGuard>,
     /// Earliest pending undo, kept in memory so the per-event check is free.
     next_undo_ms: Option<i64>,
-}
-
-/// Wall-clock now in unix milliseconds (undos are due in real time, not
-/// event time: a 30-minute suspension lasts 30 minutes however old the
-/// event).
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl ActionExecutor {
