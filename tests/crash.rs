@@ -485,7 +485,10 @@ fn a_full_state_disk_answers_503_and_loses_nothing_acknowledged() {
         seen.spool_refusals.len()
     );
     assert!(
-        !seen.spool_refusals.is_empty() || log.contains("cannot commit to the state store"),
+        !seen.spool_refusals.is_empty()
+            || (log.contains("the pipeline stopped")
+                && log.contains("state.db")
+                && log.contains("full")),
         "a full state disk is reported (503 naming it, or the pipeline stopping):\n{log}"
     );
     for body in &seen.spool_refusals {
@@ -532,5 +535,64 @@ fn a_stream_run_twice_through_one_state_directory_counts_once() {
     assert!(
         duplicates > 0,
         "the second pass skips what was judged: {out}"
+    );
+}
+
+// Every fixture of the built-in pack, as one stream, through the whole pack
+// twice with one state directory: the second pass judges nothing again, so
+// it adds no finding and no action, and every event it skips is counted.
+#[test]
+fn every_pack_fixture_run_twice_through_one_state_directory_counts_once() {
+    let wd = Workdir::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut stream = String::new();
+    let mut files = 0;
+    for plugin in std::fs::read_dir(root.join("plugins")).unwrap() {
+        let dir = plugin.unwrap().path().join("fixtures");
+        // Only the built-in (Rust) rules have fixtures/ and run here.
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for f in entries {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "jsonl") {
+                stream.push_str(&std::fs::read_to_string(&f).unwrap());
+                if !stream.ends_with('\n') {
+                    stream.push('\n');
+                }
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 40, "found {files} fixture files");
+    let events = wd.path().join("pack-fixtures.jsonl");
+    std::fs::write(&events, &stream).unwrap();
+    let body = "state_path = \"state.db\"\n";
+
+    let first = wd.run(VIGIL, body, &events, &cache_home());
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let findings = wd.records_of("finding").len();
+    let actions = wd.records_of("action").len();
+    assert!(findings >= 20 && actions >= 20, "{}", text(&first.stdout));
+
+    let second = wd.run(VIGIL, body, &events, &cache_home());
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let out = text(&second.stdout);
+    assert_eq!(wd.records_of("finding").len(), findings, "{out}");
+    assert_eq!(wd.records_of("action").len(), actions, "{out}");
+    assert!(out.contains("findings: 0"), "{out}");
+    let duplicates: u64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("duplicates: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        duplicates > 0,
+        "the second pass skips what was judged: {out}"
+    );
+    eprintln!(
+        "{files} fixture files: {findings} findings and {actions} action records once; \
+         the second pass skipped {duplicates} judged (rule, event) pairs"
     );
 }

@@ -309,7 +309,9 @@ impl Pipeline {
                 o.rule_call(&rule_id, started.elapsed(), fault);
             }
             // Committed with the state this call changed (same transaction).
-            self.judged.insert(&rule_id, judged_id, event.time);
+            // Aged by when it was judged, not by event time: a replay of
+            // an old stream is still a repeat.
+            self.judged.insert(&rule_id, judged_id, now);
             self.record(&rule_id, &event, outcome)?;
         }
         if self.executor.undo_due(now) {

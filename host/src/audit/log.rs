@@ -32,13 +32,11 @@ use std::time::{Duration, Instant};
 /// (and line, where there is one), since operators act on these directly.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// Reading or writing the log or its head file failed.
-    #[error("audit log {}: I/O error: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// Reading or writing the log or its head file failed. The OS error is
+    /// in the message, not also a `source`, so a printed error chain names
+    /// it once.
+    #[error("audit log {}: I/O error: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
     /// The last line of the log is not a valid record, so the chain cannot be
     /// continued.
     #[error(
@@ -241,7 +239,7 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let io_err = |source| AuditError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = parent {
@@ -295,7 +293,7 @@ impl AuditLog {
             Some(
                 Witnesses::start(&options.witness).map_err(|source| AuditError::Io {
                     path: options.witness.file.clone().unwrap_or_default(),
-                    source,
+                    cause: source,
                 })?,
             )
         } else {
@@ -534,7 +532,7 @@ impl AuditLog {
         };
         write_head_file(&self.path, &head).map_err(|source| AuditError::Io {
             path: head_path(&self.path),
-            source,
+            cause: source,
         })
     }
 
@@ -614,7 +612,7 @@ impl AuditLog {
     fn io_err(&self, source: io::Error) -> AuditError {
         AuditError::Io {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 }
@@ -653,7 +651,7 @@ pub(crate) struct Tail {
 fn read_tail(file: &mut File, path: &Path) -> Result<Tail, AuditError> {
     let io_err = |source| AuditError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let len = file.metadata().map_err(io_err)?.len();
     if len == 0 {
@@ -770,7 +768,7 @@ pub(crate) fn read_head_file(path: &Path) -> Result<Option<Head>, AuditError> {
         Err(source) => {
             return Err(AuditError::Io {
                 path: head_file,
-                source,
+                cause: source,
             });
         }
     };

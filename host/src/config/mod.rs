@@ -197,8 +197,8 @@ pub struct Limits {
     /// Event ids the rule remembers having judged (a replayed or redelivered
     /// event is skipped and counted as a duplicate); oldest forgotten first.
     pub judged_max_ids: usize,
-    /// How far back (event time, from the newest event the rule judged)
-    /// judged ids are remembered: at least the rule's longest window.
+    /// How long (wall clock, back from the rule's latest judgement) judged
+    /// ids are remembered: a replay within this time counts once.
     pub judged_window_secs: u64,
 }
 
@@ -219,7 +219,7 @@ impl Default for Limits {
             state_max_bytes: 64 * 1024 * 1024,
             late_after_secs: 600,
             judged_max_ids: 100_000,
-            judged_window_secs: 86_400,
+            judged_window_secs: 7 * 86_400,
         }
     }
 }
@@ -775,7 +775,7 @@ mod tests {
     #[test]
     fn judged_id_bounds_have_defaults_overrides_and_refusals() {
         assert_eq!(Limits::default().judged_max_ids, 100_000);
-        assert_eq!(Limits::default().judged_window_secs, 86_400);
+        assert_eq!(Limits::default().judged_window_secs, 7 * 86_400);
         let c = Config::parse(
             "[limits]\njudged_window_secs = 3600\n[[rules]]\nbuiltin = \"x\"\n\
              limits = { judged_max_ids = 10 }\n",

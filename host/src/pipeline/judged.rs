@@ -3,10 +3,12 @@
 //! redelivery) does not count an event twice: a repeat is skipped and
 //! counted as a duplicate.
 //!
-//! Bounded per rule, by count (`[limits] judged_max_ids`) and by age on
-//! event time (`[limits] judged_window_secs`, measured back from the
-//! newest event the rule judged): an id older than any window the rule
-//! keeps state for cannot change what the rule concludes anyway. Ids are
+//! Bounded per rule, by count (`[limits] judged_max_ids`) and by age
+//! (`[limits] judged_window_secs`, measured on the wall clock back from the
+//! last time the rule judged an event). Age is when an id was *judged*, not
+//! its event time: rule state is kept by event time and forgets old
+//! windows, so an old event replayed later would otherwise be judged again
+//! against state that no longer remembers it, and fire again. Ids are
 //! forgotten oldest first (in the order they were judged).
 //!
 //! An id is kept as the first 64 bits of its SHA-256 ([`digest`]): 100 000
@@ -80,7 +82,7 @@ impl Judged {
     }
 
     /// Remembers that `rule` judged the event whose id has [`digest`] `id`
-    /// (event time `at`).
+    /// at wall-clock time `at` (unix ms).
     pub fn insert(&mut self, rule: &str, id: i64, at: i64) {
         if !self.rules.contains_key(rule) {
             // A rule not loaded through `load` (tests): the default bounds.
