@@ -46,7 +46,7 @@ pub struct TestFile {
     pub cases: Vec<Case>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: String,
@@ -75,7 +75,7 @@ pub struct Case {
     pub actions: Vec<ExpectedAction>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedFinding {
     pub subject: Option<String>,
@@ -83,7 +83,7 @@ pub struct ExpectedFinding {
     pub title_contains: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedAction {
     pub action: String,
@@ -457,6 +457,8 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+#[cfg(test)]
+mod frozen_tests;
 #[cfg(test)]
 mod order_tests;
 
