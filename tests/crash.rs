@@ -21,16 +21,16 @@
 //! Waits are polls with generous timeouts; no test asserts timing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use vigil_test_support::fake_idp::{FakeIdp, OKTA_TOKEN};
+use vigil_test_support::process::VigilProcess;
 use vigil_test_support::*;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
@@ -84,95 +84,42 @@ queue_capacity = 8
     )
 }
 
-struct Service {
-    child: Child,
-    base: Option<String>,
-    log: Arc<Mutex<String>>,
-}
+/// `vigil run --config CONFIG` in `cwd`; started once the listener is up
+/// (the spool replay comes before it).
+struct Service(VigilProcess);
 
 impl Service {
-    /// Starts `vigil run --config CONFIG`; waits for the listener (the spool
-    /// replay comes before it) unless the process exits first.
     fn start(config: &Path, cwd: &Path) -> Service {
-        let mut child = Command::new(VIGIL)
+        let mut command = Command::new(VIGIL);
+        command
             .args(["run", "--config", config.to_str().unwrap()])
             .current_dir(cwd)
             .env("XDG_CACHE_HOME", cache_home())
-            .env("VIGIL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vigil");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("vigil: listening on http://") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(300))
-            .ok()
-            .map(|a| format!("http://{a}"));
-        let mut s = Service { child, base, log };
-        if s.base.is_none() {
-            let status = s.wait();
-            panic!("vigil did not start ({status}):\n{}", s.log());
-        }
-        s
+            .env("VIGIL_LOG", "info");
+        Service(VigilProcess::spawn(command, "http"))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base.as_deref().unwrap())
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn kill9(&mut self) {
-        // SAFETY: a signal to our own child process.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill -9 failed");
-        let _ = self.child.wait();
-    }
-
+    /// SIGTERM, then the exit status: a drain under load may take a while.
     fn stop(&mut self) -> ExitStatus {
-        // SAFETY: a signal to our own child process.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM failed");
+        self.0.sigterm();
         self.wait()
     }
 
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vigil did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0.wait(Duration::from_secs(300))
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Service {
+    type Target = VigilProcess;
+    fn deref(&self) -> &VigilProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut VigilProcess {
+        &mut self.0
     }
 }
 

@@ -9,10 +9,8 @@
 //! RSS is read from `wait4`. Waits are polls with generous deadlines; no
 //! test asserts timing.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -22,6 +20,7 @@ use vigil_host::config::Config;
 use vigil_host::executor::ActionExecutor;
 use vigil_host::pipeline::{Pipeline, RunStats};
 use vigil_host::sources::LineReader;
+use vigil_test_support::process::VigilProcess;
 use vigil_test_support::*;
 
 /// Runs `fixture` through the rules of `config_body` (plus the built-in pack).
@@ -484,53 +483,21 @@ fn a_finite_vigil_run_with_a_sleeping_guest_finishes() {
 /// real binary on 127.0.0.1:0, its stderr collected.
 struct Service {
     wd: Workdir,
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
+    p: VigilProcess,
 }
 
 impl Service {
     fn start(body: &str) -> Service {
         let wd = Workdir::new();
         let config = wd.config(&format!("{body}\n[server]\nlisten = \"127.0.0.1:0\"\n"));
-        let mut child = Command::new(VIGIL)
+        let mut command = Command::new(VIGIL);
+        command
             .args(["run", "--config", config.to_str().unwrap()])
             .current_dir(wd.path())
             .env("XDG_CACHE_HOME", cache_home())
-            .env("VIGIL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vigil");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("vigil: listening on http://") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(300)) else {
-            let _ = child.kill();
-            panic!("vigil did not start:\n{}", log.lock().unwrap());
-        };
-        Service {
-            wd,
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+            .env("VIGIL_LOG", "info");
+        let p = VigilProcess::spawn(command, "http");
+        Service { wd, p }
     }
 
     /// Polls `check` until it holds, failing with the log after a generous
@@ -546,31 +513,18 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
 
-    /// SIGTERM, then the exit status (failing if it does not exit).
-    fn stop(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vigil did not exit after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+impl std::ops::Deref for Service {
+    type Target = VigilProcess;
+    fn deref(&self) -> &VigilProcess {
+        &self.p
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut VigilProcess {
+        &mut self.p
     }
 }
 
@@ -611,11 +565,7 @@ fn the_service_keeps_calling_every_rule_while_a_guest_tries_to_sleep() {
         .map(|i| okta_event(&format!("evt-sandbox-{i}")))
         .collect();
     for batch in [&pushes, &more] {
-        let r = client
-            .post(format!("{}/v1/events", s.base))
-            .json(batch)
-            .send()
-            .unwrap();
+        let r = client.post(s.url("/v1/events")).json(batch).send().unwrap();
         assert_eq!(r.status().as_u16(), 202, "{}", r.text().unwrap_or_default());
     }
     let total = pushes.len() + more.len();

@@ -9,15 +9,15 @@
 //! with generous timeouts; no test asserts timing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, ExitStatus};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
+use vigil_test_support::process::VigilProcess;
 use vigil_test_support::*;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
@@ -33,9 +33,7 @@ fn cache_home() -> PathBuf {
 /// A running `vigil run` service.
 struct Service {
     wd: Workdir,
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
+    p: VigilProcess,
 }
 
 impl Service {
@@ -71,52 +69,16 @@ impl Service {
         let config = wd.config(&format!(
             "{body}\n[server]\n{listen}{credentials}{server_extra}\n"
         ));
-        let mut child = Command::new(VIGIL)
+        let mut command = Command::new(VIGIL);
+        command
             .args(["run", "--config", config.to_str().unwrap()])
             .current_dir(wd.path())
             .env("XDG_CACHE_HOME", cache_home())
             .env("VIGIL_LOG", "info")
             .env("TEST_HOOK_SECRET", HOOK_SECRET)
-            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vigil");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        let prefix = format!("vigil: listening on {scheme}://");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // `vigil: admin listening on …` lands in the log, read by
-                // `admin_base`.
-                if let Some(addr) = line.strip_prefix(&prefix) {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("vigil did not start:\n{}", log.lock().unwrap());
-            }
-        };
-        Service {
-            wd,
-            child,
-            base: format!("{scheme}://{addr}"),
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+            .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN);
+        let p = VigilProcess::spawn(command, scheme);
+        Service { wd, p }
     }
 
     /// The separate admin listener's base URL (`admin_listen`).
@@ -133,37 +95,9 @@ impl Service {
         found.unwrap()
     }
 
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn sigterm(&self) {
-        // SAFETY: sending a signal to our own child process.
-        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM failed");
-    }
-
-    /// SIGTERM, then wait for the exit.
-    fn stop(&mut self) -> ExitStatus {
-        self.sigterm();
-        self.wait()
-    }
-
+    /// The exit status (failing after two minutes).
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "vigil did not exit:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.p.wait(Duration::from_secs(120))
     }
 
     /// `/metrics`, parsed: `name{labels}` → value.
@@ -178,10 +112,16 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Service {
+    type Target = VigilProcess;
+    fn deref(&self) -> &VigilProcess {
+        &self.p
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut VigilProcess {
+        &mut self.p
     }
 }
 
@@ -910,7 +850,7 @@ fn without_credentials_a_non_loopback_listener_disables_ingestion() {
 fn admin_listen_separates_the_admin_api_and_metrics_from_ingestion() {
     let mut s = Service::start("admin_listen = \"127.0.0.1:0\"\n", PUSH_FATIGUE);
     let admin = s.admin_base();
-    assert_ne!(admin, s.base);
+    assert_ne!(admin, s.base());
     let c = client();
     for path in ["/v1/admin/rules", "/metrics"] {
         let r = c.get(s.url(path)).bearer_auth(ADMIN_TOKEN).send().unwrap();
@@ -1295,7 +1235,7 @@ fn a_slow_identity_provider_does_not_hold_up_detection() {
 
 /// `host:port` of a service base URL.
 fn host_port(s: &Service) -> String {
-    s.base.split_once("://").unwrap().1.to_owned()
+    s.base().split_once("://").unwrap().1.to_owned()
 }
 
 fn raw_connect(s: &Service) -> std::net::TcpStream {

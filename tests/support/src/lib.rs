@@ -18,6 +18,7 @@ use serde_json::Value;
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 pub mod fake_idp;
+pub mod process;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
