@@ -47,12 +47,10 @@ pub const HEAD_CONTEXT: &str = "vigil-audit-head-v1";
 /// Problems with a key file. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The OS error is in the message, not also a `source`, so a printed
+    /// error chain names it once.
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
     /// The private key file can be read or written by group or others.
     #[error(
         "signing key {} has mode {mode:04o}: it must be readable by its owner only \
@@ -97,7 +95,7 @@ impl AuditSigner {
     pub fn load(path: &Path, log: &Path) -> Result<AuditSigner, KeyError> {
         let io_err = |source| KeyError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let meta = fs::metadata(path).map_err(io_err)?;
         #[cfg(unix)]
@@ -178,7 +176,7 @@ impl PublicKey {
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
         let text = fs::read_to_string(path).map_err(|source| KeyError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         let key = VerifyingKey::from_public_key_pem(&text).map_err(|e| KeyError::Malformed {
             path: path.to_owned(),
@@ -260,7 +258,7 @@ pub fn keygen(out: &Path) -> Result<Keygen, KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| KeyError::Io {
         path: out.to_owned(),
-        source: io::Error::other(format!("the OS random source failed: {e}")),
+        cause: io::Error::other(format!("the OS random source failed: {e}")),
     })?;
     let key = SigningKey::from_bytes(&seed);
     seed.fill(0);
@@ -290,7 +288,7 @@ pub fn keygen(out: &Path) -> Result<Keygen, KeyError> {
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
     let io_err = |source| KeyError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);

@@ -153,12 +153,10 @@ impl fmt::Display for VerifyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// The log or head file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The OS error is in the message, not also a `source`, so a printed
+    /// error chain names it once.
+    #[error("cannot read {}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
     /// A line is not a well-formed record (not JSON, missing chain fields, a
     /// torn last line, or not in the exact form Vigil writes).
     #[error("line {line} is not a valid audit record: {reason}")]
@@ -296,7 +294,7 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
 
     let io_err = |source| VerifyError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
     let mut buf = Vec::new();
@@ -517,7 +515,7 @@ fn read_head(log: &Path) -> Result<Option<Head>, VerifyError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(VerifyError::Io {
             path: head_file,
-            source,
+            cause: source,
         }),
     }
 }
