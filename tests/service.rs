@@ -1735,3 +1735,36 @@ fn stalled_tls_handshakes_are_cut() {
     );
     assert!(s.stop().success(), "{}", s.log());
 }
+
+// On a loopback listener /readyz and /metrics need no credential, so a web
+// page using DNS rebinding must not be able to read them: a forged Host is
+// refused, a loopback one answered. /healthz says only "ok" and stays open.
+#[test]
+fn probes_on_a_loopback_listener_refuse_forged_hosts() {
+    let mut s = Service::start("", &finding_per_event());
+    let c = client();
+    let get = |path: &str, host: Option<&str>| {
+        let mut r = c.get(s.url(path));
+        if let Some(h) = host {
+            r = r.header("Host", h);
+        }
+        r.send().unwrap()
+    };
+    for path in ["/readyz", "/metrics"] {
+        for host in ["evil.example", "evil.example:8787", "127.0.0.1.nip.io"] {
+            let r = get(path, Some(host));
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {host}");
+            let body: Value = r.json().unwrap();
+            assert_eq!(body["reason"], "forbidden-host", "{body}");
+            assert!(body["error"].as_str().unwrap().contains(host), "{body}");
+        }
+        for host in [None, Some("localhost:1234"), Some("[::1]")] {
+            assert_eq!(get(path, host).status(), StatusCode::OK, "{path} {host:?}");
+        }
+    }
+    assert_eq!(
+        get("/healthz", Some("evil.example")).status(),
+        StatusCode::OK
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}

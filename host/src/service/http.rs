@@ -116,13 +116,24 @@ impl axum::extract::FromRef<Arc<AppState>> for AdminState {
 pub struct Routes {
     pub ingest: bool,
     pub admin: bool,
+    /// The listener is on a loopback address: `/readyz` and `/metrics`
+    /// then answer only requests addressed to a loopback name (see
+    /// [`loopback_host_guard`]).
+    pub loopback: bool,
 }
 
 /// The router of one listener.
 pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
+    let probe = |route: MethodRouter<Arc<AppState>>| {
+        if routes.loopback {
+            route.route_layer(middleware::from_fn(loopback_host_guard))
+        } else {
+            route
+        }
+    };
     let mut r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", probe(get(readyz)));
     if routes.ingest {
         let events = guard_if_open(&state, &state.ingest, "http", post(post_events));
         let hook = guard_if_open(
@@ -135,7 +146,7 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
     }
     if routes.admin {
         r = r
-            .route("/metrics", get(metrics))
+            .route("/metrics", probe(get(metrics)))
             .route("/v1/admin/rules", get(admin::list_rules))
             .route("/v1/admin/rules/{id}/mode", post(admin::set_mode))
             .route("/v1/admin/approvals", get(admin::list_approvals))
@@ -223,6 +234,29 @@ async fn open_endpoint_guard(
                 ),
             );
         }
+    }
+    next.run(request).await
+}
+
+/// Refuses (403) a request to `/readyz` or `/metrics` on a loopback
+/// listener that is not addressed to a loopback name. They need no
+/// credential (probes and Prometheus scrape them), so on 127.0.0.1 a web
+/// page could otherwise read them through DNS rebinding: rule names, what
+/// the rules did, which rule is stuck. `/healthz` says only `ok` and stays
+/// open. A listener on another address is reached by its own address
+/// (a pod IP, a service name) and is not guarded this way.
+async fn loopback_host_guard(request: Request, next: Next) -> Response {
+    if let Err(why) = loopback_addressed(&request) {
+        tracing::warn!(path = %request.uri().path(), reason = "forbidden-host", "refused: {why}");
+        return error_with(
+            StatusCode::FORBIDDEN,
+            json!({
+                "error": format!(
+                    "{why}; on a loopback listener this endpoint only answers requests addressed to localhost, 127.0.0.1 or [::1]"
+                ),
+                "reason": "forbidden-host",
+            }),
+        );
     }
     next.run(request).await
 }

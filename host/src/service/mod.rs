@@ -257,6 +257,7 @@ async fn serve(
             Routes {
                 ingest: true,
                 admin: shared,
+                loopback: false,
             },
             "listening on",
         ),
@@ -265,12 +266,17 @@ async fn serve(
             Routes {
                 ingest: false,
                 admin: true,
+                loopback: false,
             },
             "admin listening on",
         ),
     ] {
         let Some(listener) = listener else { continue };
         let addr = listener.local_addr()?;
+        let routes = Routes {
+            loopback: addr.ip().is_loopback(),
+            ..routes
+        };
         tracing::info!(%addr, ingest = routes.ingest, admin = routes.admin, "{what} {scheme}://{addr}");
         // Tests and scripts read this line to learn the bound port.
         eprintln!("vigil: {what} {scheme}://{addr}");
