@@ -235,6 +235,17 @@ impl ActionExecutor {
         Ok(())
     }
 
+    /// Stops the worker from starting any job still queued (the one it is
+    /// running finishes). For when results can no longer be audited (the
+    /// audit log or the store failed): a queued job must then not act.
+    /// Their `pending_actions` rows stay, and the next start audits them
+    /// `abandoned`. Dropping the executor does the same.
+    pub fn cancel_queued(&self) {
+        if let Some(w) = &self.worker {
+            w.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Whether accepted actions go to the worker thread.
     pub fn is_async(&self) -> bool {
         self.worker.is_some()
@@ -622,5 +633,118 @@ impl Drop for Worker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::connector::{Connector, Executed};
+    use crate::bindings::{ActionKind, Message, Severity};
+    use std::sync::mpsc::{Receiver, Sender};
+
+    /// A notifier whose first execution waits until the test releases it,
+    /// and which counts what it executed.
+    struct Gated {
+        started: Sender<()>,
+        release: Arc<Mutex<Receiver<()>>>,
+        executed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Connector for Gated {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        fn supports(&self, kind: ActionKind) -> bool {
+            kind == ActionKind::Escalate
+        }
+        fn execute(
+            &mut self,
+            _: &Action,
+            _: &ActionContext<'_>,
+        ) -> Result<Executed, ConnectorError> {
+            let _ = self.started.send(());
+            if self.executed.load(Ordering::SeqCst) == 0 {
+                let _ = self.release.lock().unwrap().recv();
+            }
+            self.executed.fetch_add(1, Ordering::SeqCst);
+            Ok(Executed::done("sent"))
+        }
+        fn undo(&mut self, _: &Undo) -> Result<String, ConnectorError> {
+            unreachable!()
+        }
+        fn check(&mut self) -> Result<Vec<String>, ConnectorError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn job(n: usize) -> ExecJob {
+        ExecJob {
+            action_id: format!("action-{n}"),
+            rule: "r".into(),
+            event_id: format!("evt-{n}"),
+            event_source: "okta".into(),
+            action: Action::Escalate(Message {
+                severity: Severity::High,
+                summary: format!("escalation {n}"),
+                details: Vec::new(),
+            }),
+            origin_host: false,
+        }
+    }
+
+    // When results can no longer be audited, the job being run finishes
+    // and every queued one is dropped unrun: nothing acts unrecorded.
+    #[test]
+    fn cancelled_queued_jobs_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let executed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let gated = Gated {
+            started: started_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+            executed: executed.clone(),
+        };
+        let dispatch = Dispatcher::new(vec![Box::new(gated)], &Default::default(), &[]).unwrap();
+        let mut executor = ActionExecutor::new(dispatch, Store::open(&path).unwrap()).unwrap();
+        executor.start_worker(&path, 8).unwrap();
+        for n in 0..4 {
+            assert!(executor.submit(job(n)).unwrap().is_none());
+        }
+        // The first job is running (held by the connector); three wait.
+        started.recv().unwrap();
+        executor.cancel_queued();
+        release_tx.send(()).unwrap();
+        drop(executor);
+        assert_eq!(executed.load(Ordering::SeqCst), 1);
+        assert!(started.try_recv().is_err(), "a queued job started");
+    }
+
+    // Without cancelling, an orderly finish runs every submitted job.
+    #[test]
+    fn submitted_jobs_all_run_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (started_tx, _started) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let executed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let gated = Gated {
+            started: started_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+            executed: executed.clone(),
+        };
+        let dispatch = Dispatcher::new(vec![Box::new(gated)], &Default::default(), &[]).unwrap();
+        let mut executor = ActionExecutor::new(dispatch, Store::open(&path).unwrap()).unwrap();
+        executor.start_worker(&path, 2).unwrap();
+        release_tx.send(()).unwrap();
+        for n in 0..4 {
+            assert!(executor.submit(job(n)).unwrap().is_none());
+        }
+        let done = executor.completed(true).unwrap();
+        assert_eq!(done.len(), 4);
+        assert!(done.iter().all(|d| d.results.is_ok()));
+        assert_eq!(executed.load(Ordering::SeqCst), 4);
     }
 }
