@@ -312,6 +312,21 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_never_acts_unrecorded() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// A 2 MB tmpfs at `at`, to fill up; `None` (the test says why and
+    /// skips) when not root or when mounting is not allowed here.
+    fn small(at: &Path) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a small tmpfs to fill up needs root");
+            return None;
+        }
+        let t = Tmpfs::mount(at, "2m");
+        if t.is_none() {
+            eprintln!("skipped: cannot mount a tmpfs here (a container without the capability?)");
+        }
+        t
+    }
+
     fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).unwrap();
         let ok = Command::new("mount")
@@ -340,15 +355,9 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting a small tmpfs to fill up needs root");
-        return;
-    }
     let wd = Workdir::new();
     let data = wd.path().join("data");
-    let Some(tmpfs) = Tmpfs::mount(&data, "2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (a container without the capability?)");
+    let Some(tmpfs) = Tmpfs::small(&data) else {
         return;
     };
     let fake = FakeIdp::start();
@@ -401,15 +410,9 @@ fn a_full_disk_stops_the_service_and_a_restart_reconciles_every_action() {
 
 #[test]
 fn a_full_state_disk_answers_503_and_loses_nothing_acknowledged() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting a small tmpfs to fill up needs root");
-        return;
-    }
     let wd = Workdir::new();
     let state = wd.path().join("state");
-    let Some(tmpfs) = Tmpfs::mount(&state, "2m") else {
-        eprintln!("skipped: cannot mount a tmpfs here (a container without the capability?)");
+    let Some(tmpfs) = Tmpfs::small(&state) else {
         return;
     };
     let fake = FakeIdp::start();

@@ -693,14 +693,22 @@ mod tests {
         }
     }
 
-    // When results can no longer be audited, the job being run finishes
-    // and every queued one is dropped unrun: nothing acts unrecorded.
-    #[test]
-    fn cancelled_queued_jobs_never_run() {
+    /// What a test holds of a worker-backed executor over [`Gated`].
+    struct Rig {
+        executor: ActionExecutor,
+        started: Receiver<()>,
+        release: Sender<()>,
+        executed: Arc<std::sync::atomic::AtomicUsize>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// An executor whose worker queue holds `queue` jobs, dispatching to a
+    /// [`Gated`] notifier.
+    fn rig(queue: usize) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let (started_tx, started) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
         let executed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let gated = Gated {
             started: started_tx,
@@ -709,42 +717,44 @@ mod tests {
         };
         let dispatch = Dispatcher::new(vec![Box::new(gated)], &Default::default(), &[]).unwrap();
         let mut executor = ActionExecutor::new(dispatch, Store::open(&path).unwrap()).unwrap();
-        executor.start_worker(&path, 8).unwrap();
+        executor.start_worker(&path, queue).unwrap();
+        Rig {
+            executor,
+            started,
+            release,
+            executed,
+            _dir: dir,
+        }
+    }
+
+    // When results can no longer be audited, the job being run finishes
+    // and every queued one is dropped unrun: nothing acts unrecorded.
+    #[test]
+    fn cancelled_queued_jobs_never_run() {
+        let mut r = rig(8);
         for n in 0..4 {
-            assert!(executor.submit(job(n)).unwrap().is_none());
+            assert!(r.executor.submit(job(n)).unwrap().is_none());
         }
         // The first job is running (held by the connector); three wait.
-        started.recv().unwrap();
-        executor.cancel_queued();
-        release_tx.send(()).unwrap();
-        drop(executor);
-        assert_eq!(executed.load(Ordering::SeqCst), 1);
-        assert!(started.try_recv().is_err(), "a queued job started");
+        r.started.recv().unwrap();
+        r.executor.cancel_queued();
+        r.release.send(()).unwrap();
+        drop(r.executor);
+        assert_eq!(r.executed.load(Ordering::SeqCst), 1);
+        assert!(r.started.try_recv().is_err(), "a queued job started");
     }
 
     // Without cancelling, an orderly finish runs every submitted job.
     #[test]
     fn submitted_jobs_all_run_and_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let (started_tx, _started) = mpsc::channel();
-        let (release_tx, release_rx) = mpsc::channel();
-        let executed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let gated = Gated {
-            started: started_tx,
-            release: Arc::new(Mutex::new(release_rx)),
-            executed: executed.clone(),
-        };
-        let dispatch = Dispatcher::new(vec![Box::new(gated)], &Default::default(), &[]).unwrap();
-        let mut executor = ActionExecutor::new(dispatch, Store::open(&path).unwrap()).unwrap();
-        executor.start_worker(&path, 2).unwrap();
-        release_tx.send(()).unwrap();
+        let mut r = rig(2);
+        r.release.send(()).unwrap();
         for n in 0..4 {
-            assert!(executor.submit(job(n)).unwrap().is_none());
+            assert!(r.executor.submit(job(n)).unwrap().is_none());
         }
-        let done = executor.completed(true).unwrap();
+        let done = r.executor.completed(true).unwrap();
         assert_eq!(done.len(), 4);
         assert!(done.iter().all(|d| d.results.is_ok()));
-        assert_eq!(executed.load(Ordering::SeqCst), 4);
+        assert_eq!(r.executed.load(Ordering::SeqCst), 4);
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! [`Secret`]'s `Debug` and `Display` print `[redacted]`, so a secret that
 //! slips into a log line or an error shows nothing. Connectors also hand
-//! their secrets to [`super::http::HttpClient`], which scrubs them from any
+//! their secrets to [`crate::actions::http::HttpClient`], which scrubs them from any
 //! vendor text it quotes in an error.
 
 use std::path::Path;

@@ -251,31 +251,17 @@ async fn serve(
     };
     let mut servers = Vec::new();
     let shared = admin.is_none();
-    for (listener, routes, what) in [
-        (
-            Some(ingest),
-            Routes {
-                ingest: true,
-                admin: shared,
-                loopback: false,
-            },
-            "listening on",
-        ),
-        (
-            admin,
-            Routes {
-                ingest: false,
-                admin: true,
-                loopback: false,
-            },
-            "admin listening on",
-        ),
+    // (listener, serves ingestion, serves the admin API, log line)
+    for (listener, ingest, admin, what) in [
+        (Some(ingest), true, shared, "listening on"),
+        (admin, false, true, "admin listening on"),
     ] {
         let Some(listener) = listener else { continue };
         let addr = listener.local_addr()?;
         let routes = Routes {
+            ingest,
+            admin,
             loopback: addr.ip().is_loopback(),
-            ..routes
         };
         tracing::info!(%addr, ingest = routes.ingest, admin = routes.admin, "{what} {scheme}://{addr}");
         // Tests and scripts read this line to learn the bound port.

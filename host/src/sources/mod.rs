@@ -1,8 +1,10 @@
 //! Event sources. Finite JSON Lines streams — a file or standard input,
-//! read line by line with a size limit (this file) — and the long-running
-//! sources of the service, each on its own thread: the Okta System Log
-//! poller (`okta_poll`) and the file tail (`tail`), which save their
-//! position through `cursor` once a batch is processed.
+//! read line by line with a size limit ([`LineReader`], here) — and the
+//! service's sources, each a [`Source`] started on its own thread
+//! ([`from_config`] lists them): the file and stdin readers (`lines`), the
+//! Okta System Log poller (`okta_poll`) and the file tail (`tail`), which
+//! save their position through `cursor` once a batch is processed. They
+//! hand batches to the pipeline through the bounded `queue`.
 //!
 //! An oversized line is skipped without ever being held in memory whole,
 //! and reported with its line number; a line that is not UTF-8 likewise.
