@@ -1,6 +1,6 @@
 /**
  * TypeScript declarations for the Vigil rule SDK for JavaScript
- * (`vigil.js`) and the componentize-js shapes of the `vigil:rule@0.1.0`
+ * (`vigil.js`) and the componentize-js shapes of the `vigil:rule@0.2.0`
  * WIT types. See `vigil.js` for usage and the build command.
  *
  * Conventions: record fields are camelCase; enums are kebab-case string
@@ -42,28 +42,67 @@ export interface Geo {
   lon?: number;
 }
 
-/** `event`: one normalized identity event. */
-export interface Event {
+/**
+ * `event`: one normalized identity event, held by the host and read on
+ * demand. Each field is asked of the host the first time it is read and
+ * kept (one host call per field at most). Valid only during the `onEvent`
+ * call it is passed to: reading a field not read before after that throws
+ * a {@link RuleError}.
+ */
+export class Event {
+  /** Made by {@link exportRule} from the componentize-js `event` resource, not by rules. */
+  constructor(handle: WitEvent);
   /** The source's unique id (Okta `uuid`, Entra `id`). */
-  id: string;
+  readonly id: string;
   /** `okta` or `entra`. */
-  source: string;
+  readonly source: string;
   /** The source's event type (`user.mfa.factor.activate`, `Sign-in activity`, …). */
-  kind: string;
-  class: EventClass;
+  readonly kind: string;
+  readonly class: EventClass;
   /** Event time, unix milliseconds (BigInt). State windows use this clock. */
-  time: bigint;
-  actor?: Principal;
-  targets: Principal[];
-  outcome: Outcome;
-  outcomeReason?: string;
-  clientIp?: string;
-  geo?: Geo;
-  userAgent?: string;
+  readonly time: bigint;
+  readonly actor: Principal | undefined;
+  readonly targets: Principal[];
+  readonly outcome: Outcome;
+  readonly outcomeReason: string | undefined;
+  readonly clientIp: string | undefined;
+  readonly geo: Geo | undefined;
+  readonly userAgent: string | undefined;
   /** The factor involved (`OKTA_VERIFY_PUSH`, `FIDO_WEBAUTHN`, `sms`, …). */
-  factor?: string;
-  /** Source fields the record does not name (`is-proxy`, `client-app`, …). */
-  attributes: [string, string][];
+  readonly factor: string | undefined;
+  /** Source fields the event does not name (`is-proxy`, `client-app`, …), in the host's order. */
+  readonly attributes: [string, string][];
+  /** One source field the event does not name (`is-proxy`, `client-app`, …). */
+  attribute(name: string): string | undefined;
+  /**
+   * Any field of the source record by JSON pointer (RFC 6901,
+   * `/debugContext/debugData/risk`) as JSON text, or `undefined` when the
+   * record has no such field. Throws a {@link RuleError} with the host's
+   * reason when the pointer is malformed or the value is longer than the
+   * host's `max_raw_bytes`.
+   */
+  raw(pointer: string): string | undefined;
+}
+
+/** The componentize-js `event` resource the host lends to `onEvent`. */
+export interface WitEvent {
+  id(): string;
+  source(): string;
+  kind(): string;
+  class(): EventClass;
+  time(): bigint;
+  actor(): Principal | undefined;
+  targets(): Principal[];
+  outcome(): Outcome;
+  outcomeReason(): string | undefined;
+  clientIp(): string | undefined;
+  geo(): Geo | undefined;
+  userAgent(): string | undefined;
+  factor(): string | undefined;
+  attribute(name: string): string | undefined;
+  attributes(): [string, string][];
+  /** Throws an error whose `payload` is the host's reason on `err`. */
+  raw(pointer: string): string | undefined;
 }
 
 /** `severity`. */
@@ -154,6 +193,9 @@ export interface DeniedAnswer extends Denial {
 /** What {@link Host.request} returns. */
 export type Answer = Receipt | DeniedAnswer;
 
+/** `partition-key`: what a rule keys its state by. */
+export type PartitionKey = 'actor' | 'subject-user' | 'client-ip' | 'global';
+
 /** `metadata`: what a rule says about itself. */
 export interface Metadata {
   id: string;
@@ -161,8 +203,28 @@ export interface Metadata {
   description: string;
   /** Exact event kinds, prefixes ending in `*`, or `*` alone. */
   subscribes: string[];
+  /** Only events with one of these outcomes are routed to the rule; empty: any. */
+  outcomes: Outcome[];
+  /** Only events of one of these classes are routed to the rule; empty: any. */
+  classes: EventClass[];
   /** Action kinds the rule may request. */
   actions: ActionKind[];
+  /** What the rule's state is keyed by (`'global'`: everything on one instance). */
+  partition: PartitionKey;
+}
+
+/** The optional fields of {@link metadata}. */
+export interface MetadataOptions {
+  /** Only events with one of these outcomes; omitted or empty: any. */
+  outcomes?: readonly Outcome[];
+  /** Only events of one of these classes; omitted or empty: any. */
+  classes?: readonly EventClass[];
+  /**
+   * What the rule's state is keyed by. Default `'global'` (always correct);
+   * a narrower key lets the host judge different keys in parallel, and is
+   * correct only if every state key the rule uses belongs to that entity.
+   */
+  partition?: PartitionKey;
 }
 
 /** `log.level`. */
@@ -173,7 +235,7 @@ export type Details = Record<string, unknown> | ReadonlyArray<readonly [string, 
 
 // ---------------------------------------------------------------- helpers
 
-/** The WIT contract version these helpers were written against (`'0.1.0'`). */
+/** The WIT contract version these helpers were written against (`'0.2.0'`). */
 export const WIT_VERSION: string;
 /** One minute in milliseconds. */
 export const MINUTE_MS: bigint;
@@ -227,7 +289,7 @@ export interface Rule {
 /** The component's exports; re-export them from the entry module. */
 export interface RuleExports {
   metadata(): Metadata;
-  onEvent(event: Event): Finding[];
+  onEvent(event: WitEvent): Finding[];
 }
 
 /**
@@ -239,13 +301,14 @@ export function exportRule(rule: Rule): RuleExports;
 /** True if `answer` is a denial rather than a receipt. */
 export function isDenial(answer: unknown): answer is DeniedAnswer;
 
-/** The rule's self-description. */
+/** The rule's self-description; unknown `options` keys throw a `TypeError`. */
 export function metadata(
   id: string,
   version: string,
   description: string,
   subscribes: readonly string[],
   actions: readonly ActionKind[],
+  options?: MetadataOptions,
 ): Metadata;
 
 /** A finding; detail values become strings, `undefined`/`null` skipped. */

@@ -1,10 +1,15 @@
 /**
  * Vigil rule SDK for JavaScript (componentize-js).
  *
- * Typed helpers over the componentize-js bindings of the `vigil:rule@0.1.0`
+ * Typed helpers over the componentize-js bindings of the `vigil:rule@0.2.0`
  * world, with the names of the Python helper (`plugin-sdk/python/vigil.py`)
  * in camelCase. A rule is an object with `metadata()` and
  * `onEvent(host, event)`; `exportRule` turns it into the component's exports.
+ *
+ * The event is an {@link Event}: its fields (`event.kind`, `event.clientIp`,
+ * `event.actor`, …) are read from the host when first used, once each, so a
+ * rule pays only for what it reads. It is valid for the one `onEvent` call
+ * it is passed to.
  *
  * ```js
  * import * as vigil from '../../plugin-sdk/js/vigil.js';
@@ -12,7 +17,8 @@
  * class MyRule {
  *   metadata() {
  *     return vigil.metadata('my-rule', '0.1.0', 'What it detects',
- *                           ['user.mfa.factor.activate'], ['escalate']);
+ *                           ['user.mfa.factor.activate'], ['escalate'],
+ *                           { partition: 'subject-user' });
  *   }
  *   onEvent(host, event) {
  *     const user = vigil.subjectUser(event);
@@ -37,11 +43,12 @@
  *     componentize-js rule.js --wit wit -n rule -d http fetch-event -o rule.wasm
  *
  * Binding conventions (componentize-js): records are objects with camelCase
- * fields (`event.clientIp`, `event.outcomeReason`, `receipt.actionId`); enums
- * are kebab-case strings (`'high'`, `'factor-change'`, `'dry-run'`); variants
- * are `{ tag, val }`; an `option` is `undefined` or the value; `u64`/`s64` are
- * BigInt (`event.time` is a BigInt); `list<tuple<string, string>>` is an array
- * of `[key, value]` pairs.
+ * fields (`user.displayName`, `receipt.actionId`), and so are the event's
+ * getters (`event.clientIp`, `event.outcomeReason`); enums are kebab-case
+ * strings (`'high'`, `'factor-change'`, `'dry-run'`); variants are
+ * `{ tag, val }`; an `option` is `undefined` or the value; `u64`/`s64` are
+ * BigInt (`event.time` is a BigInt); `list<tuple<string, string>>` is an
+ * array of `[key, value]` pairs.
  *
  * Errors: a {@link RuleError} thrown from `onEvent` becomes the export's
  * `err(string)` value, which Vigil audits as a `rule-fault` with fault
@@ -63,7 +70,7 @@
  * @module vigil
  */
 
-import { request as actionsRequest } from 'vigil:rule/actions@0.1.0';
+import { request as actionsRequest } from 'vigil:rule/actions@0.2.0';
 import {
   counterAdd as stateCounterAdd,
   counterGet as stateCounterGet,
@@ -72,12 +79,12 @@ import {
   get as stateGet,
   set as stateSet,
   delete as stateDelete,
-} from 'vigil:rule/state@0.1.0';
-import { log as hostLog } from 'vigil:rule/log@0.1.0';
-import { get as configGet } from 'vigil:rule/config@0.1.0';
+} from 'vigil:rule/state@0.2.0';
+import { log as hostLog } from 'vigil:rule/log@0.2.0';
+import { get as configGet } from 'vigil:rule/config@0.2.0';
 
 /** The WIT contract version these helpers were written against. */
-export const WIT_VERSION = '0.1.0';
+export const WIT_VERSION = '0.2.0';
 
 /** One minute in milliseconds (BigInt, like the state API's windows). */
 export const MINUTE_MS = 60_000n;
@@ -100,6 +107,169 @@ export class RuleError extends Error {
     this.name = 'RuleError';
     /** The `err` value handed to the host. */
     this.payload = String(message);
+  }
+}
+
+// The host's event handle and the values read from it, on an Event.
+const HANDLE = Symbol('vigil.event.handle');
+const CACHE = Symbol('vigil.event.cache');
+
+/**
+ * One normalized identity event, held by the host and read on demand.
+ *
+ * The fields keep the camelCase names of the WIT getters (`id`, `source`,
+ * `kind`, `class`, `time`, `actor`, `targets`, `outcome`, `outcomeReason`,
+ * `clientIp`, `geo`, `userAgent`, `factor`, `attributes`) and are read like
+ * properties. Each is asked of the host the first time it is read and kept,
+ * so reading `event.clientIp` twice costs one host call and a field never
+ * read costs none. The getters live on the prototype: spreading or
+ * `JSON.stringify`-ing an event copies nothing.
+ *
+ * An event is valid only during the `onEvent` call it is passed to: reading
+ * a field not read before after that throws a {@link RuleError}, so keep
+ * the values a rule needs, not the event.
+ */
+export class Event {
+  /**
+   * Made by {@link exportRule}, not by rules.
+   * @param {object} handle the componentize-js `event` resource
+   */
+  constructor(handle) {
+    this[HANDLE] = handle;
+    this[CACHE] = new Map();
+  }
+
+  /**
+   * A value from the cache, or from `fetch(handle)` once.
+   * @param {string} key
+   * @param {(handle: object) => unknown} fetch
+   */
+  #read(key, fetch) {
+    const cache = this[CACHE];
+    if (cache.has(key)) return cache.get(key);
+    const handle = this[HANDLE];
+    if (handle === undefined) {
+      throw new RuleError(
+        'event read after its onEvent call returned: keep the values the rule needs, not the event',
+      );
+    }
+    const value = fetch(handle);
+    cache.set(key, value);
+    return value;
+  }
+
+  /** The source's unique id for the event (Okta `uuid`, Entra `id`). @type {string} */
+  get id() {
+    return this.#read('id', (h) => h.id());
+  }
+
+  /** `okta` or `entra`. @type {string} */
+  get source() {
+    return this.#read('source', (h) => h.source());
+  }
+
+  /** The source's event type (`user.mfa.okta_verify.deny_push`, …). @type {string} */
+  get kind() {
+    return this.#read('kind', (h) => h.kind());
+  }
+
+  /** Coarse category (`'authentication'`, `'factor-change'`, …). @type {string} */
+  get class() {
+    return this.#read('class', (h) => h.class());
+  }
+
+  /** Event time, unix milliseconds (BigInt). State windows use this clock. @type {bigint} */
+  get time() {
+    return this.#read('time', (h) => h.time());
+  }
+
+  /** @type {object|undefined} a `principal` */
+  get actor() {
+    return this.#read('actor', (h) => h.actor());
+  }
+
+  /** @type {object[]} `principal`s */
+  get targets() {
+    return this.#read('targets', (h) => h.targets());
+  }
+
+  /** `'success'`, `'failure'` or `'unknown'`. @type {string} */
+  get outcome() {
+    return this.#read('outcome', (h) => h.outcome());
+  }
+
+  /** @type {string|undefined} */
+  get outcomeReason() {
+    return this.#read('outcomeReason', (h) => h.outcomeReason());
+  }
+
+  /** @type {string|undefined} */
+  get clientIp() {
+    return this.#read('clientIp', (h) => h.clientIp());
+  }
+
+  /** @type {object|undefined} a `geo` */
+  get geo() {
+    return this.#read('geo', (h) => h.geo());
+  }
+
+  /** @type {string|undefined} */
+  get userAgent() {
+    return this.#read('userAgent', (h) => h.userAgent());
+  }
+
+  /** The factor involved (`OKTA_VERIFY_PUSH`, `sms`, `fido2`, …). @type {string|undefined} */
+  get factor() {
+    return this.#read('factor', (h) => h.factor());
+  }
+
+  /**
+   * All source fields the event does not name, as `[name, value]` pairs in
+   * the host's order. To read one, {@link Event#attribute} is cheaper.
+   * @type {Array<[string, string]>}
+   */
+  get attributes() {
+    return this.#read('attributes', (h) => h.attributes());
+  }
+
+  /**
+   * One source field the event does not name (`is-proxy`, `client-app`,
+   * `authentication-requirement`, …).
+   * @param {string} name
+   * @returns {string|undefined}
+   */
+  attribute(name) {
+    const all = this[CACHE].get('attributes');
+    if (all !== undefined) {
+      for (const [key, value] of all) {
+        if (key === name) return value;
+      }
+      return undefined;
+    }
+    return this.#read(`attribute:${name}`, (h) => h.attribute(String(name)));
+  }
+
+  /**
+   * Any field of the source record by JSON pointer (RFC 6901,
+   * `/debugContext/debugData/risk`) as JSON text (`'"HIGH"'`, `'3'`,
+   * `'{"a":1}'`; `JSON.parse` it), or `undefined` when the record has no
+   * such field.
+   * @param {string} pointer
+   * @returns {string|undefined}
+   * @throws {RuleError} with the host's reason when the pointer is malformed
+   *   or the value is longer than the host's `max_raw_bytes`
+   */
+  raw(pointer) {
+    return this.#read(`raw:${pointer}`, (h) => {
+      try {
+        return h.raw(String(pointer));
+      } catch (e) {
+        if (e !== null && typeof e === 'object' && 'payload' in e) {
+          throw new RuleError(`event.raw(${JSON.stringify(pointer)}): ${e.payload}`);
+        }
+        throw e;
+      }
+    });
   }
 }
 
@@ -279,26 +449,41 @@ export class Host {
 }
 
 /**
+ * What a thrown value says, with the stack of an `Error`.
+ * @param {unknown} e
+ */
+function explain(e) {
+  return e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e);
+}
+
+/**
  * Turn a rule object (`{ metadata(), onEvent(host, event) }`) into the
  * component's exports. Use from the entry module:
  *
  *     export const { metadata, onEvent } = exportRule(new MyRule());
  *
- * `onEvent` is called with a {@link Host} and the event and must return an
- * array of findings (`undefined` counts as none). A {@link RuleError} it
- * throws (or any object with a `payload`) becomes the `err` value (fault
- * `rule-error`); any other exception is written to the rule's log at level
- * `error` with its stack and traps the call (fault `trap`).
- * @param {{ metadata(): object, onEvent(host: Host, event: object): object[] }} rule
+ * `onEvent` is called with a {@link Host} and the {@link Event} and must
+ * return an array of findings (`undefined` counts as none). A
+ * {@link RuleError} it throws (or any object with a `payload`) becomes the
+ * `err` value (fault `rule-error`); any other exception is written to the
+ * rule's log at level `error` with its stack and traps the call (fault
+ * `trap`). An exception from `metadata` is logged the same way.
+ * @param {{ metadata(): object, onEvent(host: Host, event: Event): object[] }} rule
  * @returns {{ metadata: () => object, onEvent: (event: object) => object[] }}
  */
 export function exportRule(rule) {
   const host = new Host();
   return {
     metadata() {
-      return rule.metadata();
+      try {
+        return rule.metadata();
+      } catch (e) {
+        hostLog('error', `uncaught exception in metadata: ${explain(e)}`);
+        throw e instanceof Error ? e : new Error(String(e));
+      }
     },
-    onEvent(event) {
+    onEvent(handle) {
+      const event = new Event(handle);
       let findings;
       try {
         findings = rule.onEvent(host, event);
@@ -306,9 +491,11 @@ export function exportRule(rule) {
         if (e !== null && typeof e === 'object' && 'payload' in e) throw e; // RuleError: err value
         // componentize-js would only trap with "expected a string, received
         // [object]" and lose the exception; put it in the rule's log first.
-        const what = e instanceof Error ? `${e.name}: ${e.message}\n${e.stack ?? ''}` : String(e);
-        hostLog('error', `uncaught exception in onEvent (event ${event.id}): ${what}`);
+        hostLog('error', `uncaught exception in onEvent (event ${event.id}): ${explain(e)}`);
         throw e instanceof Error ? e : new Error(String(e));
+      } finally {
+        // The host's borrow of the event ends when onEvent returns.
+        event[HANDLE] = undefined;
       }
       if (findings === undefined || findings === null) return [];
       if (!Array.isArray(findings)) {
@@ -321,17 +508,49 @@ export function exportRule(rule) {
   };
 }
 
+const METADATA_OPTIONS = ['outcomes', 'classes', 'partition'];
+
 /**
  * The rule's self-description.
+ *
+ * `options.outcomes` and `options.classes` narrow the subscription to events
+ * with one of those outcomes (`'success'`, `'failure'`, `'unknown'`) / of
+ * one of those classes (`'factor-change'`, …); empty or omitted: any.
+ * `options.partition` names what the rule's state is keyed by: with
+ * `'actor'`, `'subject-user'` or `'client-ip'` the host may judge events of
+ * different keys in parallel on separate instances with separate state, so
+ * every state key the rule uses must belong to that one entity
+ * (`` `deny:${user.id}` `` with `'subject-user'`, where `user` is
+ * {@link subjectUser}). The default, `'global'`, is always correct: every
+ * event on one instance.
  * @param {string} id
  * @param {string} version
  * @param {string} description
  * @param {string[]} subscribes event kinds, or prefixes ending in `*`
  * @param {string[]} actions action kinds (`'escalate'`, `'suspend-user'`, …)
+ * @param {{ outcomes?: string[], classes?: string[], partition?: string }} [options]
  * @returns {object} a `metadata` record
  */
-export function metadata(id, version, description, subscribes, actions) {
-  return { id, version, description, subscribes: [...subscribes], actions: [...actions] };
+export function metadata(id, version, description, subscribes, actions, options = {}) {
+  const given = options ?? {};
+  for (const key of Object.keys(given)) {
+    if (!METADATA_OPTIONS.includes(key)) {
+      throw new TypeError(
+        `metadata option \`${key}\` is unknown (expected ${METADATA_OPTIONS.join(', ')})`,
+      );
+    }
+  }
+  const { outcomes = [], classes = [], partition = 'global' } = given;
+  return {
+    id,
+    version,
+    description,
+    subscribes: [...subscribes],
+    outcomes: [...outcomes],
+    classes: [...classes],
+    actions: [...actions],
+    partition,
+  };
 }
 
 /**
@@ -365,7 +584,7 @@ export function finding(severity, title, subject, details) {
 
 /**
  * The user an event is about: the first `User` target, else the actor.
- * @param {object} event
+ * @param {Event} event
  * @returns {object|undefined} a `principal`
  */
 export function subjectUser(event) {
@@ -376,16 +595,14 @@ export function subjectUser(event) {
 }
 
 /**
- * An extra attribute by name (`is-proxy`, `client-app`, …).
- * @param {object} event
+ * An extra attribute by name (`is-proxy`, `client-app`, …); the same as
+ * `event.attribute(name)`.
+ * @param {Event} event
  * @param {string} name
  * @returns {string|undefined}
  */
 export function attribute(event, name) {
-  for (const [key, value] of event.attributes) {
-    if (key === name) return value;
-  }
-  return undefined;
+  return event.attribute(name);
 }
 
 /**

@@ -12,7 +12,7 @@
  *
  * Events: Okta `user.mfa.factor.activate` (enrollment),
  * `user.authentication.auth_via_mfa` and `user.authentication.verify` (use),
- * outcome SUCCESS only. The factor is Okta's `debugContext.debugData.factor`,
+ * outcome SUCCESS only (the subscription says so; the rule checks again). The factor is Okta's `debugContext.debugData.factor`,
  * matched case-insensitively on substrings: strong = webauthn | fido |
  * signed_nonce | fastpass; weak = sms | call | voice | email. Anything else
  * (OKTA_VERIFY_PUSH, TOTP, …) is neither.
@@ -73,6 +73,8 @@ class MfaFactorDowngrade {
         '(FIDO2/WebAuthn, FastPass) enrolls or uses SMS, voice or email',
       SUBSCRIBES,
       ['escalate'],
+      // Only successes are judged; every state key names the subject user.
+      { outcomes: ['success'], partition: 'subject-user' },
     );
   }
 

@@ -16,7 +16,7 @@ egress IPs make a stolen session look familiar.
 """
 
 import vigil
-from vigil import ActionKind, Outcome, Severity
+from vigil import ActionKind, Outcome, PartitionKey, Severity
 
 SIGN_INS = ["user.session.start", "user.authentication.sso", "Sign-in activity"]
 ENROLLMENTS = ["user.mfa.factor.activate", "User registered security info"]
@@ -31,6 +31,8 @@ class RogueFactorEnrollment(vigil.Rule):
             "country never seen for the user",
             subscribes=SIGN_INS + ENROLLMENTS,
             actions=[ActionKind.RESET_FACTORS, ActionKind.REVOKE_SESSIONS, ActionKind.ESCALATE],
+            # Every state key names the subject user (`seen:{user.id}`, ...).
+            partition=PartitionKey.SUBJECT_USER,
         )
 
     def on_event(self, host, event):

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use super::Lang;
 
-pub const WIT: &str = include_str!("../../../wit/since_v0.1.0/rule.wit");
+pub const WIT: &str = include_str!("../../../wit/since_v0.2.0/rule.wit");
 pub const PYTHON_SDK: &str = include_str!("../../../plugin-sdk/python/vigil.py");
 pub const JS_SDK: &str = include_str!("../../../plugin-sdk/js/vigil.js");
 pub const JS_SDK_TYPES: &str = include_str!("../../../plugin-sdk/js/vigil.d.ts");

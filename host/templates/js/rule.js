@@ -12,6 +12,8 @@ class MyRule {
       'Escalates when a user denies several MFA pushes in 5 minutes',
       ['user.mfa.okta_verify.deny_push'],
       ['escalate'],
+      // State is keyed by the user the event is about (`deny:${user.id}`).
+      { partition: 'subject-user' },
     );
   }
 

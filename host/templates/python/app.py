@@ -2,7 +2,7 @@
 5 minutes -> a finding and an escalation."""
 
 import vigil
-from vigil import ActionKind, Severity
+from vigil import ActionKind, PartitionKey, Severity
 
 WINDOW_MS = 5 * vigil.MINUTE_MS
 
@@ -14,6 +14,8 @@ class MyRule(vigil.Rule):
             "Escalates when a user denies several MFA pushes in 5 minutes",
             subscribes=["user.mfa.okta_verify.deny_push"],
             actions=[ActionKind.ESCALATE],
+            # State is keyed by the user the event is about (`deny:{user.id}`).
+            partition=PartitionKey.SUBJECT_USER,
         )
 
     def on_event(self, host, event):

@@ -7,7 +7,10 @@ import * as vigil from '../../../plugin-sdk/js/vigil.js';
 
 class JsThrow {
   metadata() {
-    return vigil.metadata('js-throw', '0.0.1', 'hostile test guest: throws', ['*'], []);
+    // One call counter across every event: partition 'global'.
+    return vigil.metadata('js-throw', '0.0.1', 'hostile test guest: throws', ['*'], [], {
+      partition: 'global',
+    });
   }
 
   onEvent(host, event) {

@@ -5,13 +5,15 @@ fault), that the instance is rebuilt, and that the host-side state survives
 (the call counter keeps counting)."""
 
 import vigil
-from vigil import Severity
+from vigil import PartitionKey, Severity
 
 
 class PythonRaise(vigil.Rule):
     def metadata(self):
         return vigil.metadata("python-raise", "0.0.1", "hostile test guest: raises",
-                              subscribes=["*"], actions=[])
+                              subscribes=["*"], actions=[],
+                              # One call counter across every event.
+                              partition=PartitionKey.GLOBAL)
 
     def on_event(self, host, event):
         call = host.counter_add("calls", 7 * vigil.DAY_MS)
