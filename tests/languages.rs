@@ -1,8 +1,9 @@
 //! Rules in Python and JavaScript, first-class beside Rust: the example
-//! rules and hostile guests are built from source with `vigil build`
-//! (componentize-py, componentize-js — `tests/run.sh` installs them) and run
-//! through the real `vigil` binary over fixtures; `vigil new` scaffolds in
-//! each language build and pass their own fixture.
+//! rules, hostile guests and event guests (every field read through the
+//! SDK) are built from source with `vigil build` (componentize-py,
+//! componentize-js — `tests/run.sh` installs them) and run through the real
+//! `vigil` binary over fixtures; `vigil new` scaffolds in each language build
+//! and pass their own fixture.
 //!
 //! Components are built once per test run into `CARGO_TARGET_TMPDIR` (and
 //! not rebuilt while newer than their sources), and compiled once into a
@@ -244,6 +245,191 @@ fn a_python_exception_is_a_rule_fault_and_the_next_event_works() {
 #[test]
 fn a_js_throw_is_a_rule_fault_and_the_next_event_works() {
     assert_fails_every_other_call(build("tests/guests-js/js-throw", &JS_THROW), "js-throw");
+}
+
+static PY_EVENT: OnceLock<PathBuf> = OnceLock::new();
+static JS_EVENT: OnceLock<PathBuf> = OnceLock::new();
+
+/// `text` of a `vigil normalize` value as the event guests render it:
+/// `-` for none.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn shown_principal(p: &Value) -> String {
+    if p.is_null() {
+        return "-".into();
+    }
+    format!(
+        "{}|{}|{}|{}",
+        shown(&p["id"]),
+        shown(&p["kind"]),
+        shown(&p["login"]),
+        shown(&p["display-name"])
+    )
+}
+
+/// `k=v` pairs joined by `;`, split back and sorted: `vigil normalize`'s
+/// attributes object comes back key-sorted, the guest's list in host order.
+fn sorted_pairs(joined: &str) -> Vec<String> {
+    let mut v: Vec<String> = joined
+        .split(';')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// An event guest (tests/guests-py/python-event, tests/guests-js/js-event)
+/// reports every field as its SDK's `Event` reads it through the host's
+/// getters: each must be what `vigil normalize` says the event is. Only
+/// successes reach it (its metadata's `outcomes`), `raw` reads the source
+/// record by JSON pointer, and the previous call's event, which the guest
+/// keeps, fails cleanly with the SDK's error, not a trap.
+fn assert_reports_every_field(component: &Path, rule: &str, on_event: &str) {
+    let name = "factor-downgrade-near-miss.jsonl";
+    let o = vigil(
+        &["normalize", fixture(name).to_str().unwrap()],
+        &repo_root(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let events: Vec<Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let successes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .collect();
+    assert!(
+        !successes.is_empty() && successes.len() < events.len(),
+        "{name} needs successes and others"
+    );
+
+    let (wd, out) = run_rule(component, "", name);
+    assert!(out.contains("rule faults: 0"), "{out}");
+    let findings = wd.records_of("finding");
+    assert_eq!(findings.len(), successes.len(), "{out}");
+    for (i, e) in successes.iter().enumerate() {
+        let id = e["id"].as_str().unwrap();
+        let f = findings
+            .iter()
+            .find(|f| f["subject"] == id)
+            .unwrap_or_else(|| panic!("{rule}: no finding for event {id}"));
+        assert_eq!(f["rule"], rule);
+        let d = &f["details"];
+        let detail = |k: &str| {
+            d[k].as_str()
+                .unwrap_or_else(|| panic!("{rule}: no {k} in {d}"))
+        };
+        for key in [
+            "id",
+            "source",
+            "kind",
+            "class",
+            "time",
+            "outcome",
+            "outcome-reason",
+            "client-ip",
+            "user-agent",
+            "factor",
+        ] {
+            assert_eq!(detail(key), shown(&e[key]), "{rule}, event {id}: {key}");
+        }
+        assert_eq!(
+            detail("actor"),
+            shown_principal(&e["actor"]),
+            "{rule}: actor"
+        );
+        let targets: Vec<String> = e["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(shown_principal)
+            .collect();
+        assert_eq!(detail("targets"), targets.join(";"), "{rule}: targets");
+        let geo = &e["geo"];
+        let geo = if geo.is_null() {
+            "-".to_owned()
+        } else {
+            format!("{}|{}", shown(&geo["country"]), shown(&geo["city"]))
+        };
+        assert_eq!(detail("geo"), geo, "{rule}: geo");
+        let attributes = e["attributes"].as_object().unwrap();
+        assert_eq!(
+            detail("is-proxy"),
+            attributes.get("is-proxy").map_or("-".into(), shown),
+            "{rule}: attribute(is-proxy)"
+        );
+        let expected: Vec<String> = attributes
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shown(v)))
+            .collect();
+        assert_eq!(
+            sorted_pairs(detail("attributes")),
+            sorted_pairs(&expected.join(";")),
+            "{rule}: attributes"
+        );
+        let subject = targets_first_user(e).unwrap_or(&e["actor"]);
+        assert_eq!(
+            detail("subject-user"),
+            shown(&subject["id"]),
+            "{rule}: subject user"
+        );
+
+        // Okta's `uuid` is the event id; raw gives it back as JSON text.
+        assert_eq!(detail("raw-uuid"), format!("\"{id}\""), "{rule}: raw");
+        assert_eq!(detail("raw-missing"), "-", "{rule}: raw of a missing field");
+        assert!(
+            detail("raw-malformed").starts_with("error: event.raw(\"no-leading-slash\"): "),
+            "{rule}: {d}"
+        );
+        let stale = detail("stale");
+        if i == 0 {
+            assert_eq!(stale, "-");
+        } else {
+            assert_eq!(
+                stale,
+                format!(
+                    "error: event read after its {on_event} call returned: \
+                     keep the values the rule needs, not the event"
+                ),
+                "{rule}"
+            );
+        }
+    }
+}
+
+/// The first target of kind `User`.
+fn targets_first_user(e: &Value) -> Option<&Value> {
+    e["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "User")
+}
+
+#[test]
+fn a_python_rule_reads_every_event_field_through_the_sdk() {
+    assert_reports_every_field(
+        build("tests/guests-py/python-event", &PY_EVENT),
+        "python-event",
+        "on_event",
+    );
+}
+
+#[test]
+fn a_js_rule_reads_every_event_field_through_the_sdk() {
+    assert_reports_every_field(
+        build("tests/guests-js/js-event", &JS_EVENT),
+        "js-event",
+        "onEvent",
+    );
 }
 
 /// `vigil new` → `vigil build` → the project's own fixture: `findings: 1`.
