@@ -15,9 +15,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil_host::bindings::Event;
 use vigil_host::config::{Limits, Mode};
 use vigil_host::engine::VigilEngine;
+use vigil_host::model::Event;
 use vigil_host::normalize::Normalizer;
 use vigil_host::policy::PolicyGate;
 use vigil_host::rules::{RuleLoader, RuleSource, RuleSpec};

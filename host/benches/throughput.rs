@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use mfa_push_fatigue::MfaPushFatigue;
 use vigil_host::audit::AuditLog;
-use vigil_host::bindings::{Event, EventClass, Outcome};
 use vigil_host::cli::setup;
 use vigil_host::config::Config;
+use vigil_host::model::{Event, EventClass, Outcome};
 use vigil_host::normalize::Normalizer;
 use vigil_host::pipeline::Pipeline;
 use vigil_host::sources::Line;
@@ -97,7 +97,7 @@ fn main() {
         .collect();
 
     // Native: the same rule as a plain function on SDK events.
-    let sdk_events: Vec<sdk::Event> = parsed.iter().map(to_sdk).collect();
+    let sdk_events: Vec<sdk::EventData> = parsed.iter().map(to_sdk).collect();
     let native_rule = median(|| {
         let mut host = sdk::testing::MockHost::new();
         host.declare::<MfaPushFatigue>();
@@ -290,14 +290,14 @@ fn median(mut f: impl FnMut()) -> Duration {
     times[PASSES / 2]
 }
 
-fn to_sdk(e: &Event) -> sdk::Event {
-    let principal = |p: &vigil_host::bindings::Principal| sdk::Principal {
+fn to_sdk(e: &Event) -> sdk::EventData {
+    let principal = |p: &vigil_host::model::Principal| sdk::Principal {
         id: p.id.clone(),
         kind: p.kind.clone(),
         login: p.login.clone(),
         display_name: p.display_name.clone(),
     };
-    sdk::Event {
+    sdk::EventData {
         id: e.id.clone(),
         source: e.source.clone(),
         kind: e.kind.clone(),
@@ -329,5 +329,6 @@ fn to_sdk(e: &Event) -> sdk::Event {
         user_agent: e.user_agent.clone(),
         factor: e.factor.clone(),
         attributes: e.attributes.clone(),
+        raw: Vec::new(),
     }
 }

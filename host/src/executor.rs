@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
 
-use crate::bindings::Action;
+use crate::model::Action;
 use crate::store::{ScheduledUndo, Store};
 
 use crate::actions::connector::{ActionContext, ConnectorError, Undo};
@@ -640,7 +640,7 @@ impl Drop for Worker {
 mod tests {
     use super::*;
     use crate::actions::connector::{Connector, Executed};
-    use crate::bindings::{ActionKind, Message, Severity};
+    use crate::model::{ActionKind, Message, Severity};
     use std::sync::mpsc::{Receiver, Sender};
 
     /// A notifier whose first execution waits until the test releases it,

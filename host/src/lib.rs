@@ -18,17 +18,19 @@
 //! 2. `service` — the sidecar: HTTP, spool, admin API, metrics, watchdog
 //! 3. `pipeline` — the run loop and its durable per-event commit
 //! 4. `rules` — loading components, instances, routing
-//! 5. `executor`, `host_api` — running accepted actions; the WIT imports
-//! 6. `policy`, `sources` — the gate and protected accounts; event inputs
-//! 7. `store` — the SQLite state store
-//! 8. `actions`, `audit` — connectors and dispatch; the audit log
-//! 9. `config`, `normalize` — `vigil.toml`; input formats → events
-//! 10. `bindings`, `engine`, `builtin`, `secret`, `clock` — the WIT types,
+//! 5. `wit` — one adapter per contract version: generated bindings and
+//!    conversions to and from `model` (generated types stay in there)
+//! 6. `executor`, `host_api` — running accepted actions; what the WIT
+//!    imports do, in the host's terms
+//! 7. `policy`, `sources` — the gate and protected accounts; event inputs
+//! 8. `store` — the SQLite state store
+//! 9. `actions`, `audit` — connectors and dispatch; the audit log
+//! 10. `config`, `normalize` — `vigil.toml`; input formats → events
+//! 11. `model`, `engine`, `builtin`, `secret`, `clock` — the domain types,
 //!     the wasmtime engine, the built-in pack, credentials, the wall clock
 
 pub mod actions;
 pub mod audit;
-pub mod bindings;
 pub mod builtin;
 pub mod cli;
 pub mod clock;
@@ -36,6 +38,7 @@ pub mod config;
 pub mod engine;
 pub mod executor;
 pub mod host_api;
+pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod policy;
@@ -45,3 +48,4 @@ pub mod secret;
 pub mod service;
 pub mod sources;
 pub mod store;
+pub mod wit;

@@ -39,10 +39,10 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use crate::audit::{AuditLog, Entry};
-use crate::bindings::{Action, Event, Finding};
 use crate::clock::now_ms;
 use crate::executor::{ActionExecutor, ExecDone, ExecJob, ExecutionResult, UndoResult};
 use crate::host_api::ActionRequest;
+use crate::model::{Action, Event, Finding};
 use crate::normalize::Normalizer;
 use crate::policy::GateDecision;
 use crate::policy::targets::{Resolution, TargetDenial};
@@ -285,6 +285,9 @@ impl Pipeline {
         let event = Arc::new(event);
         let judged_id = judged::digest(&event.id);
         for &i in route.iter() {
+            if !self.rules.wants(i, &event) {
+                continue;
+            }
             let rule = &mut self.rules.rules[i];
             if rule.is_quarantined() {
                 continue;
@@ -393,7 +396,7 @@ impl Pipeline {
                 GateDecision::Accepted => accepted.push(request),
                 GateDecision::PendingApproval => self.park(rule, event, &request)?,
                 GateDecision::Denied {
-                    reason: crate::bindings::DenialReason::ProtectedTarget,
+                    reason: crate::model::DenialReason::ProtectedTarget,
                     message,
                 } => protected_hits.push((request.action.clone(), message.clone())),
                 _ => {}

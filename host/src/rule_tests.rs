@@ -32,9 +32,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::bindings::{ActionKind, Event, Finding};
 use crate::builtin;
 use crate::config::{Limits, Mode, config_strings};
+use crate::model::{ActionKind, Event, Finding};
 use crate::normalize::Normalizer;
 use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
 
@@ -281,7 +281,7 @@ fn read_lines(case: &Case, base: &Path) -> Result<Vec<String>> {
 /// Routes one event to the case's rule and records what it produced;
 /// `at` names the event in fault messages.
 fn feed(rules: &mut RuleSet, event: Arc<Event>, at: &str, actual: &mut Actual) {
-    if rules.route(&event).is_empty() {
+    if rules.route(&event).is_empty() || !rules.wants(0, &event) {
         return;
     }
     let outcome = rules.rules[0].on_event(&event);
@@ -465,7 +465,7 @@ mod order_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::Severity;
+    use crate::model::Severity;
 
     fn case(toml_text: &str) -> Case {
         toml::from_str::<TestFile>(toml_text)

@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use vigil_host::actions::connector::Connector;
-use vigil_host::bindings::{Action, SuspendUser};
 use vigil_host::config::connectors::HttpConfig;
+use vigil_host::model::{Action, SuspendUser};
 use vigil_test_support::fake_idp::{Fault, OKTA_BLOCKLIST_ZONE, OKTA_TOKEN};
 
 use crate::okta::{CTX, http, okta, okta_with};

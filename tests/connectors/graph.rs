@@ -8,10 +8,10 @@ use serde_json::json;
 use tempfile::TempDir;
 use vigil_host::actions::connector::{ActionContext, Connector, ConnectorError, Undo};
 use vigil_host::actions::graph::GraphConnector;
-use vigil_host::bindings::{
+use vigil_host::config::connectors::{GraphConfig, HttpConfig};
+use vigil_host::model::{
     Action, ActionKind, BlockIp, GroupMembership, Message, Severity, SuspendUser,
 };
-use vigil_host::config::connectors::{GraphConfig, HttpConfig};
 use vigil_test_support::fake_idp::{
     FakeIdp, Fault, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, GRAPH_NAMED_LOCATION, Recorded,
 };

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use vigil_host::actions::connector::{ActionContext, Connector, Undo};
 use vigil_host::actions::okta::OktaConnector;
-use vigil_host::bindings::{
+use vigil_host::config::connectors::{HttpConfig, OktaAuthScheme, OktaConfig};
+use vigil_host::model::{
     Action, ActionKind, BlockIp, GroupMembership, Message, Severity, SuspendUser,
 };
-use vigil_host::config::connectors::{HttpConfig, OktaAuthScheme, OktaConfig};
 use vigil_test_support::fake_idp::{FakeIdp, OKTA_BLOCKLIST_ZONE, OKTA_TOKEN, Recorded};
 
 pub(crate) const CTX: ActionContext<'static> = ActionContext {

@@ -11,9 +11,9 @@ use vigil_host::actions::dispatch::Dispatcher;
 use vigil_host::actions::graph::GraphConnector;
 use vigil_host::actions::log::LogConnector;
 use vigil_host::actions::okta::OktaConnector;
-use vigil_host::bindings::{Event, EventClass, Outcome, Principal};
 use vigil_host::config::connectors::{GraphConfig, OktaAuthScheme, OktaConfig};
 use vigil_host::config::{Config, Dispatch, Protected};
+use vigil_host::model::{Event, EventClass, Outcome, Principal};
 use vigil_host::policy::{GroupResolver, ProtectedAccounts};
 use vigil_host::store::Store;
 use vigil_test_support::fake_idp::{

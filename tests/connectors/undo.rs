@@ -5,10 +5,10 @@
 
 use vigil_host::actions::dispatch::Dispatcher;
 use vigil_host::actions::okta::OktaConnector;
-use vigil_host::bindings::{Action, BlockIp, SuspendUser};
 use vigil_host::clock::now_ms;
 use vigil_host::config::connectors::{HttpConfig, OktaConfig};
 use vigil_host::executor::{ActionExecutor, ExecutionRequest};
+use vigil_host::model::{Action, BlockIp, SuspendUser};
 use vigil_host::store::Store;
 use vigil_test_support::fake_idp::{FakeIdp, Fault, OKTA_BLOCKLIST_ZONE, OKTA_TOKEN};
 

@@ -11,8 +11,8 @@ use sha2::Sha256;
 use tempfile::TempDir;
 use vigil_host::actions::connector::{ActionContext, Connector};
 use vigil_host::actions::webhook::WebhookConnector;
-use vigil_host::bindings::{Action, ActionKind, Message, Severity, SuspendUser};
 use vigil_host::config::connectors::{HttpConfig, WebhookConfig, WebhookFormat};
+use vigil_host::model::{Action, ActionKind, Message, Severity, SuspendUser};
 use vigil_test_support::fake_idp::{FakeIdp, Fault};
 
 const HMAC_SECRET: &str = "whsec-0123456789abcdef";

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::{Action, ActionKind};
+use crate::model::{Action, ActionKind};
 
 /// Where an accepted action comes from; connectors put parts of it in what
 /// they send (webhook bodies, PagerDuty dedup keys).

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use crate::bindings::ActionKind;
 use crate::config::{ConnectorsConfig, Dispatch};
+use crate::model::ActionKind;
 
 use super::connector::Connector;
 use super::log::LogConnector;
@@ -220,7 +220,7 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use crate::actions::connector::{ActionContext, ConnectorError, Executed, Undo};
-    use crate::bindings::Action;
+    use crate::model::Action;
 
     /// A connector that only names itself and its directory.
     struct Named {

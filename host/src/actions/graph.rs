@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::bindings::{Action, ActionKind};
 use crate::config::connectors::{ConnectorsConfig, GraphConfig, HttpConfig};
+use crate::model::{Action, ActionKind};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,

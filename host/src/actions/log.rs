@@ -3,7 +3,7 @@
 //! configured, and can be named in `[dispatch]` explicitly. It has no user
 //! directory, so user targets are not resolved (the audit record says so).
 
-use crate::bindings::{Action, ActionKind};
+use crate::model::{Action, ActionKind};
 
 use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo, UserLookup};
 

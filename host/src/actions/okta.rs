@@ -93,8 +93,8 @@ use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
-use crate::bindings::{Action, ActionKind};
 use crate::config::connectors::{ConnectorsConfig, HttpConfig, OktaAuthScheme, OktaConfig};
+use crate::model::{Action, ActionKind};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,

@@ -84,8 +84,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderName};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::bindings::{Action, ActionKind, Message, Severity};
 use crate::config::connectors::{ConnectorsConfig, HttpConfig, WebhookConfig, WebhookFormat};
+use crate::model::{Action, ActionKind, Message, Severity};
 
 use super::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
 use super::http::HttpClient;

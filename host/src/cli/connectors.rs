@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::actions::dispatch::Dispatcher;
-use crate::bindings::ActionKind;
 use crate::config::Config;
+use crate::model::ActionKind;
 
 pub fn check(config_path: &Path) -> Result<ExitCode> {
     let config = Config::load(config_path)?;

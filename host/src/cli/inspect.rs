@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::setup;
-use crate::bindings::Metadata;
 use crate::config::{Config, Limits, Mode};
+use crate::model::Metadata;
 use crate::policy::PolicyGate;
-use crate::rules::{RuleLoader, RuleSource, RuleSpec, inspect_component};
+use crate::rules::{RuleLoader, RuleSource, RuleSpec};
 
 pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
     let config = setup::load_config(config_path)?;
@@ -59,8 +59,6 @@ pub fn inspect(path: &Path) -> Result<ExitCode> {
     let config = Config::builtin_default();
     let engine = setup::engine(&config)?;
     let origin = path.display().to_string();
-    let component = engine.compile(&bytes, &origin)?;
-    let info = inspect_component(engine.engine(), &component);
     let loader = RuleLoader::new(engine, PolicyGate::default())?;
     let rule = loader.load(RuleSpec {
         source: RuleSource {
@@ -76,16 +74,32 @@ pub fn inspect(path: &Path) -> Result<ExitCode> {
         budget: Default::default(),
         args: crate::policy::ArgumentGrants::builtin_default(),
     })?;
-    print_metadata(rule.metadata(), info.wit_version.as_deref());
+    print_metadata(rule.metadata(), rule.contract());
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_metadata(m: &Metadata, wit_version: Option<&str>) {
+fn print_metadata(m: &Metadata, contract: crate::wit::Contract) {
     let actions: Vec<&str> = m.actions.iter().map(|k| k.name()).collect();
     println!("id:          {}", m.id);
     println!("version:     {}", m.version);
     println!("description: {}", m.description);
     println!("subscribes:  {}", m.subscribes.join(", "));
+    let names = |v: Vec<&str>| {
+        if v.is_empty() {
+            "any".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "outcomes:    {}",
+        names(m.outcomes.iter().map(|o| o.name()).collect())
+    );
+    println!(
+        "classes:     {}",
+        names(m.classes.iter().map(|c| c.name()).collect())
+    );
+    println!("partition:   {}", m.partition.name());
     println!(
         "actions:     {}",
         if actions.is_empty() {
@@ -95,7 +109,8 @@ fn print_metadata(m: &Metadata, wit_version: Option<&str>) {
         }
     );
     println!(
-        "wit:         vigil:rule@{}",
-        wit_version.unwrap_or("? (imports nothing from vigil:rule)")
+        "wit:         {}@{}",
+        crate::wit::WIT_PACKAGE,
+        contract.version()
     );
 }

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::bindings::{Event, EventClass, Geo, Outcome, Principal};
 use crate::config::Config;
+use crate::model::{Event, EventClass, Geo, Outcome, Principal};
 use crate::normalize::{LineReport, Normalizer};
 use crate::sources::{Line, LineReader};
 

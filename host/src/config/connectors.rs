@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::bindings::ActionKind;
+use crate::model::ActionKind;
 
 /// Connector names that are not webhook names.
 pub const RESERVED_NAMES: &[&str] = &["okta", "graph", "log"];

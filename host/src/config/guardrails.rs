@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::bindings::ActionKind;
+use crate::model::ActionKind;
 
 /// Default per-rule limit per window, by action kind.
 fn default_per_rule(kind: ActionKind) -> u32 {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::bindings::ActionKind;
+use crate::model::ActionKind;
 pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
@@ -180,6 +180,9 @@ pub struct Limits {
     pub max_audit_bytes_per_call: usize,
     /// Bytes of stdout/stderr kept from one call; the rest is dropped.
     pub max_output_bytes: usize,
+    /// Longest value (JSON text) one `raw(pointer)` read returns; a longer
+    /// one is an error value to the rule (contract v0.2).
+    pub max_raw_bytes: usize,
     /// Consecutive faults after which the rule is quarantined.
     pub quarantine_after: u32,
     /// Keys in the rule's state.
@@ -213,6 +216,7 @@ impl Default for Limits {
             max_action_requests: 16,
             max_audit_bytes_per_call: 256 * 1024,
             max_output_bytes: 64 * 1024,
+            max_raw_bytes: 16 * 1024,
             quarantine_after: 5,
             state_max_keys: 100_000,
             state_max_entries_per_key: 10_000,
@@ -243,6 +247,7 @@ pub struct LimitOverrides {
     pub max_action_requests: Option<usize>,
     pub max_audit_bytes_per_call: Option<usize>,
     pub max_output_bytes: Option<usize>,
+    pub max_raw_bytes: Option<usize>,
     pub quarantine_after: Option<u32>,
     pub state_max_keys: Option<usize>,
     pub state_max_entries_per_key: Option<usize>,
@@ -266,6 +271,7 @@ impl Limits {
                 .max_audit_bytes_per_call
                 .unwrap_or(self.max_audit_bytes_per_call),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
+            max_raw_bytes: o.max_raw_bytes.unwrap_or(self.max_raw_bytes),
             quarantine_after: o.quarantine_after.unwrap_or(self.quarantine_after),
             state_max_keys: o.state_max_keys.unwrap_or(self.state_max_keys),
             state_max_entries_per_key: o
@@ -293,6 +299,7 @@ impl Limits {
             ("state_max_bytes", self.state_max_bytes as u64),
             ("judged_max_ids", self.judged_max_ids as u64),
             ("judged_window_secs", self.judged_window_secs),
+            ("max_raw_bytes", self.max_raw_bytes as u64),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -1,4 +1,4 @@
-//! `vigil:rule/actions`: the policy gate decides every request during the
+//! `vigil:rule/actions` (every contract version): the policy gate decides every request during the
 //! call; the decision comes back to the rule as a value. Nothing is
 //! executed here: the pipeline audits the decisions after the call returns
 //! and only then hands accepted actions to the executor.
@@ -12,8 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::RuleState;
 use super::call_caps::{oversize, redact, request_record_bytes};
-use crate::bindings::vigil::rule::actions::Host;
-use crate::bindings::{Action, Decision, Denial, DenialReason, Receipt};
+use crate::model::{Action, Decision, Denial, DenialReason, Receipt};
 use crate::policy::GateDecision;
 
 /// An action a rule asked for, with the gate's decision.
@@ -39,8 +38,10 @@ pub fn action_id(rule: &str, event_id: &str, action: &Action) -> String {
     format!("act-{}", &hex::encode(h.finalize())[..16])
 }
 
-impl Host for RuleState {
-    fn request(&mut self, action: Action) -> wasmtime::Result<Result<Receipt, Denial>> {
+impl RuleState {
+    /// `actions.request`: the gate decides now; an error ends the call (a
+    /// per-call cap was crossed).
+    pub fn request_action(&mut self, action: Action) -> wasmtime::Result<Result<Receipt, Denial>> {
         let Some(event) = self.event.clone() else {
             // Only reachable if a rule acts from `metadata()`.
             return Ok(Err(Denial {

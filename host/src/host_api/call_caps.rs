@@ -20,7 +20,7 @@
 //! recorded), findings past a cap are dropped and the rest kept.
 
 use super::text::{json_len, preview};
-use crate::bindings::{Action, BlockIp, Event, Finding, GroupMembership, Message, SuspendUser};
+use crate::model::{Action, BlockIp, Event, Finding, GroupMembership, Message, SuspendUser};
 
 /// Longest text field of one action request (target, group, summary, a
 /// detail key or value), in bytes — the policy gate's own bound.
@@ -233,7 +233,7 @@ pub fn finding_record_bytes(rule: &str, event: &Event, f: &Finding) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::Severity;
+    use crate::model::Severity;
 
     fn caps() -> CallCaps {
         CallCaps {

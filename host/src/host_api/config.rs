@@ -1,10 +1,9 @@
-//! `vigil:rule/config`: the rule's own settings from `[rules.config]`.
+//! `vigil:rule/config` (every contract version): the rule's own settings from `[rules.config]`.
 
 use super::RuleState;
-use crate::bindings::vigil::rule::config::Host;
-
-impl Host for RuleState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.ctx.config.get(&key).cloned()
+impl RuleState {
+    /// `config.get`: one of the rule's settings.
+    pub fn config_get(&self, key: &str) -> Option<String> {
+        self.ctx.config.get(key).cloned()
     }
 }

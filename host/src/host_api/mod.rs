@@ -21,6 +21,7 @@ mod wasi;
 pub use actions::{ActionRequest, action_id};
 pub use call_caps::{CallCaps, CallOutput};
 pub use limits::RuleLimiter;
+pub use log::Level;
 pub use output::CapturedOutput;
 pub use wasi::WouldBlock;
 
@@ -29,10 +30,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use vigil_sdk::state_store::{StateLimitError, StateStore};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{Event, Rule};
+use crate::model::Event;
 use crate::policy::{PolicyGate, RuleGrant};
 
 /// What stays the same for a rule across calls and instance rebuilds.
@@ -43,6 +44,8 @@ pub struct RuleContext {
     pub gate: Arc<PolicyGate>,
     pub config: BTreeMap<String, String>,
     pub max_output_bytes: usize,
+    /// Longest value one `raw(pointer)` read returns.
+    pub max_raw_bytes: usize,
     /// What one call may add to the audit log.
     pub caps: CallCaps,
 }
@@ -81,9 +84,12 @@ pub struct RuleState {
     pub limiter: RuleLimiter,
     /// The rule's memory across events. Survives instance rebuilds.
     pub state: StateStore,
-    /// The event being handled, for the policy gate (protected-account
-    /// aliases) and the action ids.
+    /// The event being handled: what the rule reads (contract v0.2 event
+    /// getters), and for the policy gate (protected-account aliases) and
+    /// the action ids.
     pub event: Option<Arc<Event>>,
+    /// Numbers the calls, so an event handle from another call is refused.
+    pub call_seq: u32,
     /// Requests decided during the current call, in order.
     pub requests: Vec<ActionRequest>,
     /// What the current call has added to the audit log so far, and the
@@ -110,6 +116,7 @@ impl RuleState {
             limiter,
             state,
             event: None,
+            call_seq: 0,
             requests: Vec::new(),
             call_output: CallOutput::default(),
             state_fault: None,
@@ -155,15 +162,9 @@ impl WasiView for RuleState {
     }
 }
 
-/// The linker every rule is instantiated with: Vigil's interfaces and the
-/// WASI interfaces (backed by the deny-all context, none of them waits:
-/// see `wasi`).
-pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<RuleState>> {
-    let mut linker = Linker::new(engine);
-    wasi::add_to_linker(&mut linker)?;
-    Rule::add_to_linker::<RuleState, HasSelf<RuleState>>(&mut linker, |s| s)
-        .map_err(anyhow::Error::from)?;
-    Ok(linker)
+/// Adds the WASI interfaces a rule may import to its linker: backed by
+/// the deny-all context, none of them waits (see `wasi`). Vigil's own
+/// interfaces are added per contract version by `crate::wit`.
+pub fn add_wasi_to_linker(linker: &mut Linker<RuleState>) -> Result<()> {
+    wasi::add_to_linker(linker)
 }
-
-impl crate::bindings::vigil::rule::types::Host for RuleState {}

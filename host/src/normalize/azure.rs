@@ -8,7 +8,7 @@
 use super::entra::{self, SignInOf, Wrapper};
 use super::raw::Record;
 use super::{FORMAT_AZURE, NormalizeError, Normalizer, Notes, owned};
-use crate::bindings::Event;
+use crate::model::Event;
 
 /// The categories Vigil reads, in the error message for the others.
 const SUPPORTED: &str = "SignInLogs, NonInteractiveUserSignInLogs, ServicePrincipalSignInLogs, \

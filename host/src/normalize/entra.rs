@@ -35,7 +35,7 @@ use super::{
     FORMAT_ENTRA_AUDIT, FORMAT_ENTRA_SIGNIN, NormalizeError, Normalizer, Notes, owned,
     parse_time_ms,
 };
-use crate::bindings::{Event, EventClass, Outcome, Principal};
+use crate::model::{Event, EventClass, Outcome, Principal};
 
 /// The kind of a Graph user sign-in (and of Azure Monitor `SignInLogs` and
 /// `NonInteractiveUserSignInLogs` records), which rules subscribe to.
@@ -345,6 +345,8 @@ pub(crate) fn normalize_signin(
         user_agent: owned(&r.user_agent),
         factor: r.mfa_detail.as_ref().and_then(|m| owned(&m.auth_method)),
         attributes,
+        // Set by the caller, which knows where the record sits in its line.
+        raw: None,
     })
 }
 
@@ -546,6 +548,8 @@ pub(crate) fn normalize_audit(
         user_agent: None,
         factor: None,
         attributes,
+        // Set by the caller, which knows where the record sits in its line.
+        raw: None,
     })
 }
 

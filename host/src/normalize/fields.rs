@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::Notes;
 use super::raw::Str;
-use crate::bindings::Geo;
+use crate::model::Geo;
 
 /// What vendors and exporters write when they have no IP (Okta `"null"`
 /// from some proxies, Azure Monitor's `"<null>"`). They mean "no IP"; kept

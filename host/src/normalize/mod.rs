@@ -34,7 +34,7 @@ mod time;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::bindings::Event;
+use crate::model::{Event, RawLine, RawRecord};
 use lenient::Dropped;
 use raw::{Elements, Record};
 
@@ -384,7 +384,10 @@ impl Normalizer {
         }
         let Some((array, elements, format_name, field)) = envelope else {
             let mut notes = Notes::new(None, &mut report.dropped);
-            out.push(self.normalize_single(format, rec, &mut notes, || fallback_id(line, None))?);
+            let mut event =
+                self.normalize_single(format, rec, &mut notes, || fallback_id(line, None))?;
+            event.raw = Some(RawRecord::whole(RawLine::new(line)));
+            out.push(event);
             return Ok(1);
         };
         let Some(Elements(elements)) = elements else {
@@ -406,6 +409,13 @@ impl Normalizer {
         }
         let start = out.len();
         out.reserve(elements.len());
+        // The line is kept once for all its events (`raw` reads).
+        let raw_line = RawLine::new(line);
+        let raw_array = match array {
+            "data.events" => "/data/events",
+            "records" => "/records",
+            _ => "/value",
+        };
         for (index, element) in elements.iter().enumerate() {
             let at = Some((array, index));
             let reject = |report: &mut LineReport, source: NormalizeError| {
@@ -451,7 +461,10 @@ impl Normalizer {
                 )),
             };
             match result {
-                Ok(e) => out.push(e),
+                Ok(mut e) => {
+                    e.raw = Some(RawRecord::element(raw_line.clone(), raw_array, index));
+                    out.push(e)
+                }
                 Err(source) => {
                     report.dropped.truncate(mark);
                     reject(report, source);

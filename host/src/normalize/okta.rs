@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::fields::{client_ip, geo};
 use super::raw::{OktaActor, OktaDebugData, Record, Scalar, Str};
 use super::{FORMAT_OKTA, NormalizeError, Normalizer, Notes, owned, parse_time_ms};
-use crate::bindings::{Event, EventClass, Outcome, Principal};
+use crate::model::{Event, EventClass, Outcome, Principal};
 
 /// The part of `logOnlySecurityData` (or of an expanded `risk`) read here.
 #[derive(Debug, Deserialize)]
@@ -270,6 +270,8 @@ pub(crate) fn normalize(
             .and_then(|u| owned(&u.raw_user_agent)),
         factor,
         attributes,
+        // Set by the caller, which knows where the record sits in its line.
+        raw: None,
     })
 }
 

@@ -3,7 +3,7 @@
 //! and a sweep over the repository's fixture files.
 
 use super::*;
-use crate::bindings::{EventClass, Outcome};
+use crate::model::{EventClass, Outcome};
 use sha2::{Digest, Sha256};
 
 /// A full Okta LogEvent as the System Log API returns it (nulls included).

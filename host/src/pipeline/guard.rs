@@ -11,9 +11,9 @@ use anyhow::{Context, Result, bail};
 
 use super::{Pipeline, action_entry};
 use crate::audit::Entry;
-use crate::bindings::{Action, DenialReason, Event, Message, Principal, Severity};
 use crate::clock::now_ms;
 use crate::host_api::{ActionRequest, action_id};
+use crate::model::{Action, DenialReason, Event, Message, Principal, Severity};
 use crate::policy::GateDecision;
 use crate::policy::budget::BreakerChange;
 use crate::store::PendingApproval;

@@ -345,7 +345,7 @@ mod tests {
                 rule: "r".into(),
                 event_id: format!("event-{id}"),
                 event_source: "okta".into(),
-                action: crate::bindings::Action::RevokeSessions("u1".into()),
+                action: crate::model::Action::RevokeSessions("u1".into()),
                 origin_host: false,
             };
             store

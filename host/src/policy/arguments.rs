@@ -15,8 +15,8 @@
 //! - a denial names the argument and the key that would allow it
 //!   (`group 00gadmins is not in rules[2].groups`).
 
-use crate::bindings::{Action, Event};
 use crate::config::{PolicyGrant, RuleConfig};
+use crate::model::{Action, Event};
 
 /// Which values one argument may take.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl ArgumentGrants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{GroupMembership, Principal};
+    use crate::model::{GroupMembership, Principal};
 
     fn event_naming(targets: &[&str]) -> Event {
         let mut e = Event::new("evt-9", "okta", "policy.lifecycle.deactivate", 0);

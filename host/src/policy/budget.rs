@@ -20,8 +20,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::bindings::ActionKind;
 use crate::config::BudgetsConfig;
+use crate::model::ActionKind;
 use crate::store::{Store, StoredBreaker};
 
 /// Scope name of the global budget.

@@ -323,8 +323,8 @@ fn age(ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::actions::connector::{ActionContext, Connector, Executed, Undo};
-    use crate::bindings::{Action, ActionKind};
     use crate::config::Dispatch;
+    use crate::model::{Action, ActionKind};
 
     /// A directory whose group listing the test controls.
     struct Directory {

@@ -47,8 +47,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::bindings::{Action, ActionKind, DenialReason, Event};
 use crate::config::Mode;
+use crate::model::{Action, ActionKind, DenialReason, Event};
 
 /// Longest duration a temporary action may ask for (30 days).
 pub const MAX_DURATION_SECS: u64 = 30 * 24 * 3600;
@@ -284,8 +284,8 @@ fn validate(action: &Action) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{BlockIp, EventClass, GroupMembership, Outcome, Principal, SuspendUser};
     use crate::config::Protected;
+    use crate::model::{BlockIp, EventClass, GroupMembership, Outcome, Principal, SuspendUser};
 
     fn event_for(user_id: &str, login: &str) -> Event {
         Event {

@@ -28,8 +28,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::net::IpAddr;
 
 use crate::actions::connector::{GroupMember, ResolvedUser};
-use crate::bindings::{Event, Principal};
 use crate::config::{Protected, ProtectedNetwork};
+use crate::model::{Event, Principal};
 
 #[derive(Clone, Debug, Default)]
 pub struct ProtectedAccounts {
@@ -203,7 +203,7 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{EventClass, Outcome};
+    use crate::model::{EventClass, Outcome};
 
     fn member(id: &str, login: Option<&str>) -> GroupMember {
         GroupMember {

@@ -35,7 +35,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::actions::connector::{Connector, ConnectorError, ResolvedUser, UserLookup};
-use crate::bindings::{Action, GroupMembership, SuspendUser};
+use crate::model::{Action, GroupMembership, SuspendUser};
 
 use super::ProtectedAccounts;
 
@@ -290,8 +290,8 @@ impl LookupCache {
 mod tests {
     use super::*;
     use crate::actions::connector::{ActionContext, Executed, Undo};
-    use crate::bindings::ActionKind;
     use crate::config::Protected;
+    use crate::model::ActionKind;
 
     /// A directory of two users; counts lookups; fails on `down*` names.
     struct Directory {

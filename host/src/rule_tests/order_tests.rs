@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Actual, Runner, TestFile, discover};
-use crate::bindings::Event;
 use crate::config::{Config, Limits};
+use crate::model::Event;
 use crate::policy::PolicyGate;
 use crate::rules::RuleLoader;
 

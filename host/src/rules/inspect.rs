@@ -1,45 +1,38 @@
-//! What a component says about itself before it runs: which `vigil:rule`
-//! version its imports name, and whether it exports the rule world. Gives
-//! a clear refusal for components built against another contract.
+//! What a component says about itself before it runs: the `vigil:rule`
+//! version its imports name (which picks its adapter in `crate::wit`) and
+//! whether it exports the rule world. Gives a clear refusal for components
+//! built against an unsupported contract or another world.
 
 use anyhow::{Result, bail};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::bindings::{WIT_PACKAGE, WIT_VERSION};
+use crate::wit::{Contract, WIT_PACKAGE};
 
 #[derive(Clone, Debug)]
 pub struct ComponentInfo {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
-    /// The `vigil:rule` version named by the imports, if any.
-    pub wit_version: Option<String>,
 }
 
 pub fn inspect_component(engine: &Engine, component: &Component) -> ComponentInfo {
     let ty = component.component_type();
-    let imports: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let wit_version = imports.iter().find_map(|name| {
-        let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
-        rest.split_once('@').map(|(_, v)| v.to_owned())
-    });
     ComponentInfo {
-        imports,
-        exports,
-        wit_version,
+        imports: ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
+        exports: ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect(),
     }
 }
 
 impl ComponentInfo {
-    /// Refuses components built for another contract version or world.
-    pub fn check_compatible(&self) -> Result<()> {
+    /// The contract version the component was built against; refuses a
+    /// component of an unsupported version or of another world.
+    pub fn check_compatible(&self) -> Result<Contract> {
         for export in ["metadata", "on-event"] {
             if !self.exports.iter().any(|e| e == export) {
                 bail!(
@@ -53,14 +46,6 @@ impl ComponentInfo {
                 );
             }
         }
-        match &self.wit_version {
-            Some(v) if v == WIT_VERSION => Ok(()),
-            Some(v) => bail!(
-                "it was built against {WIT_PACKAGE}@{v}; this host implements {WIT_PACKAGE}@{WIT_VERSION}"
-            ),
-            // A rule that imports nothing from Vigil is still a valid rule
-            // (it can only report findings).
-            None => Ok(()),
-        }
+        Contract::of_imports(self.imports.iter().map(String::as_str))
     }
 }

@@ -14,14 +14,15 @@ use vigil_sdk::state_store::{StateLimits, StateStore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{RuleSpec, grant_for};
-use crate::bindings::{Event, Finding, Metadata, Rule, RulePre};
 use crate::config::Limits;
 use crate::engine::VigilEngine;
 use crate::host_api::{
     ActionRequest, CallCaps, CallClock, RuleContext, RuleLimiter, RuleState, WouldBlock,
     thread_cpu_time,
 };
+use crate::model::{Event, Finding, Metadata};
 use crate::policy::{PolicyGate, RuleGrant};
+use crate::wit::{RuleBindings, RulePre};
 
 /// Deadline for `metadata()` at load time, which may include a language
 /// runtime's start-up (Python, JavaScript).
@@ -103,9 +104,9 @@ pub struct RuleInstance {
     limits: Limits,
     ctx: Arc<RuleContext>,
     engine: Arc<VigilEngine>,
-    pre: RulePre<RuleState>,
+    pre: RulePre,
     store: Store<RuleState>,
-    bindings: Rule,
+    bindings: RuleBindings,
     consecutive_faults: u32,
     quarantined: bool,
 }
@@ -113,7 +114,7 @@ pub struct RuleInstance {
 impl RuleInstance {
     pub(super) fn new(
         engine: Arc<VigilEngine>,
-        pre: RulePre<RuleState>,
+        pre: RulePre,
         spec: RuleSpec,
         gate: Arc<PolicyGate>,
     ) -> Result<Self> {
@@ -134,6 +135,7 @@ impl RuleInstance {
             gate: gate.clone(),
             config: spec.config.clone(),
             max_output_bytes: limits.max_output_bytes,
+            max_raw_bytes: limits.max_raw_bytes,
             caps: call_caps(&limits),
         });
         let state = StateStore::new(state_limits(&limits));
@@ -150,6 +152,7 @@ impl RuleInstance {
             gate,
             config: spec.config,
             max_output_bytes: limits.max_output_bytes,
+            max_raw_bytes: limits.max_raw_bytes,
             caps: call_caps(&limits),
         });
         store.data_mut().ctx = ctx.clone();
@@ -177,6 +180,11 @@ impl RuleInstance {
 
     pub fn metadata(&self) -> &Metadata {
         &self.meta
+    }
+
+    /// The contract version the rule was built against.
+    pub fn contract(&self) -> crate::wit::Contract {
+        self.pre.contract()
     }
 
     pub fn grant(&self) -> &RuleGrant {
@@ -249,6 +257,7 @@ impl RuleInstance {
             data.state.set_now(event.time);
             late = data.state.behind_ms() > self.limits.late_after_secs.saturating_mul(1000);
             data.event = Some(event.clone());
+            data.call_seq = data.call_seq.wrapping_add(1);
             data.limiter.hit = None;
             data.state_fault = None;
             data.call_output.reset();
@@ -393,11 +402,11 @@ fn state_limits(limits: &Limits) -> StateLimits {
 
 fn instantiate(
     engine: &VigilEngine,
-    pre: &RulePre<RuleState>,
+    pre: &RulePre,
     ctx: Arc<RuleContext>,
     limits: &Limits,
     state: StateStore,
-) -> Result<(Store<RuleState>, Rule)> {
+) -> Result<(Store<RuleState>, RuleBindings)> {
     let limiter = RuleLimiter::new(limits.memory_mib, limits.table_elements, limits.instances);
     let mut store = Store::new(engine.engine(), RuleState::new(ctx, limiter, state));
     store.limiter(|s| &mut s.limiter);

@@ -1,9 +1,11 @@
 //! Rules: loading components, reading their metadata, and routing each
 //! event only to the rules subscribed to its kind.
 //!
-//! Loading a rule: compile (or fetch from the cache) → check it targets the
-//! `vigil:rule` WIT version this host implements → pre-instantiate against
-//! the linker → instantiate once → call `metadata()` → build its grant.
+//! Loading a rule: compile (or fetch from the cache) → read which
+//! `vigil:rule` version it imports and pick that version's adapter
+//! (`crate::wit`; an unsupported version is refused naming the supported
+//! range) → pre-instantiate against the linker → instantiate once → call
+//! `metadata()` → build its grant.
 //! Anything wrong is refused at start with a message naming the rule file.
 
 mod inspect;
@@ -19,10 +21,10 @@ use anyhow::{Context, Result, bail};
 use vigil_sdk::subscribes;
 use wasmtime::component::Linker;
 
-use crate::bindings::{ActionKind, Event, Metadata};
 use crate::config::{Limits, Mode};
 use crate::engine::VigilEngine;
-use crate::host_api::{self, RuleState};
+use crate::host_api::RuleState;
+use crate::model::{ActionKind, Event, Metadata};
 use crate::policy::{ArgumentGrants, PolicyGate, RuleGrant};
 
 /// Where a rule's component comes from.
@@ -60,7 +62,7 @@ pub struct RuleLoader {
 
 impl RuleLoader {
     pub fn new(engine: Arc<VigilEngine>, gate: PolicyGate) -> Result<Self> {
-        let linker = host_api::linker(engine.engine())?;
+        let linker = crate::wit::linker(engine.engine())?;
         Ok(RuleLoader {
             engine,
             linker,
@@ -72,17 +74,22 @@ impl RuleLoader {
         let origin = spec.source.origin.clone();
         let component = self.engine.compile(&spec.source.bytes, &origin)?;
         let info = inspect_component(self.engine.engine(), &component);
-        info.check_compatible()
+        let contract = info
+            .check_compatible()
             .with_context(|| format!("rule {origin} cannot be loaded"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("rule {origin} imports something Vigil does not provide"))?;
-        let pre = crate::bindings::RulePre::new(pre)
+        let pre = crate::wit::RulePre::new(contract, pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-                format!("rule {origin} does not export the vigil:rule world (metadata, on-event)")
+                format!(
+                    "rule {origin} does not export the {}@{} world (metadata, on-event)",
+                    crate::wit::WIT_PACKAGE,
+                    contract.version()
+                )
             })?;
         instance::RuleInstance::new(self.engine.clone(), pre, spec, self.gate.clone())
             .with_context(|| format!("rule {origin} failed to start"))
@@ -181,7 +188,8 @@ impl RuleSet {
         self.rules.iter_mut().find(|r| r.id() == id)
     }
 
-    /// Indexes of the rules subscribed to this event's kind.
+    /// Indexes of the rules subscribed to this event's kind, whatever its
+    /// outcome and class (see [`RuleSet::wants`]).
     pub fn route(&mut self, event: &Event) -> Arc<[usize]> {
         if let Some(r) = self.routes.get(&event.kind) {
             return r.clone();
@@ -202,5 +210,13 @@ impl RuleSet {
             self.routes.insert(event.kind.clone(), route.clone());
         }
         route
+    }
+
+    /// Whether rule `index` (from [`RuleSet::route`]) takes this event:
+    /// its outcome and class filters (contract v0.2) let it through. An
+    /// event a rule filters out is not a call: it is not judged by that
+    /// rule, counted, or remembered as judged.
+    pub fn wants(&self, index: usize, event: &Event) -> bool {
+        self.rules[index].metadata().wants(event)
     }
 }

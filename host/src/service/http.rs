@@ -42,7 +42,7 @@ pub use super::body::{error, read_body};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
 use super::watchdog::Watchdog;
-use crate::bindings::Event;
+use crate::model::Event;
 use crate::normalize::{NormalizeError, Normalizer};
 use crate::secret::Secret;
 use crate::sources::queue::{Batch, QueueSender, SendError};

@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, params};
 
 use super::metrics::Metrics;
-use crate::bindings::Event;
+use crate::model::Event;
 use crate::pipeline::Pipeline;
 
 const SCHEMA: &str = "

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use super::queue::Batch;
 use super::{Line, LineReader, Source, SourceContext};
-use crate::bindings::Event;
+use crate::model::Event;
 use crate::normalize::{LineReport, Normalizer};
 
 /// Events per batch from a file or stdin source.

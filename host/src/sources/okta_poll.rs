@@ -63,11 +63,11 @@ use super::cursor::{SourceState, pause};
 use super::queue::{Batch, QueueSender, Shutdown};
 use crate::actions::connector::ConnectorError;
 use crate::actions::http::{HttpClient, RetryPolicy, rate_limit_wait};
-use crate::bindings::Event;
 use crate::config::ConnectorsConfig;
 use crate::config::connectors::OktaAuthScheme;
 use crate::config::sources::{check_base_url, okta_time, parse_start};
 pub use crate::config::{OktaPollConfig, Start};
+use crate::model::Event;
 use crate::normalize::Normalizer;
 use crate::secret::{self, Secret};
 

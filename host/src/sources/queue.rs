@@ -17,7 +17,7 @@ pub struct Batch {
     /// Where the events came from: "http", "okta-hook", "okta-poll",
     /// "tail:<path>", "file:<path>".
     pub source: String,
-    pub events: Vec<crate::bindings::Event>,
+    pub events: Vec<crate::model::Event>,
     /// Called on the pipeline thread after every event of the batch went
     /// through the rules and the audit log was synced (poller cursors are
     /// saved here).
@@ -29,7 +29,7 @@ pub struct Batch {
 
 impl Batch {
     /// A batch queued now, with no completion callback.
-    pub fn new(source: impl Into<String>, events: Vec<crate::bindings::Event>) -> Self {
+    pub fn new(source: impl Into<String>, events: Vec<crate::model::Event>) -> Self {
         Batch {
             source: source.into(),
             events,

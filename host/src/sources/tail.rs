@@ -58,7 +58,7 @@ use anyhow::{Context, Result};
 use super::Line;
 use super::cursor::{SourceState, pause};
 use super::queue::{Batch, QueueSender, Shutdown};
-use crate::bindings::Event;
+use crate::model::Event;
 use crate::normalize::Normalizer;
 
 /// At most this many bytes are read per [`Tail::read_available`] call, so a

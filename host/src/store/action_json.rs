@@ -5,9 +5,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::bindings::{
-    Action, ActionKind, BlockIp, GroupMembership, Message, Severity, SuspendUser,
-};
+use crate::model::{Action, ActionKind, BlockIp, GroupMembership, Message, Severity, SuspendUser};
 
 pub fn action_to_json(action: &Action) -> Value {
     let mut v = json!({ "kind": action.kind().name(), "target": action.target() });

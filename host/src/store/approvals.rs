@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::Store;
 use super::action_json::{action_from_json, action_to_json};
-use crate::bindings::Action;
+use crate::model::Action;
 
 /// One parked action.
 #[derive(Clone, Debug)]

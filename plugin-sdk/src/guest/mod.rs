@@ -1,14 +1,18 @@
 //! The guest side: WIT bindings, the [`Rule`] and [`Host`] traits, the
-//! component export macro and typed helpers over the generated types.
+//! component export macro, the [`Event`] a rule reads and typed helpers
+//! over the generated types.
 
+mod event;
 pub mod testing;
+
+pub use event::{Event, EventData};
 
 /// Bindings generated from `wit/` by wit-bindgen. Rule authors rarely need
 /// this module directly: the types are re-exported at the crate root.
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_rule",
         default_bindings_module: "vigil_sdk::bindings",
@@ -18,12 +22,13 @@ pub mod bindings {
 
 pub use bindings::vigil::rule::log::Level;
 pub use bindings::vigil::rule::types::{
-    Action, ActionKind, BlockIp, Decision, Denial, DenialReason, Event, EventClass, Finding, Geo,
-    GroupMembership, Message, Metadata, Outcome, Principal, Receipt, Severity, SuspendUser,
+    Action, ActionKind, BlockIp, Decision, Denial, DenialReason, EventClass, Finding, Geo,
+    GroupMembership, Message, Metadata, Outcome, PartitionKey, Principal, Receipt, Severity,
+    SuspendUser,
 };
 
 /// The WIT contract version this SDK was built against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// A detection and remediation rule.
 ///
@@ -32,13 +37,15 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// `distinct_add`, `set`), which is on event time whatever the arrival
 /// order (see `vigil_sdk::state_store`).
 pub trait Rule {
-    /// What the rule is, which event kinds it reads and which action kinds it
-    /// may ask for. Called once when the host loads the rule.
+    /// What the rule is, which events it reads (kinds, and optionally
+    /// outcomes and classes), what its state is keyed by and which action
+    /// kinds it may ask for. Called once when the host loads the rule.
     fn metadata() -> Metadata;
 
-    /// Called for each event whose kind the rule subscribes to. Returns the
-    /// findings to audit, or an error (audited as a rule fault).
-    fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String>;
+    /// Called for each event the rule subscribes to. The event's fields
+    /// are fetched from the host when first read. Returns the findings to
+    /// audit, or an error (audited as a rule fault).
+    fn on_event(host: &mut dyn Host, event: &Event<'_>) -> Result<Vec<Finding>, String>;
 }
 
 /// Everything a rule can ask of the host. Scoped to the calling rule.
@@ -155,10 +162,13 @@ macro_rules! export_rule {
                     <$rule as $crate::Rule>::metadata()
                 }
                 fn on_event(
-                    event: $crate::Event,
+                    event: &$crate::bindings::vigil::rule::types::Event,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Finding>, ::std::string::String>
                 {
-                    <$rule as $crate::Rule>::on_event(&mut $crate::WasmHost, &event)
+                    <$rule as $crate::Rule>::on_event(
+                        &mut $crate::WasmHost,
+                        &$crate::Event::from_host(event),
+                    )
                 }
             }
     $crate::bindings::__export_rule!(VigilRuleExport with_types_in $crate::bindings);
@@ -213,25 +223,6 @@ impl DenialReason {
             DenialReason::BudgetExceeded => "budget",
             DenialReason::Invalid => "invalid",
         }
-    }
-}
-
-impl Event {
-    /// The user an event is about: the first `User` target, or else the
-    /// actor (a user acting on their own account: sign-in, push response).
-    pub fn subject_user(&self) -> Option<&Principal> {
-        self.targets
-            .iter()
-            .find(|t| t.kind == "User")
-            .or(self.actor.as_ref())
-    }
-
-    /// An extra attribute by name (`is-proxy`, `client-app`, …).
-    pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
 }
 

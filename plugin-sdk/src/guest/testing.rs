@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Action, ActionKind, Decision, Denial, DenialReason, Event, EventClass, Finding, Geo, Host,
-    Level, Outcome, Principal, Receipt, Rule,
+    Action, ActionKind, Decision, Denial, DenialReason, Event, EventClass, EventData, Finding, Geo,
+    Host, Level, Outcome, Principal, Receipt, Rule,
 };
 use crate::state_store::StateStore;
 use crate::subscribes;
@@ -41,24 +41,28 @@ impl MockHost {
     }
 
     /// Feeds one event to rule `R` as the host would: only if `R` subscribes
-    /// to its kind, with the state clock set to the event's time.
-    pub fn feed<R: Rule>(&mut self, event: &Event) -> Result<Vec<Finding>, String> {
+    /// to its kind (and its outcome and class pass the rule's filters), with
+    /// the state clock set to the event's time.
+    pub fn feed<R: Rule>(&mut self, event: &EventData) -> Result<Vec<Finding>, String> {
         let meta = R::metadata();
-        if !meta.subscribes.iter().any(|s| subscribes(s, &event.kind)) {
+        if !meta.subscribes.iter().any(|s| subscribes(s, &event.kind))
+            || !(meta.outcomes.is_empty() || meta.outcomes.contains(&event.outcome))
+            || !(meta.classes.is_empty() || meta.classes.contains(&event.class))
+        {
             return Ok(Vec::new());
         }
         self.declared = meta.actions;
         self.state.set_now(event.time);
-        R::on_event(self, event)
+        R::on_event(self, &Event::from_data(event))
     }
 
     /// Calls rule `R` directly, without the subscription check or reading
     /// its metadata on each call (for benchmarks and tight loops). Call
     /// [`MockHost::declare`] first so requests are judged against the
     /// rule's declared actions.
-    pub fn call<R: Rule>(&mut self, event: &Event) -> Result<Vec<Finding>, String> {
+    pub fn call<R: Rule>(&mut self, event: &EventData) -> Result<Vec<Finding>, String> {
         self.state.set_now(event.time);
-        R::on_event(self, event)
+        R::on_event(self, &Event::from_data(event))
     }
 
     /// Reads `R`'s declared actions once (what [`MockHost::feed`] does on
@@ -68,7 +72,7 @@ impl MockHost {
     }
 
     /// Feeds events in order and collects every finding.
-    pub fn feed_all<R: Rule>(&mut self, events: &[Event]) -> Result<Vec<Finding>, String> {
+    pub fn feed_all<R: Rule>(&mut self, events: &[EventData]) -> Result<Vec<Finding>, String> {
         let mut all = Vec::new();
         for e in events {
             all.extend(self.feed::<R>(e)?);
@@ -135,14 +139,14 @@ impl Host for MockHost {
 
 /// Builds events for tests without writing vendor JSON.
 pub struct EventBuilder {
-    event: Event,
+    event: EventData,
 }
 
 impl EventBuilder {
     /// An Okta event of the given `eventType`.
     pub fn okta(kind: &str) -> Self {
         EventBuilder {
-            event: Event {
+            event: EventData {
                 id: String::new(),
                 source: "okta".into(),
                 kind: kind.into(),
@@ -157,6 +161,7 @@ impl EventBuilder {
                 user_agent: None,
                 factor: None,
                 attributes: Vec::new(),
+                raw: Vec::new(),
             },
         }
     }
@@ -208,7 +213,13 @@ impl EventBuilder {
         self.event.attributes.push((key.into(), value.into()));
         self
     }
-    pub fn build(mut self) -> Event {
+    /// A field of the source record, for [`Event::raw`]: its JSON pointer
+    /// and JSON text (`"\"HIGH\""`, `"3"`).
+    pub fn raw(mut self, pointer: &str, json: &str) -> Self {
+        self.event.raw.push((pointer.into(), json.into()));
+        self
+    }
+    pub fn build(mut self) -> EventData {
         if self.event.id.is_empty() {
             self.event.id = format!("test-{}-{}", self.event.kind, self.event.time);
         }

@@ -104,18 +104,18 @@ struct Signal {
 }
 
 fn signal(event: &Event) -> Option<Signal> {
-    match event.kind.as_str() {
-        OKTA_SESSION_START if event.source == "okta" && event.outcome == Outcome::Failure => {
+    match event.kind() {
+        OKTA_SESSION_START if event.source() == "okta" && event.outcome() == Outcome::Failure => {
             Some(Signal {
                 failure: true,
                 lockout: false,
             })
         }
-        OKTA_ACCOUNT_LOCK if event.outcome != Outcome::Failure => Some(Signal {
+        OKTA_ACCOUNT_LOCK if event.outcome() != Outcome::Failure => Some(Signal {
             failure: false,
             lockout: true,
         }),
-        ENTRA_SIGN_IN if event.outcome == Outcome::Failure => {
+        ENTRA_SIGN_IN if event.outcome() == Outcome::Failure => {
             match event.attribute("error-code")? {
                 ENTRA_BAD_PASSWORD => Some(Signal {
                     failure: true,
@@ -147,6 +147,9 @@ impl Rule for AccountBruteForce {
                 ENTRA_SIGN_IN.into(),
             ],
             actions: vec![ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -158,12 +161,12 @@ impl Rule for AccountBruteForce {
         let Some((user, login)) = user_key(event) else {
             host.log(
                 Level::Debug,
-                &format!("{} {} names no user", event.kind, event.id),
+                &format!("{} {} names no user", event.kind(), event.id()),
             );
             return Ok(Vec::new());
         };
         let failures = if signal.failure {
-            if let Some(ip) = event.client_ip.as_deref().filter(|ip| !ip.is_empty()) {
+            if let Some(ip) = event.client_ip().filter(|ip| !ip.is_empty()) {
                 host.distinct_add(&format!("ips:{user}"), ip, cfg.window_ms);
             }
             host.counter_add(&format!("failures:{user}"), cfg.window_ms, 1)
@@ -214,8 +217,8 @@ impl Rule for AccountBruteForce {
             .detail("window_minutes", window_minutes)
             .detail("lockouts", lockouts)
             .detail("lockout_window_minutes", cfg.lockout_window_ms / MINUTE_MS)
-            .detail("source", &event.source);
-        if let Some(ip) = &event.client_ip {
+            .detail("source", event.source());
+        if let Some(ip) = &event.client_ip() {
             finding = finding.detail("client_ip", ip);
         }
         if let Some(reason) = failure_reason(event) {
@@ -266,10 +269,10 @@ fn user_key(event: &Event) -> Option<(String, String)> {
 
 /// Okta's outcome reason, or Entra's error code with its reason.
 fn failure_reason(event: &Event) -> Option<String> {
-    match (event.attribute("error-code"), &event.outcome_reason) {
+    match (event.attribute("error-code"), event.outcome_reason()) {
         (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
         (Some(code), None) => Some(code.to_owned()),
-        (None, Some(reason)) => Some(reason.clone()),
+        (None, Some(reason)) => Some(reason.to_owned()),
         (None, None) => None,
     }
 }
@@ -284,7 +287,7 @@ mod tests {
     const T0: i64 = 1_772_000_000_000;
     const SEC: i64 = 1_000;
 
-    fn okta_fail(user: &str, ip: &str, at_sec: i64) -> Event {
+    fn okta_fail(user: &str, ip: &str, at_sec: i64) -> EventData {
         EventBuilder::okta(OKTA_SESSION_START)
             .id(&format!("fail-{user}-{ip}-{at_sec}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -294,7 +297,7 @@ mod tests {
             .build()
     }
 
-    fn lock(user: &str, at_sec: i64) -> Event {
+    fn lock(user: &str, at_sec: i64) -> EventData {
         EventBuilder::okta(OKTA_ACCOUNT_LOCK)
             .id(&format!("lock-{user}-{at_sec}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -303,7 +306,7 @@ mod tests {
             .build()
     }
 
-    fn entra_fail(code: &str, at_sec: i64) -> Event {
+    fn entra_fail(code: &str, at_sec: i64) -> EventData {
         let mut e = EventBuilder::okta(ENTRA_SIGN_IN)
             .id(&format!("entra-{code}-{at_sec}"))
             .actor_user("6f1c2d3e-aaaa-4bbb-8ccc-0123456789ab", "lee@contoso.com")
@@ -317,14 +320,14 @@ mod tests {
     }
 
     /// `n` failures for `user`, one every `every` seconds, from rotating IPs.
-    fn burst(user: &str, n: i64, every: i64) -> Vec<Event> {
+    fn burst(user: &str, n: i64, every: i64) -> Vec<EventData> {
         (0..n)
             .map(|i| okta_fail(user, &format!("203.0.113.{}", i % 7), i * every))
             .collect()
     }
 
     /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
         let mut x = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -383,7 +386,7 @@ mod tests {
     #[test]
     fn one_failure_each_for_many_users_is_not_brute_force() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..30)
+        let events: Vec<EventData> = (0..30)
             .map(|i| okta_fail(&format!("00u{i:02}"), "203.0.113.9", i * 5))
             .collect();
         assert!(
@@ -408,14 +411,14 @@ mod tests {
     #[test]
     fn entra_bad_passwords_and_lockouts_count() {
         let mut host = MockHost::new();
-        let mut events: Vec<Event> = (0..8).map(|i| entra_fail("50126", i * 20)).collect();
+        let mut events: Vec<EventData> = (0..8).map(|i| entra_fail("50126", i * 20)).collect();
         events.push(entra_fail("50053", 200));
         events.push(entra_fail("50053", 220));
         let f = host.feed_all::<AccountBruteForce>(&events).unwrap();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].subject, "6f1c2d3e-aaaa-4bbb-8ccc-0123456789ab");
         let mut host = MockHost::new();
-        let unknown: Vec<Event> = (0..20).map(|i| entra_fail("50034", i * 10)).collect();
+        let unknown: Vec<EventData> = (0..20).map(|i| entra_fail("50034", i * 10)).collect();
         assert!(
             host.feed_all::<AccountBruteForce>(&unknown)
                 .unwrap()
@@ -427,7 +430,7 @@ mod tests {
     #[test]
     fn unknown_accounts_count_by_login() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..10)
+        let events: Vec<EventData> = (0..10)
             .map(|i| {
                 EventBuilder::okta(OKTA_SESSION_START)
                     .actor_user("unknown", "CEO@example.com")

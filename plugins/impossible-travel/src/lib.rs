@@ -99,7 +99,7 @@ impl Place {
     }
 
     fn of(event: &Event) -> Option<Place> {
-        let geo = event.geo.as_ref()?;
+        let geo = event.geo()?;
         let (lat, lon) = (geo.lat?, geo.lon?);
         if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 || lon.abs() > 180.0 {
             return None;
@@ -108,9 +108,9 @@ impl Place {
         Some(Place {
             lat,
             lon,
-            time: event.time,
+            time: event.time(),
             country: clean(geo.country.as_deref().unwrap_or_default()),
-            ip: clean(event.client_ip.as_deref().unwrap_or_default()),
+            ip: clean(event.client_ip().unwrap_or_default()),
         })
     }
 
@@ -133,10 +133,8 @@ fn distance_km(a: &Place, b: &Place) -> f64 {
 }
 
 fn is_sign_in(event: &Event) -> bool {
-    matches!(
-        event.kind.as_str(),
-        OKTA_SESSION_START | OKTA_SSO | ENTRA_SIGN_IN
-    ) && event.outcome == Outcome::Success
+    matches!(event.kind(), OKTA_SESSION_START | OKTA_SSO | ENTRA_SIGN_IN)
+        && event.outcome() == Outcome::Success
 }
 
 struct Config {
@@ -196,6 +194,9 @@ impl Rule for ImpossibleTravel {
                 ENTRA_SIGN_IN.into(),
             ],
             actions: vec![ActionKind::RevokeSessions, ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -208,7 +209,10 @@ impl Rule for ImpossibleTravel {
             return Ok(Vec::new());
         };
         let Some(user) = event.subject_user() else {
-            host.log(Level::Warn, &format!("sign-in {} names no user", event.id));
+            host.log(
+                Level::Warn,
+                &format!("sign-in {} names no user", event.id()),
+            );
             return Ok(Vec::new());
         };
         let user = user.clone();
@@ -365,7 +369,7 @@ mod tests {
     const NEW_YORK: (&str, f64, f64) = ("United States", 40.7128, -74.0060);
     const AUCKLAND: (&str, f64, f64) = ("New Zealand", -36.8485, 174.7633);
 
-    fn sign_in(user: &str, minute: i64, at: (&str, f64, f64)) -> Event {
+    fn sign_in(user: &str, minute: i64, at: (&str, f64, f64)) -> EventData {
         EventBuilder::okta(OKTA_SESSION_START)
             .id(&format!("signin-{user}-{minute}-{}", at.0))
             .actor_user(user, &format!("{user}@example.com"))

@@ -114,6 +114,9 @@ impl Rule for MfaBypass {
                 .into(),
             subscribes: vec![OKTA_ATTEMPT_BYPASS.into(), ENTRA_SIGN_IN.into()],
             actions: vec![ActionKind::RevokeSessions, ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -138,7 +141,7 @@ impl Rule for MfaBypass {
         let Some(user) = event.subject_user() else {
             host.log(
                 Level::Warn,
-                &format!("{} {} names no user", event.kind, event.id),
+                &format!("{} {} names no user", event.kind(), event.id()),
             );
             return Ok(Vec::new());
         };
@@ -146,12 +149,12 @@ impl Rule for MfaBypass {
         let single_key = format!("single:{}", user.id);
         let memory_ms = memory_hours * HOUR_MS;
 
-        let reason = if event.kind == OKTA_ATTEMPT_BYPASS {
-            if event.outcome == Outcome::Failure {
+        let reason = if event.kind() == OKTA_ATTEMPT_BYPASS {
+            if event.outcome() == Outcome::Failure {
                 return Ok(Vec::new());
             }
             "Okta logged an attempt to bypass MFA that was not blocked".to_owned()
-        } else if event.kind == ENTRA_SIGN_IN {
+        } else if event.kind() == ENTRA_SIGN_IN {
             let code = event.attribute("error-code");
             if let Some(code) = code.filter(|c| MFA_REQUIRED_CODES.contains(c)) {
                 host.set(&required_key, code, Some(memory_ms));
@@ -167,7 +170,7 @@ impl Rule for MfaBypass {
                      authentication (error {code}) for this user (the sign-in was delivered first)"
                 )
             } else {
-                if event.outcome != Outcome::Success {
+                if event.outcome() != Outcome::Success {
                     return Ok(Vec::new());
                 }
                 let client = event.attribute("client-app").unwrap_or_default();
@@ -218,7 +221,7 @@ impl Rule for MfaBypass {
                         // Not a bypass as far as this sign-in can tell; a
                         // demand before it may still arrive (see above).
                         host.counter_add(&single_key, memory_ms, 1);
-                        host.set(&single_key, &event.id, Some(memory_ms));
+                        host.set(&single_key, event.id(), Some(memory_ms));
                     }
                     return Ok(Vec::new());
                 }
@@ -242,17 +245,14 @@ impl Rule for MfaBypass {
             user.id.clone(),
         )
         .detail("login", &login)
-        .detail("event_type", &event.kind)
+        .detail("event_type", event.kind())
         .detail("reason", &reason);
         for (key, val) in [
-            ("client_ip", event.client_ip.as_deref()),
-            (
-                "country",
-                event.geo.as_ref().and_then(|g| g.country.as_deref()),
-            ),
-            ("factor", event.factor.as_deref()),
+            ("client_ip", event.client_ip()),
+            ("country", event.geo().and_then(|g| g.country.as_deref())),
+            ("factor", event.factor()),
             ("outcome_result", event.attribute("outcome-result")),
-            ("outcome_reason", event.outcome_reason.as_deref()),
+            ("outcome_reason", event.outcome_reason()),
             ("client_app", event.attribute("client-app")),
             (
                 "authentication_requirement",
@@ -267,7 +267,7 @@ impl Rule for MfaBypass {
             (
                 "application",
                 event
-                    .targets
+                    .targets()
                     .iter()
                     .find(|t| t.kind == "Application")
                     .and_then(|t| t.display_name.as_deref()),
@@ -300,7 +300,7 @@ mod tests {
     const T0: i64 = 1_767_225_600_000;
     const MIN: i64 = 60_000;
 
-    fn bypass(user: &str, minute: i64, outcome: Outcome) -> Event {
+    fn bypass(user: &str, minute: i64, outcome: Outcome) -> EventData {
         EventBuilder::okta(OKTA_ATTEMPT_BYPASS)
             .id(&format!("bypass-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -309,7 +309,7 @@ mod tests {
             .build()
     }
 
-    fn sign_in(user: &str, minute: i64, code: &str, attrs: &[(&str, &str)]) -> Event {
+    fn sign_in(user: &str, minute: i64, code: &str, attrs: &[(&str, &str)]) -> EventData {
         let mut b = EventBuilder::okta(ENTRA_SIGN_IN)
             .id(&format!("signin-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))

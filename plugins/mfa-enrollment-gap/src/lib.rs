@@ -136,6 +136,9 @@ impl Rule for MfaEnrollmentGap {
                 .into(),
             subscribes,
             actions: vec![ActionKind::AddToGroup, ActionKind::Notify],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -157,7 +160,7 @@ impl Rule for MfaEnrollmentGap {
             return Ok(Vec::new());
         };
         let Some(user) = event.subject_user().filter(|u| !u.id.is_empty()) else {
-            host.log(Level::Debug, &format!("event {} names no user", event.id));
+            host.log(Level::Debug, &format!("event {} names no user", event.id()));
             return Ok(Vec::new());
         };
         let enrolled_key = format!("enrolled:{}", user.id);
@@ -165,7 +168,7 @@ impl Rule for MfaEnrollmentGap {
         let overdue_key = format!("overdue:{}", user.id);
         match signal {
             Signal::Enrolled => {
-                host.set(&enrolled_key, &event.id, Some(TTL_MS));
+                host.set(&enrolled_key, event.id(), Some(TTL_MS));
                 host.delete(&first_key);
                 host.delete(&overdue_key);
                 return Ok(Vec::new());
@@ -175,7 +178,7 @@ impl Rule for MfaEnrollmentGap {
                 host.delete(&overdue_key);
                 host.set(
                     &first_key,
-                    &format!("{} {}", event.time, event.kind),
+                    &format!("{} {}", event.time(), event.kind()),
                     Some(TTL_MS),
                 );
                 return Ok(Vec::new());
@@ -191,14 +194,14 @@ impl Rule for MfaEnrollmentGap {
         let Some(first) = host.get(&first_key) else {
             host.set(
                 &first_key,
-                &format!("{} {}", event.time, event.kind),
+                &format!("{} {}", event.time(), event.kind()),
                 Some(TTL_MS),
             );
             return Ok(Vec::new());
         };
         host.set(&first_key, &first, Some(TTL_MS));
         let (first_time, first_kind) = parse_first(&first);
-        let elapsed_ms = event.time.saturating_sub(first_time);
+        let elapsed_ms = event.time().saturating_sub(first_time);
         if elapsed_ms < 0 || (elapsed_ms as u64) < grace_hours * HOUR_MS {
             return Ok(Vec::new());
         }
@@ -210,10 +213,10 @@ impl Rule for MfaEnrollmentGap {
         let overdue_since = host.get(&overdue_key).and_then(|v| v.parse::<i64>().ok());
         match overdue_since {
             None => {
-                host.set(&overdue_key, &event.time.to_string(), Some(TTL_MS));
+                host.set(&overdue_key, &event.time().to_string(), Some(TTL_MS));
                 return Ok(Vec::new());
             }
-            Some(since) if event.time.saturating_sub(since) < settle_ms => {
+            Some(since) if event.time().saturating_sub(since) < settle_ms => {
                 return Ok(Vec::new());
             }
             Some(_) => {}
@@ -234,17 +237,17 @@ impl Rule for MfaEnrollmentGap {
             user.id.clone(),
         )
         .detail("login", &login)
-        .detail("source", &event.source)
+        .detail("source", event.source())
         .detail("first_seen", rfc3339(first_time))
         .detail("first_seen_event", first_kind)
         .detail("hours_without_mfa", hours)
         .detail("grace_hours", grace_hours)
-        .detail("last_event", &event.kind)
-        .detail("last_seen", rfc3339(event.time));
-        if let Some(ip) = &event.client_ip {
+        .detail("last_event", event.kind())
+        .detail("last_seen", rfc3339(event.time()));
+        if let Some(ip) = &event.client_ip() {
             finding = finding.detail("last_client_ip", ip);
         }
-        if let Some(factor) = &event.factor {
+        if let Some(factor) = &event.factor() {
             finding = finding.detail("last_factor", factor);
         }
 
@@ -289,9 +292,9 @@ impl Rule for MfaEnrollmentGap {
 
 /// Classifies an event, or `None` when it says nothing about MFA enrollment.
 fn signal(event: &Event) -> Option<Signal> {
-    let ok = event.outcome != Outcome::Failure;
-    let success = event.outcome == Outcome::Success;
-    let kind = event.kind.as_str();
+    let ok = event.outcome() != Outcome::Failure;
+    let success = event.outcome() == Outcome::Success;
+    let kind = event.kind();
     match kind {
         OKTA_FACTOR_ACTIVATE if ok => Some(Signal::Enrolled),
         OKTA_AUTH_VIA_MFA if success => Some(Signal::Enrolled),
@@ -310,8 +313,7 @@ fn signal(event: &Event) -> Option<Signal> {
 /// Whether a successful sign-in itself used a second factor.
 fn shows_mfa(event: &Event) -> bool {
     let factor = event
-        .factor
-        .as_deref()
+        .factor()
         .map(str::trim)
         .is_some_and(|f| !f.is_empty() && !NOT_MFA.iter().any(|n| f.eq_ignore_ascii_case(n)));
     let required = event
@@ -366,7 +368,7 @@ mod tests {
         MockHost::new().with_config("group_id", GROUP)
     }
 
-    fn activate(user: &str, hour: i64) -> Event {
+    fn activate(user: &str, hour: i64) -> EventData {
         EventBuilder::okta(OKTA_ACTIVATE)
             .id(&format!("activate-{user}-{hour}"))
             .actor_user("00uadmin", "admin@example.com")
@@ -376,7 +378,7 @@ mod tests {
             .build()
     }
 
-    fn sign_in(user: &str, hour: i64) -> Event {
+    fn sign_in(user: &str, hour: i64) -> EventData {
         EventBuilder::okta(OKTA_SESSION_START)
             .id(&format!("signin-{user}-{hour}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -387,7 +389,7 @@ mod tests {
             .build()
     }
 
-    fn factor_activate(user: &str, hour: i64) -> Event {
+    fn factor_activate(user: &str, hour: i64) -> EventData {
         EventBuilder::okta(OKTA_FACTOR_ACTIVATE)
             .actor_user(user, &format!("{user}@example.com"))
             .target_user(user, &format!("{user}@example.com"))
@@ -569,7 +571,7 @@ mod tests {
     #[test]
     fn fires_once_per_user() {
         let mut host = host();
-        let events: Vec<Event> = (0..7).map(|d| sign_in("00unew1", d * 24)).collect();
+        let events: Vec<EventData> = (0..7).map(|d| sign_in("00unew1", d * 24)).collect();
         assert_eq!(host.feed_all::<MfaEnrollmentGap>(&events).unwrap().len(), 1);
         assert_eq!(host.requested.len(), 2);
     }

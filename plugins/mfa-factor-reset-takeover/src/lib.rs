@@ -88,10 +88,10 @@ enum Signal {
 }
 
 fn signal(event: &Event) -> Option<Signal> {
-    if event.outcome != Outcome::Success {
+    if event.outcome() != Outcome::Success {
         return None;
     }
-    match event.kind.as_str() {
+    match event.kind() {
         OKTA_RESET_ALL | OKTA_DEACTIVATE | ENTRA_ADMIN_DELETED | ENTRA_USER_DELETED => {
             Some(Signal::Reset)
         }
@@ -177,6 +177,9 @@ impl Rule for MfaFactorResetTakeover {
                 ActionKind::ResetFactors,
                 ActionKind::Escalate,
             ],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -186,7 +189,7 @@ impl Rule for MfaFactorResetTakeover {
             return Ok(Vec::new());
         };
         let Some(user) = event.subject_user() else {
-            host.log(Level::Warn, &format!("event {} names no user", event.id));
+            host.log(Level::Warn, &format!("event {} names no user", event.id()));
             return Ok(Vec::new());
         };
         let user = user.clone();
@@ -210,16 +213,15 @@ fn open_window(host: &mut dyn Host, cfg: &Config, event: &Event, user: &str) {
     let first_reset_ms = host
         .get(&key)
         .and_then(|v| ResetWindow::decode(&v))
-        .map_or(event.time, |w| w.first_reset_ms.min(event.time));
+        .map_or(event.time(), |w| w.first_reset_ms.min(event.time()));
     let by = event
-        .actor
-        .as_ref()
+        .actor()
         .map(|a| a.login.clone().unwrap_or_else(|| a.id.clone()))
         .unwrap_or_else(|| "unknown".into());
     let window = ResetWindow {
         first_reset_ms,
-        event_id: event.id.clone(),
-        kind: event.kind.clone(),
+        event_id: event.id().to_owned(),
+        kind: event.kind().to_owned(),
         by,
     };
     host.set(&key, &window.encode(), Some(cfg.window_ms));
@@ -233,14 +235,14 @@ fn learn(host: &mut dyn Host, cfg: &Config, event: &Event, user: &str) {
         let first_seen = host
             .get(&key)
             .and_then(|v| v.parse::<i64>().ok())
-            .map_or(event.time, |t| t.min(event.time));
+            .map_or(event.time(), |t| t.min(event.time()));
         host.set(&key, &first_seen.to_string(), Some(cfg.history_ms));
         learned = true;
     }
     if learned {
         host.set(
             &format!("baseline:{user}"),
-            &event.time.to_string(),
+            &event.time().to_string(),
             Some(cfg.history_ms),
         );
     }
@@ -249,8 +251,7 @@ fn learn(host: &mut dyn Host, cfg: &Config, event: &Event, user: &str) {
 /// The state keys for this event's IP and country, when it has them.
 fn place_keys(event: &Event, user: &str) -> [Option<String>; 2] {
     let ip = event
-        .client_ip
-        .as_deref()
+        .client_ip()
         .filter(|s| !s.is_empty())
         .map(|ip| format!("ip:{user}:{ip}"));
     let country = country(event).map(|c| format!("country:{user}:{c}"));
@@ -259,8 +260,7 @@ fn place_keys(event: &Event, user: &str) -> [Option<String>; 2] {
 
 fn country(event: &Event) -> Option<String> {
     event
-        .geo
-        .as_ref()
+        .geo()
         .and_then(|g| g.country.as_deref())
         .filter(|c| !c.is_empty())
         .map(str::to_ascii_lowercase)
@@ -281,7 +281,7 @@ fn check_after_reset(
     signal: Signal,
 ) -> Option<Finding> {
     let window = ResetWindow::decode(&host.get(&format!("reset:{}", user.id))?)?;
-    if event.time < window.first_reset_ms {
+    if event.time() < window.first_reset_ms {
         return None;
     }
     // A counter, not a value: whichever follow-up is delivered first, the
@@ -295,13 +295,16 @@ fn check_after_reset(
         .and_then(|v| v.parse::<i64>().ok())
         .is_some();
     let [ip_key, country_key] = place_keys(event, &user.id);
-    let ip = event.client_ip.clone().filter(|s| !s.is_empty());
+    let ip = event
+        .client_ip()
+        .map(str::to_owned)
+        .filter(|s| !s.is_empty());
     // Entra audits carry no country; only the IP can be compared then.
     let country = country(event);
     if ip_key.is_none() && country_key.is_none() {
         host.log(
             Level::Info,
-            &format!("{} after a reset carries no IP or country", event.id),
+            &format!("{} after a reset carries no IP or country", event.id()),
         );
         return None;
     }
@@ -310,7 +313,8 @@ fn check_after_reset(
             Level::Info,
             &format!(
                 "{} after a factor reset for {}: no sign-in history to compare with",
-                event.id, user.id
+                event.id(),
+                user.id
             ),
         );
         return None;
@@ -336,7 +340,7 @@ fn check_after_reset(
         (true, false) => "new IP",
         _ => "new country",
     };
-    let minutes_after = (event.time - window.first_reset_ms) / 60_000;
+    let minutes_after = (event.time() - window.first_reset_ms) / 60_000;
     let mut finding = Finding::new(
         Severity::Critical,
         format!("MFA factor reset then {what} from {place} for {login}"),
@@ -346,7 +350,7 @@ fn check_after_reset(
     .detail("reset_event", &window.event_id)
     .detail("reset_kind", &window.kind)
     .detail("reset_by", &window.by)
-    .detail("followup_kind", &event.kind)
+    .detail("followup_kind", event.kind())
     .detail("minutes_after_reset", minutes_after)
     .detail("new_ip", new_ip)
     .detail("new_country", new_country)
@@ -354,12 +358,12 @@ fn check_after_reset(
     if let Some(ip) = &ip {
         finding = finding.detail("client_ip", ip);
     }
-    if let Some(c) = event.geo.as_ref().and_then(|g| g.country.clone()) {
+    if let Some(c) = event.geo().and_then(|g| g.country.clone()) {
         finding = finding.detail("country", c);
     } else if let Some(c) = country {
         finding = finding.detail("country", c);
     }
-    if let (Signal::Enrollment, Some(f)) = (signal, &event.factor) {
+    if let (Signal::Enrollment, Some(f)) = (signal, &event.factor()) {
         finding = finding.detail("factor", f);
     }
 
@@ -390,7 +394,7 @@ mod tests {
     const T0: i64 = 1_773_000_000_000;
     const MIN: i64 = 60_000;
 
-    fn sign_in(user: &str, minute: i64, ip: &str, country: &str) -> Event {
+    fn sign_in(user: &str, minute: i64, ip: &str, country: &str) -> EventData {
         EventBuilder::okta(OKTA_SESSION_START)
             .id(&format!("signin-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -401,7 +405,7 @@ mod tests {
             .build()
     }
 
-    fn reset(user: &str, minute: i64) -> Event {
+    fn reset(user: &str, minute: i64) -> EventData {
         EventBuilder::okta(OKTA_RESET_ALL)
             .id(&format!("reset-{user}-{minute}"))
             .actor_user("00uhelpdesk", "helpdesk@example.com")
@@ -412,7 +416,7 @@ mod tests {
             .build()
     }
 
-    fn enroll(user: &str, minute: i64, ip: &str, country: &str) -> Event {
+    fn enroll(user: &str, minute: i64, ip: &str, country: &str) -> EventData {
         EventBuilder::okta(OKTA_ACTIVATE)
             .id(&format!("enroll-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -426,7 +430,7 @@ mod tests {
     }
 
     /// Two days of history from the office, then a reset at minute 3000.
-    fn history(user: &str) -> Vec<Event> {
+    fn history(user: &str) -> Vec<EventData> {
         vec![
             sign_in(user, 0, "198.51.100.10", "United States"),
             sign_in(user, 1440, "198.51.100.10", "United States"),

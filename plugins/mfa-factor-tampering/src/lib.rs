@@ -58,6 +58,9 @@ impl Rule for MfaFactorTampering {
                 ENTRA_ADMIN_DELETED.into(),
             ],
             actions: vec![ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -69,17 +72,17 @@ impl Rule for MfaFactorTampering {
             ));
         }
         let dedupe_ms = dedupe_minutes * MINUTE_MS;
-        if event.outcome == Outcome::Failure {
+        if event.outcome() == Outcome::Failure {
             return Ok(Vec::new());
         }
-        let Some(user) = event.targets.iter().find(|t| t.kind == "User") else {
+        let Some(user) = event.targets().iter().find(|t| t.kind == "User") else {
             host.log(
                 Level::Debug,
-                &format!("{} {} names no target user", event.kind, event.id),
+                &format!("{} {} names no target user", event.kind(), event.id()),
             );
             return Ok(Vec::new());
         };
-        let actor = event.actor.as_ref();
+        let actor = event.actor();
         if actor.is_some_and(|a| same_principal(a, user)) {
             return Ok(Vec::new());
         }
@@ -101,7 +104,7 @@ impl Rule for MfaFactorTampering {
         {
             host.log(
                 Level::Info,
-                &format!("{} by trusted actor {} on {}", event.kind, a.id, user.id),
+                &format!("{} by trusted actor {} on {}", event.kind(), a.id, user.id),
             );
             return Ok(Vec::new());
         }
@@ -122,36 +125,36 @@ impl Rule for MfaFactorTampering {
                     .unwrap_or_else(|| a.id.clone())
             },
         );
-        let verb = if event.kind == OKTA_FACTOR_SUSPEND {
+        let verb = if event.kind() == OKTA_FACTOR_SUSPEND {
             "suspended"
         } else {
             "removed"
         };
         let factor = event
-            .targets
+            .targets()
             .iter()
             .find(|t| t.kind != "User")
             .and_then(|t| t.display_name.clone())
-            .or_else(|| event.factor.clone());
+            .or_else(|| event.factor().map(str::to_owned));
         let mut finding = Finding::new(
             Severity::High,
             format!("MFA factor {verb} for {login} by {by}"),
             user.id.clone(),
         )
         .detail("login", &login)
-        .detail("event_type", &event.kind)
+        .detail("event_type", event.kind())
         .detail("changed_by", &by)
-        .detail("source", &event.source);
+        .detail("source", event.source());
         if let Some(a) = actor {
             finding = finding.detail("changed_by_id", &a.id);
         }
         if let Some(f) = &factor {
             finding = finding.detail("factor", f);
         }
-        if let Some(ip) = &event.client_ip {
+        if let Some(ip) = &event.client_ip() {
             finding = finding.detail("client_ip", ip);
         }
-        if event.outcome == Outcome::Unknown {
+        if event.outcome() == Outcome::Unknown {
             finding = finding.detail("outcome", "missing (treated as a success: fail safe)");
         }
         let escalate = Action::Escalate(Message {
@@ -190,7 +193,7 @@ mod tests {
     const T0: i64 = 1_772_000_000_000;
     const MIN: i64 = 60_000;
 
-    fn factor_event(kind: &str, actor: &str, user: &str, minute: i64) -> Event {
+    fn factor_event(kind: &str, actor: &str, user: &str, minute: i64) -> EventData {
         let mut e = EventBuilder::okta(kind)
             .id(&format!("{kind}-{actor}-{user}-{minute}"))
             .actor_user(actor, &format!("{actor}@example.com"))
@@ -277,7 +280,7 @@ mod tests {
     // second sitting an hour later: another.
     #[test]
     fn one_finding_per_sitting_in_any_order() {
-        let sitting: Vec<Event> = (0..3)
+        let sitting: Vec<EventData> = (0..3)
             .map(|m| factor_event(OKTA_FACTOR_DEACTIVATE, "00uhelp", "00u1", m))
             .collect();
         let mut reversed = sitting.clone();

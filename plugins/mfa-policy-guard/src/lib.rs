@@ -192,23 +192,26 @@ impl Rule for MfaPolicyGuard {
                 ENTRA_CA_DELETE.into(),
             ],
             actions: vec![ActionKind::ActivatePolicy, ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
         let dedupe_ms = host.config_u64("dedupe_minutes", 10)? * MINUTE_MS;
-        let outcome_missing = event.outcome == Outcome::Unknown;
-        if event.outcome == Outcome::Failure || (outcome_missing && !removes(&event.kind)) {
+        let outcome_missing = event.outcome() == Outcome::Unknown;
+        if event.outcome() == Outcome::Failure || (outcome_missing && !removes(event.kind())) {
             return Ok(Vec::new());
         }
         let Some(change) = recognise(event) else {
-            if event.kind == ENTRA_CA_UPDATE {
+            if event.kind() == ENTRA_CA_UPDATE {
                 host.log(
                     Level::Info,
                     &format!(
                         "{} {}: the policy stays enforced with MFA (state {} → {}, controls {} → {}): not a weakening",
-                        event.kind,
-                        event.id,
+                        event.kind(),
+                        event.id(),
                         event.attribute("policy-old-state").unwrap_or("?"),
                         event.attribute("policy-new-state").unwrap_or("?"),
                         event.attribute("policy-old-grant-controls").unwrap_or("?"),
@@ -220,8 +223,8 @@ impl Rule for MfaPolicyGuard {
                     Level::Info,
                     &format!(
                         "{} {}: policy type {} is not about MFA",
-                        event.kind,
-                        event.id,
+                        event.kind(),
+                        event.id(),
                         event.attribute("policy-type").unwrap_or("?")
                     ),
                 );
@@ -241,7 +244,8 @@ impl Rule for MfaPolicyGuard {
                 Level::Info,
                 &format!(
                     "{} on {} by {who} within the dedupe window: no new finding",
-                    event.kind, change.subject
+                    event.kind(),
+                    change.subject
                 ),
             );
             return Ok(Vec::new());
@@ -252,17 +256,19 @@ impl Rule for MfaPolicyGuard {
             change.severity,
             format!(
                 "MFA {} weakened: {} ({}) by {who}",
-                change.subject_kind, change.subject_name, event.kind
+                change.subject_kind,
+                change.subject_name,
+                event.kind()
             ),
             change.subject.clone(),
         )
-        .detail("event_type", &event.kind)
-        .detail("source", &event.source)
+        .detail("event_type", event.kind())
+        .detail("source", event.source())
         .detail("changed_by", &who);
         if outcome_missing {
             finding = finding.detail("outcome", "missing (treated as a success: fail safe)");
         }
-        if let Some(actor) = &event.actor {
+        if let Some(actor) = &event.actor() {
             finding = finding.detail("changed_by_id", &actor.id);
         }
         finding = finding
@@ -280,7 +286,7 @@ impl Rule for MfaPolicyGuard {
                 finding = finding.detail("policy_rule_name", name);
             }
         }
-        if let Some(ip) = &event.client_ip {
+        if let Some(ip) = &event.client_ip() {
             finding = finding.detail("client_ip", ip);
         }
         if let Some(how) = &change.weakening {
@@ -301,7 +307,7 @@ impl Rule for MfaPolicyGuard {
             severity: change.severity,
             summary: format!(
                 "{who} {} MFA {} {} ({})",
-                verb(&event.kind),
+                verb(event.kind()),
                 change.subject_kind,
                 change.subject_name,
                 change.subject
@@ -315,9 +321,9 @@ impl Rule for MfaPolicyGuard {
 
 /// Works out what the event changed, or `None` if it is not a weakening this
 /// rule acts on.
-fn recognise(event: &Event) -> Option<Change<'_>> {
-    let kind = event.kind.as_str();
-    let find = |k: &str| event.targets.iter().find(|t| t.kind == k);
+fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
+    let kind = event.kind();
+    let find = |k: &str| event.targets().iter().find(|t| t.kind == k);
     match kind {
         OKTA_POLICY_UPDATE | OKTA_POLICY_DEACTIVATE | OKTA_POLICY_DELETE => {
             let policy = find("PolicyEntity").or_else(|| find("Policy"))?;
@@ -364,8 +370,8 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
         OKTA_FACTOR_DEACTIVATE => {
             // The factor is the target when Okta names one, else the
             // `factor` field, else just "the org".
-            let factor = event.targets.first();
-            let fallback = event.factor.as_deref();
+            let factor = event.targets().first();
+            let fallback = event.factor();
             let subject = factor.map_or_else(
                 || fallback.map_or("org-factor".to_owned(), |f| format!("org-factor:{f}")),
                 |f| f.id.clone(),
@@ -386,7 +392,7 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
             })
         }
         ENTRA_CA_UPDATE | ENTRA_CA_DELETE => {
-            let policy = find("Policy").or_else(|| event.targets.first())?;
+            let policy = find("Policy").or_else(|| event.targets().first())?;
             let (weakening, note) = if kind == ENTRA_CA_UPDATE {
                 match ca_update(event) {
                     CaUpdate::Weakened(how) => (Some(how), None),
@@ -414,7 +420,7 @@ fn recognise(event: &Event) -> Option<Change<'_>> {
             })
         }
         ENTRA_DISABLE_STRONG_AUTH => {
-            let user = event.targets.iter().find(|t| t.kind == "User")?;
+            let user = event.targets().iter().find(|t| t.kind == "User")?;
             Some(Change {
                 subject: user.id.clone(),
                 subject_name: user.login.clone().unwrap_or_else(|| name(user)),
@@ -518,7 +524,7 @@ fn name(p: &Principal) -> String {
 
 /// Who made the change: the actor's login, else its name or id.
 fn actor_name(event: &Event) -> String {
-    event.actor.as_ref().map_or_else(
+    event.actor().map_or_else(
         || "an unknown actor".to_owned(),
         |a| {
             a.login
@@ -573,7 +579,7 @@ mod tests {
         }
     }
 
-    fn okta(kind: &str, minute: i64, targets: Vec<Principal>, outcome: Outcome) -> Event {
+    fn okta(kind: &str, minute: i64, targets: Vec<Principal>, outcome: Outcome) -> EventData {
         let mut e = EventBuilder::okta(kind)
             .id(&format!("{kind}-{minute}"))
             .actor_user("00uadmin1", "admin@example.com")
@@ -737,7 +743,7 @@ mod tests {
         assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
     }
 
-    fn ca_update(attrs: &[(&str, &str)]) -> Event {
+    fn ca_update(attrs: &[(&str, &str)]) -> EventData {
         let p = target("ca-1", "Policy", "Require MFA for all users");
         let mut e = okta(ENTRA_CA_UPDATE, 0, vec![p], Outcome::Success);
         e.source = "entra".into();

@@ -62,6 +62,9 @@ impl Rule for MfaPushFatigue {
                 ActionKind::RevokeSessions,
                 ActionKind::Escalate,
             ],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::SubjectUser,
         }
     }
 
@@ -78,12 +81,12 @@ impl Rule for MfaPushFatigue {
         let Some(user) = event.subject_user() else {
             host.log(
                 Level::Warn,
-                &format!("denied push {} names no user", event.id),
+                &format!("denied push {} names no user", event.id()),
             );
             return Ok(Vec::new());
         };
         let user = user.clone();
-        host.set(&format!("denied:{}", user.id), &event.id, Some(window_ms));
+        host.set(&format!("denied:{}", user.id), event.id(), Some(window_ms));
         host.counter_add(&format!("{signal}:{}", user.id), window_ms, 1);
         let denials = denial_count(host, &user.id, window_ms);
         if denials < threshold {
@@ -153,7 +156,7 @@ fn burst_finding(
     .detail("login", &login)
     .detail("denied_pushes", denials)
     .detail("window_minutes", window_ms / MINUTE_MS);
-    if let Some(ip) = &event.client_ip {
+    if let Some(ip) = &event.client_ip() {
         finding = finding.detail("last_client_ip", ip);
     }
 
@@ -190,7 +193,7 @@ fn accepted_after_burst(
     // events after it (the value), for a burst whose denials arrive later.
     let success_key = format!("success:{}", user.id);
     host.counter_add(&success_key, window_ms, 1);
-    host.set(&success_key, &event.id, Some(window_ms));
+    host.set(&success_key, event.id(), Some(window_ms));
     if host.get(&format!("denied:{}", user.id)).is_none() {
         return Ok(Vec::new());
     }
@@ -204,8 +207,8 @@ fn accepted_after_burst(
         host,
         &user,
         denials,
-        &event.id,
-        event.client_ip.as_deref(),
+        event.id(),
+        event.client_ip(),
     )])
 }
 
@@ -243,24 +246,26 @@ fn accepted_finding(
 
 /// A successful MFA verification or sign-in.
 fn is_mfa_success(event: &Event) -> bool {
-    event.outcome == Outcome::Success && (event.kind == AUTH_VIA_MFA || event.kind == ENTRA_SIGN_IN)
+    event.outcome() == Outcome::Success
+        && (event.kind() == AUTH_VIA_MFA || event.kind() == ENTRA_SIGN_IN)
 }
 
 /// Which counter a denied push belongs to, or `None` if the event is not one.
 fn denial_signal(event: &Event) -> Option<&'static str> {
-    if event.kind == DENY_PUSH {
+    if event.kind() == DENY_PUSH {
         return Some("okta-deny");
     }
-    if event.outcome != Outcome::Failure {
+    if event.outcome() != Outcome::Failure {
         return None;
     }
-    if event.kind == AUTH_VIA_MFA && event.factor.as_deref() == Some("OKTA_VERIFY_PUSH") {
+    if event.kind() == AUTH_VIA_MFA && event.factor() == Some("OKTA_VERIFY_PUSH") {
         return Some("okta-mfa-fail");
     }
     let declined = event
         .attribute("additional-details")
         .is_some_and(|d| d.to_ascii_lowercase().contains("declined"));
-    if event.kind == ENTRA_SIGN_IN && event.attribute("error-code") == Some("500121") && declined {
+    if event.kind() == ENTRA_SIGN_IN && event.attribute("error-code") == Some("500121") && declined
+    {
         return Some("entra-deny");
     }
     None
@@ -276,7 +281,7 @@ mod tests {
     const MIN: i64 = 60_000;
 
     /// An Okta Verify push event of `kind` for `user`, `minute` into the test.
-    fn push(kind: &str, outcome: Outcome, user: &str, minute: i64) -> Event {
+    fn push(kind: &str, outcome: Outcome, user: &str, minute: i64) -> EventData {
         EventBuilder::okta(kind)
             .id(&format!("{kind}-{user}-{minute}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -286,14 +291,14 @@ mod tests {
             .build()
     }
 
-    fn deny(user: &str, minute: i64) -> Event {
+    fn deny(user: &str, minute: i64) -> EventData {
         push(DENY_PUSH, Outcome::Failure, user, minute)
     }
 
     #[test]
     fn five_denials_in_ten_minutes_suspend_and_escalate() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let events: Vec<EventData> = (0..5).map(|m| deny("u1", m)).collect();
         let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].subject, "u1");
@@ -313,7 +318,7 @@ mod tests {
     #[test]
     fn four_denials_are_a_near_miss() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..4).map(|m| deny("u1", m)).collect();
+        let events: Vec<EventData> = (0..4).map(|m| deny("u1", m)).collect();
         assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
         assert!(host.requested.is_empty());
     }
@@ -321,14 +326,14 @@ mod tests {
     #[test]
     fn denials_spread_over_hours_do_not_fire() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..8).map(|i| deny("u1", i * 11)).collect();
+        let events: Vec<EventData> = (0..8).map(|i| deny("u1", i * 11)).collect();
         assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
     }
 
     #[test]
     fn fires_once_per_user_per_window() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..9).map(|m| deny("u1", m)).collect();
+        let events: Vec<EventData> = (0..9).map(|m| deny("u1", m)).collect();
         assert_eq!(host.feed_all::<MfaPushFatigue>(&events).unwrap().len(), 1);
         assert_eq!(host.requested.len(), 2);
     }
@@ -336,7 +341,7 @@ mod tests {
     #[test]
     fn users_are_counted_separately() {
         let mut host = MockHost::new();
-        let mut events: Vec<Event> = (0..3).map(|m| deny("u1", m)).collect();
+        let mut events: Vec<EventData> = (0..3).map(|m| deny("u1", m)).collect();
         events.extend((0..3).map(|m| deny("u2", m)));
         assert!(host.feed_all::<MfaPushFatigue>(&events).unwrap().is_empty());
     }
@@ -353,14 +358,14 @@ mod tests {
         assert!(host.requested.is_empty());
     }
 
-    fn accept(user: &str, minute: i64) -> Event {
+    fn accept(user: &str, minute: i64) -> EventData {
         push(AUTH_VIA_MFA, Outcome::Success, user, minute)
     }
 
     #[test]
     fn accepting_a_push_after_a_burst_revokes_sessions_once() {
         let mut host = MockHost::new();
-        let mut events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let mut events: Vec<EventData> = (0..5).map(|m| deny("u1", m)).collect();
         events.push(accept("u1", 7));
         events.push(accept("u1", 8));
         let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
@@ -380,7 +385,7 @@ mod tests {
     #[test]
     fn an_accepted_push_long_after_the_burst_or_without_one_is_normal() {
         let mut host = MockHost::new();
-        let mut events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let mut events: Vec<EventData> = (0..5).map(|m| deny("u1", m)).collect();
         // 20 minutes after the burst fired (window 10 minutes).
         events.push(accept("u1", 25));
         events.push(accept("u2", 3));
@@ -392,7 +397,7 @@ mod tests {
     #[test]
     fn threshold_comes_from_config() {
         let mut host = MockHost::new().with_config("threshold", 3);
-        let events: Vec<Event> = (0..3).map(|m| deny("u1", m)).collect();
+        let events: Vec<EventData> = (0..3).map(|m| deny("u1", m)).collect();
         assert_eq!(host.feed_all::<MfaPushFatigue>(&events).unwrap().len(), 1);
     }
 
@@ -407,7 +412,7 @@ mod tests {
     fn a_denied_suspend_is_reported_in_the_finding() {
         let mut host = MockHost::new();
         host.granted = Some(vec![ActionKind::Escalate]);
-        let events: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let events: Vec<EventData> = (0..5).map(|m| deny("u1", m)).collect();
         let findings = host.feed_all::<MfaPushFatigue>(&events).unwrap();
         let suspend = findings[0]
             .details
@@ -422,7 +427,7 @@ mod tests {
     }
 
     /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
         let mut x = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -445,7 +450,7 @@ mod tests {
     // acceptance are found once each, with the same actions.
     #[test]
     fn a_burst_and_its_acceptance_are_found_in_any_arrival_order() {
-        let mut sorted: Vec<Event> = (0..5).map(|m| deny("u1", m)).collect();
+        let mut sorted: Vec<EventData> = (0..5).map(|m| deny("u1", m)).collect();
         sorted.push(accept("u1", 7));
         sorted.push(accept("u1", 8));
         let mut reversed = sorted.clone();

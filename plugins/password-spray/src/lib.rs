@@ -108,6 +108,9 @@ impl Rule for PasswordSpray {
                 .into(),
             subscribes: vec![OKTA_SESSION_START.into(), ENTRA_SIGN_IN.into()],
             actions: vec![ActionKind::BlockIp, ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::ClientIp,
         }
     }
 
@@ -116,17 +119,17 @@ impl Rule for PasswordSpray {
             return Ok(Vec::new());
         }
         let cfg = Config::read(host)?;
-        let Some(ip) = event.client_ip.as_deref().filter(|ip| !ip.is_empty()) else {
+        let Some(ip) = event.client_ip().filter(|ip| !ip.is_empty()) else {
             host.log(
                 Level::Debug,
-                &format!("failed sign-in {} has no client IP", event.id),
+                &format!("failed sign-in {} has no client IP", event.id()),
             );
             return Ok(Vec::new());
         };
         let Some(user) = user_key(event) else {
             host.log(
                 Level::Debug,
-                &format!("failed sign-in {} names no user", event.id),
+                &format!("failed sign-in {} names no user", event.id()),
             );
             return Ok(Vec::new());
         };
@@ -158,18 +161,18 @@ impl Rule for PasswordSpray {
         .detail("distinct_users", users)
         .detail("failed_attempts", attempts)
         .detail("window_minutes", cfg.window_minutes)
-        .detail("source", &event.source)
+        .detail("source", event.source())
         .detail("last_user", &user);
         if let Some(reason) = failure_reason(event) {
             finding = finding.detail("last_failure_reason", reason);
         }
-        if let Some(country) = event.geo.as_ref().and_then(|g| g.country.as_deref()) {
+        if let Some(country) = event.geo().and_then(|g| g.country.as_deref()) {
             finding = finding.detail("country", country);
         }
         if let Some(org) = event.attribute("as-org") {
             finding = finding.detail("as_org", org);
         }
-        if let Some(ua) = &event.user_agent {
+        if let Some(ua) = &event.user_agent() {
             finding = finding.detail("user_agent", ua);
         }
 
@@ -196,11 +199,11 @@ impl Rule for PasswordSpray {
 
 /// Whether the event is a failed password attempt this rule counts.
 fn is_failed_password_attempt(event: &Event) -> bool {
-    if event.outcome != Outcome::Failure {
+    if event.outcome() != Outcome::Failure {
         return false;
     }
-    match event.kind.as_str() {
-        OKTA_SESSION_START => event.source == "okta",
+    match event.kind() {
+        OKTA_SESSION_START => event.source() == "okta",
         ENTRA_SIGN_IN => event
             .attribute("error-code")
             .is_some_and(|c| ENTRA_SPRAY_CODES.contains(&c)),
@@ -230,10 +233,10 @@ fn user_key(event: &Event) -> Option<String> {
 
 /// Okta's outcome reason, or Entra's error code with its reason.
 fn failure_reason(event: &Event) -> Option<String> {
-    match (event.attribute("error-code"), &event.outcome_reason) {
+    match (event.attribute("error-code"), event.outcome_reason()) {
         (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
         (Some(code), None) => Some(code.to_owned()),
-        (None, Some(reason)) => Some(reason.clone()),
+        (None, Some(reason)) => Some(reason.to_owned()),
         (None, None) => None,
     }
 }
@@ -249,7 +252,7 @@ mod tests {
     const SEC: i64 = 1_000;
     const SPRAY_IP: &str = "203.0.113.77";
 
-    fn okta_fail(user: &str, ip: &str, at_sec: i64) -> Event {
+    fn okta_fail(user: &str, ip: &str, at_sec: i64) -> EventData {
         EventBuilder::okta(OKTA_SESSION_START)
             .id(&format!("fail-{user}-{ip}-{at_sec}"))
             .actor_user(user, &format!("{user}@example.com"))
@@ -261,13 +264,13 @@ mod tests {
 
     /// `attempts` failures from `ip`, round-robin over `users` users, one
     /// every 20 seconds.
-    fn spray(users: usize, attempts: usize, ip: &str) -> Vec<Event> {
+    fn spray(users: usize, attempts: usize, ip: &str) -> Vec<EventData> {
         (0..attempts)
             .map(|i| okta_fail(&format!("00u{:02}", i % users), ip, i as i64 * 20))
             .collect()
     }
 
-    fn entra_fail(user_id: &str, upn: &str, code: &str, at_sec: i64) -> Event {
+    fn entra_fail(user_id: &str, upn: &str, code: &str, at_sec: i64) -> EventData {
         let mut e = EventBuilder::okta(ENTRA_SIGN_IN)
             .id(&format!("entra-{upn}-{at_sec}"))
             .actor_user(user_id, upn)
@@ -323,7 +326,7 @@ mod tests {
     #[test]
     fn failures_spread_over_ips_do_not_fire() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..30)
+        let events: Vec<EventData> = (0..30)
             .map(|i| okta_fail(&format!("00u{i:02}"), &format!("198.51.100.{i}"), i * 10))
             .collect();
         assert!(host.feed_all::<PasswordSpray>(&events).unwrap().is_empty());
@@ -333,7 +336,7 @@ mod tests {
     #[test]
     fn a_slow_spray_stays_under_the_rate() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..20)
+        let events: Vec<EventData> = (0..20)
             .map(|i| okta_fail(&format!("00u{:02}", i % 6), SPRAY_IP, i * 180))
             .collect();
         assert!(host.feed_all::<PasswordSpray>(&events).unwrap().is_empty());
@@ -343,7 +346,7 @@ mod tests {
     #[test]
     fn successes_are_not_counted() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..20)
+        let events: Vec<EventData> = (0..20)
             .map(|i| {
                 EventBuilder::okta(OKTA_SESSION_START)
                     .actor_user(&format!("00u{:02}", i % 6), "x@example.com")
@@ -360,7 +363,7 @@ mod tests {
     #[test]
     fn fires_once_per_ip_per_window() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..40)
+        let events: Vec<EventData> = (0..40)
             .map(|i| okta_fail(&format!("00u{:02}", i % 8), SPRAY_IP, i * 10))
             .collect();
         assert_eq!(host.feed_all::<PasswordSpray>(&events).unwrap().len(), 1);
@@ -382,7 +385,7 @@ mod tests {
     #[test]
     fn unknown_okta_users_count_by_login() {
         let mut host = MockHost::new();
-        let events: Vec<Event> = (0..15)
+        let events: Vec<EventData> = (0..15)
             .map(|i| {
                 EventBuilder::okta(OKTA_SESSION_START)
                     .actor_user("unknown", &format!("guess{}@example.com", i % 5))
@@ -406,7 +409,7 @@ mod tests {
     #[test]
     fn entra_invalid_password_and_lockout_count() {
         let mut host = MockHost::new();
-        let mut events: Vec<Event> = (0..15)
+        let mut events: Vec<EventData> = (0..15)
             .map(|i| {
                 let code = if i % 3 == 0 { "50053" } else { "50126" };
                 let n = i % 5;
@@ -459,7 +462,7 @@ mod tests {
     #[test]
     fn window_comes_from_config() {
         let mut host = MockHost::new().with_config("window_minutes", 60);
-        let events: Vec<Event> = (0..15)
+        let events: Vec<EventData> = (0..15)
             .map(|i| okta_fail(&format!("00u{:02}", i % 6), SPRAY_IP, i * 180))
             .collect();
         assert_eq!(host.feed_all::<PasswordSpray>(&events).unwrap().len(), 1);
@@ -503,7 +506,7 @@ mod tests {
     }
 
     /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<Event>, seed: u64) -> Vec<Event> {
+    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
         let mut x = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -520,7 +523,7 @@ mod tests {
     // minutes give one finding in time order, newest-first, and shuffled.
     #[test]
     fn a_spray_is_found_once_in_any_arrival_order() {
-        let sorted: Vec<Event> = (0..15)
+        let sorted: Vec<EventData> = (0..15)
             .map(|i| okta_fail(&format!("00u{:02}", i % 5), SPRAY_IP, i * 28))
             .collect();
         let mut newest_first = sorted.clone();

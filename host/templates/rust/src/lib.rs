@@ -15,6 +15,10 @@ impl Rule for MyRule {
             description: "Escalates when a user denies several MFA pushes in 5 minutes".into(),
             subscribes: vec!["user.mfa.okta_verify.deny_push".into()],
             actions: vec![ActionKind::Escalate],
+            outcomes: vec![], // any outcome
+            classes: vec![],  // any class
+            // Its state is keyed by the user the event is about.
+            partition: PartitionKey::SubjectUser,
         }
     }
 

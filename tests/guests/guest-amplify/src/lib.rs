@@ -20,6 +20,9 @@ impl Rule for Guest {
             description: "hostile test guest: audit-log amplification".into(),
             subscribes: vec!["*".into()],
             actions: vec![ActionKind::SuspendUser, ActionKind::Notify],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -58,7 +61,7 @@ impl Rule for Guest {
         Ok((0..findings)
             .map(|i| {
                 Finding::new(Severity::Critical, "amplified", format!("{subject}{i}"))
-                    .detail("event", event.id.clone())
+                    .detail("event", event.id().to_owned())
                     .detail("padding", "p".repeat(finding_kib * 256))
             })
             .collect())

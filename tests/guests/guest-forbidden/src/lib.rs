@@ -13,6 +13,9 @@ impl Rule for Guest {
             description: "hostile test guest: forbidden".into(),
             subscribes: vec!["*".into()],
             actions: vec![ActionKind::BlockIp, ActionKind::Escalate],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -28,7 +31,7 @@ impl Rule for Guest {
                 .unwrap_or_default(),
         ));
         Ok(vec![
-            Finding::new(Severity::Low, "forbidden requests", event.id.clone())
+            Finding::new(Severity::Low, "forbidden requests", event.id().to_owned())
                 .detail("block_ip", describe(&block))
                 .detail("reset_factors", describe(&reset)),
         ])

@@ -12,6 +12,9 @@ impl Rule for Guest {
             description: "hostile test guest: huge-output".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -24,7 +27,7 @@ impl Rule for Guest {
             host.log(Level::Info, &format!("log line {i}"));
         }
         Ok((0..10_000)
-            .map(|i| Finding::new(Severity::Info, "spam", format!("{}-{i}", event.id)))
+            .map(|i| Finding::new(Severity::Info, "spam", format!("{}-{i}", event.id())))
             .collect())
     }
 }

@@ -12,6 +12,9 @@ impl Rule for Guest {
             description: "hostile test guest: memory-hog".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 

@@ -12,6 +12,9 @@ impl Rule for Guest {
             description: "hostile test guest: protected".into(),
             subscribes: vec!["*".into()],
             actions: vec![ActionKind::SuspendUser],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 

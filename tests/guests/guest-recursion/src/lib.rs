@@ -12,6 +12,9 @@ impl Rule for Guest {
             description: "hostile test guest: recursion".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -19,7 +22,7 @@ impl Rule for Guest {
         Ok(vec![Finding::new(
             Severity::Info,
             "unreachable",
-            deep(event.time as u64).to_string(),
+            deep(event.time() as u64).to_string(),
         )])
     }
 }

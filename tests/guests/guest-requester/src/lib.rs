@@ -27,6 +27,9 @@ impl Rule for Guest {
                 ActionKind::AddToGroup,
                 ActionKind::BlockIp,
             ],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -36,7 +39,7 @@ impl Rule for Guest {
             .config("targets")
             .ok_or("config `targets` is not set")?;
         let group = host.config("group").unwrap_or_default();
-        let mut finding = Finding::new(Severity::Low, "requests", event.id.clone());
+        let mut finding = Finding::new(Severity::Low, "requests", event.id().to_owned());
         for target in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let action = match kind.as_str() {
                 "suspend-user" => Action::SuspendUser(SuspendUser {

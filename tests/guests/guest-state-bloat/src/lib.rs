@@ -19,13 +19,16 @@ impl Rule for Guest {
             description: "hostile test guest: state-bloat".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
         let big = "x".repeat(VALUE_BYTES);
         for i in 0..VALUES_PER_EVENT {
-            host.set(&format!("k-{}-{i}", event.id), &big, None);
+            host.set(&format!("k-{}-{i}", event.id()), &big, None);
         }
         Ok(Vec::new())
     }

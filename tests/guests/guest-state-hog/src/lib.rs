@@ -13,11 +13,14 @@ impl Rule for Guest {
             description: "hostile test guest: state-hog".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
-        host.set(&format!("k-{}", event.id), "v", None);
+        host.set(&format!("k-{}", event.id()), "v", None);
         Ok(Vec::new())
     }
 }

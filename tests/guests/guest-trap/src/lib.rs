@@ -14,16 +14,19 @@ impl Rule for Guest {
             description: "hostile test guest: trap".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
         let call = host.counter_add("calls", 7 * 24 * 3600 * 1000, 1);
         if call % 2 == 1 {
-            panic!("guest-trap panicked on call {call} (event {})", event.id);
+            panic!("guest-trap panicked on call {call} (event {})", event.id());
         }
         Ok(vec![
-            Finding::new(Severity::Info, "survived", event.id.clone()).detail("call", call),
+            Finding::new(Severity::Info, "survived", event.id().to_owned()).detail("call", call),
         ])
     }
 }

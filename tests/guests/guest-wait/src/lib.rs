@@ -110,6 +110,9 @@ impl Rule for Guest {
             description: "hostile test guest: waits inside the host".into(),
             subscribes: vec!["*".into()],
             actions: vec![],
+            outcomes: vec![],
+            classes: vec![],
+            partition: PartitionKey::Global,
         }
     }
 
@@ -146,7 +149,8 @@ impl Rule for Guest {
             other => return Err(format!("unknown wait mode {other:?}")),
         };
         Ok(vec![
-            Finding::new(Severity::Info, "returned", event.id.clone()).detail("outcome", outcome),
+            Finding::new(Severity::Info, "returned", event.id().to_owned())
+                .detail("outcome", outcome),
         ])
     }
 }
