@@ -296,6 +296,15 @@ fn rules_list_and_inspect_describe_the_rules() {
     assert!(text.contains("id:          guest-forbidden"), "{text}");
     assert!(text.contains("subscribes:  *"), "{text}");
     assert!(text.contains("actions:     block-ip, escalate"), "{text}");
+    assert!(text.contains("partition:   global"), "{text}");
+    assert!(text.contains("wit:         vigil:rule@0.2.0"), "{text}");
+
+    // A rule built against contract v0.1 (the frozen pack) is described too.
+    let frozen = repo_root().join("tests/fixtures/v0.1/password-spray.wasm");
+    let out = vigil(&["inspect", frozen.to_str().unwrap()], wd.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("id:          password-spray"), "{text}");
     assert!(text.contains("wit:         vigil:rule@0.1.0"), "{text}");
 
     let out = vigil(&["inspect", GUEST_WRONG_WORLD], wd.path());

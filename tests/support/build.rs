@@ -20,6 +20,8 @@ const GUESTS: &[&str] = &[
     "guest-requester",
     "guest-wait",
     "guest-amplify",
+    "guest-event-reader",
+    "guest-stale-event",
 ];
 
 fn main() {
