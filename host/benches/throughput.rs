@@ -14,7 +14,10 @@
 //! - `wasm end to end`: the real pipeline from JSON lines, audit log on.
 //!
 //! The mixed stream adds 9 unrouted events per routed one, closer to a real
-//! tenant's traffic. Figures go to BENCHMARKS.md.
+//! tenant's traffic. The same rule and the whole pack as built against
+//! contract v0.1 (`tests/fixtures/v0.1`, the whole event lowered on every
+//! call) run beside today's v0.2 builds (the rule reads what it needs).
+//! Figures go to BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +34,15 @@ use vigil_sdk as sdk;
 
 const USERS: usize = 20_000;
 const EVENTS: usize = 100_000;
-const PASSES: usize = 5;
+/// Timed passes per row (the median is reported); `VIGIL_BENCH_PASSES`
+/// overrides it.
+fn passes() -> usize {
+    std::env::var("VIGIL_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
 
 fn main() {
     let sample = std::fs::read_to_string(concat!(
@@ -87,6 +98,30 @@ fn main() {
         );
         return;
     }
+    // `VIGIL_BENCH_ONLY=pack`: only the whole pack on the mixed stream, one
+    // pass (for a profiler: `perf record` on this run).
+    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("pack") {
+        let t = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::builtin_default();
+        config.audit_path = dir.path().join("audit.jsonl");
+        config.state_path = dir.path().join("state.db");
+        let rules = setup::load_rules(&config).unwrap();
+        let executor = setup::executor(&config, &rules).unwrap();
+        let audit = AuditLog::open(&config.audit_path).unwrap();
+        let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
+        for (i, line) in mixed.iter().enumerate() {
+            pipeline
+                .process_line("bench", i as u64 + 1, Line::Text(line.clone()))
+                .unwrap();
+        }
+        pipeline.finish().unwrap();
+        let ns = t.elapsed().as_nanos() as f64 / mixed.len() as f64;
+        println!(
+            "mixed stream, whole built-in pack: {ns:.0} ns/event (one pass, untimed setup included)"
+        );
+        return;
+    }
     let parsed: Vec<Event> = routed
         .iter()
         .map(|l| {
@@ -120,6 +155,38 @@ fn main() {
         },
     );
 
+    // The same rule as built against contract v0.1 (the frozen build in
+    // tests/fixtures/v0.1): the whole event record lowered on every call.
+    let frozen = |id: &str| {
+        format!(
+            "{}/../tests/fixtures/v0.1/{id}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let frozen_push_fatigue = format!(
+        "builtin_pack = false\n[[rules]]\npath = {:?}\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n",
+        frozen("mfa-push-fatigue")
+    );
+    let wasm_rule_v01 = median_after(
+        || {
+            let mut config = Config::parse(&frozen_push_fatigue).unwrap();
+            config.grant_declared_actions = true;
+            setup::load_rules(&config).unwrap()
+        },
+        |mut rules| {
+            let rule = &mut rules.rules[0];
+            for e in &shared {
+                let outcome = rule.on_event(e);
+                assert!(outcome.fault.is_none(), "{:?}", outcome.fault);
+                std::hint::black_box(outcome);
+            }
+        },
+    );
+    let frozen_pack: String = vigil_host::builtin::ids()
+        .into_iter()
+        .map(|id| format!("[[rules]]\npath = {:?}\n", frozen(id)))
+        .fold("builtin_pack = false\n".to_owned(), |acc, r| acc + &r);
+
     // The push-fatigue rule alone, as the native baseline; or the whole pack.
     let only_push_fatigue = "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n";
     let wasm_e2e = |lines: &[String], config_text: Option<&str>, disk: bool| {
@@ -128,6 +195,9 @@ fn main() {
                 let dir = tempfile::tempdir().unwrap();
                 let mut config =
                     config_text.map_or_else(Config::builtin_default, |t| Config::parse(t).unwrap());
+                // As the built-in default: rules without `allow` get what
+                // they declare (audit-only).
+                config.grant_declared_actions = true;
                 config.audit_path = dir.path().join("audit.jsonl");
                 // The durable store on disk, as in production: rule state,
                 // budgets and idempotency keys are written as they would be.
@@ -159,6 +229,7 @@ fn main() {
     let e2e_routed_mem = wasm_e2e(&routed, Some(only_push_fatigue), false);
     let e2e_mixed = wasm_e2e(&mixed, Some(only_push_fatigue), true);
     let e2e_mixed_pack = wasm_e2e(&mixed, None, true);
+    let e2e_mixed_pack_v01 = wasm_e2e(&mixed, Some(&frozen_pack), true);
     let mixed_parse = median(|| {
         let mut out = Vec::with_capacity(1);
         for l in &mixed {
@@ -175,6 +246,11 @@ fn main() {
         (
             "wasm rule (component call)",
             per(wasm_rule, n),
+            Some(per(native_rule, n)),
+        ),
+        (
+            "wasm rule, its v0.1 build (whole record)",
+            per(wasm_rule_v01, n),
             Some(per(native_rule, n)),
         ),
         (
@@ -203,14 +279,19 @@ fn main() {
             Some(per(mixed_parse + native_rule / 10, mixed.len())),
         ),
         (
-            "mixed stream, whole built-in pack (7 rules)",
+            "mixed stream, whole built-in pack",
             per(e2e_mixed_pack, mixed.len()),
-            None,
+            Some(per(mixed_parse, mixed.len())),
+        ),
+        (
+            "mixed stream, the pack's v0.1 builds",
+            per(e2e_mixed_pack_v01, mixed.len()),
+            Some(per(mixed_parse, mixed.len())),
         ),
     ];
     println!(
         "{:<46} {:>10} {:>12} {:>9}",
-        "path", "ns/event", "events/s", "vs native"
+        "path", "ns/event", "events/s", "vs base"
     );
     for (name, ns, baseline) in rows {
         let ratio = baseline.map_or("".to_string(), |b| format!("{:.2}x", ns / b));
@@ -265,7 +346,7 @@ fn field<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
 /// Like [`median`], with an untimed `setup` before each pass.
 fn median_after<S>(mut setup: impl FnMut() -> S, mut f: impl FnMut(S)) -> Duration {
     f(setup()); // warm-up
-    let mut times: Vec<Duration> = (0..PASSES)
+    let mut times: Vec<Duration> = (0..passes())
         .map(|_| {
             let state = setup();
             let t = Instant::now();
@@ -274,12 +355,12 @@ fn median_after<S>(mut setup: impl FnMut() -> S, mut f: impl FnMut(S)) -> Durati
         })
         .collect();
     times.sort();
-    times[PASSES / 2]
+    times[times.len() / 2]
 }
 
 fn median(mut f: impl FnMut()) -> Duration {
     f(); // warm-up
-    let mut times: Vec<Duration> = (0..PASSES)
+    let mut times: Vec<Duration> = (0..passes())
         .map(|_| {
             let t = Instant::now();
             f();
@@ -287,7 +368,7 @@ fn median(mut f: impl FnMut()) -> Duration {
         })
         .collect();
     times.sort();
-    times[PASSES / 2]
+    times[times.len() / 2]
 }
 
 fn to_sdk(e: &Event) -> sdk::EventData {

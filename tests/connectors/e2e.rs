@@ -143,7 +143,7 @@ fn enforce_run_calls_okta_and_the_webhook_once_even_when_replayed() {
     // the idempotency keys must hold.
     let db = rusqlite::Connection::open(wd.path().join("state.db")).unwrap();
     assert!(db.execute("DELETE FROM rule_state", []).unwrap() > 0);
-    assert!(db.execute("DELETE FROM judged", []).unwrap() > 0);
+    assert!(db.execute("DELETE FROM judged_ids", []).unwrap() > 0);
     drop(db);
     fake.clear_requests();
     let out = run(&wd, &body, &events);

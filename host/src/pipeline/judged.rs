@@ -43,7 +43,7 @@ struct RuleJudged {
     newest: i64,
 }
 
-/// (rule, event id digest, event time): one event a rule judged.
+/// (rule, event id digest, when it was judged): one event a rule judged.
 pub type Judgement = (String, i64, i64);
 
 /// Every rule's judged ids, and what changed since the last commit.
@@ -51,7 +51,7 @@ pub type Judgement = (String, i64, i64);
 pub struct Judged {
     rules: HashMap<String, RuleJudged>,
     added: Vec<Judgement>,
-    forgotten: Vec<(String, i64)>,
+    forgotten: Vec<Judgement>,
 }
 
 impl Judged {
@@ -71,8 +71,11 @@ impl Judged {
             }
         }
         let forgotten = r.evict();
-        self.forgotten
-            .extend(forgotten.into_iter().map(|id| (rule.to_owned(), id)));
+        self.forgotten.extend(
+            forgotten
+                .into_iter()
+                .map(|(id, at)| (rule.to_owned(), id, at)),
+        );
         self.rules.insert(rule.to_owned(), r);
     }
 
@@ -103,13 +106,13 @@ impl Judged {
         r.order.push_back((id, at));
         r.newest = r.newest.max(at);
         self.added.push((rule.to_owned(), id, at));
-        for id in r.evict() {
-            self.forgotten.push((rule.to_owned(), id));
+        for (id, at) in r.evict() {
+            self.forgotten.push((rule.to_owned(), id, at));
         }
     }
 
     /// What changed since the last call: (added, forgotten).
-    pub fn take_changes(&mut self) -> (Vec<Judgement>, Vec<(String, i64)>) {
+    pub fn take_changes(&mut self) -> (Vec<Judgement>, Vec<Judgement>) {
         (
             std::mem::take(&mut self.added),
             std::mem::take(&mut self.forgotten),
@@ -124,8 +127,9 @@ impl Judged {
 }
 
 impl RuleJudged {
-    /// Drops the oldest ids past the count or age bound; returns them.
-    fn evict(&mut self) -> Vec<i64> {
+    /// Drops the oldest ids past the count or age bound; returns them with
+    /// when they were judged.
+    fn evict(&mut self) -> Vec<(i64, i64)> {
         let mut out = Vec::new();
         let horizon = self.newest.saturating_sub(self.window_ms);
         while let Some((id, at)) = self.order.front() {
@@ -133,7 +137,7 @@ impl RuleJudged {
                 break;
             }
             self.ids.remove(id);
-            out.push(*id);
+            out.push((*id, *at));
             self.order.pop_front();
         }
         out
@@ -162,7 +166,7 @@ mod tests {
         assert!(j.contains("r", digest("d")) && j.contains("r", digest("e")));
         let (added, forgotten) = j.take_changes();
         assert_eq!(added.len(), 4);
-        let ids: Vec<i64> = forgotten.iter().map(|(_, id)| *id).collect();
+        let ids: Vec<i64> = forgotten.iter().map(|(_, id, _)| *id).collect();
         assert_eq!(ids, [digest("a"), digest("b"), digest("c")]);
         // Judging the same id again adds nothing.
         j.insert("r", digest("e"), 13_500);

@@ -6,7 +6,7 @@
 //!   reflects (recovered at start by `pipeline::recover`);
 //! - `pending_actions`: accepted actions whose result is not audited yet
 //!   (reconciled at start: every `accepted` action gets an `action-result`);
-//! - `judged`: per rule, the ids of the events it has judged, so a replay
+//! - `judged_ids`: per rule, the ids of the events it has judged, so a replay
 //!   through persisted state does not count an event twice (and a spooled
 //!   delivery replayed after a crash, `service::spool`, is harmless).
 //!
@@ -29,12 +29,24 @@ CREATE TABLE IF NOT EXISTS pending_actions (
     job        TEXT NOT NULL,     -- JSON of the ExecJob (rule, event, action)
     created_ms INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS judged (
+CREATE TABLE IF NOT EXISTS judged_ids (
     rule       TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,  -- when it was judged (wall clock, unix ms)
     event      INTEGER NOT NULL,  -- 64-bit digest of the event id (pipeline/judged.rs)
-    at_ms      INTEGER NOT NULL,  -- the event's time
-    PRIMARY KEY (rule, event)
-) WITHOUT ROWID;                  -- one b-tree per row, not two: a row per rule call
+    PRIMARY KEY (rule, at_ms, event)
+) WITHOUT ROWID;
+";
+
+/// Moves the ids of the first layout of judged ids (`judged`, keyed by
+/// rule and event digest: every insert landed at a random place of a large
+/// b-tree, the most expensive write of the whole pipeline) into
+/// `judged_ids`, keyed in judging order so inserts append and the oldest
+/// are deleted from the front. Run at open when the old table is there.
+pub const MIGRATE_JUDGED: &str = "
+BEGIN;
+INSERT OR IGNORE INTO judged_ids (rule, at_ms, event) SELECT rule, at_ms, event FROM judged;
+DROP TABLE judged;
+COMMIT;
 ";
 
 /// Meta key: the audit log's `seq` when the outbox was last emptied; only
@@ -49,8 +61,9 @@ pub struct Commit {
     pub budget_refunds: Vec<(String, String)>,
     /// (rule, event id digest, event time) judged since the last commit.
     pub judged: Vec<(String, i64, i64)>,
-    /// (rule, event id digest) forgotten (past the rule's bound).
-    pub forgotten: Vec<(String, i64)>,
+    /// (rule, event id digest, when it was judged) forgotten (past the
+    /// rule's bound).
+    pub forgotten: Vec<(String, i64, i64)>,
     /// Audit records, as JSON.
     pub outbox: Vec<String>,
     /// (action id, job JSON) accepted and not yet executed.
@@ -117,15 +130,16 @@ impl Store {
                 refund.execute(params![scope, kind])?;
             }
             let mut judged = tx.prepare_cached(
-                "INSERT OR REPLACE INTO judged (rule, event, at_ms) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO judged_ids (rule, at_ms, event) VALUES (?1, ?2, ?3)",
             )?;
             for (rule, id, at) in &c.judged {
-                judged.execute(params![rule, id, at])?;
+                judged.execute(params![rule, at, id])?;
             }
-            let mut forget =
-                tx.prepare_cached("DELETE FROM judged WHERE rule = ?1 AND event = ?2")?;
-            for (rule, id) in &c.forgotten {
-                forget.execute(params![rule, id])?;
+            let mut forget = tx.prepare_cached(
+                "DELETE FROM judged_ids WHERE rule = ?1 AND at_ms = ?2 AND event = ?3",
+            )?;
+            for (rule, id, at) in &c.forgotten {
+                forget.execute(params![rule, at, id])?;
             }
             let mut outbox = tx.prepare_cached("INSERT INTO outbox (record) VALUES (?1)")?;
             for record in &c.outbox {
@@ -224,12 +238,12 @@ impl Store {
             .context("cannot read the executions")
     }
 
-    /// The judged events of `rule`, oldest first: (event id digest, event
-    /// time).
+    /// The judged events of `rule`, oldest first: (event id digest, when
+    /// it was judged).
     pub fn judged(&self, rule: &str) -> Result<Vec<(i64, i64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT event, at_ms FROM judged WHERE rule = ?1 ORDER BY at_ms")?;
+            .prepare_cached("SELECT event, at_ms FROM judged_ids WHERE rule = ?1 ORDER BY at_ms")?;
         let rows = stmt.query_map([rule], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .context("cannot read the judged event ids")
@@ -263,11 +277,33 @@ mod tests {
         assert_eq!(s.outbox_seq().unwrap(), 42);
         s.commit(&Commit {
             resolved: vec!["a1".into()],
-            forgotten: vec![("r".into(), 77)],
+            forgotten: vec![("r".into(), 77, 5)],
             ..Default::default()
         })
         .unwrap();
         assert!(s.pending_actions().unwrap().is_empty());
         assert!(s.judged("r").unwrap().is_empty());
+    }
+
+    #[test]
+    fn judged_ids_of_the_first_layout_are_migrated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE judged (rule TEXT NOT NULL, event INTEGER NOT NULL,
+                   at_ms INTEGER NOT NULL, PRIMARY KEY (rule, event)) WITHOUT ROWID;
+                 INSERT INTO judged VALUES ('r', 77, 5), ('r', 78, 4), ('q', 1, 9);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.judged("r").unwrap(), vec![(78, 4), (77, 5)]);
+        assert_eq!(s.judged("q").unwrap(), vec![(1, 9)]);
+        drop(s);
+        // Opening again finds nothing left to move and keeps the ids.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.judged("r").unwrap().len(), 2);
     }
 }

@@ -158,11 +158,29 @@ impl Store {
             .with_context(at)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .with_context(at)?;
+        // Keep up to 32 MiB of pages in SQLite's own cache (the default is
+        // 2 MiB): the judged-id and rule-state b-trees are touched on every
+        // event, and re-reading their pages through pread showed up as a
+        // third of the time of the whole pack (BENCHMARKS.md).
+        conn.pragma_update(None, "cache_size", -32_768)
+            .with_context(at)?;
         // Another process holding a write lock: wait rather than fail.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .with_context(at)?;
         conn.execute_batch(SCHEMA).with_context(at)?;
         conn.execute_batch(durable::SCHEMA).with_context(at)?;
+        let old_judged: bool = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'judged'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .with_context(at)?
+            > 0;
+        if old_judged {
+            conn.execute_batch(durable::MIGRATE_JUDGED)
+                .with_context(at)?;
+        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),

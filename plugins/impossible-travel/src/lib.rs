@@ -194,7 +194,8 @@ impl Rule for ImpossibleTravel {
                 ENTRA_SIGN_IN.into(),
             ],
             actions: vec![ActionKind::RevokeSessions, ActionKind::Escalate],
-            outcomes: vec![],
+            // The rule judges nothing else: the host need not call it.
+            outcomes: vec![Outcome::Success],
             classes: vec![],
             partition: PartitionKey::SubjectUser,
         }

@@ -177,7 +177,8 @@ impl Rule for MfaFactorResetTakeover {
                 ActionKind::ResetFactors,
                 ActionKind::Escalate,
             ],
-            outcomes: vec![],
+            // The rule judges nothing else: the host need not call it.
+            outcomes: vec![Outcome::Success],
             classes: vec![],
             partition: PartitionKey::SubjectUser,
         }

@@ -108,7 +108,8 @@ impl Rule for PasswordSpray {
                 .into(),
             subscribes: vec![OKTA_SESSION_START.into(), ENTRA_SIGN_IN.into()],
             actions: vec![ActionKind::BlockIp, ActionKind::Escalate],
-            outcomes: vec![],
+            // The rule judges nothing else: the host need not call it.
+            outcomes: vec![Outcome::Failure],
             classes: vec![],
             partition: PartitionKey::ClientIp,
         }
