@@ -98,12 +98,20 @@ fn main() {
         );
         return;
     }
-    // `VIGIL_BENCH_ONLY=pack`: only the whole pack on the mixed stream, one
-    // pass (for a profiler: `perf record` on this run).
-    if std::env::var("VIGIL_BENCH_ONLY").as_deref() == Ok("pack") {
+    // `VIGIL_BENCH_ONLY=pack` (or `pack-v0.1`, the frozen builds): only the
+    // whole pack on the mixed stream, one pass (for a profiler: `perf
+    // record` on this run).
+    let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
+    if only == "pack" || only == "pack-v0.1" {
         let t = Instant::now();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::builtin_default();
+        let mut config = if only == "pack" {
+            Config::builtin_default()
+        } else {
+            let mut c = Config::parse(&frozen_pack()).unwrap();
+            c.grant_declared_actions = true;
+            c
+        };
         config.audit_path = dir.path().join("audit.jsonl");
         config.state_path = dir.path().join("state.db");
         let rules = setup::load_rules(&config).unwrap();
@@ -145,24 +153,11 @@ fn main() {
     let shared: Vec<Arc<Event>> = parsed.iter().cloned().map(Arc::new).collect();
     let wasm_rule = median_after(
         || setup::load_rules(&Config::builtin_default()).unwrap(),
-        |mut rules| {
-            let rule = &mut rules.rules[0];
-            for e in &shared {
-                let outcome = rule.on_event(e);
-                assert!(outcome.fault.is_none(), "{:?}", outcome.fault);
-                std::hint::black_box(outcome);
-            }
-        },
+        |rules| call_first_rule(rules, &shared),
     );
 
     // The same rule as built against contract v0.1 (the frozen build in
     // tests/fixtures/v0.1): the whole event record lowered on every call.
-    let frozen = |id: &str| {
-        format!(
-            "{}/../tests/fixtures/v0.1/{id}.wasm",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    };
     let frozen_push_fatigue = format!(
         "builtin_pack = false\n[[rules]]\npath = {:?}\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n",
         frozen("mfa-push-fatigue")
@@ -173,19 +168,8 @@ fn main() {
             config.grant_declared_actions = true;
             setup::load_rules(&config).unwrap()
         },
-        |mut rules| {
-            let rule = &mut rules.rules[0];
-            for e in &shared {
-                let outcome = rule.on_event(e);
-                assert!(outcome.fault.is_none(), "{:?}", outcome.fault);
-                std::hint::black_box(outcome);
-            }
-        },
+        |rules| call_first_rule(rules, &shared),
     );
-    let frozen_pack: String = vigil_host::builtin::ids()
-        .into_iter()
-        .map(|id| format!("[[rules]]\npath = {:?}\n", frozen(id)))
-        .fold("builtin_pack = false\n".to_owned(), |acc, r| acc + &r);
 
     // The push-fatigue rule alone, as the native baseline; or the whole pack.
     let only_push_fatigue = "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-push-fatigue\"\nallow = [\"suspend-user\", \"revoke-sessions\", \"escalate\"]\n";
@@ -229,7 +213,7 @@ fn main() {
     let e2e_routed_mem = wasm_e2e(&routed, Some(only_push_fatigue), false);
     let e2e_mixed = wasm_e2e(&mixed, Some(only_push_fatigue), true);
     let e2e_mixed_pack = wasm_e2e(&mixed, None, true);
-    let e2e_mixed_pack_v01 = wasm_e2e(&mixed, Some(&frozen_pack), true);
+    let e2e_mixed_pack_v01 = wasm_e2e(&mixed, Some(&frozen_pack()), true);
     let mixed_parse = median(|| {
         let mut out = Vec::with_capacity(1);
         for l in &mixed {
@@ -341,6 +325,32 @@ fn field<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     let from = s.find(start).unwrap() + start.len();
     let to = from + s[from..].find(end).unwrap();
     &s[from..to]
+}
+
+/// A frozen v0.1 build of the pack (`tests/fixtures/v0.1`).
+fn frozen(id: &str) -> String {
+    format!(
+        "{}/../tests/fixtures/v0.1/{id}.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A configuration of the whole pack as built against contract v0.1.
+fn frozen_pack() -> String {
+    vigil_host::builtin::ids()
+        .into_iter()
+        .map(|id| format!("[[rules]]\npath = {:?}\n", frozen(id)))
+        .fold("builtin_pack = false\n".to_owned(), |acc, r| acc + &r)
+}
+
+/// Calls the first loaded rule on every event (the component call alone).
+fn call_first_rule(mut rules: vigil_host::rules::RuleSet, events: &[Arc<Event>]) {
+    let rule = &mut rules.rules[0];
+    for e in events {
+        let outcome = rule.on_event(e);
+        assert!(outcome.fault.is_none(), "{:?}", outcome.fault);
+        std::hint::black_box(outcome);
+    }
 }
 
 /// Like [`median`], with an untimed `setup` before each pass.

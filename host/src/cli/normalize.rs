@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::config::Config;
-use crate::model::{Event, EventClass, Geo, Outcome, Principal};
+use crate::model::{Event, Geo, Principal};
 use crate::normalize::{LineReport, Normalizer};
 use crate::sources::{Line, LineReader};
 
@@ -80,27 +80,6 @@ pub fn normalize(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The WIT name of a class.
-fn class_name(c: EventClass) -> &'static str {
-    match c {
-        EventClass::Authentication => "authentication",
-        EventClass::MfaChallenge => "mfa-challenge",
-        EventClass::FactorChange => "factor-change",
-        EventClass::PolicyChange => "policy-change",
-        EventClass::AccountChange => "account-change",
-        EventClass::Session => "session",
-        EventClass::Other => "other",
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::Failure => "failure",
-        Outcome::Unknown => "unknown",
-    }
-}
-
 /// An event as JSON, fields in WIT order (serde_json's `Value` would sort
 /// them, and attribute order is their priority).
 pub struct EventJson<'a>(pub &'a Event);
@@ -116,12 +95,12 @@ impl Serialize for EventJson<'_> {
         m.serialize_entry("id", &e.id)?;
         m.serialize_entry("source", &e.source)?;
         m.serialize_entry("kind", &e.kind)?;
-        m.serialize_entry("class", class_name(e.class))?;
+        m.serialize_entry("class", e.class.name())?;
         m.serialize_entry("time", &e.time)?;
         m.serialize_entry("actor", &e.actor.as_ref().map(PrincipalJson))?;
         let targets: Vec<PrincipalJson> = e.targets.iter().map(PrincipalJson).collect();
         m.serialize_entry("targets", &targets)?;
-        m.serialize_entry("outcome", outcome_name(e.outcome))?;
+        m.serialize_entry("outcome", e.outcome.name())?;
         m.serialize_entry("outcome-reason", &e.outcome_reason)?;
         m.serialize_entry("client-ip", &e.client_ip)?;
         m.serialize_entry("geo", &e.geo.as_ref().map(GeoJson))?;
