@@ -286,7 +286,7 @@ fn rules_list_and_inspect_describe_the_rules() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("mfa-push-fatigue\t0.1.0\tbuiltin:mfa-push-fatigue\tmode=enforce\tallow=suspend-user,escalate\t"),
+        text.starts_with("mfa-push-fatigue\t0.1.0\tbuiltin:mfa-push-fatigue\tmode=enforce\tallow=suspend-user,escalate\tstatus=ok\twit=0.2.0\tpartition=subject-user\t"),
         "{text}"
     );
 

@@ -33,7 +33,7 @@ pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
             }
         }
         println!(
-            "{}\t{}\t{}\tmode={}\tallow={}\tstatus={}\t{}",
+            "{}\t{}\t{}\tmode={}\tallow={}\tstatus={}\twit={}\tpartition={}\t{}",
             r.id(),
             r.metadata().version,
             r.origin(),
@@ -48,6 +48,8 @@ pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
             } else {
                 status.join(",")
             },
+            r.contract().version(),
+            r.metadata().partition.name(),
             r.metadata().description
         );
     }

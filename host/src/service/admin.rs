@@ -91,6 +91,10 @@ pub struct RuleView {
     pub quarantined: bool,
     /// The blast-radius breaker holds the rule in audit-only.
     pub breaker_tripped: bool,
+    /// The `vigil:rule` version the component was built against.
+    pub contract: &'static str,
+    /// What the rule's state is keyed by (`global` for v0.1 rules).
+    pub partition: &'static str,
 }
 
 impl RuleView {
@@ -103,6 +107,8 @@ impl RuleView {
             granted: r.grant().granted.iter().map(|k| k.name()).collect(),
             quarantined: r.is_quarantined(),
             breaker_tripped: r.gate().budgets().is_tripped(r.id()),
+            contract: r.contract().version(),
+            partition: r.metadata().partition.name(),
         }
     }
 }
