@@ -162,6 +162,18 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// Why the event failed, for a finding's details: Entra's error code
+    /// with the reason (`50126: Invalid username or password`), the code
+    /// alone, or Okta's outcome reason.
+    pub fn failure_reason(&self) -> Option<String> {
+        match (self.attribute("error-code"), self.outcome_reason()) {
+            (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
+            (Some(code), None) => Some(code.to_owned()),
+            (None, Some(reason)) => Some(reason.to_owned()),
+            (None, None) => None,
+        }
+    }
+
     /// The user the event is about: the first `User` target, or else the
     /// actor (a user acting on their own account: sign-in, push response).
     pub fn subject_user(&self) -> Option<&Principal> {

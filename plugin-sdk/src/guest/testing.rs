@@ -235,3 +235,19 @@ fn user(id: &str, login: &str) -> Principal {
         display_name: None,
     }
 }
+
+/// `events` in an order fixed by `seed` (a Fisher–Yates shuffle on a
+/// xorshift generator, so a failing order can be replayed by its seed): for
+/// tests that a rule's results do not depend on arrival order.
+pub fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    for i in (1..events.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        events.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    events
+}

@@ -221,7 +221,7 @@ impl Rule for AccountBruteForce {
         if let Some(ip) = &event.client_ip() {
             finding = finding.detail("client_ip", ip);
         }
-        if let Some(reason) = failure_reason(event) {
+        if let Some(reason) = event.failure_reason() {
             finding = finding.detail("failure_reason", reason);
         }
         let escalate = Action::Escalate(Message {
@@ -267,22 +267,12 @@ fn user_key(event: &Event) -> Option<(String, String)> {
     Some((format!("login:{login}"), login))
 }
 
-/// Okta's outcome reason, or Entra's error code with its reason.
-fn failure_reason(event: &Event) -> Option<String> {
-    match (event.attribute("error-code"), event.outcome_reason()) {
-        (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
-        (Some(code), None) => Some(code.to_owned()),
-        (None, Some(reason)) => Some(reason.to_owned()),
-        (None, None) => None,
-    }
-}
-
 export_rule!(AccountBruteForce);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_sdk::testing::{EventBuilder, MockHost};
+    use vigil_sdk::testing::{EventBuilder, MockHost, shuffled};
 
     const T0: i64 = 1_772_000_000_000;
     const SEC: i64 = 1_000;
@@ -324,20 +314,6 @@ mod tests {
         (0..n)
             .map(|i| okta_fail(user, &format!("203.0.113.{}", i % 7), i * every))
             .collect()
-    }
-
-    /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        for i in (1..events.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            events.swap(i, (x % (i as u64 + 1)) as usize);
-        }
-        events
     }
 
     // Ten failures from seven IPs in five minutes: one high finding, one

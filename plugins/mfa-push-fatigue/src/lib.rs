@@ -276,7 +276,7 @@ export_rule!(MfaPushFatigue);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_sdk::testing::{EventBuilder, MockHost};
+    use vigil_sdk::testing::{EventBuilder, MockHost, shuffled};
 
     const MIN: i64 = 60_000;
 
@@ -424,20 +424,6 @@ mod tests {
             "{}",
             suspend.1
         );
-    }
-
-    /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        for i in (1..events.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            events.swap(i, (x % (i as u64 + 1)) as usize);
-        }
-        events
     }
 
     fn sorted_kinds(kinds: &[ActionKind]) -> Vec<String> {

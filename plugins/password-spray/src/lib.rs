@@ -164,7 +164,7 @@ impl Rule for PasswordSpray {
         .detail("window_minutes", cfg.window_minutes)
         .detail("source", event.source())
         .detail("last_user", &user);
-        if let Some(reason) = failure_reason(event) {
+        if let Some(reason) = event.failure_reason() {
             finding = finding.detail("last_failure_reason", reason);
         }
         if let Some(country) = event.geo().and_then(|g| g.country.as_deref()) {
@@ -232,22 +232,12 @@ fn user_key(event: &Event) -> Option<String> {
     Some(format!("login:{}", login.to_ascii_lowercase()))
 }
 
-/// Okta's outcome reason, or Entra's error code with its reason.
-fn failure_reason(event: &Event) -> Option<String> {
-    match (event.attribute("error-code"), event.outcome_reason()) {
-        (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
-        (Some(code), None) => Some(code.to_owned()),
-        (None, Some(reason)) => Some(reason.to_owned()),
-        (None, None) => None,
-    }
-}
-
 export_rule!(PasswordSpray);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_sdk::testing::{EventBuilder, MockHost};
+    use vigil_sdk::testing::{EventBuilder, MockHost, shuffled};
 
     const T0: i64 = 1_772_000_000_000;
     const SEC: i64 = 1_000;
@@ -504,20 +494,6 @@ mod tests {
             .unwrap();
         assert!(block.1.starts_with("denied (not-granted)"), "{}", block.1);
         assert_eq!(host.requested.len(), 2);
-    }
-
-    /// A tiny deterministic shuffle (the rule crates have no dependencies).
-    fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        for i in (1..events.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            events.swap(i, (x % (i as u64 + 1)) as usize);
-        }
-        events
     }
 
     // The example: 15 failures for 5 users from one IP within seven
