@@ -100,33 +100,50 @@ fn main() {
     }
     // `VIGIL_BENCH_ONLY=pack` (or `pack-v0.1`, the frozen builds): only the
     // whole pack on the mixed stream, one pass (for a profiler: `perf
-    // record` on this run).
+    // record` on this run). `pack-split`: the same stream cut in two by
+    // user (each user's events, with the filler after them, on one side)
+    // and run by two independent pipelines on two threads at once — not
+    // Vigil's shards (item 5 of the contract issue, not built), an upper
+    // bound on what two shards could gain on this machine.
     let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
     if only == "pack" || only == "pack-v0.1" {
         let t = Instant::now();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = if only == "pack" {
-            Config::builtin_default()
-        } else {
-            let mut c = Config::parse(&frozen_pack()).unwrap();
-            c.grant_declared_actions = true;
-            c
-        };
-        config.audit_path = dir.path().join("audit.jsonl");
-        config.state_path = dir.path().join("state.db");
-        let rules = setup::load_rules(&config).unwrap();
-        let executor = setup::executor(&config, &rules).unwrap();
-        let audit = AuditLog::open(&config.audit_path).unwrap();
-        let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
-        for (i, line) in mixed.iter().enumerate() {
-            pipeline
-                .process_line("bench", i as u64 + 1, Line::Text(line.clone()))
-                .unwrap();
-        }
-        pipeline.finish().unwrap();
+        run_pack(&mixed, only == "pack-v0.1");
         let ns = t.elapsed().as_nanos() as f64 / mixed.len() as f64;
         println!(
             "mixed stream, whole built-in pack: {ns:.0} ns/event (one pass, untimed setup included)"
+        );
+        return;
+    }
+    if only == "pack-split" {
+        let mut halves: [Vec<String>; 2] = Default::default();
+        let mut side = 0;
+        for line in &mixed {
+            if let Some(at) = line.find("00ubench") {
+                side = line[at + 8..at + 16].parse::<usize>().unwrap() % 2;
+            }
+            halves[side].push(line.clone());
+        }
+        let t = Instant::now();
+        run_pack(&mixed, false);
+        let one = t.elapsed();
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for half in &halves {
+                s.spawn(move || run_pack(half, false));
+            }
+        });
+        let two = t.elapsed();
+        let per = |d: Duration| d.as_nanos() as f64 / mixed.len() as f64;
+        println!(
+            "whole pack, mixed stream: one pipeline {:.0} ns/event ({:.0}/s); two pipelines on two threads, each on half the users: {:.0} ns/event ({:.0}/s), {:.2}x (halves: {} and {} lines)",
+            per(one),
+            1e9 / per(one),
+            per(two),
+            1e9 / per(two),
+            one.as_secs_f64() / two.as_secs_f64(),
+            halves[0].len(),
+            halves[1].len()
         );
         return;
     }
@@ -325,6 +342,33 @@ fn field<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     let from = s.find(start).unwrap() + start.len();
     let to = from + s[from..].find(end).unwrap();
     &s[from..to]
+}
+
+/// Runs `lines` through the whole pack (today's builds, or the frozen
+/// v0.1 ones) in a pipeline of its own: state and audit log on disk in a
+/// temporary directory.
+fn run_pack(lines: &[String], v01: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = if v01 {
+        let mut c = Config::parse(&frozen_pack()).unwrap();
+        c.grant_declared_actions = true;
+        c
+    } else {
+        Config::builtin_default()
+    };
+    config.audit_path = dir.path().join("audit.jsonl");
+    config.state_path = dir.path().join("state.db");
+    let rules = setup::load_rules(&config).unwrap();
+    let executor = setup::executor(&config, &rules).unwrap();
+    let audit = AuditLog::open(&config.audit_path).unwrap();
+    let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        pipeline
+            .process_line("bench", i as u64 + 1, Line::Text(line.clone()))
+            .unwrap();
+    }
+    let stats = pipeline.finish().unwrap();
+    assert_eq!(stats.faults, 0);
 }
 
 /// A frozen v0.1 build of the pack (`tests/fixtures/v0.1`).
