@@ -246,7 +246,7 @@ impl Pipeline {
         let mut report = crate::normalize::LineReport::default();
         match self
             .normalizer
-            .normalize_line_report(&text, &mut batch, &mut report)
+            .normalize_owned_report(text, &mut batch, &mut report)
         {
             Ok(_) => {
                 for e in &report.rejected {

@@ -153,16 +153,21 @@ impl Event {
 /// into a JSON tree only when a rule first reads a raw field.
 #[derive(Debug)]
 pub struct RawLine {
-    text: Box<str>,
+    text: String,
     tree: OnceLock<Option<serde_json::Value>>,
 }
 
 impl RawLine {
-    pub fn new(text: &str) -> Arc<RawLine> {
+    /// Keeps `text` (an owned `String` is kept as it is, not copied).
+    pub fn new(text: impl Into<String>) -> Arc<RawLine> {
         Arc::new(RawLine {
             text: text.into(),
             tree: OnceLock::new(),
         })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     fn tree(&self) -> Option<&serde_json::Value> {
@@ -192,12 +197,8 @@ impl PartialEq for RawRecord {
 pub enum RawError {
     #[error("invalid JSON pointer {0:?}: it must be empty or start with '/' (RFC 6901)")]
     BadPointer(String),
-    #[error("the value at {pointer:?} is {len} bytes, more than max_raw_bytes = {max}")]
-    TooLong {
-        pointer: String,
-        len: usize,
-        max: usize,
-    },
+    #[error("the value at {pointer:?} is longer than max_raw_bytes = {max} (as JSON text)")]
+    TooLong { pointer: String, max: usize },
 }
 
 impl RawRecord {
@@ -233,15 +234,41 @@ impl RawRecord {
         let Some(value) = record.and_then(|r| r.pointer(pointer)) else {
             return Ok(None);
         };
-        let text = value.to_string();
-        if text.len() > max_bytes {
+        // Written into a buffer that refuses to grow past the limit: a rule
+        // asking for the whole of a large record again and again costs at
+        // most `max_bytes` of serializing per call, not the record's size.
+        let mut text = Capped {
+            buf: Vec::new(),
+            max: max_bytes,
+        };
+        if serde_json::to_writer(&mut text, value).is_err() {
             return Err(RawError::TooLong {
                 pointer: pointer.to_owned(),
-                len: text.len(),
                 max: max_bytes,
             });
         }
+        let text = String::from_utf8(text.buf).expect("serde_json writes UTF-8");
         Ok(Some(text))
+    }
+}
+
+/// A byte buffer that fails a write that would take it past `max`.
+struct Capped {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + bytes.len() > self.max {
+            return Err(std::io::Error::other("past max_raw_bytes"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -265,10 +292,12 @@ mod tests {
     fn raw_refuses_bad_pointers_and_long_values() {
         let whole = RawRecord::whole(RawLine::new(r#"{"a":"0123456789"}"#));
         assert!(matches!(whole.get("a", 100), Err(RawError::BadPointer(_))));
+        // Exactly at the limit is fine ("0123456789" with its quotes is 12).
+        assert_eq!(whole.get("/a", 12), Ok(Some("\"0123456789\"".into())));
         let err = whole.get("/a", 8).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the value at \"/a\" is 12 bytes, more than max_raw_bytes = 8"
+            "the value at \"/a\" is longer than max_raw_bytes = 8 (as JSON text)"
         );
     }
 }

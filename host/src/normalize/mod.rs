@@ -1,5 +1,6 @@
-//! Normalization: turns one raw input line into the WIT `Event`s the rules
-//! consume. A line is an Okta System Log LogEvent, an Okta Event Hook
+//! Normalization: turns one raw input line into the `model::Event`s the
+//! rules consume, each keeping its source record (`RawRecord`) for the
+//! rules that read a vendor field by JSON pointer. A line is an Okta System Log LogEvent, an Okta Event Hook
 //! delivery, a Graph sign-in or directory audit, an Azure Monitor diagnostic
 //! record (Entra sign-in and audit categories), an Event Hub batch
 //! (`{"records": [...]}`) or a Graph list page (`{"value": [...]}`).
@@ -30,6 +31,8 @@ mod lenient;
 mod okta;
 mod raw;
 mod time;
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -306,9 +309,30 @@ impl Normalizer {
         out: &mut Vec<Event>,
         report: &mut LineReport,
     ) -> Result<usize, NormalizeError> {
+        self.normalize_raw_report(&RawLine::new(line), out, report)
+    }
+
+    /// [`Normalizer::normalize_line_report`] for a line the caller owns and
+    /// no longer needs: its events keep it as their source record without
+    /// a copy (the pipeline's hot path).
+    pub fn normalize_owned_report(
+        &self,
+        line: String,
+        out: &mut Vec<Event>,
+        report: &mut LineReport,
+    ) -> Result<usize, NormalizeError> {
+        self.normalize_raw_report(&RawLine::new(line), out, report)
+    }
+
+    fn normalize_raw_report(
+        &self,
+        raw: &Arc<RawLine>,
+        out: &mut Vec<Event>,
+        report: &mut LineReport,
+    ) -> Result<usize, NormalizeError> {
         // Exports often carry a BOM on the first line and CRLF endings; both
         // would otherwise break the hash-based fallback id or the parse.
-        let line = line.trim_start_matches('\u{feff}').trim();
+        let line = raw.text().trim_start_matches('\u{feff}').trim();
         if line.is_empty() {
             return Ok(0);
         }
@@ -325,7 +349,7 @@ impl Normalizer {
         let (start, dropped_before, rejected_before) =
             (out.len(), report.dropped.len(), report.rejected.len());
         let result = match serde_json::from_str::<Record>(line) {
-            Ok(rec) => self.normalize_record(line, &rec, &[], out, report),
+            Ok(rec) => self.normalize_record(raw, line, &rec, &[], out, report),
             Err(e) if e.classify() == serde_json::error::Category::Data => {
                 // A field of the wrong type: the slow path (see `lenient`).
                 let mut value: serde_json::Value = serde_json::from_str(line)
@@ -333,7 +357,7 @@ impl Normalizer {
                 let dropped = lenient::repair(&mut value).map_err(NormalizeError::InvalidJson)?;
                 let rec = Record::deserialize(&value)
                     .map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
-                self.normalize_record(line, &rec, &dropped, out, report)
+                self.normalize_record(raw, line, &rec, &dropped, out, report)
             }
             Err(e) => Err(NormalizeError::InvalidJson(e.to_string())),
         };
@@ -348,6 +372,7 @@ impl Normalizer {
     /// One parsed line: a single record, or an envelope of many.
     fn normalize_record(
         &self,
+        raw: &Arc<RawLine>,
         line: &str,
         rec: &Record,
         dropped: &[Dropped],
@@ -386,7 +411,7 @@ impl Normalizer {
             let mut notes = Notes::new(None, &mut report.dropped);
             let mut event =
                 self.normalize_single(format, rec, &mut notes, || fallback_id(line, None))?;
-            event.raw = Some(RawRecord::whole(RawLine::new(line)));
+            event.raw = Some(RawRecord::whole(raw.clone()));
             out.push(event);
             return Ok(1);
         };
@@ -409,8 +434,6 @@ impl Normalizer {
         }
         let start = out.len();
         out.reserve(elements.len());
-        // The line is kept once for all its events (`raw` reads).
-        let raw_line = RawLine::new(line);
         let raw_array = match array {
             "data.events" => "/data/events",
             "records" => "/records",
@@ -462,7 +485,7 @@ impl Normalizer {
             };
             match result {
                 Ok(mut e) => {
-                    e.raw = Some(RawRecord::element(raw_line.clone(), raw_array, index));
+                    e.raw = Some(RawRecord::element(raw.clone(), raw_array, index));
                     out.push(e)
                 }
                 Err(source) => {
