@@ -470,7 +470,20 @@ fn a_stream_run_twice_through_one_state_directory_counts_once() {
     let actions = wd.records_of("action").len();
     assert!(findings > 0 && actions > 0, "{}", text(&first.stdout));
 
-    let second = wd.run(VIGIL, body, &events, &cache_home());
+    second_pass_adds_nothing(&wd, body, &events, findings, actions);
+}
+
+/// Runs `events` again through the state directory of `body`: the second
+/// pass must add no finding and no action record to the `findings` and
+/// `actions` of the first, and count the calls it skipped; returns them.
+fn second_pass_adds_nothing(
+    wd: &Workdir,
+    body: &str,
+    events: &Path,
+    findings: usize,
+    actions: usize,
+) -> u64 {
+    let second = wd.run(VIGIL, body, events, &cache_home());
     assert!(second.status.success(), "{}", text(&second.stderr));
     let out = text(&second.stdout);
     assert_eq!(wd.records_of("finding").len(), findings, "{out}");
@@ -486,6 +499,7 @@ fn a_stream_run_twice_through_one_state_directory_counts_once() {
         duplicates > 0,
         "the second pass skips what was judged: {out}"
     );
+    duplicates
 }
 
 // Every fixture of the built-in pack, as one stream, through the whole pack
@@ -525,22 +539,7 @@ fn every_pack_fixture_run_twice_through_one_state_directory_counts_once() {
     let actions = wd.records_of("action").len();
     assert!(findings >= 20 && actions >= 20, "{}", text(&first.stdout));
 
-    let second = wd.run(VIGIL, body, &events, &cache_home());
-    assert!(second.status.success(), "{}", text(&second.stderr));
-    let out = text(&second.stdout);
-    assert_eq!(wd.records_of("finding").len(), findings, "{out}");
-    assert_eq!(wd.records_of("action").len(), actions, "{out}");
-    assert!(out.contains("findings: 0"), "{out}");
-    let duplicates: u64 = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("duplicates: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        duplicates > 0,
-        "the second pass skips what was judged: {out}"
-    );
+    let duplicates = second_pass_adds_nothing(&wd, body, &events, findings, actions);
     eprintln!(
         "{files} fixture files: {findings} findings and {actions} action records once; \
          the second pass skipped {duplicates} judged (rule, event) pairs"
