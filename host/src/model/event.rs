@@ -16,16 +16,6 @@ pub enum EventClass {
 }
 
 impl EventClass {
-    pub const ALL: [EventClass; 7] = [
-        EventClass::Authentication,
-        EventClass::MfaChallenge,
-        EventClass::FactorChange,
-        EventClass::PolicyChange,
-        EventClass::AccountChange,
-        EventClass::Session,
-        EventClass::Other,
-    ];
-
     /// The WIT name: `authentication`, `mfa-challenge`, …
     pub fn name(self) -> &'static str {
         match self {

@@ -26,17 +26,6 @@ impl PartitionKey {
             PartitionKey::Global => "global",
         }
     }
-
-    /// The event's key of this kind; `None` for `Global` and for an event
-    /// without one (no actor, no IP): those go to one fixed partition.
-    pub fn of(self, event: &Event) -> Option<&str> {
-        match self {
-            PartitionKey::Actor => event.actor.as_ref().map(|a| a.id.as_str()),
-            PartitionKey::SubjectUser => event.subject_user().map(|u| u.id.as_str()),
-            PartitionKey::ClientIp => event.client_ip.as_deref(),
-            PartitionKey::Global => None,
-        }
-    }
 }
 
 /// What a rule says about itself, read once at load.
