@@ -151,7 +151,11 @@ impl<'a> Event<'a> {
         match self.from {
             From::Data(d) => {
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
-                    return Err(format!("invalid JSON pointer {pointer:?}"));
+                    // The host's words (`model::RawError`), so a rule's
+                    // handling is tested against what it will see.
+                    return Err(format!(
+                        "invalid JSON pointer {pointer:?}: it must be empty or start with '/' (RFC 6901)"
+                    ));
                 }
                 Ok(d.raw
                     .iter()
@@ -191,5 +195,33 @@ impl std::fmt::Debug for Event<'_> {
             .field("kind", &self.kind())
             .field("time", &self.time())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::EventBuilder;
+
+    #[test]
+    fn a_test_event_answers_like_the_host() {
+        let data = EventBuilder::okta("user.session.start")
+            .actor_user("00u1", "a@example.com")
+            .attribute("error-code", "50126")
+            .raw("/debugContext/debugData/risk", "\"HIGH\"")
+            .build();
+        let event = Event::from_data(&data);
+        assert_eq!(event.kind(), "user.session.start");
+        assert_eq!(event.subject_user().map(|u| u.id.as_str()), Some("00u1"));
+        assert_eq!(event.failure_reason().as_deref(), Some("50126"));
+        assert_eq!(
+            event.raw("/debugContext/debugData/risk"),
+            Ok(Some("\"HIGH\"".into()))
+        );
+        assert_eq!(event.raw("/nothing"), Ok(None));
+        assert_eq!(
+            event.raw("risk").unwrap_err(),
+            "invalid JSON pointer \"risk\": it must be empty or start with '/' (RFC 6901)"
+        );
     }
 }
