@@ -82,7 +82,7 @@ impl Store {
                     p.decided_by
                 ],
             )
-            .context("cannot write the approval")?;
+            .with_context(|| self.failed("write the approval"))?;
         Ok(n > 0)
     }
 
@@ -95,7 +95,7 @@ impl Store {
                 from_row,
             )
             .optional()
-            .context("cannot read the approval")?;
+            .with_context(|| self.failed("read the approval"))?;
         row.map(finish).transpose()
     }
 
@@ -107,7 +107,7 @@ impl Store {
         let rows = stmt.query_map([state], from_row)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(finish(row.context("cannot read approvals")?)?);
+            out.push(finish(row.with_context(|| self.failed("read approvals"))?)?);
         }
         Ok(out)
     }
@@ -128,7 +128,7 @@ impl Store {
                  WHERE action_id = ?1 AND state = 'pending'",
                 params![action_id, state, by, now_ms],
             )
-            .context("cannot write the approval")?;
+            .with_context(|| self.failed("write the approval"))?;
         Ok(n > 0)
     }
 }

@@ -205,7 +205,7 @@ impl Store {
             .prepare_cached("SELECT id, record FROM outbox ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the audit outbox")
+            .with_context(|| self.failed("read the audit outbox"))
     }
 
     /// The log `seq` recorded when the outbox was last emptied.
@@ -224,7 +224,7 @@ impl Store {
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the pending actions")
+            .with_context(|| self.failed("read the pending actions"))
     }
 
     /// Every execution recorded for an action (one per connector):
@@ -235,7 +235,7 @@ impl Store {
         )?;
         let rows = stmt.query_map([action_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the executions")
+            .with_context(|| self.failed("read the executions"))
     }
 
     /// The judged events of `rule`, oldest first: (event id digest, when
@@ -246,7 +246,7 @@ impl Store {
             .prepare_cached("SELECT event, at_ms FROM judged_ids WHERE rule = ?1 ORDER BY at_ms")?;
         let rows = stmt.query_map([rule], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the judged event ids")
+            .with_context(|| self.failed("read the judged event ids"))
     }
 }
 

@@ -30,7 +30,7 @@ impl Store {
                 insert.execute(params![scope, kind, at])?;
             }
         }
-        tx.commit().context("cannot write budget usage")
+        tx.commit().with_context(|| self.failed("write budget usage"))
     }
 
     /// Removes the newest usage row of each (scope, kind) given back.
@@ -42,7 +42,7 @@ impl Store {
                      WHERE scope = ?1 AND kind = ?2 ORDER BY at_ms DESC, rowid DESC LIMIT 1)",
                     params![scope, kind],
                 )
-                .context("cannot write budget usage")?;
+                .with_context(|| self.failed("write budget usage"))?;
         }
         Ok(())
     }
@@ -52,13 +52,13 @@ impl Store {
     pub fn load_budget_usage(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>> {
         self.conn
             .execute("DELETE FROM budget_usage WHERE at_ms < ?1", [since_ms])
-            .context("cannot prune budget usage")?;
+            .with_context(|| self.failed("prune budget usage"))?;
         let mut stmt = self
             .conn
             .prepare_cached("SELECT scope, kind, at_ms FROM budget_usage ORDER BY at_ms")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read budget usage")
+            .with_context(|| self.failed("read budget usage"))
     }
 
     pub fn trip_breaker(&self, rule: &str, tripped_ms: i64, reason: &str) -> Result<()> {
@@ -68,7 +68,7 @@ impl Store {
                  ON CONFLICT (rule) DO UPDATE SET tripped_ms = ?2, reason = ?3",
                 params![rule, tripped_ms, reason],
             )
-            .context("cannot write the breaker state")?;
+            .with_context(|| self.failed("write the breaker state"))?;
         Ok(())
     }
 
@@ -77,7 +77,7 @@ impl Store {
         let n = self
             .conn
             .execute("DELETE FROM breakers WHERE rule = ?1", [rule])
-            .context("cannot write the breaker state")?;
+            .with_context(|| self.failed("write the breaker state"))?;
         Ok(n > 0)
     }
 
@@ -95,7 +95,7 @@ impl Store {
                 },
             )
             .optional()
-            .context("cannot read the breaker state")
+            .with_context(|| self.failed("read the breaker state"))
     }
 
     pub fn breakers(&self) -> Result<Vec<StoredBreaker>> {
@@ -110,7 +110,7 @@ impl Store {
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
-            .context("cannot read the breaker state")
+            .with_context(|| self.failed("read the breaker state"))
     }
 
     pub fn set_quarantined(&self, rule: &str, at_ms: i64, reason: &str) -> Result<()> {
@@ -120,7 +120,7 @@ impl Store {
                  ON CONFLICT (rule) DO UPDATE SET quarantined_ms = ?2, reason = ?3",
                 params![rule, at_ms, reason],
             )
-            .context("cannot write the rule status")?;
+            .with_context(|| self.failed("write the rule status"))?;
         Ok(())
     }
 
@@ -133,7 +133,7 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .context("cannot read the rule status")
+            .with_context(|| self.failed("read the rule status"))
     }
 
     /// Lifts a quarantine; returns whether the rule was quarantined.
@@ -141,7 +141,7 @@ impl Store {
         let n = self
             .conn
             .execute("DELETE FROM rule_status WHERE rule = ?1", [rule])
-            .context("cannot write the rule status")?;
+            .with_context(|| self.failed("write the rule status"))?;
         Ok(n > 0)
     }
 }

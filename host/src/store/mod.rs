@@ -191,12 +191,18 @@ impl Store {
         &self.path
     }
 
+    /// The context of a failed read or write: it names the file, so an
+    /// operator sees which disk is full or damaged.
+    fn failed(&self, what: &str) -> String {
+        format!("cannot {what} in the state store {}", self.path.display())
+    }
+
     /// A small named value (a source's cursor, …).
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .context("cannot read the state store")
+            .with_context(|| self.failed("read from"))
     }
 
     /// Stores a small named value durably.
@@ -207,7 +213,7 @@ impl Store {
                  ON CONFLICT (key) DO UPDATE SET value = ?2, updated_ms = ?3",
                 params![key, value, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(())
     }
 
@@ -226,7 +232,7 @@ impl Store {
                 },
             )
             .optional()
-            .context("cannot read the state store")
+            .with_context(|| self.failed("read from"))
     }
 
     /// Marks `key` in flight (durably) before its request is sent.
@@ -244,7 +250,7 @@ impl Store {
                  ON CONFLICT (key) DO UPDATE SET state = 'in-flight', detail = '', updated_ms = ?4",
                 params![key, action_id, connector, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(())
     }
 
@@ -261,7 +267,7 @@ impl Store {
                 "UPDATE executions SET state = ?2, detail = ?3, updated_ms = ?4 WHERE key = ?1",
                 params![key, state, detail, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(())
     }
 
@@ -282,7 +288,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
                 params![action_id, rule, connector, json, due_ms, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -324,7 +330,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, action_id, rule, connector, json, due_ms, attempts) =
-                row.context("cannot read the state store")?;
+                row.with_context(|| self.failed("read from"))?;
             let undo = serde_json::from_str(&json)
                 .with_context(|| format!("state store: undo {id} is not readable: {json}"))?;
             out.push(ScheduledUndo {
@@ -348,7 +354,7 @@ impl Store {
                 [],
                 |r| r.get(0),
             )
-            .context("cannot read the state store")
+            .with_context(|| self.failed("read from"))
     }
 
     /// Records the end of an undo (`done` or `failed`).
@@ -359,7 +365,7 @@ impl Store {
                  WHERE id = ?1",
                 params![id, state, detail, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(())
     }
 
@@ -371,7 +377,7 @@ impl Store {
                  WHERE id = ?1",
                 params![id, due_ms, detail, now_ms],
             )
-            .context("cannot write the state store")?;
+            .with_context(|| self.failed("write to"))?;
         Ok(())
     }
 }
