@@ -287,8 +287,25 @@ pub struct StateStore {
     reclaimed_at: Option<i64>,
     /// Keys changed since the last [`StateStore::take_changes`], when
     /// tracking is on.
-    /// Key → bit set of the [`StateKind`]s changed under that name.
-    changed: Option<HashMap<String, u8>>,
+    /// Key → bit set of the [`StateKind`]s changed under that name, and the
+    /// partition of the call that changed it last.
+    changed: Option<HashMap<String, (u8, u64)>>,
+    /// The partition of the current call (see [`StateStore::set_partition`]).
+    partition: u64,
+}
+
+/// One changed key, for the host to persist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateChange {
+    pub kind: StateKind,
+    pub key: String,
+    /// Its snapshot, or `None` when the key no longer exists.
+    pub state: Option<KeyState>,
+    /// The partition (a hash of the rule's partition key, see the host's
+    /// `model::PartitionKey`) of the call that last changed the key: the
+    /// host gives the key back to the instance that owns that partition
+    /// when it restarts, whatever the number of shards then.
+    pub partition: u64,
 }
 
 impl StateStore {
@@ -310,11 +327,22 @@ impl StateStore {
         };
         // Look up by &str first: the common case (a hot key) allocates nothing.
         match changed.get_mut(key) {
-            Some(bits) => *bits |= kind.bit(),
+            Some((bits, partition)) => {
+                *bits |= kind.bit();
+                *partition = self.partition;
+            }
             None => {
-                changed.insert(key.to_owned(), kind.bit());
+                changed.insert(key.to_owned(), (kind.bit(), self.partition));
             }
         }
+    }
+
+    /// Tags the keys the next calls change with `partition` (the host sets
+    /// it before each call). Only a call's own writes and the keys dropped
+    /// to make room are tagged, and a dropped key has no row to tag, so a
+    /// stored key always carries the partition of a call that wrote it.
+    pub fn set_partition(&mut self, partition: u64) {
+        self.partition = partition;
     }
 
     /// Whether keys changed since the last [`StateStore::take_changes`].
@@ -324,16 +352,21 @@ impl StateStore {
 
     /// The keys changed since the last call, each with its current
     /// snapshot, or `None` when the key no longer exists.
-    pub fn take_changes(&mut self) -> Vec<(StateKind, String, Option<KeyState>)> {
+    pub fn take_changes(&mut self) -> Vec<StateChange> {
         let Some(changed) = self.changed.as_mut() else {
             return Vec::new();
         };
-        let keys: Vec<(String, u8)> = changed.drain().collect();
+        let keys: Vec<(String, (u8, u64))> = changed.drain().collect();
         let mut out = Vec::with_capacity(keys.len());
-        for (key, bits) in keys {
+        for (key, (bits, partition)) in keys {
             for kind in [StateKind::Counter, StateKind::Set, StateKind::Value] {
                 if bits & kind.bit() != 0 {
-                    out.push((kind, key.clone(), self.snapshot(kind, &key)));
+                    out.push(StateChange {
+                        kind,
+                        state: self.snapshot(kind, &key),
+                        key: key.clone(),
+                        partition,
+                    });
                 }
             }
         }
@@ -460,6 +493,16 @@ impl StateStore {
                 self.behind_ms = 0;
                 self.high_water = Some(now_ms);
             }
+        }
+    }
+
+    /// Raises the high-water mark to `at` if it is behind: a host running
+    /// one rule on several instances (shards) gives each call the newest
+    /// event time the *rule* has seen, so lateness and the reclaiming
+    /// horizon are what they would be on a single instance.
+    pub fn raise_high_water(&mut self, at: i64) {
+        if self.high_water.is_none_or(|h| h < at) {
+            self.high_water = Some(at);
         }
     }
 
@@ -1559,15 +1602,15 @@ mod tests {
         s.set("gone", "y", None).unwrap();
         s.delete("gone").unwrap();
         let mut changes = s.take_changes();
-        changes.sort_by(|a, b| a.1.cmp(&b.1));
-        let names: Vec<&str> = changes.iter().map(|(_, k, _)| k.as_str()).collect();
+        changes.sort_by(|a, b| a.key.cmp(&b.key));
+        let names: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(names, vec!["c", "d", "gone", "v"]);
         assert!(!s.has_changes());
 
         let mut restored = StateStore::default();
-        for (_, key, state) in changes.into_iter() {
-            if let Some(state) = state {
-                restored.restore(key, state);
+        for change in changes.into_iter() {
+            if let Some(state) = change.state {
+                restored.restore(change.key, state);
             }
         }
         assert_eq!(restored.high_water(), Some(1_000));
@@ -1581,6 +1624,44 @@ mod tests {
         assert_eq!(restored.get("v"), Some("earlier"), "versions survive");
         restored.set_now(1_500);
         assert_eq!(restored.get("v"), None, "the TTL survives the round trip");
+    }
+
+    #[test]
+    fn changed_keys_carry_the_partition_of_the_call_that_wrote_them() {
+        let mut s = StateStore::default();
+        s.track_changes();
+        s.set_now(1_000);
+        s.set_partition(7);
+        s.counter_add("alice", 60_000, 1).unwrap();
+        s.set("shared", "a", None).unwrap();
+        s.set_partition(9);
+        s.distinct_add("bob", "1.2.3.4", 60_000).unwrap();
+        // The last writer's partition wins (a rule that breaks its own
+        // partition claim; the host keeps the newest tag).
+        s.set("shared", "b", None).unwrap();
+        let mut changes = s.take_changes();
+        changes.sort_by(|a, b| a.key.cmp(&b.key));
+        let tags: Vec<(&str, u64)> = changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.partition))
+            .collect();
+        assert_eq!(tags, vec![("alice", 7), ("bob", 9), ("shared", 9)]);
+    }
+
+    #[test]
+    fn a_raised_high_water_mark_makes_an_event_late_as_on_one_instance() {
+        let mut one = StateStore::default();
+        one.set_now(10 * MIN);
+        one.set_now(2 * MIN);
+        // A shard that never saw the 10-minute event, told of it.
+        let mut shard = StateStore::default();
+        shard.raise_high_water(10 * MIN);
+        shard.set_now(2 * MIN);
+        assert_eq!(shard.behind_ms(), one.behind_ms());
+        assert_eq!(shard.high_water(), one.high_water());
+        // Never lowered.
+        shard.raise_high_water(MIN);
+        assert_eq!(shard.high_water(), Some(10 * MIN));
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Store {
                 insert.execute(params![scope, kind, at])?;
             }
         }
-        tx.commit().with_context(|| self.failed("write budget usage"))
+        tx.commit()
+            .with_context(|| self.failed("write budget usage"))
     }
 
     /// Removes the newest usage row of each (scope, kind) given back.

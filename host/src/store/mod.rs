@@ -39,7 +39,7 @@ pub use action_json::{action_from_json, action_to_json};
 pub use approvals::PendingApproval;
 pub use durable::Commit;
 pub use guardrails::StoredBreaker;
-pub use rule_state::KeyChange;
+pub use rule_state::{KeyChange, StoredKey};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS executions (
@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS rule_state (
     kind       TEXT NOT NULL,     -- counter | set | value
     key        TEXT NOT NULL,
     data       TEXT NOT NULL,     -- JSON snapshot (see rule_state.rs)
+    part       INTEGER,           -- partition of its last writer (NULL: written before shards)
     PRIMARY KEY (rule, kind, key)
 );
 CREATE TABLE IF NOT EXISTS budget_usage (
@@ -181,6 +182,7 @@ impl Store {
             conn.execute_batch(durable::MIGRATE_JUDGED)
                 .with_context(at)?;
         }
+        rule_state::migrate(&conn).with_context(at)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),

@@ -3,6 +3,12 @@
 //! keys. Each row is a JSON snapshot of the key; rows written before values
 //! were versioned on event time are still read (and rewritten in the new
 //! shape when the key next changes).
+//!
+//! Each row also carries the partition of the call that last wrote it
+//! (`part`, a hash of the rule's partition key): at start the host hands a
+//! key to the shard that owns that partition, whatever the number of
+//! shards was when it was written. Rows from before shards have no
+//! partition (`NULL`); see `RuleSet::restore_state`.
 
 use anyhow::{Context, Result};
 use rusqlite::params;
@@ -11,8 +17,32 @@ use vigil_sdk::state_store::{KeyState, StateKind, Version};
 
 use super::Store;
 
-/// One changed key: its snapshot, or `None` when it was removed.
-pub type KeyChange = (StateKind, String, Option<KeyState>);
+/// One changed key: its snapshot (or `None` when it was removed) and the
+/// partition of the call that changed it.
+pub type KeyChange = vigil_sdk::state_store::StateChange;
+
+/// One saved key, as loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredKey {
+    pub key: String,
+    pub state: KeyState,
+    /// The partition of its last writer; `None` for a row written before
+    /// rule state was partitioned.
+    pub partition: Option<u64>,
+}
+
+/// Adds the `part` column to a database created before shards.
+pub(super) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_part: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('rule_state') WHERE name = 'part'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !has_part {
+        conn.execute_batch("ALTER TABLE rule_state ADD COLUMN part INTEGER")?;
+    }
+    Ok(())
+}
 
 impl Store {
     /// Writes the changed keys of several rules in one transaction.
@@ -33,25 +63,25 @@ impl Store {
     fn write_rule_state(&self, changes: &[(String, Vec<KeyChange>)]) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         write_changes(&tx, changes)?;
-        tx.commit()
-            .context("cannot write rule state to the state store")
+        tx.commit().with_context(|| self.failed("write rule state"))
     }
 
     /// Every saved key of one rule.
-    pub fn load_rule_state(&self, rule: &str) -> Result<Vec<(String, KeyState)>> {
+    pub fn load_rule_state(&self, rule: &str) -> Result<Vec<StoredKey>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT kind, key, data FROM rule_state WHERE rule = ?1")?;
+            .prepare_cached("SELECT kind, key, data, part FROM rule_state WHERE rule = ?1")?;
         let rows = stmt.query_map([rule], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (kind, key, data) = row?;
+            let (kind, key, data, part) = row.with_context(|| self.failed("read rule state"))?;
             let kind = StateKind::from_name(&kind).with_context(|| {
                 format!("state store: rule {rule} key {key:?} has kind {kind:?}")
             })?;
@@ -59,7 +89,12 @@ impl Store {
                 .with_context(|| format!("state store: rule {rule} key {key:?} is not JSON"))?;
             let state = decode(kind, &value)
                 .with_context(|| format!("state store: rule {rule} key {key:?} is not readable"))?;
-            out.push((key, state));
+            out.push(StoredKey {
+                key,
+                state,
+                // Stored as SQLite's signed integer, bit for bit.
+                partition: part.map(|p| p as u64),
+            });
         }
         Ok(out)
     }
@@ -83,16 +118,23 @@ pub(super) fn write_changes(
     changes: &[(String, Vec<KeyChange>)],
 ) -> Result<()> {
     let mut upsert = tx.prepare_cached(
-        "INSERT INTO rule_state (rule, kind, key, data) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (rule, kind, key) DO UPDATE SET data = ?4",
+        "INSERT INTO rule_state (rule, kind, key, data, part) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (rule, kind, key) DO UPDATE SET data = ?4, part = ?5",
     )?;
     let mut delete =
         tx.prepare_cached("DELETE FROM rule_state WHERE rule = ?1 AND kind = ?2 AND key = ?3")?;
     for (rule, keys) in changes {
-        for (kind, key, state) in keys {
-            match state {
-                Some(state) => upsert.execute(params![rule, kind.name(), key, encode(state)?])?,
-                None => delete.execute(params![rule, kind.name(), key])?,
+        for change in keys {
+            let kind = change.kind.name();
+            match &change.state {
+                Some(state) => upsert.execute(params![
+                    rule,
+                    kind,
+                    change.key,
+                    encode(state)?,
+                    change.partition as i64
+                ])?,
+                None => delete.execute(params![rule, kind, change.key])?,
             };
         }
     }
@@ -222,29 +264,75 @@ mod tests {
             thin_ms: 60_000,
             members: vec![("alice".into(), vec![1, 70_000])],
         };
+        let change = |kind, key: &str, state, partition| KeyChange {
+            kind,
+            key: key.into(),
+            state,
+            partition,
+        };
         s.save_rule_state(&[(
             "r1".into(),
             vec![
-                (StateKind::Counter, "c".into(), Some(counter.clone())),
-                (StateKind::Value, "v".into(), Some(value.clone())),
-                (StateKind::Set, "s".into(), Some(set.clone())),
+                change(StateKind::Counter, "c", Some(counter.clone()), 1),
+                change(StateKind::Value, "v", Some(value.clone()), 2),
+                // The top bit survives SQLite's signed integer.
+                change(StateKind::Set, "s", Some(set.clone()), u64::MAX - 1),
             ],
         )])
         .unwrap();
         let mut got = s.load_rule_state("r1").unwrap();
-        got.sort_by(|a, b| a.0.cmp(&b.0));
+        got.sort_by(|a, b| a.key.cmp(&b.key));
+        let stored = |key: &str, state, partition| StoredKey {
+            key: key.into(),
+            state,
+            partition: Some(partition),
+        };
         assert_eq!(
             got,
             vec![
-                ("c".into(), counter),
-                ("s".into(), set),
-                ("v".into(), value)
+                stored("c", counter, 1),
+                stored("s", set, u64::MAX - 1),
+                stored("v", value, 2)
             ]
         );
-        s.save_rule_state(&[("r1".into(), vec![(StateKind::Value, "v".into(), None)])])
+        s.save_rule_state(&[("r1".into(), vec![change(StateKind::Value, "v", None, 2)])])
             .unwrap();
         assert_eq!(s.load_rule_state("r1").unwrap().len(), 2);
         assert!(s.load_rule_state("r2").unwrap().is_empty());
+    }
+
+    // A database from before shards has no `part` column: opening it adds
+    // one, its rows load without a partition, and a rewrite tags them.
+    #[test]
+    fn a_store_from_before_shards_gains_the_partition_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE rule_state (rule TEXT NOT NULL, kind TEXT NOT NULL,
+                 key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rule, kind, key));
+                 INSERT INTO rule_state VALUES ('r', 'counter', 'c', '{\"w\":600000,\"e\":[[1000,2]]}');",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let got = s.load_rule_state("r").unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].partition, None);
+        s.save_rule_state(&[(
+            "r".into(),
+            vec![KeyChange {
+                kind: StateKind::Counter,
+                key: "c".into(),
+                state: Some(got[0].state.clone()),
+                partition: 42,
+            }],
+        )])
+        .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.load_rule_state("r").unwrap()[0].partition, Some(42));
     }
 
     // A database written before values were versioned: its rows are read
@@ -271,8 +359,9 @@ mod tests {
                 .unwrap();
         }
         let mut state = vigil_sdk::state_store::StateStore::default();
-        for (key, value) in s.load_rule_state("r").unwrap() {
-            state.restore(key, value);
+        for stored in s.load_rule_state("r").unwrap() {
+            assert_eq!(stored.partition, None, "written before shards");
+            state.restore(stored.key, stored.state);
         }
         state.set_now(3000);
         assert_eq!(state.get("v"), Some("kept"));
