@@ -18,6 +18,9 @@
 //! - a stream run twice through the same state directory gives the
 //!   findings and actions of one pass.
 //!
+//! The service runs on two shards here, with a partitioned rule beside
+//! the global requester: exactly-once holds for both.
+//!
 //! Waits are polls with generous timeouts; no test asserts timing.
 
 use std::collections::{BTreeMap, HashSet};
@@ -52,6 +55,9 @@ audit_path = "{audit}"
 state_path = "{state}"
 cache_dir = "{cache}"
 builtin_pack = false
+# Two shards whatever the machine: the partitioned rule below runs on
+# both, the requester (global) on the first.
+shards = 2
 [budgets]
 window_secs = 1
 fraction_min_users = 1000000000
@@ -61,6 +67,8 @@ global = {{ revoke-sessions = 1000000 }}
 path = {guest:?}
 allow = ["revoke-sessions"]
 config = {{ action = "revoke-sessions", targets = "{TARGET_LOGIN}" }}
+[[rules]]
+path = {sequencer:?}
 [connectors.http]
 backoff_initial_ms = 10
 backoff_max_ms = 20
@@ -80,6 +88,7 @@ queue_capacity = 8
         cache = work.join("cache").display(),
         token = work.join("okta-token").display(),
         guest = GUEST_REQUESTER,
+        sequencer = GUEST_SEQUENCER,
         okta = fake.base_url(),
     )
 }
@@ -123,12 +132,15 @@ impl std::ops::DerefMut for Service {
     }
 }
 
+/// A sign-in by one of eight users (by the uuid's last digit), so the
+/// partitioned rule's calls spread over the shards.
 fn okta_event(uuid: &str) -> Value {
+    let user = uuid.bytes().last().unwrap_or(b'0') % 8;
     json!({
         "uuid": uuid,
         "published": "2026-03-01T10:00:00.000Z",
         "eventType": "user.session.start",
-        "actor": {"id": "00uactor01", "type": "User", "alternateId": "actor@corp.example"},
+        "actor": {"id": format!("00uactor{user}"), "type": "User", "alternateId": format!("actor{user}@corp.example")},
         "outcome": {"result": "SUCCESS"},
         "client": {"ipAddress": "198.51.100.7"}
     })
@@ -195,25 +207,30 @@ fn check_log(audit: &Path, acked: &HashSet<String>, fake: &FakeIdp) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("every audit line is a whole JSON record"))
         .collect();
-    let mut findings: BTreeMap<String, usize> = BTreeMap::new();
+    // Each rule judges each event once: the global requester on one
+    // shard, the partitioned sequencer on whichever owns the event's user.
+    let mut findings: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in records.iter().filter(|r| r["type"] == "finding") {
+        let rule = r["rule"].as_str().unwrap().to_owned();
         *findings
-            .entry(r["event_id"].as_str().unwrap().to_owned())
+            .entry((rule, r["event_id"].as_str().unwrap().to_owned()))
             .or_default() += 1;
     }
     let twice: Vec<_> = findings.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "events judged more than once: {twice:?}");
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|u| !findings.contains_key(*u))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} events answered 2xx were never judged, e.g. {:?}",
-        lost.len(),
-        acked.len(),
-        lost.iter().take(5).collect::<Vec<_>>()
-    );
+    for rule in ["guest-requester", "guest-sequencer"] {
+        let lost: Vec<_> = acked
+            .iter()
+            .filter(|u| !findings.contains_key(&(rule.to_owned(), (*u).clone())))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{rule}: {} of {} events answered 2xx were never judged, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            lost.iter().take(5).collect::<Vec<_>>()
+        );
+    }
 
     let mut accepted: BTreeMap<String, usize> = BTreeMap::new();
     for r in records

@@ -103,16 +103,37 @@ fn main() {
     // record` on this run). `pack-split`: the same stream cut in two by
     // user (each user's events, with the filler after them, on one side)
     // and run by two independent pipelines on two threads at once — not
-    // Vigil's shards (item 5 of the contract issue, not built), an upper
-    // bound on what two shards could gain on this machine.
+    // Vigil's shards, an upper bound on what two shards could gain on this
+    // machine (nothing shared: no gate, store or audit log in common).
     let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
     if only == "pack" || only == "pack-v0.1" {
         let t = Instant::now();
-        run_pack(&mixed, only == "pack-v0.1");
+        run_pack(&mixed, only == "pack-v0.1", 1);
         let ns = t.elapsed().as_nanos() as f64 / mixed.len() as f64;
         println!(
             "mixed stream, whole built-in pack: {ns:.0} ns/event (one pass, untimed setup included)"
         );
+        return;
+    }
+    // `pack-shards`: the whole pack on the mixed stream in one pipeline on
+    // 1, 2 and 3 shards (`shards` in the configuration), median of
+    // `VIGIL_BENCH_PASSES` passes each, setup untimed.
+    if only == "pack-shards" {
+        let per = |d: Duration| d.as_nanos() as f64 / mixed.len() as f64;
+        let mut one = None;
+        for shards in [1, 2, 3] {
+            let d = median_after(
+                || pack_pipeline(false, shards),
+                |(_dir, mut pipeline)| feed(&mut pipeline, &mixed),
+            );
+            let base = *one.get_or_insert(d);
+            println!(
+                "whole pack, mixed stream, {shards} shard(s): {:.0} ns/event ({:.0}/s), {:.2}x one shard",
+                per(d),
+                1e9 / per(d),
+                base.as_secs_f64() / d.as_secs_f64()
+            );
+        }
         return;
     }
     if only == "pack-split" {
@@ -125,12 +146,12 @@ fn main() {
             halves[side].push(line.clone());
         }
         let t = Instant::now();
-        run_pack(&mixed, false);
+        run_pack(&mixed, false, 1);
         let one = t.elapsed();
         let t = Instant::now();
         std::thread::scope(|s| {
             for half in &halves {
-                s.spawn(move || run_pack(half, false));
+                s.spawn(move || run_pack(half, false, 1));
             }
         });
         let two = t.elapsed();
@@ -197,8 +218,10 @@ fn main() {
                 let mut config =
                     config_text.map_or_else(Config::builtin_default, |t| Config::parse(t).unwrap());
                 // As the built-in default: rules without `allow` get what
-                // they declare (audit-only).
+                // they declare (audit-only). One shard: these rows compare
+                // the call path with earlier figures (`pack-shards` for more).
                 config.grant_declared_actions = true;
+                config.shards = Some(1);
                 config.audit_path = dir.path().join("audit.jsonl");
                 // The durable store on disk, as in production: rule state,
                 // budgets and idempotency keys are written as they would be.
@@ -344,10 +367,10 @@ fn field<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     &s[from..to]
 }
 
-/// Runs `lines` through the whole pack (today's builds, or the frozen
-/// v0.1 ones) in a pipeline of its own: state and audit log on disk in a
-/// temporary directory.
-fn run_pack(lines: &[String], v01: bool) {
+/// A pipeline of the whole pack (today's builds, or the frozen v0.1 ones)
+/// on `shards` shards: state and audit log on disk in a temporary
+/// directory.
+fn pack_pipeline(v01: bool, shards: usize) -> (tempfile::TempDir, Pipeline) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = if v01 {
         let mut c = Config::parse(&frozen_pack()).unwrap();
@@ -356,12 +379,24 @@ fn run_pack(lines: &[String], v01: bool) {
     } else {
         Config::builtin_default()
     };
+    config.shards = Some(shards);
     config.audit_path = dir.path().join("audit.jsonl");
     config.state_path = dir.path().join("state.db");
     let rules = setup::load_rules(&config).unwrap();
     let executor = setup::executor(&config, &rules).unwrap();
     let audit = AuditLog::open(&config.audit_path).unwrap();
-    let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
+    (dir, Pipeline::new(rules, audit, executor).unwrap())
+}
+
+/// Runs `lines` through the whole pack (today's builds, or the frozen
+/// v0.1 ones) in a pipeline of its own on `shards` shards.
+fn run_pack(lines: &[String], v01: bool, shards: usize) {
+    let (_dir, mut pipeline) = pack_pipeline(v01, shards);
+    feed(&mut pipeline, lines);
+}
+
+/// Every line through the pipeline, then its end of run.
+fn feed(pipeline: &mut Pipeline, lines: &[String]) {
     for (i, line) in lines.iter().enumerate() {
         pipeline
             .process_line("bench", i as u64 + 1, Line::Text(line.clone()))

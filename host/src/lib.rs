@@ -16,8 +16,9 @@
 //!
 //! 1. `cli`, `rule_tests` — commands and the data-driven rule tests
 //! 2. `service` — the sidecar: HTTP, spool, admin API, metrics, watchdog
-//! 3. `pipeline` — the run loop and its durable per-event commit
-//! 4. `rules` — loading components, instances, routing
+//! 3. `pipeline` — the run loop, its durable per-event commit, and the
+//!    shards that judge a batch of events in parallel
+//! 4. `rules` — loading components, instances (one per shard), routing
 //! 5. `wit` — one adapter per contract version: generated bindings and
 //!    conversions to and from `model` (generated types stay in there)
 //! 6. `executor`, `host_api` — running accepted actions; what the WIT

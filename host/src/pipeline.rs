@@ -1,5 +1,8 @@
 //! The run loop: line → normalize → route → rule → (gate, inside the call)
 //! → commit (store, then audit log) → executor (connectors) → commit.
+//! With more than one shard the rule calls of a batch of events run in
+//! parallel and everything after them stays in event order on this thread
+//! ([`shards`]).
 //!
 //! Ordering guarantees:
 //! - every finding, decision and fault is appended to the audit log in the
@@ -31,6 +34,7 @@
 mod guard;
 mod judged;
 mod recover;
+mod shards;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,6 +130,11 @@ pub struct Pipeline {
     resolved: Vec<String>,
     /// The event ids each rule has judged.
     judged: judged::Judged,
+    /// Events waiting for the next batch on the shards (only with more
+    /// than one shard).
+    pending: Vec<Event>,
+    /// Per rule: the newest event time it has been given (for shards).
+    newest: Vec<i64>,
     /// Newest outbox row committed and not yet cleared (0: none).
     outbox_last: i64,
     /// A commit without an fsync of its own (synchronous = NORMAL) was made
@@ -160,6 +169,8 @@ impl Pipeline {
             jobs: Vec::new(),
             resolved: Vec::new(),
             judged: judged::Judged::default(),
+            pending: Vec::new(),
+            newest: Vec::new(),
             outbox_last: 0,
             store_unsynced: false,
         };
@@ -209,13 +220,20 @@ impl Pipeline {
         &self.executor
     }
 
-    /// Reads a whole stream.
+    /// Reads a whole stream. Events waiting for their shards are judged
+    /// before a read that may wait for more input (a pipe fed one event at
+    /// a time is judged as it comes).
     pub fn run_stream(&mut self, reader: &mut LineReader) -> Result<()> {
         let name = reader.name.clone();
-        while let Some((line_no, line)) = reader.next_line()? {
+        loop {
+            if !reader.has_buffered_input() {
+                self.run_shards()?;
+            }
+            let Some((line_no, line)) = reader.next_line()? else {
+                return Ok(());
+            };
             self.process_line(&name, line_no, line)?;
         }
-        Ok(())
     }
 
     /// Handles one input line. Errors are audit failures only.
@@ -272,8 +290,19 @@ impl Pipeline {
         tracing::warn!(source, line = line_no, reason, "rejected: {message}");
     }
 
-    /// Runs one normalized event through the rules subscribed to it.
+    /// Runs one normalized event through the rules subscribed to it. With
+    /// more than one shard the event waits in a batch ([`shards`]) that
+    /// runs when it is full or at the next [`Pipeline::sync`],
+    /// [`Pipeline::tick`] or [`Pipeline::finish`]; nothing of it is
+    /// committed before then.
     pub fn process_event(&mut self, event: Event) -> Result<()> {
+        if self.rules.shards() > 1 {
+            self.pending.push(event);
+            if self.pending.len() >= shards::BATCH_EVENTS {
+                self.run_shards()?;
+            }
+            return Ok(());
+        }
         self.stats.events += 1;
         self.events_since_persist += 1;
         let now = now_ms();
@@ -317,13 +346,20 @@ impl Pipeline {
             self.judged.insert(&rule_id, judged_id, now);
             self.record(&rule_id, &event, outcome)?;
         }
+        self.after_event(now)
+    }
+
+    /// What follows an event's calls: due undos, protected-group refresh,
+    /// finished executions, a sync every [`SYNC_EVERY`] records, state
+    /// persistence.
+    fn after_event(&mut self, now: i64) -> Result<()> {
         if self.executor.undo_due(now) {
             self.run_due_undos()?;
         }
         self.executor.refresh_groups(now)?;
         self.drain_executions(false)?;
         if self.unsynced >= SYNC_EVERY {
-            self.sync()?;
+            self.sync_batch()?;
         }
         self.maybe_persist()
     }
@@ -331,6 +367,7 @@ impl Pipeline {
     /// Housekeeping between events (the service calls it when idle): due
     /// undos, protected-group refresh, state persistence, approval expiry.
     pub fn tick(&mut self) -> Result<()> {
+        self.run_shards()?;
         self.drain_executions(false)?;
         let now = now_ms();
         if self.executor.undo_due(now) {
@@ -504,13 +541,7 @@ impl Pipeline {
     /// it made durable, for the caller to execute.
     fn commit_once(&mut self) -> Result<Vec<ExecJob>> {
         let mut c = crate::store::Commit {
-            rule_state: self
-                .rules
-                .rules
-                .iter_mut()
-                .filter(|r| r.has_state_changes())
-                .map(|r| (r.id().to_owned(), r.take_state_changes()))
-                .collect(),
+            rule_state: self.rules.take_state_changes(),
             resolved: std::mem::take(&mut self.resolved),
             ..Default::default()
         };
@@ -610,8 +641,16 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Commits pending state and records, then fsyncs the audit log.
+    /// Runs the events waiting for their shards, commits pending state and
+    /// records, then fsyncs the audit log.
     pub fn sync(&mut self) -> Result<()> {
+        self.run_shards()?;
+        self.sync_batch()
+    }
+
+    /// [`Pipeline::sync`] without running the waiting events (from inside
+    /// a batch).
+    fn sync_batch(&mut self) -> Result<()> {
         self.commit()?;
         self.sync_log()
     }
@@ -638,6 +677,7 @@ impl Pipeline {
     /// Audits the last results, closes the audit log's run (a closing
     /// checkpoint when it signs, then a sync) and returns the counts.
     pub fn finish(&mut self) -> Result<RunStats> {
+        self.run_shards()?;
         self.drain_executions(true)?;
         self.expire_approvals()?;
         self.sync()?;

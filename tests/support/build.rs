@@ -22,6 +22,7 @@ const GUESTS: &[&str] = &[
     "guest-amplify",
     "guest-event-reader",
     "guest-stale-event",
+    "guest-sequencer",
 ];
 
 fn main() {

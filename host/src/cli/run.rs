@@ -22,6 +22,11 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
             "rule loaded"
         );
     }
+    tracing::info!(
+        shards = rules.shards(),
+        "rules judge events on {} shard(s)",
+        rules.shards()
+    );
     let audit = setup::audit_log(&config)?;
     let executor = setup::executor(&config, &rules)?;
     if config.connectors.is_empty()

@@ -99,7 +99,7 @@ pub fn load_rules(config: &Config) -> Result<RuleSet> {
         .into_iter()
         .map(|spec| loader.load(spec))
         .collect::<Result<Vec<_>>>()?;
-    RuleSet::new(rules)
+    RuleSet::new(rules)?.with_shards(config.shard_count())
 }
 
 fn builtin_source(b: &'static builtin::BuiltinRule) -> RuleSource {

@@ -81,6 +81,12 @@ pub struct Config {
     /// unless listed).
     #[serde(default = "yes")]
     pub builtin_pack: bool,
+    /// How many shards the rules run on: each rule not partitioned
+    /// `global` gets an instance per shard, and a batch of events is judged
+    /// by the shards in parallel (`pipeline::shards`). Default: the number
+    /// of cores (at most [`MAX_SHARDS`]); 1 judges every event in turn.
+    #[serde(default)]
+    pub shards: Option<usize>,
     /// Default sandbox limits for every rule.
     #[serde(default)]
     pub limits: Limits,
@@ -460,6 +466,10 @@ fn yes() -> bool {
     true
 }
 
+/// The most shards a configuration may ask for (each is a set of rule
+/// instances and a thread).
+pub const MAX_SHARDS: usize = 64;
+
 impl Config {
     /// Reads and validates a configuration file. Relative paths in it are
     /// taken relative to the file's directory.
@@ -490,8 +500,22 @@ impl Config {
         config
     }
 
+    /// The number of shards to run (see [`Config::shards`](Config)).
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_SHARDS)
+        })
+    }
+
     fn validate(&self) -> Result<()> {
         self.limits.validate("limits")?;
+        if let Some(n) = self.shards
+            && !(1..=MAX_SHARDS).contains(&n)
+        {
+            bail!("shards is {n}; use 1 to {MAX_SHARDS} (or leave it out: one per core)");
+        }
         if self.max_line_bytes < 1024 {
             bail!(
                 "max_line_bytes is {}; at least 1024 is required",
@@ -680,6 +704,21 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert!(c.builtin_pack);
         assert_eq!(c.max_line_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn shards_default_to_the_cores_and_out_of_range_counts_are_refused() {
+        let c = Config::parse("").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.shard_count(), cores.min(MAX_SHARDS));
+        assert_eq!(Config::parse("shards = 3").unwrap().shard_count(), 3);
+        for bad in ["shards = 0", "shards = 65"] {
+            let err = Config::parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("shards is") && err.contains("1 to 64"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

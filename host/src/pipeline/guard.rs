@@ -44,10 +44,13 @@ impl Pipeline {
         if let Some(gate) = self.rules.gate() {
             gate.budgets().load(self.executor.store(), now)?;
         }
-        for rule in &mut self.rules.rules {
+        for index in 0..self.rules.rules.len() {
             let store = self.executor.store();
-            let keys = store.load_rule_state(rule.id())?;
-            rule.restore_state(keys);
+            let keys = store.load_rule_state(self.rules.rules[index].id())?;
+            self.rules.restore_state(index, keys);
+            self.newest
+                .push(self.rules.high_water(index).unwrap_or(i64::MIN));
+            let rule = &self.rules.rules[index];
             let limits = rule.limits();
             self.judged.load(
                 rule.id(),
@@ -62,7 +65,7 @@ impl Pipeline {
                     "rule stays quarantined ({reason}); `vigil rules release {}` lifts it",
                     rule.id()
                 );
-                rule.quarantine();
+                self.rules.quarantine(index);
             }
         }
         self.expire_approvals()

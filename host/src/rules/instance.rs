@@ -5,9 +5,11 @@
 //! [`RuleFault`] naming the limit; the instance is rebuilt from the template
 //! (the rule's state lives in the host and survives); after
 //! `quarantine_after` consecutive faults the rule is quarantined and gets no
-//! more events.
+//! more events. Faults are counted for the rule as a whole: with several
+//! shards, every instance adds to one count and stops at one flag.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use anyhow::{Context, Result};
 use vigil_sdk::state_store::{StateLimits, StateStore};
@@ -22,6 +24,7 @@ use crate::host_api::{
 };
 use crate::model::{Event, Finding, Metadata};
 use crate::policy::{PolicyGate, RuleGrant};
+use crate::store::StoredKey;
 use crate::wit::{RuleBindings, RulePre};
 
 /// Deadline for `metadata()` at load time, which may include a language
@@ -107,8 +110,16 @@ pub struct RuleInstance {
     pre: RulePre,
     store: Store<RuleState>,
     bindings: RuleBindings,
-    consecutive_faults: u32,
-    quarantined: bool,
+    /// Shared by every shard's instance of the rule.
+    health: Arc<RuleHealth>,
+}
+
+/// Faults in a row and the quarantine, counted for the rule as a whole:
+/// every shard's instance adds to one count and stops at one flag.
+#[derive(Default)]
+struct RuleHealth {
+    consecutive_faults: AtomicU32,
+    quarantined: AtomicBool,
 }
 
 impl RuleInstance {
@@ -165,8 +176,7 @@ impl RuleInstance {
             pre,
             store,
             bindings,
-            consecutive_faults: 0,
-            quarantined: false,
+            health: Arc::default(),
         })
     }
 
@@ -195,14 +205,44 @@ impl RuleInstance {
         &self.limits
     }
 
-    /// Puts back the rule's state from the durable store and starts
-    /// tracking changes to it.
-    pub fn restore_state(&mut self, keys: Vec<(String, vigil_sdk::state_store::KeyState)>) {
+    /// A second instance of this rule, for another shard: same template,
+    /// grant, limits and mode, an empty state of its own.
+    pub(super) fn replica(&self) -> Result<RuleInstance> {
+        let state = StateStore::new(state_limits(&self.limits));
+        let (store, bindings) = instantiate(
+            &self.engine,
+            &self.pre,
+            self.ctx.clone(),
+            &self.limits,
+            state,
+        )
+        .with_context(|| format!("rule {} failed to start another shard", self.meta.id))?;
+        Ok(RuleInstance {
+            meta: self.meta.clone(),
+            origin: self.origin.clone(),
+            limits: self.limits.clone(),
+            ctx: self.ctx.clone(),
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            store,
+            bindings,
+            health: self.health.clone(),
+        })
+    }
+
+    /// Puts back state keys from the durable store and starts tracking
+    /// changes to the state.
+    pub fn restore_state(&mut self, keys: impl IntoIterator<Item = StoredKey>) {
         let state = &mut self.store.data_mut().state;
-        for (key, value) in keys {
-            state.restore(key, value);
+        for k in keys {
+            state.restore(k.key, k.state);
         }
         state.track_changes();
+    }
+
+    /// The newest event time this instance's state has seen.
+    pub fn high_water(&self) -> Option<i64> {
+        self.store.data().state.high_water()
     }
 
     /// Whether the rule's state changed since the last
@@ -225,7 +265,7 @@ impl RuleInstance {
     /// Quarantines the rule (it gets no more events), as remembered from an
     /// earlier run.
     pub fn quarantine(&mut self) {
-        self.quarantined = true;
+        self.health.quarantined.store(true, Ordering::SeqCst);
     }
 
     /// Switches the rule between audit-only and enforce (an operator's
@@ -243,17 +283,35 @@ impl RuleInstance {
     }
 
     pub fn is_quarantined(&self) -> bool {
-        self.quarantined
+        self.health.quarantined.load(Ordering::SeqCst)
     }
 
     /// Runs `on-event` for one event under the rule's deadline and limits.
     pub fn on_event(&mut self, event: &Arc<Event>) -> CallOutcome {
-        if self.quarantined {
+        self.call(event, None)
+    }
+
+    /// [`RuleInstance::on_event`] on one of several instances of the rule
+    /// (a shard): `newest` is the newest event time the *rule* has been
+    /// given so far, this one included, so lateness and the state's
+    /// reclaiming horizon are what one instance seeing every event would
+    /// have.
+    pub fn on_event_in_shard(&mut self, event: &Arc<Event>, newest: i64) -> CallOutcome {
+        self.call(event, Some(newest))
+    }
+
+    fn call(&mut self, event: &Arc<Event>, newest: Option<i64>) -> CallOutcome {
+        if self.is_quarantined() {
             return CallOutcome::default();
         }
         let late;
         {
+            let partition = self.meta.partition.partition_of(event);
             let data = self.store.data_mut();
+            data.state.set_partition(partition);
+            if let Some(newest) = newest {
+                data.state.raise_high_water(newest);
+            }
             data.state.set_now(event.time);
             late = data.state.behind_ms() > self.limits.late_after_secs.saturating_mul(1000);
             data.event = Some(event.clone());
@@ -302,17 +360,24 @@ impl RuleInstance {
             }
         };
         match fault {
-            None => self.consecutive_faults = 0,
+            None => self.health.consecutive_faults.store(0, Ordering::SeqCst),
             Some((kind, message)) => {
-                self.consecutive_faults += 1;
-                if self.consecutive_faults >= self.limits.quarantine_after {
-                    self.quarantined = true;
+                let consecutive = self
+                    .health
+                    .consecutive_faults
+                    .fetch_add(1, Ordering::SeqCst)
+                    .saturating_add(1);
+                // Only the instance that flips the flag reports it, so a
+                // quarantine is audited once whatever the shards.
+                if consecutive >= self.limits.quarantine_after
+                    && !self.health.quarantined.swap(true, Ordering::SeqCst)
+                {
                     outcome.quarantined_now = true;
                 }
                 outcome.fault = Some(RuleFault {
                     kind,
                     message,
-                    consecutive: self.consecutive_faults,
+                    consecutive,
                 });
             }
         }
@@ -376,7 +441,7 @@ impl RuleInstance {
             }
             Err(e) => {
                 tracing::error!(rule = %self.meta.id, "cannot rebuild the rule instance, quarantining it: {e:#}");
-                self.quarantined = true;
+                self.quarantine();
             }
         }
     }

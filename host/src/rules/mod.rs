@@ -24,8 +24,9 @@ use wasmtime::component::Linker;
 use crate::config::{Limits, Mode};
 use crate::engine::VigilEngine;
 use crate::host_api::RuleState;
-use crate::model::{ActionKind, Event, Metadata};
+use crate::model::{ActionKind, Event, Metadata, PartitionKey};
 use crate::policy::{ArgumentGrants, PolicyGate, RuleGrant};
+use crate::store::{KeyChange, StoredKey};
 
 /// Where a rule's component comes from.
 pub struct RuleSource {
@@ -150,9 +151,37 @@ fn grant_for(meta: &Metadata, spec: &RuleSpec) -> Result<RuleGrant> {
 const MAX_ROUTES: usize = 4096;
 
 /// The loaded rules and the routing table.
+///
+/// With more than one shard, every rule whose partition key is not
+/// `global` has one instance per shard: `rules` holds shard 0's (and every
+/// global rule's only instance), `replicas[s - 1]` shard `s`'s. Shard `s`
+/// owns the partitions `p` with `p % shards == s` (see
+/// [`RuleSet::shard_of`]).
 pub struct RuleSet {
     pub rules: Vec<RuleInstance>,
+    replicas: Vec<Vec<Option<RuleInstance>>>,
     routes: HashMap<String, Arc<[usize]>>,
+}
+
+/// The instances one shard calls, by rule index.
+pub enum ShardInstances<'a> {
+    /// Shard 0: the rules themselves.
+    First(&'a mut [RuleInstance]),
+    /// Another shard: its replicas (`None` for a global rule, which is
+    /// never routed there).
+    Replica(&'a mut [Option<RuleInstance>]),
+}
+
+impl ShardInstances<'_> {
+    /// The instance of rule `index` in this shard.
+    pub fn get(&mut self, index: usize) -> &mut RuleInstance {
+        match self {
+            ShardInstances::First(rules) => &mut rules[index],
+            ShardInstances::Replica(rules) => rules[index]
+                .as_mut()
+                .expect("a call is planned only on a shard where its rule has an instance"),
+        }
+    }
 }
 
 impl RuleSet {
@@ -169,8 +198,135 @@ impl RuleSet {
         }
         Ok(RuleSet {
             rules,
+            replicas: Vec::new(),
             routes: HashMap::new(),
         })
+    }
+
+    /// Runs the rules on `shards` shards (at least 1): a replica of every
+    /// rule not partitioned `global` for each shard past the first. Called
+    /// once, before any event or restored state.
+    pub fn with_shards(mut self, shards: usize) -> Result<Self> {
+        self.replicas = (1..shards.max(1))
+            .map(|_| {
+                self.rules
+                    .iter()
+                    .map(|r| match r.metadata().partition {
+                        PartitionKey::Global => Ok(None),
+                        _ => r.replica().map(Some),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        Ok(self)
+    }
+
+    /// How many shards the rules run on.
+    pub fn shards(&self) -> usize {
+        self.replicas.len() + 1
+    }
+
+    /// The shard whose instance of rule `index` judges `event`.
+    pub fn shard_of(&self, index: usize, event: &Event) -> usize {
+        let shards = self.shards();
+        if shards == 1 {
+            return 0;
+        }
+        let partition = self.rules[index].metadata().partition.partition_of(event);
+        (partition % shards as u64) as usize
+    }
+
+    /// Every shard's instances, shard 0 first, each borrowed apart so the
+    /// shards can run on their own threads.
+    pub fn shards_mut(&mut self) -> Vec<ShardInstances<'_>> {
+        std::iter::once(ShardInstances::First(&mut self.rules[..]))
+            .chain(
+                self.replicas
+                    .iter_mut()
+                    .map(|r| ShardInstances::Replica(&mut r[..])),
+            )
+            .collect()
+    }
+
+    /// Every instance of rule `index`, shard 0's first.
+    pub fn instances_mut(&mut self, index: usize) -> impl Iterator<Item = &mut RuleInstance> {
+        let (first, replicas) = (&mut self.rules[index], &mut self.replicas);
+        std::iter::once(first).chain(replicas.iter_mut().filter_map(move |r| r[index].as_mut()))
+    }
+
+    /// Hands the stored keys of rule `index` to the instances that own
+    /// their partitions. A key stored before rule state was partitioned
+    /// (no partition) is given to every instance: the one that owns it
+    /// judges with it, the others only hold a copy until it ages out.
+    pub fn restore_state(&mut self, index: usize, keys: Vec<StoredKey>) {
+        let shards = self.shards() as u64;
+        let global = self.rules[index].metadata().partition == PartitionKey::Global;
+        let untagged = keys.iter().filter(|k| k.partition.is_none()).count();
+        if untagged > 0 && shards > 1 && !global {
+            tracing::warn!(
+                rule = self.rules[index].id(),
+                keys = untagged,
+                "state keys stored before shards are copied to every shard until they are rewritten"
+            );
+        }
+        let mut per_shard: Vec<Vec<StoredKey>> = (0..shards).map(|_| Vec::new()).collect();
+        for k in keys {
+            match k.partition {
+                _ if global || shards == 1 => per_shard[0].push(k),
+                Some(p) => per_shard[(p % shards) as usize].push(k),
+                None => {
+                    for shard in per_shard.iter_mut() {
+                        shard.push(k.clone());
+                    }
+                }
+            }
+        }
+        for (instance, keys) in self.instances_mut(index).zip(per_shard) {
+            instance.restore_state(keys);
+        }
+    }
+
+    /// The newest event time any instance of rule `index` has seen.
+    pub fn high_water(&self, index: usize) -> Option<i64> {
+        std::iter::once(&self.rules[index])
+            .chain(self.replicas.iter().filter_map(|r| r[index].as_ref()))
+            .filter_map(|r| r.high_water())
+            .max()
+    }
+
+    /// The changed state keys of every instance, by rule id.
+    pub fn take_state_changes(&mut self) -> Vec<(String, Vec<KeyChange>)> {
+        let mut out = Vec::new();
+        for i in 0..self.rules.len() {
+            let id = self.rules[i].id().to_owned();
+            let changes: Vec<KeyChange> = self
+                .instances_mut(i)
+                .filter(|r| r.has_state_changes())
+                .flat_map(|r| r.take_state_changes())
+                .collect();
+            if !changes.is_empty() {
+                out.push((id, changes));
+            }
+        }
+        out
+    }
+
+    /// Switches every instance of rule `id` to `mode`; false if no rule
+    /// has that id.
+    pub fn set_mode(&mut self, id: &str, mode: Mode) -> bool {
+        let Some(index) = self.rules.iter().position(|r| r.id() == id) else {
+            return false;
+        };
+        for r in self.instances_mut(index) {
+            r.set_mode(mode);
+        }
+        true
+    }
+
+    /// Quarantines rule `index` (every shard's instance: they share the
+    /// flag).
+    pub fn quarantine(&mut self, index: usize) {
+        self.rules[index].quarantine();
     }
 
     /// The policy gate shared by the rules (None when no rule is loaded).
@@ -181,11 +337,6 @@ impl RuleSet {
     /// The rule with this id.
     pub fn find(&self, id: &str) -> Option<&RuleInstance> {
         self.rules.iter().find(|r| r.id() == id)
-    }
-
-    /// The rule with this id.
-    pub fn find_mut(&mut self, id: &str) -> Option<&mut RuleInstance> {
-        self.rules.iter_mut().find(|r| r.id() == id)
     }
 
     /// Indexes of the rules subscribed to this event's kind, whatever its

@@ -183,13 +183,13 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             peer,
             reply,
         } => {
-            let Some(r) = pipeline.rules_mut().find_mut(&rule) else {
+            let Some(from) = pipeline.rules().find(&rule).map(|r| r.grant().mode) else {
                 let _ = reply.send(Err(AdminError::UnknownRule(rule)));
                 return Ok(());
             };
-            let from = r.grant().mode;
-            r.set_mode(mode);
-            let view = RuleView::of(r);
+            // Every shard's instance, from its next call.
+            pipeline.rules_mut().set_mode(&rule, mode);
+            let view = RuleView::of(pipeline.rules().find(&rule).expect("found above"));
             if from != mode {
                 pipeline.audit_external(
                     Entry::new("admin")

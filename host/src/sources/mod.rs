@@ -76,7 +76,7 @@ pub enum Line {
 
 /// Reads lines of at most `limit` bytes.
 pub struct LineReader {
-    reader: Box<dyn BufRead>,
+    reader: BufReader<Box<dyn Read + Send>>,
     limit: usize,
     line_no: u64,
     /// Human name for messages: the path, or `stdin`.
@@ -88,7 +88,7 @@ impl LineReader {
         let file = File::open(path)
             .with_context(|| format!("cannot open events file {}", path.display()))?;
         Ok(LineReader::new(
-            Box::new(BufReader::with_capacity(256 * 1024, file)),
+            BufReader::with_capacity(256 * 1024, Box::new(file)),
             limit,
             path.display().to_string(),
         ))
@@ -96,19 +96,26 @@ impl LineReader {
 
     pub fn stdin(limit: usize) -> LineReader {
         LineReader::new(
-            Box::new(BufReader::with_capacity(256 * 1024, io::stdin())),
+            BufReader::with_capacity(256 * 1024, Box::new(io::stdin())),
             limit,
             "stdin".into(),
         )
     }
 
-    pub fn new(reader: Box<dyn BufRead>, limit: usize, name: String) -> LineReader {
+    pub fn new(reader: BufReader<Box<dyn Read + Send>>, limit: usize, name: String) -> LineReader {
         LineReader {
             reader,
             limit,
             line_no: 0,
             name,
         }
+    }
+
+    /// Whether input is already buffered: when not, the next line needs a
+    /// read from the source, which on a pipe or a terminal may wait for
+    /// more input (the pipeline runs what it holds before that).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.reader.buffer().is_empty()
     }
 
     /// The next line and its number, or `None` at the end.
@@ -182,7 +189,11 @@ mod tests {
     use super::*;
 
     fn reader(text: &'static [u8], limit: usize) -> LineReader {
-        LineReader::new(Box::new(io::Cursor::new(text)), limit, "test".into())
+        LineReader::new(
+            BufReader::new(Box::new(io::Cursor::new(text))),
+            limit,
+            "test".into(),
+        )
     }
 
     fn collect(mut r: LineReader) -> Vec<(u64, String)> {

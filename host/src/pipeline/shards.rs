@@ -1,0 +1,210 @@
+//! Parallel shards on one machine: a batch of events, each rule call run
+//! on the shard that owns the event's partition under that rule's key,
+//! the shards on their own threads, then everything the calls produced
+//! recorded and committed in event order, exactly as one shard would.
+//!
+//! A batch runs in three steps:
+//!
+//! 1. **Plan** (pipeline thread, in event order): route each event, apply
+//!    the outcome/class filters, skip quarantined rules and repeats (the
+//!    judged ids, and the same id earlier in the batch), and give each
+//!    call to its shard ([`RuleSet::shard_of`]). A rule's calls on one
+//!    partition all land on one shard, in event order: the per-key order a
+//!    single instance would see.
+//! 2. **Run**: each shard calls its instances in plan order, shard 0 on
+//!    the pipeline thread, the others on scoped threads. A call is told
+//!    the newest event time its rule has been given, so lateness and state
+//!    horizons match one instance.
+//! 3. **Merge** (pipeline thread, in plan order): each call's findings,
+//!    decisions and faults are recorded and committed as
+//!    `Pipeline::process_event` does, with the same housekeeping after
+//!    each event. The audit log stays one chain in event order; accepted
+//!    actions are executed only after their commit and log sync, as ever.
+//!
+//! What differs from one shard, by design:
+//! - the gate decides during a call, so budgets and breakers shared by
+//!   several partitions see requests in the order the shards make them,
+//!   which across shards is not event order;
+//! - users are observed (for the budgets' population) a batch at a time;
+//! - a rule's faults are counted across its shards; once quarantined it
+//!   stops on every shard before its next call, but a call already under
+//!   way on another shard finishes and is recorded (at most one per shard);
+//! - the watchdog is told when calls on shard 0 start (global rules run
+//!   there); the other shards' calls are bounded by the same deadlines and
+//!   counted in the metrics when merged.
+//!
+//! Nothing of a batch is committed before the merge, so a crash loses
+//! only uncommitted work, which the service's spool replays.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Pipeline, judged};
+use crate::clock::now_ms;
+use crate::model::Event;
+use crate::rules::{CallOutcome, ShardInstances};
+
+/// Events buffered before a batch runs: enough calls per shard to pay for
+/// waking the threads, few enough that a batch's records follow its
+/// events closely.
+pub(super) const BATCH_EVENTS: usize = 256;
+
+/// One planned rule call.
+struct Call {
+    /// Index into the batch.
+    event: usize,
+    /// Index of the rule in the rule set.
+    rule: usize,
+    /// The newest event time the rule has been given, this event included.
+    newest: i64,
+}
+
+/// What one call produced: `None` when it was not made (its instance was
+/// quarantined earlier in the batch on that shard).
+type Ran = Option<(CallOutcome, Duration)>;
+
+impl Pipeline {
+    /// Runs the events waiting in `pending` (see the module docs).
+    pub(super) fn run_shards(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Arc<Event>> = self.pending.drain(..).map(Arc::new).collect();
+        let now = now_ms();
+        let (calls, per_shard) = self.plan(&events, now);
+        let observer = self.observer.as_deref();
+        let on_start = |rule: &str| {
+            if let Some(o) = observer {
+                o.rule_call_start(rule);
+            }
+        };
+        let mut ran = run_calls(
+            self.rules.shards_mut(),
+            &per_shard,
+            &calls,
+            &events,
+            &on_start,
+        );
+        let mut next = 0;
+        for (k, event) in events.iter().enumerate() {
+            while next < calls.len() && calls[next].event == k {
+                let index = calls[next].rule;
+                if let Some((outcome, elapsed)) = ran[next].take() {
+                    let rule_id = self.rules.rules[index].id().to_owned();
+                    if let Some(o) = &self.observer {
+                        let fault = outcome.fault.as_ref().map(|f| f.kind.name());
+                        o.rule_call(&rule_id, elapsed, fault);
+                    }
+                    self.judged.insert(&rule_id, judged::digest(&event.id), now);
+                    self.record(&rule_id, event, outcome)?;
+                }
+                next += 1;
+            }
+            self.after_event(now)?;
+        }
+        Ok(())
+    }
+
+    /// Step 1: the calls of the batch, in event order, and each shard's
+    /// share of them (indexes into the calls).
+    fn plan(&mut self, events: &[Arc<Event>], now: i64) -> (Vec<Call>, Vec<Vec<usize>>) {
+        let mut calls = Vec::new();
+        let mut per_shard: Vec<Vec<usize>> = vec![Vec::new(); self.rules.shards()];
+        let mut in_batch = HashSet::new();
+        self.newest.resize(self.rules.rules.len(), i64::MIN);
+        for (k, event) in events.iter().enumerate() {
+            self.stats.events += 1;
+            self.events_since_persist += 1;
+            self.observe_users(event, now);
+            let route = self.rules.route(event);
+            if route.is_empty() {
+                continue;
+            }
+            let id = judged::digest(&event.id);
+            for &i in route.iter() {
+                if !self.rules.wants(i, event) || self.rules.rules[i].is_quarantined() {
+                    continue;
+                }
+                let rule = self.rules.rules[i].id();
+                if self.judged.contains(rule, id) || !in_batch.insert((i, id)) {
+                    self.stats.duplicates += 1;
+                    if let Some(o) = &self.observer {
+                        o.duplicate(rule);
+                    }
+                    continue;
+                }
+                self.newest[i] = self.newest[i].max(event.time);
+                per_shard[self.rules.shard_of(i, event)].push(calls.len());
+                calls.push(Call {
+                    event: k,
+                    rule: i,
+                    newest: self.newest[i],
+                });
+            }
+        }
+        (calls, per_shard)
+    }
+}
+
+/// Step 2: every shard's calls, shard 0 on this thread (telling
+/// `on_start` of each of its calls, for the watchdog); the outcomes by call
+/// index.
+fn run_calls(
+    shards: Vec<ShardInstances<'_>>,
+    per_shard: &[Vec<usize>],
+    calls: &[Call],
+    events: &[Arc<Event>],
+    on_start: &dyn Fn(&str),
+) -> Vec<Ran> {
+    let mut ran: Vec<Ran> = Vec::with_capacity(calls.len());
+    ran.resize_with(calls.len(), || None);
+    std::thread::scope(|scope| {
+        let mut shards = shards.into_iter().zip(per_shard);
+        let (mut first, first_calls) = shards.next().expect("at least one shard");
+        let others: Vec<_> = shards
+            .filter(|(_, mine)| !mine.is_empty())
+            .map(|(mut instances, mine)| {
+                scope.spawn(move || run_shard(&mut instances, mine, calls, events, &|_| {}))
+            })
+            .collect();
+        let mut results = run_shard(&mut first, first_calls, calls, events, on_start);
+        for handle in others {
+            match handle.join() {
+                Ok(r) => results.extend(r),
+                // A panic in the host's own code on a shard thread is a
+                // bug: surface it as it would have surfaced on one thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        for (at, outcome) in results {
+            ran[at] = outcome;
+        }
+    });
+    ran
+}
+
+/// One shard's calls, in order.
+fn run_shard(
+    instances: &mut ShardInstances<'_>,
+    mine: &[usize],
+    calls: &[Call],
+    events: &[Arc<Event>],
+    on_start: &dyn Fn(&str),
+) -> Vec<(usize, Ran)> {
+    mine.iter()
+        .map(|&at| {
+            let call = &calls[at];
+            let instance = instances.get(call.rule);
+            if instance.is_quarantined() {
+                return (at, None);
+            }
+            on_start(instance.id());
+            let started = Instant::now();
+            let outcome = instance.on_event_in_shard(&events[call.event], call.newest);
+            (at, Some((outcome, started.elapsed())))
+        })
+        .collect()
+}
