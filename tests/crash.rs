@@ -218,6 +218,26 @@ fn check_log(audit: &Path, acked: &HashSet<String>, fake: &FakeIdp) {
     }
     let twice: Vec<_> = findings.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "events judged more than once: {twice:?}");
+    // State after the crashes: the sequencer numbered each user's events
+    // in its state, committed with the judged ids, so every user's numbers
+    // are 1..=k, each once (a state change lost or applied twice would
+    // repeat or skip one).
+    let mut numbers: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r["type"] == "finding" && r["rule"] == "guest-sequencer")
+    {
+        let d = &r["details"];
+        numbers
+            .entry(d["user"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(d["n"].as_str().unwrap().parse().unwrap());
+    }
+    for (user, mut ns) in numbers {
+        ns.sort_unstable();
+        let want: Vec<u64> = (1..=ns.len() as u64).collect();
+        assert_eq!(ns, want, "{user}: the sequencer's numbers");
+    }
     for rule in ["guest-requester", "guest-sequencer"] {
         let lost: Vec<_> = acked
             .iter()

@@ -135,6 +135,9 @@ pub struct Pipeline {
     pending: Vec<Event>,
     /// Per rule: the newest event time it has been given (for shards).
     newest: Vec<i64>,
+    /// A shard batch's records are being merged: nothing is committed
+    /// until the last (see `shards`).
+    merging: bool,
     /// Newest outbox row committed and not yet cleared (0: none).
     outbox_last: i64,
     /// A commit without an fsync of its own (synchronous = NORMAL) was made
@@ -171,6 +174,7 @@ impl Pipeline {
             judged: judged::Judged::default(),
             pending: Vec::new(),
             newest: Vec::new(),
+            merging: false,
             outbox_last: 0,
             store_unsynced: false,
         };
@@ -497,6 +501,11 @@ impl Pipeline {
                 action: request.action,
                 origin_host: request.origin_host,
             });
+        }
+        if self.merging {
+            // A shard batch commits once, after its last event's records:
+            // rule state then already holds every call of the batch.
+            return Ok(());
         }
         self.commit()
     }

@@ -16,10 +16,12 @@
 //!    the newest event time its rule has been given, so lateness and state
 //!    horizons match one instance.
 //! 3. **Merge** (pipeline thread, in plan order): each call's findings,
-//!    decisions and faults are recorded and committed as
-//!    `Pipeline::process_event` does, with the same housekeeping after
-//!    each event. The audit log stays one chain in event order; accepted
-//!    actions are executed only after their commit and log sync, as ever.
+//!    decisions and faults are recorded as `Pipeline::process_event` does,
+//!    then the whole batch is committed at once — its rule state, judged
+//!    ids, records and accepted actions in one transaction — and only then
+//!    are its accepted actions executed (after the log sync, as ever) and
+//!    the housekeeping of an event done. The audit log stays one chain in
+//!    event order.
 //!
 //! What differs from one shard, by design:
 //! - the gate decides during a call, so budgets and breakers shared by
@@ -88,22 +90,41 @@ impl Pipeline {
             &events,
             &on_start,
         );
-        let mut next = 0;
-        for (k, event) in events.iter().enumerate() {
-            while next < calls.len() && calls[next].event == k {
-                let index = calls[next].rule;
-                if let Some((outcome, elapsed)) = ran[next].take() {
-                    let rule_id = self.rules.rules[index].id().to_owned();
-                    if let Some(o) = &self.observer {
-                        let fault = outcome.fault.as_ref().map(|f| f.kind.name());
-                        o.rule_call(&rule_id, elapsed, fault);
-                    }
-                    self.judged.insert(&rule_id, judged::digest(&event.id), now);
-                    self.record(&rule_id, event, outcome)?;
-                }
-                next += 1;
+        // Step 3. The instances' state already holds every call of the
+        // batch, so nothing is committed before the last record: a commit
+        // between two events would store state changes of events whose
+        // judgement is not yet recorded (after a crash they would be
+        // judged again against state that already counts them).
+        self.merging = true;
+        let merged = self.merge(&events, &calls, &mut ran, now);
+        self.merging = false;
+        merged?;
+        // One commit for the batch, then its accepted actions run (after
+        // the log sync, as always), then the housekeeping of an event.
+        self.commit()?;
+        self.after_event(now)
+    }
+
+    /// Records every call's outcome in plan order.
+    fn merge(
+        &mut self,
+        events: &[Arc<Event>],
+        calls: &[Call],
+        ran: &mut [Ran],
+        now: i64,
+    ) -> Result<()> {
+        for (call, ran) in calls.iter().zip(ran.iter_mut()) {
+            let Some((outcome, elapsed)) = ran.take() else {
+                continue;
+            };
+            let event = &events[call.event];
+            let rule_id = self.rules.rules[call.rule].id().to_owned();
+            if let Some(o) = &self.observer {
+                let fault = outcome.fault.as_ref().map(|f| f.kind.name());
+                o.rule_call(&rule_id, elapsed, fault);
             }
-            self.after_event(now)?;
+            self.judged.insert(&rule_id, judged::digest(&event.id), now);
+            self.record(&rule_id, event, outcome)?;
         }
         Ok(())
     }
