@@ -287,17 +287,11 @@ mod tests {
 
     #[test]
     fn judged_ids_of_the_first_layout_are_migrated_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE judged (rule TEXT NOT NULL, event INTEGER NOT NULL,
-                   at_ms INTEGER NOT NULL, PRIMARY KEY (rule, event)) WITHOUT ROWID;
-                 INSERT INTO judged VALUES ('r', 77, 5), ('r', 78, 4), ('q', 1, 9);",
-            )
-            .unwrap();
-        }
+        let (_dir, path) = super::super::old_database(
+            "CREATE TABLE judged (rule TEXT NOT NULL, event INTEGER NOT NULL,
+               at_ms INTEGER NOT NULL, PRIMARY KEY (rule, event)) WITHOUT ROWID;
+             INSERT INTO judged VALUES ('r', 77, 5), ('r', 78, 4), ('q', 1, 9);",
+        );
         let s = Store::open(&path).unwrap();
         assert_eq!(s.judged("r").unwrap(), vec![(78, 4), (77, 5)]);
         assert_eq!(s.judged("q").unwrap(), vec![(1, 9)]);

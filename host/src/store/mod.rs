@@ -384,6 +384,19 @@ impl Store {
     }
 }
 
+/// A state database file made by `sql` alone (a layout of an earlier
+/// version), for the migration tests; the directory goes with the value.
+#[cfg(test)]
+pub(crate) fn old_database(sql: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    (dir, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,17 +305,11 @@ mod tests {
     // one, its rows load without a partition, and a rewrite tags them.
     #[test]
     fn a_store_from_before_shards_gains_the_partition_column() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE rule_state (rule TEXT NOT NULL, kind TEXT NOT NULL,
-                 key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rule, kind, key));
-                 INSERT INTO rule_state VALUES ('r', 'counter', 'c', '{\"w\":600000,\"e\":[[1000,2]]}');",
-            )
-            .unwrap();
-        }
+        let (_dir, path) = super::super::old_database(
+            "CREATE TABLE rule_state (rule TEXT NOT NULL, kind TEXT NOT NULL,
+             key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (rule, kind, key));
+             INSERT INTO rule_state VALUES ('r', 'counter', 'c', '{\"w\":600000,\"e\":[[1000,2]]}');",
+        );
         let s = Store::open(&path).unwrap();
         let got = s.load_rule_state("r").unwrap();
         assert_eq!(got.len(), 1);
