@@ -107,32 +107,53 @@ fn main() {
     // machine (nothing shared: no gate, store or audit log in common).
     let only = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
     if only == "pack" || only == "pack-v0.1" {
+        // `VIGIL_BENCH_SHARDS=N`: on N shards (default 1).
+        let shards = std::env::var("VIGIL_BENCH_SHARDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        // `VIGIL_BENCH_STREAM=spread`: the spread stream instead.
+        let lines = if std::env::var("VIGIL_BENCH_STREAM").as_deref() == Ok("spread") {
+            spread_stream(deny, benign)
+        } else {
+            mixed.clone()
+        };
         let t = Instant::now();
-        run_pack(&mixed, only == "pack-v0.1", 1);
-        let ns = t.elapsed().as_nanos() as f64 / mixed.len() as f64;
+        run_pack(&lines, only == "pack-v0.1", shards);
+        let ns = t.elapsed().as_nanos() as f64 / lines.len() as f64;
         println!(
-            "mixed stream, whole built-in pack: {ns:.0} ns/event (one pass, untimed setup included)"
+            "whole pack, {shards} shard(s): {ns:.0} ns/event (one pass, untimed setup included)"
         );
         return;
     }
-    // `pack-shards`: the whole pack on the mixed stream in one pipeline on
-    // 1, 2 and 3 shards (`shards` in the configuration), median of
-    // `VIGIL_BENCH_PASSES` passes each, setup untimed.
+    // `pack-shards`: the whole pack in one pipeline on 1 and 2 shards
+    // (`shards` in the configuration), median of `VIGIL_BENCH_PASSES`
+    // passes each, setup untimed.
+    // Two streams: `mixed` (the filler is one user, one partition) and
+    // `spread` (see `spread_stream`).
     if only == "pack-shards" {
-        let per = |d: Duration| d.as_nanos() as f64 / mixed.len() as f64;
-        let mut one = None;
-        for shards in [1, 2, 3] {
-            let d = median_after(
-                || pack_pipeline(false, shards),
-                |(_dir, mut pipeline)| feed(&mut pipeline, &mixed),
-            );
-            let base = *one.get_or_insert(d);
-            println!(
-                "whole pack, mixed stream, {shards} shard(s): {:.0} ns/event ({:.0}/s), {:.2}x one shard",
-                per(d),
-                1e9 / per(d),
-                base.as_secs_f64() / d.as_secs_f64()
-            );
+        let spread = spread_stream(deny, benign);
+        if let Ok(path) = std::env::var("VIGIL_BENCH_WRITE_SPREAD") {
+            std::fs::write(path, spread.join("\n") + "\n").unwrap();
+            return;
+        }
+        for (name, lines) in [("spread", &spread), ("mixed", &mixed)] {
+            let per = |d: Duration| d.as_nanos() as f64 / lines.len() as f64;
+            let mut one = None;
+            for shards in [1, 2] {
+                let d = median_after(
+                    || pack_pipeline(false, shards),
+                    |(_dir, mut pipeline)| feed(&mut pipeline, lines),
+                );
+                let base = *one.get_or_insert(d);
+                println!(
+                    "whole pack, {name} stream ({} events), {shards} shard(s): {:.0} ns/event ({:.0}/s), {:.2}x one shard",
+                    lines.len(),
+                    per(d),
+                    1e9 / per(d),
+                    base.as_secs_f64() / d.as_secs_f64()
+                );
+            }
         }
         return;
     }
@@ -356,6 +377,58 @@ fn stream(template: &str, filler: Option<&str>) -> Vec<String> {
                     );
                 }
             }
+        }
+    }
+    lines
+}
+
+/// The mixed stream as many users make it: each denial followed by nine
+/// sign-ins *of the same user* a few milliseconds later, every user from
+/// an address of its own (in [`stream`] the filler is one user from one
+/// address, a single partition). What shards can split. A tenth of the
+/// users, ten events each per round: as many events as `mixed`.
+fn spread_stream(deny: &str, benign: &str) -> Vec<String> {
+    let user_of = |l: &str| field(l, "00ubench", "\"").parse::<usize>().unwrap();
+    let ip = |user: usize| {
+        format!(
+            "10.{}.{}.{}",
+            (user >> 16) & 255,
+            (user >> 8) & 255,
+            user & 255
+        )
+    };
+    let b_user = field(benign, "\"id\":\"", "\"");
+    let b_login = field(benign, "\"alternateId\":\"", "\"");
+    let b_uuid = field(benign, "\"uuid\":\"", "\"");
+    let b_published = field(benign, "\"published\":\"", "\"");
+    let b_ip = field(benign, "\"ipAddress\":\"", "\"");
+    let d_ip = field(deny, "\"ipAddress\":\"", "\"");
+    let mut lines = Vec::new();
+    // A tenth of the users, so the stream is as long as `mixed`.
+    for line in stream(deny, None) {
+        let user = user_of(&line);
+        if user >= USERS / 10 {
+            continue;
+        }
+        let time = field(&line, "\"published\":\"", "\"").to_owned();
+        let at = chrono::DateTime::parse_from_rfc3339(&time)
+            .unwrap()
+            .timestamp_millis();
+        let uuid = field(&line, "\"uuid\":\"", "\"").to_owned();
+        lines.push(line.replace(d_ip, &ip(user)));
+        for j in 0..9 {
+            let t = chrono::DateTime::from_timestamp_millis(at + 1 + j)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            lines.push(
+                benign
+                    .replace(b_user, &format!("00ubench{user:08}"))
+                    .replace(b_login, &format!("user{user}@example.com"))
+                    .replace(b_uuid, &format!("{uuid}-fill-{j}"))
+                    .replace(b_published, &t)
+                    .replace(b_ip, &ip(user)),
+            );
         }
     }
     lines

@@ -138,6 +138,8 @@ pub struct Pipeline {
     /// A shard batch's records are being merged: nothing is committed
     /// until the last (see `shards`).
     merging: bool,
+    /// The threads of shards 1.. (started with the first batch).
+    pool: Option<rayon::ThreadPool>,
     /// Newest outbox row committed and not yet cleared (0: none).
     outbox_last: i64,
     /// A commit without an fsync of its own (synchronous = NORMAL) was made
@@ -175,6 +177,7 @@ impl Pipeline {
             pending: Vec::new(),
             newest: Vec::new(),
             merging: false,
+            pool: None,
             outbox_last: 0,
             store_unsynced: false,
         };

@@ -12,7 +12,8 @@
 //!    partition all land on one shard, in event order: the per-key order a
 //!    single instance would see.
 //! 2. **Run**: each shard calls its instances in plan order, shard 0 on
-//!    the pipeline thread, the others on scoped threads. A call is told
+//!    the pipeline thread, the others on a pool of long-lived threads
+//!    (`vigil-shard-N`). A call is told
 //!    the newest event time its rule has been given, so lateness and state
 //!    horizons match one instance.
 //! 3. **Merge** (pipeline thread, in plan order): each call's findings,
@@ -83,7 +84,10 @@ impl Pipeline {
                 o.rule_call_start(rule);
             }
         };
+        let shards = self.rules.shards();
+        let pool = self.pool.get_or_insert_with(|| shard_pool(shards));
         let mut ran = run_calls(
+            pool,
             self.rules.shards_mut(),
             &per_shard,
             &calls,
@@ -99,9 +103,14 @@ impl Pipeline {
         let merged = self.merge(&events, &calls, &mut ran, now);
         self.merging = false;
         merged?;
-        // One commit for the batch, then its accepted actions run (after
-        // the log sync, as always), then the housekeeping of an event.
-        self.commit()?;
+        // One commit for a batch that recorded something (as one shard
+        // commits after every call that does), then its accepted actions
+        // run (after the log sync, as always); a quiet batch waits for the
+        // periodic commit like quiet events do. Then the housekeeping of an
+        // event.
+        if !self.outbox.is_empty() || !self.jobs.is_empty() {
+            self.commit()?;
+        }
         self.after_event(now)
     }
 
@@ -170,10 +179,23 @@ impl Pipeline {
     }
 }
 
+/// The threads of shards 1.., started once per pipeline and kept: a
+/// thread started per batch cost more (its stack's page faults and
+/// unmapping, wasmtime's per-thread set-up) than the calls it took over.
+pub(super) fn shard_pool(shards: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(shards.saturating_sub(1).max(1))
+        .thread_name(|i| format!("vigil-shard-{}", i + 1))
+        .build()
+        .expect("the shards' threads start")
+}
+
 /// Step 2: every shard's calls, shard 0 on this thread (telling
-/// `on_start` of each of its calls, for the watchdog); the outcomes by call
-/// index.
+/// `on_start` of each of its calls, for the watchdog), the others on the
+/// pool; the outcomes by call index. A panic on a pool thread (a bug in
+/// the host) comes back here, as it would have on one thread.
 fn run_calls(
+    pool: &rayon::ThreadPool,
     shards: Vec<ShardInstances<'_>>,
     per_shard: &[Vec<usize>],
     calls: &[Call],
@@ -182,28 +204,25 @@ fn run_calls(
 ) -> Vec<Ran> {
     let mut ran: Vec<Ran> = Vec::with_capacity(calls.len());
     ran.resize_with(calls.len(), || None);
-    std::thread::scope(|scope| {
-        let mut shards = shards.into_iter().zip(per_shard);
-        let (mut first, first_calls) = shards.next().expect("at least one shard");
-        let others: Vec<_> = shards
-            .filter(|(_, mine)| !mine.is_empty())
-            .map(|(mut instances, mine)| {
-                scope.spawn(move || run_shard(&mut instances, mine, calls, events, &|_| {}))
-            })
-            .collect();
-        let mut results = run_shard(&mut first, first_calls, calls, events, on_start);
-        for handle in others {
-            match handle.join() {
-                Ok(r) => results.extend(r),
-                // A panic in the host's own code on a shard thread is a
-                // bug: surface it as it would have surfaced on one thread.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+    let mut shards = shards.into_iter().zip(per_shard);
+    let (mut first, first_calls) = shards.next().expect("at least one shard");
+    let mut others: Vec<_> = shards
+        .filter(|(_, mine)| !mine.is_empty())
+        .map(|(instances, mine)| (instances, mine, Vec::new()))
+        .collect();
+    let mut results = Vec::new();
+    pool.in_place_scope(|scope| {
+        for (instances, mine, out) in others.iter_mut() {
+            scope.spawn(move |_| *out = run_shard(instances, mine, calls, events, &|_| {}));
         }
-        for (at, outcome) in results {
-            ran[at] = outcome;
-        }
+        results = run_shard(&mut first, first_calls, calls, events, on_start);
     });
+    for (at, outcome) in results
+        .into_iter()
+        .chain(others.into_iter().flat_map(|(_, _, out)| out))
+    {
+        ran[at] = outcome;
+    }
     ran
 }
 
