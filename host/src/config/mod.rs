@@ -84,7 +84,9 @@ pub struct Config {
     /// How many shards the rules run on: each rule not partitioned
     /// `global` gets an instance per shard, and a batch of events is judged
     /// by the shards in parallel (`pipeline::shards`). Default: the number
-    /// of cores (at most [`MAX_SHARDS`]); 1 judges every event in turn.
+    /// of cores, at most [`DEFAULT_MAX_SHARDS`] (every shard holds its own
+    /// instance of each partitioned rule, up to `memory_mib` each); 1
+    /// judges every event in turn.
     #[serde(default)]
     pub shards: Option<usize>,
     /// Default sandbox limits for every rule.
@@ -470,6 +472,10 @@ fn yes() -> bool {
 /// instances and a thread).
 pub const MAX_SHARDS: usize = 64;
 
+/// The most shards the default (one per core) gives: a large machine does
+/// not get dozens of copies of every rule unless the operator asks.
+pub const DEFAULT_MAX_SHARDS: usize = 8;
+
 impl Config {
     /// Reads and validates a configuration file. Relative paths in it are
     /// taken relative to the file's directory.
@@ -505,7 +511,7 @@ impl Config {
         self.shards.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(MAX_SHARDS)
+                .min(DEFAULT_MAX_SHARDS)
         })
     }
 
@@ -710,7 +716,7 @@ mod tests {
     fn shards_default_to_the_cores_and_out_of_range_counts_are_refused() {
         let c = Config::parse("").unwrap();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(c.shard_count(), cores.min(MAX_SHARDS));
+        assert_eq!(c.shard_count(), cores.min(DEFAULT_MAX_SHARDS));
         assert_eq!(Config::parse("shards = 3").unwrap().shard_count(), 3);
         for bad in ["shards = 0", "shards = 65"] {
             let err = Config::parse(bad).unwrap_err().to_string();
