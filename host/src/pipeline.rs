@@ -93,6 +93,10 @@ pub trait PipelineObserver: Send {
     /// An `on-event` call of `rule` starts (the service's watchdog names
     /// the rule if the call does not come back).
     fn rule_call_start(&self, _rule: &str) {}
+    /// The call announced by `rule_call_start` came back (on shards, where
+    /// its [`PipelineObserver::rule_call`] report comes later, with the
+    /// batch's merge).
+    fn rule_call_end(&self) {}
     /// One `on-event` call: how long it took and the fault kind, if any.
     fn rule_call(&self, rule: &str, elapsed: std::time::Duration, fault: Option<&str>);
     /// A gate decision (`connector` None) or an execution result

@@ -32,9 +32,9 @@
 //! - a rule's faults are counted across its shards; once quarantined it
 //!   stops on every shard before its next call, but a call already under
 //!   way on another shard finishes and is recorded (at most one per shard);
-//! - the watchdog is told when calls on shard 0 start (global rules run
-//!   there); the other shards' calls are bounded by the same deadlines and
-//!   counted in the metrics when merged.
+//! - the watchdog is told when calls on shard 0 start and end (global
+//!   rules run there); the other shards' calls are bounded by the same
+//!   deadlines and counted in the metrics when merged.
 //!
 //! Nothing of a batch is committed before the merge, so a crash loses
 //! only uncommitted work, which the service's spool replays.
@@ -43,7 +43,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Pipeline, judged};
 use crate::clock::now_ms;
@@ -79,20 +79,22 @@ impl Pipeline {
         let now = now_ms();
         let (calls, per_shard) = self.plan(&events, now);
         let observer = self.observer.as_deref();
-        let on_start = |rule: &str| {
-            if let Some(o) = observer {
-                o.rule_call_start(rule);
-            }
+        let watch = |rule: Option<&str>| match (observer, rule) {
+            (Some(o), Some(rule)) => o.rule_call_start(rule),
+            (Some(o), None) => o.rule_call_end(),
+            (None, _) => {}
         };
-        let shards = self.rules.shards();
-        let pool = self.pool.get_or_insert_with(|| shard_pool(shards));
+        if self.pool.is_none() {
+            self.pool = Some(shard_pool(self.rules.shards())?);
+        }
+        let pool = self.pool.as_ref().expect("started above");
         let mut ran = run_calls(
             pool,
             self.rules.shards_mut(),
             &per_shard,
             &calls,
             &events,
-            &on_start,
+            &watch,
         );
         // Step 3. The instances' state already holds every call of the
         // batch, so nothing is committed before the last record: a commit
@@ -182,17 +184,17 @@ impl Pipeline {
 /// The threads of shards 1.., started once per pipeline and kept: a
 /// thread started per batch cost more (its stack's page faults and
 /// unmapping, wasmtime's per-thread set-up) than the calls it took over.
-pub(super) fn shard_pool(shards: usize) -> rayon::ThreadPool {
+fn shard_pool(shards: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(shards.saturating_sub(1).max(1))
         .thread_name(|i| format!("vigil-shard-{}", i + 1))
         .build()
-        .expect("the shards' threads start")
+        .with_context(|| format!("cannot start the threads of {shards} shards"))
 }
 
-/// Step 2: every shard's calls, shard 0 on this thread (telling
-/// `on_start` of each of its calls, for the watchdog), the others on the
-/// pool; the outcomes by call index. A panic on a pool thread (a bug in
+/// Step 2: every shard's calls, shard 0 on this thread (telling `watch`
+/// when each of its calls starts and ends, for the watchdog), the others on
+/// the pool; the outcomes by call index. A panic on a pool thread (a bug in
 /// the host) comes back here, as it would have on one thread.
 fn run_calls(
     pool: &rayon::ThreadPool,
@@ -200,7 +202,7 @@ fn run_calls(
     per_shard: &[Vec<usize>],
     calls: &[Call],
     events: &[Arc<Event>],
-    on_start: &dyn Fn(&str),
+    watch: &dyn Fn(Option<&str>),
 ) -> Vec<Ran> {
     let mut ran: Vec<Ran> = Vec::with_capacity(calls.len());
     ran.resize_with(calls.len(), || None);
@@ -215,7 +217,7 @@ fn run_calls(
         for (instances, mine, out) in others.iter_mut() {
             scope.spawn(move |_| *out = run_shard(instances, mine, calls, events, &|_| {}));
         }
-        results = run_shard(&mut first, first_calls, calls, events, on_start);
+        results = run_shard(&mut first, first_calls, calls, events, watch);
     });
     for (at, outcome) in results
         .into_iter()
@@ -232,7 +234,7 @@ fn run_shard(
     mine: &[usize],
     calls: &[Call],
     events: &[Arc<Event>],
-    on_start: &dyn Fn(&str),
+    watch: &dyn Fn(Option<&str>),
 ) -> Vec<(usize, Ran)> {
     mine.iter()
         .map(|&at| {
@@ -241,10 +243,12 @@ fn run_shard(
             if instance.is_quarantined() {
                 return (at, None);
             }
-            on_start(instance.id());
+            watch(Some(instance.id()));
             let started = Instant::now();
             let outcome = instance.on_event_in_shard(&events[call.event], call.newest);
-            (at, Some((outcome, started.elapsed())))
+            let elapsed = started.elapsed();
+            watch(None);
+            (at, Some((outcome, elapsed)))
         })
         .collect()
 }

@@ -332,6 +332,10 @@ impl PipelineObserver for MetricsObserver {
         self.watchdog.rule_started(rule);
     }
 
+    fn rule_call_end(&self) {
+        self.watchdog.rule_finished();
+    }
+
     fn rule_call(&self, rule: &str, elapsed: Duration, fault: Option<&str>) {
         self.watchdog.rule_finished();
         let m = &self.metrics;
