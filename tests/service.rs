@@ -695,7 +695,13 @@ fn sigterm_during_a_burst_drains_every_accepted_event_and_exits_0() {
 
 #[test]
 fn admin_api_needs_the_token_lists_rules_and_audits_mode_changes() {
-    let mut s = Service::start("admin_name = \"sec-oncall\"\n", PUSH_FATIGUE);
+    // Two shards: the push-bombed user (00upushbomb01) falls in the second
+    // shard's partitions, so the mode switch below must reach the rule's
+    // instance there, not only the first one.
+    let mut s = Service::start(
+        "admin_name = \"sec-oncall\"\n",
+        &format!("shards = 2\n{PUSH_FATIGUE}"),
+    );
     let c = client();
     let rules = s.url("/v1/admin/rules");
     // No token, wrong token, wrong scheme: 401 with a JSON error.
