@@ -12,7 +12,9 @@
 //!   on another: a stream cut in two, its halves run on 2 then 3 shards
 //!   (and on 3 then 1) through one state directory, gives the records of
 //!   one run on one shard;
-//! - so does state stored before shards (rows without a partition).
+//! - so does state stored before shards (rows without a partition);
+//! - a rule that breaks its partition claim (one key for every user) is
+//!   caught with a `partition` fault naming the key.
 
 use std::collections::HashMap;
 
@@ -171,6 +173,10 @@ fn two_and_three_shards_judge_a_mixed_stream_exactly_as_one() {
             .count()
     };
     assert_eq!(count("finding", "guest-sequencer"), lines.len());
+    // Every rule keeps to its partition claim (the host checks each state
+    // key against the call's partition; one shard sees them all).
+    let faults: Vec<&Value> = one.iter().filter(|r| r["type"] == "rule-fault").collect();
+    assert!(faults.is_empty(), "{faults:#?}");
     assert!(count("finding", "mfa-push-fatigue") >= ROUNDS, "{one:#?}");
     assert!(count("action", "mfa-push-fatigue") >= ROUNDS);
     assert!(
@@ -251,4 +257,63 @@ fn state_stored_before_shards_is_found_by_every_shard() {
     drop(db);
     run(&wd, 3, second);
     assert_same(&one, &judgement(&wd), "untagged state on 3 shards");
+}
+
+// A rule that declares `subject-user` but counts every user under one key:
+// on one shard (every partition meets every other) the second user's call
+// traps with a `partition` fault naming the key, and the first user's
+// events go on being judged.
+#[test]
+fn a_rule_breaking_its_partition_claim_faults_naming_the_key() {
+    let wd = Workdir::new();
+    let events = wd.path().join("events.jsonl");
+    let event = |uuid: &str, user: &str| {
+        serde_json::json!({
+            "uuid": uuid,
+            "published": "2026-03-01T10:00:00.000Z",
+            "eventType": "user.session.start",
+            "actor": {"id": user, "type": "User", "alternateId": format!("{user}@corp.example")},
+            "outcome": {"result": "SUCCESS"}
+        })
+        .to_string()
+    };
+    let lines = [
+        event("e1", "00ualice"),
+        event("e2", "00ubob"),
+        event("e3", "00ualice"),
+    ];
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let body = format!(
+        "builtin_pack = false\nshards = 1\n[[rules]]\npath = {GUEST_SEQUENCER:?}\n\
+         config = {{ shared_key = \"everyone\" }}\n"
+    );
+    let config = Config::load(&wd.config(&body)).expect("valid config");
+    let rules = setup::load_rules(&config).expect("rules load");
+    let audit = AuditLog::open(&config.audit_path).expect("audit log opens");
+    let executor = setup::executor(&config, &rules).expect("executor");
+    let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
+    let mut reader = LineReader::open(&events, config.max_line_bytes).unwrap();
+    pipeline.run_stream(&mut reader).expect("stream runs");
+    pipeline.finish().expect("finish");
+    drop(pipeline);
+
+    let faults = wd.records_of("rule-fault");
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0]["event_id"], "e2");
+    assert_eq!(faults[0]["fault"], "partition");
+    let message = faults[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"everyone\"") && message.contains("subject-user"),
+        "{message}"
+    );
+    let judged: Vec<Value> = wd
+        .records_of("finding")
+        .into_iter()
+        .map(|f| f["event_id"].clone())
+        .collect();
+    assert_eq!(
+        judged,
+        ["e1", "e3"],
+        "alice's events, counted under the key"
+    );
 }

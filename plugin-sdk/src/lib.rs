@@ -34,6 +34,20 @@ pub fn subscribes(pattern: &str, kind: &str) -> bool {
     }
 }
 
+/// The partition of a partition key's value (an actor id, a user id, a
+/// client IP): a stable 64-bit FNV-1a hash, compared without ASCII case.
+/// The host picks a rule's shard and tags its state keys with it; the mock
+/// host checks a rule's state keys against it. Stable across versions:
+/// stored state is handed back to shards by these numbers.
+#[cfg(feature = "semantics")]
+pub fn partition_of(value: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    value.bytes().fold(OFFSET, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(PRIME)
+    })
+}
+
 #[cfg(feature = "guest")]
 mod guest;
 #[cfg(feature = "guest")]

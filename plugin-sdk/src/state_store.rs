@@ -157,6 +157,9 @@ struct Counter {
     window_ms: u64,
     /// Bytes charged for this key, its own name included.
     bytes: usize,
+    /// The partition of the call that last wrote it (`None`: restored
+    /// without one).
+    owner: Option<u64>,
 }
 
 struct DistinctSet {
@@ -171,6 +174,7 @@ struct DistinctSet {
     /// The latest sighting, so the common in-order case takes a fast path.
     latest: i64,
     bytes: usize,
+    owner: Option<u64>,
 }
 
 impl Default for DistinctSet {
@@ -181,6 +185,7 @@ impl Default for DistinctSet {
             thin_ms: u64::MAX,
             latest: i64::MIN,
             bytes: 0,
+            owner: None,
         }
     }
 }
@@ -201,6 +206,7 @@ struct Versions {
     /// Sorted by `set_at`, one version per time.
     list: VecDeque<Version>,
     bytes: usize,
+    owner: Option<u64>,
 }
 
 impl Versions {
@@ -322,6 +328,12 @@ impl StateStore {
     }
 
     fn touch(&mut self, kind: StateKind, key: &str) {
+        let owner = Some(self.partition);
+        match kind {
+            StateKind::Counter => self.counters.get_mut(key).map(|c| c.owner = owner),
+            StateKind::Set => self.sets.get_mut(key).map(|s| s.owner = owner),
+            StateKind::Value => self.values.get_mut(key).map(|v| v.owner = owner),
+        };
         let Some(changed) = &mut self.changed else {
             return;
         };
@@ -343,6 +355,23 @@ impl StateStore {
     /// stored key always carries the partition of a call that wrote it.
     pub fn set_partition(&mut self, partition: u64) {
         self.partition = partition;
+    }
+
+    /// The partition set for the current call.
+    pub fn partition(&self) -> u64 {
+        self.partition
+    }
+
+    /// The partition of the call that last wrote `key` of `kind`: `None`
+    /// for a key that does not exist, or that was restored without one
+    /// and not written since. The host checks it against the current
+    /// call's partition for a rule that declares one.
+    pub fn owner(&self, kind: StateKind, key: &str) -> Option<u64> {
+        match kind {
+            StateKind::Counter => self.counters.get(key).and_then(|c| c.owner),
+            StateKind::Set => self.sets.get(key).and_then(|s| s.owner),
+            StateKind::Value => self.values.get(key).and_then(|v| v.owner),
+        }
     }
 
     /// Whether keys changed since the last [`StateStore::take_changes`].
@@ -397,6 +426,12 @@ impl StateStore {
     /// Puts back a key read from durable storage (at start, before any
     /// event). Its bytes are charged; its times advance the high-water mark.
     pub fn restore(&mut self, key: String, state: KeyState) {
+        self.restore_owned(key, state, None);
+    }
+
+    /// [`StateStore::restore`] of a key stored with the partition of its
+    /// last writer (see [`StateChange::partition`]).
+    pub fn restore_owned(&mut self, key: String, state: KeyState, owner: Option<u64>) {
         let mut newest = None::<i64>;
         match state {
             KeyState::Counter { window_ms, entries } => {
@@ -419,6 +454,7 @@ impl StateStore {
                         entries: merged,
                         window_ms,
                         bytes,
+                        owner,
                     },
                 );
             }
@@ -430,6 +466,7 @@ impl StateStore {
                 let mut set = DistinctSet {
                     window_ms,
                     thin_ms,
+                    owner,
                     ..DistinctSet::default()
                 };
                 set.bytes = key_bytes(&key);
@@ -472,6 +509,7 @@ impl StateStore {
                     Versions {
                         list: list.into(),
                         bytes,
+                        owner,
                     },
                 );
             }
@@ -1646,6 +1684,39 @@ mod tests {
             .map(|c| (c.key.as_str(), c.partition))
             .collect();
         assert_eq!(tags, vec![("alice", 7), ("bob", 9), ("shared", 9)]);
+    }
+
+    #[test]
+    fn each_key_remembers_the_partition_that_wrote_it_last() {
+        let mut s = StateStore::default();
+        s.set_now(1_000);
+        s.set_partition(7);
+        s.counter_add("c", 60_000, 1).unwrap();
+        s.distinct_add("d", "m", 60_000).unwrap();
+        s.set("v", "x", None).unwrap();
+        for (kind, key) in [
+            (StateKind::Counter, "c"),
+            (StateKind::Set, "d"),
+            (StateKind::Value, "v"),
+        ] {
+            assert_eq!(s.owner(kind, key), Some(7), "{key}");
+        }
+        s.set_partition(9);
+        s.counter_add("c", 60_000, 1).unwrap();
+        assert_eq!(s.owner(StateKind::Counter, "c"), Some(9));
+        assert_eq!(s.owner(StateKind::Counter, "nothing"), None);
+        // Restored keys: with the stored partition, or none (from before
+        // partitions) until written again.
+        let state = KeyState::Counter {
+            window_ms: 60_000,
+            entries: vec![(1_000, 1)],
+        };
+        s.restore_owned("r".into(), state.clone(), Some(3));
+        assert_eq!(s.owner(StateKind::Counter, "r"), Some(3));
+        s.restore("old".into(), state);
+        assert_eq!(s.owner(StateKind::Counter, "old"), None);
+        s.counter_add("old", 60_000, 1).unwrap();
+        assert_eq!(s.owner(StateKind::Counter, "old"), Some(9));
     }
 
     #[test]

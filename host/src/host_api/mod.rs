@@ -34,7 +34,7 @@ use vigil_sdk::state_store::{StateLimitError, StateStore};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::model::Event;
+use crate::model::{Event, PartitionKey};
 use crate::policy::{PolicyGate, RuleGrant};
 
 /// What stays the same for a rule across calls and instance rebuilds.
@@ -49,6 +49,9 @@ pub struct RuleContext {
     pub max_raw_bytes: usize,
     /// What one call may add to the audit log.
     pub caps: CallCaps,
+    /// The rule's declared partition key: unless `global`, every state
+    /// key it uses must belong to the current event's partition.
+    pub partition: PartitionKey,
 }
 
 /// The clock of one `on-event` call, for the deadline callback.
@@ -98,6 +101,9 @@ pub struct RuleState {
     pub call_output: CallOutput,
     /// A state limit the current call hit (it also trapped).
     pub state_fault: Option<StateLimitError>,
+    /// A state key of another partition the current call used (it also
+    /// trapped).
+    pub partition_fault: Option<String>,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
     /// The clock of the call in progress, for the deadline (see
@@ -121,6 +127,7 @@ impl RuleState {
             requests: Vec::new(),
             call_output: CallOutput::default(),
             state_fault: None,
+            partition_fault: None,
             stdout,
             stderr,
             call_clock: None,

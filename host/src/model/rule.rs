@@ -28,11 +28,11 @@ impl PartitionKey {
     }
 
     /// The partition `event` falls in under this key: a stable 64-bit hash
-    /// (FNV-1a) of the key's value, compared without ASCII case (Entra
-    /// object ids and IPv6 addresses are written either way). Events
-    /// without the value share the partition of the empty value; `Global`
-    /// is always partition 0. Stable across runs and versions: stored rule
-    /// state is handed back to shards by it.
+    /// of the key's value ([`vigil_sdk::partition_of`], compared without
+    /// ASCII case: Entra object ids and IPv6 addresses are written either
+    /// way). Events without the value share the partition of the empty
+    /// value; `Global` is always partition 0. Stable across runs and
+    /// versions: stored rule state is handed back to shards by it.
     pub fn partition_of(self, event: &Event) -> u64 {
         let value = match self {
             PartitionKey::Global => return 0,
@@ -40,17 +40,11 @@ impl PartitionKey {
             PartitionKey::SubjectUser => event.subject_user().map(|p| p.id.as_str()),
             PartitionKey::ClientIp => event.client_ip.as_deref(),
         };
-        fnv1a(value.unwrap_or("").bytes().map(|b| b.to_ascii_lowercase()))
+        // FNV-1a spreads short ids well enough for choosing among a handful
+        // of shards; it is no defence against chosen keys, but a skewed
+        // partition only makes one shard busier.
+        vigil_sdk::partition_of(value.unwrap_or(""))
     }
-}
-
-/// 64-bit FNV-1a: tiny, stable, and spreads short ids well enough for
-/// choosing among a handful of shards (not a defence against chosen keys:
-/// a skewed partition only makes one shard busier).
-fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// What a rule says about itself, read once at load.
@@ -115,18 +109,16 @@ mod tests {
             raw: None,
         };
         // Pinned: stored state is handed back to shards by these numbers.
-        assert_eq!(fnv1a("".bytes()), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a("a".bytes()), 0xaf63_dc4c_8601_ec8c);
+        let fnv1a = vigil_sdk::partition_of;
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(PartitionKey::Global.partition_of(&e), 0);
         let alice = PartitionKey::SubjectUser.partition_of(&e);
-        assert_eq!(alice, fnv1a("00ualice".bytes()));
-        assert_eq!(
-            PartitionKey::Actor.partition_of(&e),
-            fnv1a("00uadmin".bytes())
-        );
+        assert_eq!(alice, fnv1a("00ualice"));
+        assert_eq!(PartitionKey::Actor.partition_of(&e), fnv1a("00uadmin"));
         assert_eq!(
             PartitionKey::ClientIp.partition_of(&e),
-            fnv1a("2001:db8::1".bytes())
+            fnv1a("2001:db8::1")
         );
         // The subject of an event without a user target is its actor.
         e.targets.clear();
@@ -136,6 +128,6 @@ mod tests {
         );
         e.actor = None;
         e.client_ip = None;
-        assert_eq!(PartitionKey::ClientIp.partition_of(&e), fnv1a("".bytes()));
+        assert_eq!(PartitionKey::ClientIp.partition_of(&e), fnv1a(""));
     }
 }

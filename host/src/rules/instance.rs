@@ -51,6 +51,9 @@ pub enum FaultKind {
     MemoryLimit,
     /// A state call past a state limit.
     StateLimit,
+    /// A state call on a key of another partition than the event's, by a
+    /// rule that declares a partition key.
+    Partition,
     /// Output past a per-call cap: `max_findings`, `max_action_requests`
     /// or `max_audit_bytes_per_call`.
     OutputLimit,
@@ -70,6 +73,7 @@ impl FaultKind {
             FaultKind::StackOverflow => "stack-overflow",
             FaultKind::MemoryLimit => "memory-limit",
             FaultKind::StateLimit => "state-limit",
+            FaultKind::Partition => "partition",
             FaultKind::OutputLimit => "output-limit",
             FaultKind::WouldBlock => "would-block",
             FaultKind::Trap => "trap",
@@ -148,6 +152,7 @@ impl RuleInstance {
             max_output_bytes: limits.max_output_bytes,
             max_raw_bytes: limits.max_raw_bytes,
             caps: call_caps(&limits),
+            partition: crate::model::PartitionKey::Global,
         });
         let state = StateStore::new(state_limits(&limits));
         let (mut store, bindings) = instantiate(&engine, &pre, bootstrap, &limits, state)?;
@@ -165,6 +170,7 @@ impl RuleInstance {
             max_output_bytes: limits.max_output_bytes,
             max_raw_bytes: limits.max_raw_bytes,
             caps: call_caps(&limits),
+            partition: meta.partition,
         });
         store.data_mut().ctx = ctx.clone();
         Ok(RuleInstance {
@@ -235,7 +241,7 @@ impl RuleInstance {
     pub fn restore_state(&mut self, keys: impl IntoIterator<Item = StoredKey>) {
         let state = &mut self.store.data_mut().state;
         for k in keys {
-            state.restore(k.key, k.state);
+            state.restore_owned(k.key, k.state, k.partition);
         }
         state.track_changes();
     }
@@ -318,6 +324,7 @@ impl RuleInstance {
             data.call_seq = data.call_seq.wrapping_add(1);
             data.limiter.hit = None;
             data.state_fault = None;
+            data.partition_fault = None;
             data.call_output.reset();
         }
         let deadline = std::time::Duration::from_millis(self.limits.deadline_ms);
@@ -397,6 +404,9 @@ impl RuleInstance {
         let data = self.store.data();
         if let Some(hit) = &data.limiter.hit {
             return (FaultKind::MemoryLimit, hit.clone());
+        }
+        if let Some(message) = &data.partition_fault {
+            return (FaultKind::Partition, message.clone());
         }
         if let Some(e) = &data.state_fault {
             return (FaultKind::StateLimit, e.to_string());

@@ -4,15 +4,17 @@
 //! State uses the same [`StateStore`] as the real host, so windows and TTLs
 //! behave identically. Action requests are recorded and answered like the
 //! host's policy gate in audit-only mode: granted kinds get a `dry-run`
-//! receipt, everything else a `not-granted` denial.
+//! receipt, everything else a `not-granted` denial. A rule that declares a
+//! partition key is held to it as the host holds it: a state call on a key
+//! last written for another partition panics, naming the key.
 
 use std::collections::HashMap;
 
 use super::{
     Action, ActionKind, Decision, Denial, DenialReason, Event, EventClass, EventData, Finding, Geo,
-    Host, Level, Outcome, Principal, Receipt, Rule,
+    Host, Level, Outcome, PartitionKey, Principal, Receipt, Rule,
 };
-use crate::state_store::StateStore;
+use crate::state_store::{StateKind, StateStore};
 use crate::subscribes;
 
 /// A recording, in-memory host.
@@ -27,6 +29,8 @@ pub struct MockHost {
     pub requested: Vec<Action>,
     pub logs: Vec<(Level, String)>,
     declared: Vec<ActionKind>,
+    /// The rule's declared partition key, once read.
+    partition: Option<PartitionKey>,
 }
 
 impl MockHost {
@@ -52,7 +56,8 @@ impl MockHost {
             return Ok(Vec::new());
         }
         self.declared = meta.actions;
-        self.state.set_now(event.time);
+        self.partition = Some(meta.partition);
+        self.start_call(event);
         R::on_event(self, &Event::from_data(event))
     }
 
@@ -61,14 +66,52 @@ impl MockHost {
     /// [`MockHost::declare`] first so requests are judged against the
     /// rule's declared actions.
     pub fn call<R: Rule>(&mut self, event: &EventData) -> Result<Vec<Finding>, String> {
-        self.state.set_now(event.time);
+        self.start_call(event);
         R::on_event(self, &Event::from_data(event))
     }
 
-    /// Reads `R`'s declared actions once (what [`MockHost::feed`] does on
-    /// every call).
+    /// Reads `R`'s declared actions and partition key once (what
+    /// [`MockHost::feed`] does on every call).
     pub fn declare<R: Rule>(&mut self) {
-        self.declared = R::metadata().actions;
+        let meta = R::metadata();
+        self.declared = meta.actions;
+        self.partition = Some(meta.partition);
+    }
+
+    /// The state clock at the event's time, and the event's partition.
+    fn start_call(&mut self, event: &EventData) {
+        self.state.set_now(event.time);
+        let value = match self.partition {
+            None | Some(PartitionKey::Global) => None,
+            Some(PartitionKey::Actor) => event.actor.as_ref().map(|p| p.id.as_str()),
+            Some(PartitionKey::SubjectUser) => event
+                .targets
+                .iter()
+                .find(|t| t.kind == "User")
+                .or(event.actor.as_ref())
+                .map(|p| p.id.as_str()),
+            Some(PartitionKey::ClientIp) => event.client_ip.as_deref(),
+        };
+        self.state
+            .set_partition(crate::partition_of(value.unwrap_or("")));
+    }
+
+    /// Panics, as the host traps, on a key of another partition.
+    fn check_partition(&self, kind: StateKind, key: &str) {
+        let declared = match self.partition {
+            None | Some(PartitionKey::Global) => return,
+            Some(k) => k,
+        };
+        if let Some(owner) = self.state.owner(kind, key)
+            && owner != self.state.partition()
+        {
+            panic!(
+                "state {} {key:?} was written for another partition ({declared:?}) than this \
+                 event's: a rule declaring a partition key may use a key for events of one \
+                 partition only (declare Global for state shared across them)",
+                kind.name()
+            );
+        }
     }
 
     /// Feeds events in order and collects every finding.
@@ -103,30 +146,37 @@ impl Host for MockHost {
         })
     }
     fn counter_add(&mut self, key: &str, window_ms: u64, delta: u32) -> u64 {
+        self.check_partition(StateKind::Counter, key);
         self.state
             .counter_add(key, window_ms, delta)
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn counter_get(&mut self, key: &str, window_ms: u64) -> u64 {
+        self.check_partition(StateKind::Counter, key);
         self.state.counter_get(key, window_ms)
     }
     fn distinct_add(&mut self, key: &str, member: &str, window_ms: u64) -> u64 {
+        self.check_partition(StateKind::Set, key);
         self.state
             .distinct_add(key, member, window_ms)
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn distinct_count(&mut self, key: &str, window_ms: u64) -> u64 {
+        self.check_partition(StateKind::Set, key);
         self.state.distinct_count(key, window_ms)
     }
     fn get(&mut self, key: &str) -> Option<String> {
+        self.check_partition(StateKind::Value, key);
         self.state.get(key).map(str::to_owned)
     }
     fn set(&mut self, key: &str, value: &str, ttl_ms: Option<u64>) {
+        self.check_partition(StateKind::Value, key);
         self.state
             .set(key, value, ttl_ms)
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn delete(&mut self, key: &str) {
+        self.check_partition(StateKind::Value, key);
         self.state.delete(key).unwrap_or_else(|e| panic!("{e}"))
     }
     fn log(&mut self, level: Level, message: &str) {
@@ -250,4 +300,62 @@ pub fn shuffled(mut events: Vec<EventData>, seed: u64) -> Vec<EventData> {
         events.swap(i, (x % (i as u64 + 1)) as usize);
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Metadata, Severity};
+
+    /// Declares `subject-user`, keys its counter by user unless told
+    /// `shared` in its config: then one key for everyone.
+    struct Counting;
+
+    impl Rule for Counting {
+        fn metadata() -> Metadata {
+            Metadata {
+                id: "counting".into(),
+                version: "0".into(),
+                description: String::new(),
+                subscribes: vec!["*".into()],
+                actions: vec![],
+                outcomes: vec![],
+                classes: vec![],
+                partition: PartitionKey::SubjectUser,
+            }
+        }
+
+        fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
+            let user = event
+                .subject_user()
+                .map(|u| u.id.clone())
+                .unwrap_or_default();
+            let key = host.config("shared").unwrap_or(user);
+            let n = host.counter_add(&key, 60_000, 1);
+            Ok(vec![Finding::new(Severity::Low, "n", n.to_string())])
+        }
+    }
+
+    fn sign_in(user: &str) -> EventData {
+        EventBuilder::okta("user.session.start")
+            .actor_user(user, &format!("{user}@example.com"))
+            .build()
+    }
+
+    #[test]
+    fn a_rule_keeping_to_its_partition_runs() {
+        let mut host = MockHost::new();
+        for user in ["00ua", "00ub", "00ua"] {
+            host.feed::<Counting>(&sign_in(user)).unwrap();
+        }
+        assert_eq!(host.state.counter_get("00ua", 60_000), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "state counter \"everyone\" was written for another partition")]
+    fn a_key_shared_across_partitions_panics_as_the_host_traps() {
+        let mut host = MockHost::new().with_config("shared", "everyone");
+        host.feed::<Counting>(&sign_in("00ua")).unwrap();
+        host.feed::<Counting>(&sign_in("00ub")).unwrap();
+    }
 }

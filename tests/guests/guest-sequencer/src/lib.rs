@@ -4,7 +4,8 @@
 //! first event, …), so exactly-once judgement and per-key order can be read
 //! straight off the audit log, for streams shorter than a week. The
 //! numbers live in rule state, so they go on across restarts and across
-//! changes of the shard count.
+//! changes of the shard count. With config `shared_key` it counts every
+//! user under that one key: a rule that breaks its partition claim.
 
 use vigil_sdk::*;
 
@@ -36,7 +37,12 @@ impl Rule for Guest {
         // the user so far falls in any window around this one (the test
         // streams span less than that), so the total is the arrival number,
         // in time order or not.
-        let n = host.counter_add(&format!("n:{user}"), WEEK_MS, 1);
+        // Config `shared_key`: one key for every user, breaking the
+        // declared partition (the host must refuse it).
+        let key = host
+            .config("shared_key")
+            .unwrap_or_else(|| format!("n:{user}"));
+        let n = host.counter_add(&key, WEEK_MS, 1);
         Ok(vec![
             Finding::new(Severity::Low, "sequenced", event.id().to_owned())
                 .detail("user", user)
