@@ -14,7 +14,9 @@
 //!   one run on one shard;
 //! - so does state stored before shards (rows without a partition);
 //! - a rule that breaks its partition claim (one key for every user) is
-//!   caught with a `partition` fault naming the key.
+//!   caught with a `partition` fault naming the key;
+//! - the sandbox holds on a shard thread: a call that never returns times
+//!   out there while the first shard goes on.
 
 use std::collections::HashMap;
 
@@ -109,11 +111,17 @@ path = {GUEST_SEQUENCER:?}
 /// Runs `lines` through a pipeline on `shards` shards over the state and
 /// audit log of `wd` (a restart when they exist already).
 fn run(wd: &Workdir, shards: usize, lines: &[String]) {
+    run_config(wd, &config_body(shards), lines);
+}
+
+/// Runs `lines` through the pipeline of configuration `body` in `wd`,
+/// checks every line made an event and the audit chain holds.
+fn run_config(wd: &Workdir, body: &str, lines: &[String]) {
     let events = wd.path().join("events.jsonl");
     std::fs::write(&events, lines.join("\n") + "\n").unwrap();
-    let config = Config::load(&wd.config(&config_body(shards))).expect("valid config");
+    let config = Config::load(&wd.config(body)).expect("valid config");
     let rules = setup::load_rules(&config).expect("rules load");
-    assert_eq!(rules.shards(), shards);
+    assert_eq!(rules.shards(), config.shard_count());
     let audit = AuditLog::open(&config.audit_path).expect("audit log opens");
     let executor = setup::executor(&config, &rules).expect("executor");
     let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
@@ -266,7 +274,6 @@ fn state_stored_before_shards_is_found_by_every_shard() {
 #[test]
 fn a_rule_breaking_its_partition_claim_faults_naming_the_key() {
     let wd = Workdir::new();
-    let events = wd.path().join("events.jsonl");
     let event = |uuid: &str, user: &str| {
         serde_json::json!({
             "uuid": uuid,
@@ -282,20 +289,11 @@ fn a_rule_breaking_its_partition_claim_faults_naming_the_key() {
         event("e2", "00ubob"),
         event("e3", "00ualice"),
     ];
-    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
     let body = format!(
         "builtin_pack = false\nshards = 1\n[[rules]]\npath = {GUEST_SEQUENCER:?}\n\
          config = {{ shared_key = \"everyone\" }}\n"
     );
-    let config = Config::load(&wd.config(&body)).expect("valid config");
-    let rules = setup::load_rules(&config).expect("rules load");
-    let audit = AuditLog::open(&config.audit_path).expect("audit log opens");
-    let executor = setup::executor(&config, &rules).expect("executor");
-    let mut pipeline = Pipeline::new(rules, audit, executor).unwrap();
-    let mut reader = LineReader::open(&events, config.max_line_bytes).unwrap();
-    pipeline.run_stream(&mut reader).expect("stream runs");
-    pipeline.finish().expect("finish");
-    drop(pipeline);
+    run_config(&wd, &body, &lines);
 
     let faults = wd.records_of("rule-fault");
     assert_eq!(faults.len(), 1, "{faults:#?}");
@@ -316,4 +314,59 @@ fn a_rule_breaking_its_partition_claim_faults_naming_the_key() {
         ["e1", "e3"],
         "alice's events, counted under the key"
     );
+}
+
+// The sandbox holds on every shard: a rule that never returns for one
+// user, whose partition the second shard owns, times out there on each of
+// that user's events (the deadline, on a shard thread), while the same
+// rule's instance on the first shard judges the other user's events in
+// between, in order.
+#[test]
+fn a_runaway_call_on_the_second_shard_times_out_and_the_first_goes_on() {
+    let on_shard = |shard: u64| {
+        (0..)
+            .map(|i| format!("00uuser{i}"))
+            .find(|u| vigil_sdk::partition_of(u) % 2 == shard)
+            .unwrap()
+    };
+    let (calm, spin) = (on_shard(0), on_shard(1));
+    let event = |uuid: String, user: &str| {
+        serde_json::json!({
+            "uuid": uuid,
+            "published": "2026-03-01T10:00:00.000Z",
+            "eventType": "user.session.start",
+            "actor": {"id": user, "type": "User"},
+            "outcome": {"result": "SUCCESS"}
+        })
+        .to_string()
+    };
+    let lines: Vec<String> = (0..6)
+        .flat_map(|i| [event(format!("c{i}"), &calm), event(format!("s{i}"), &spin)])
+        .collect();
+    let wd = Workdir::new();
+    let body = format!(
+        "builtin_pack = false\nshards = 2\n[[rules]]\npath = {GUEST_SEQUENCER:?}\n\
+         config = {{ spin_user = {spin:?} }}\nlimits = {{ quarantine_after = 100 }}\n"
+    );
+    run_config(&wd, &body, &lines);
+
+    let faults = wd.records_of("rule-fault");
+    let faulted: Vec<&str> = faults
+        .iter()
+        .map(|f| f["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(faulted, ["s0", "s1", "s2", "s3", "s4", "s5"]);
+    assert!(
+        faults.iter().all(|f| f["fault"] == "timeout"),
+        "{faults:#?}"
+    );
+    let judged: Vec<(Value, Value)> = wd
+        .records_of("finding")
+        .into_iter()
+        .map(|f| (f["event_id"].clone(), f["details"]["n"].clone()))
+        .collect();
+    let want: Vec<(Value, Value)> = (0..6)
+        .map(|i| (format!("c{i}").into(), (i + 1).to_string().into()))
+        .collect();
+    assert_eq!(judged, want, "the calm user's events, numbered in order");
 }

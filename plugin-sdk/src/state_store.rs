@@ -293,9 +293,8 @@ pub struct StateStore {
     reclaimed_at: Option<i64>,
     /// Keys changed since the last [`StateStore::take_changes`], when
     /// tracking is on.
-    /// Key → bit set of the [`StateKind`]s changed under that name, and the
-    /// partition of the call that changed it last.
-    changed: Option<HashMap<String, (u8, u64)>>,
+    /// Key → bit set of the [`StateKind`]s changed under that name.
+    changed: Option<HashMap<String, u8>>,
     /// The partition of the current call (see [`StateStore::set_partition`]).
     partition: u64,
 }
@@ -307,10 +306,10 @@ pub struct StateChange {
     pub key: String,
     /// Its snapshot, or `None` when the key no longer exists.
     pub state: Option<KeyState>,
-    /// The partition (a hash of the rule's partition key, see the host's
-    /// `model::PartitionKey`) of the call that last changed the key: the
-    /// host gives the key back to the instance that owns that partition
-    /// when it restarts, whatever the number of shards then.
+    /// The partition ([`crate::partition_of`] of the rule's partition key)
+    /// of the call that last wrote the key (0 for a removed key): the host
+    /// gives the key back to the instance that owns that partition when it
+    /// restarts, whatever the number of shards then.
     pub partition: u64,
 }
 
@@ -339,20 +338,16 @@ impl StateStore {
         };
         // Look up by &str first: the common case (a hot key) allocates nothing.
         match changed.get_mut(key) {
-            Some((bits, partition)) => {
-                *bits |= kind.bit();
-                *partition = self.partition;
-            }
+            Some(bits) => *bits |= kind.bit(),
             None => {
-                changed.insert(key.to_owned(), (kind.bit(), self.partition));
+                changed.insert(key.to_owned(), kind.bit());
             }
         }
     }
 
-    /// Tags the keys the next calls change with `partition` (the host sets
-    /// it before each call). Only a call's own writes and the keys dropped
-    /// to make room are tagged, and a dropped key has no row to tag, so a
-    /// stored key always carries the partition of a call that wrote it.
+    /// The partition of the calls that follow (the host sets it before
+    /// each call): a key they write becomes that partition's (see
+    /// [`StateStore::owner`]).
     pub fn set_partition(&mut self, partition: u64) {
         self.partition = partition;
     }
@@ -374,6 +369,22 @@ impl StateStore {
         }
     }
 
+    /// What is wrong when the current call uses `key` of `kind` although
+    /// the key belongs to another partition (see [`StateStore::owner`]), for
+    /// a rule that declares partition key `declared` (`subject-user`, …):
+    /// the message the host traps with and the mock host panics with.
+    pub fn partition_breach(&self, kind: StateKind, key: &str, declared: &str) -> Option<String> {
+        let owner = self.owner(kind, key)?;
+        (owner != self.partition).then(|| {
+            format!(
+                "state {} {key:?} was written for another {declared} than this event's: \
+                 a rule declaring partition `{declared}` may use a key for events of one \
+                 {declared} only (declare `global` for state shared across them)",
+                kind.name()
+            )
+        })
+    }
+
     /// Whether keys changed since the last [`StateStore::take_changes`].
     pub fn has_changes(&self) -> bool {
         self.changed.as_ref().is_some_and(|c| !c.is_empty())
@@ -385,16 +396,18 @@ impl StateStore {
         let Some(changed) = self.changed.as_mut() else {
             return Vec::new();
         };
-        let keys: Vec<(String, (u8, u64))> = changed.drain().collect();
+        let keys: Vec<(String, u8)> = changed.drain().collect();
         let mut out = Vec::with_capacity(keys.len());
-        for (key, (bits, partition)) in keys {
+        for (key, bits) in keys {
             for kind in [StateKind::Counter, StateKind::Set, StateKind::Value] {
                 if bits & kind.bit() != 0 {
                     out.push(StateChange {
                         kind,
                         state: self.snapshot(kind, &key),
+                        // A changed key that still exists was written by a
+                        // call, so it has an owner; a removed one needs none.
+                        partition: self.owner(kind, &key).unwrap_or(0),
                         key: key.clone(),
-                        partition,
                     });
                 }
             }

@@ -1,10 +1,11 @@
 //! What the host offers a rule: the per-store state ([`RuleState`]) and one
 //! file per WIT interface (`actions`, `state`, `log`, `config`) saying what
 //! it does in the host's terms — the same in every contract version; the
-//! per-version adapters in `crate::wit` forward to it — plus the deny-everything WASI that satisfies whatever
-//! `wasm32-wasip2` std imports and never waits (`wasi`), the per-call caps
-//! on what a call adds to the audit log (`call_caps`), and escaping of the
-//! text a rule sends to the operator's logs (`text`).
+//! per-version adapters in `crate::wit` forward to it — plus the
+//! deny-everything WASI that satisfies whatever `wasm32-wasip2` std imports
+//! and never waits (`wasi`), the per-call caps on what a call adds to the
+//! audit log (`call_caps`), and escaping of the text a rule sends to the
+//! operator's logs (`text`).
 //!
 //! Everything here is scoped to the calling rule: its own state, its own
 //! grant, its own config; nothing reaches another rule.

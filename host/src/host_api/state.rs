@@ -31,19 +31,12 @@ impl RuleState {
         if declared == PartitionKey::Global {
             return Ok(());
         }
-        match self.state.owner(kind, key) {
-            Some(owner) if owner != self.state.partition() => {
-                let name = declared.name();
-                let message = format!(
-                    "state {} {key:?} was written for another {name} than this event's: \
-                     a rule declaring partition `{name}` may use a key for events of one \
-                     {name} only (declare `global` for state shared across them)",
-                    kind.name()
-                );
+        match self.state.partition_breach(kind, key, declared.name()) {
+            Some(message) => {
                 self.partition_fault = Some(message.clone());
                 Err(wasmtime::Error::msg(message))
             }
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Normalization: turns one raw input line into the `model::Event`s the
 //! rules consume, each keeping its source record (`RawRecord`) for the
-//! rules that read a vendor field by JSON pointer. A line is an Okta System Log LogEvent, an Okta Event Hook
-//! delivery, a Graph sign-in or directory audit, an Azure Monitor diagnostic
-//! record (Entra sign-in and audit categories), an Event Hub batch
-//! (`{"records": [...]}`) or a Graph list page (`{"value": [...]}`).
+//! rules that read a vendor field by JSON pointer. A line is an Okta System
+//! Log LogEvent, an Okta Event Hook delivery, a Graph sign-in or directory
+//! audit, an Azure Monitor diagnostic record (Entra sign-in and audit
+//! categories), an Event Hub batch (`{"records": [...]}`) or a Graph list
+//! page (`{"value": [...]}`).
 //!
 //! This module owns format detection, the error and report types, the
 //! per-element handling of multi-record lines and the attribute bounds;

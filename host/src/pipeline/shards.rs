@@ -61,6 +61,8 @@ struct Call {
     event: usize,
     /// Index of the rule in the rule set.
     rule: usize,
+    /// The event's partition under the rule's key.
+    partition: u64,
     /// The newest event time the rule has been given, this event included.
     newest: i64,
 }
@@ -169,10 +171,12 @@ impl Pipeline {
                     continue;
                 }
                 self.newest[i] = self.newest[i].max(event.time);
-                per_shard[self.rules.shard_of(i, event)].push(calls.len());
+                let (partition, shard) = self.rules.shard_of(i, event);
+                per_shard[shard].push(calls.len());
                 calls.push(Call {
                     event: k,
                     rule: i,
+                    partition,
                     newest: self.newest[i],
                 });
             }
@@ -245,7 +249,8 @@ fn run_shard(
             }
             watch(Some(instance.id()));
             let started = Instant::now();
-            let outcome = instance.on_event_in_shard(&events[call.event], call.newest);
+            let outcome =
+                instance.on_event_in_shard(&events[call.event], call.partition, call.newest);
             let elapsed = started.elapsed();
             watch(None);
             (at, Some((outcome, elapsed)))

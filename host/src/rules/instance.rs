@@ -294,25 +294,30 @@ impl RuleInstance {
 
     /// Runs `on-event` for one event under the rule's deadline and limits.
     pub fn on_event(&mut self, event: &Arc<Event>) -> CallOutcome {
-        self.call(event, None)
+        let partition = self.meta.partition.partition_of(event);
+        self.call(event, partition, None)
     }
 
     /// [`RuleInstance::on_event`] on one of several instances of the rule
-    /// (a shard): `newest` is the newest event time the *rule* has been
-    /// given so far, this one included, so lateness and the state's
-    /// reclaiming horizon are what one instance seeing every event would
-    /// have.
-    pub fn on_event_in_shard(&mut self, event: &Arc<Event>, newest: i64) -> CallOutcome {
-        self.call(event, Some(newest))
+    /// (a shard), for an event of `partition` (the caller chose the shard
+    /// by it): `newest` is the newest event time the *rule* has been given
+    /// so far, this one included, so lateness and the state's reclaiming
+    /// horizon are what one instance seeing every event would have.
+    pub fn on_event_in_shard(
+        &mut self,
+        event: &Arc<Event>,
+        partition: u64,
+        newest: i64,
+    ) -> CallOutcome {
+        self.call(event, partition, Some(newest))
     }
 
-    fn call(&mut self, event: &Arc<Event>, newest: Option<i64>) -> CallOutcome {
+    fn call(&mut self, event: &Arc<Event>, partition: u64, newest: Option<i64>) -> CallOutcome {
         if self.is_quarantined() {
             return CallOutcome::default();
         }
         let late;
         {
-            let partition = self.meta.partition.partition_of(event);
             let data = self.store.data_mut();
             data.state.set_partition(partition);
             if let Some(newest) = newest {

@@ -226,14 +226,11 @@ impl RuleSet {
         self.replicas.len() + 1
     }
 
-    /// The shard whose instance of rule `index` judges `event`.
-    pub fn shard_of(&self, index: usize, event: &Event) -> usize {
-        let shards = self.shards();
-        if shards == 1 {
-            return 0;
-        }
+    /// The partition of `event` under rule `index`'s key, and the shard
+    /// whose instance of the rule owns it.
+    pub fn shard_of(&self, index: usize, event: &Event) -> (u64, usize) {
         let partition = self.rules[index].metadata().partition.partition_of(event);
-        (partition % shards as u64) as usize
+        (partition, (partition % self.shards() as u64) as usize)
     }
 
     /// Every shard's instances, shard 0 first, each borrowed apart so the

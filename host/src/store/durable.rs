@@ -41,8 +41,21 @@ CREATE TABLE IF NOT EXISTS judged_ids (
 /// rule and event digest: every insert landed at a random place of a large
 /// b-tree, the most expensive write of the whole pipeline) into
 /// `judged_ids`, keyed in judging order so inserts append and the oldest
-/// are deleted from the front. Run at open when the old table is there.
-pub const MIGRATE_JUDGED: &str = "
+/// are deleted from the front. Run at open; nothing to do when the old
+/// table is not there.
+pub(super) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let old_judged: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'judged'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if old_judged {
+        conn.execute_batch(MIGRATE_JUDGED)?;
+    }
+    Ok(())
+}
+
+const MIGRATE_JUDGED: &str = "
 BEGIN;
 INSERT OR IGNORE INTO judged_ids (rule, at_ms, event) SELECT rule, at_ms, event FROM judged;
 DROP TABLE judged;

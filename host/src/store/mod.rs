@@ -170,18 +170,8 @@ impl Store {
             .with_context(at)?;
         conn.execute_batch(SCHEMA).with_context(at)?;
         conn.execute_batch(durable::SCHEMA).with_context(at)?;
-        let old_judged: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'judged'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .with_context(at)?
-            > 0;
-        if old_judged {
-            conn.execute_batch(durable::MIGRATE_JUDGED)
-                .with_context(at)?;
-        }
+        // Layouts of earlier versions, brought up to date in place.
+        durable::migrate(&conn).with_context(at)?;
         rule_state::migrate(&conn).with_context(at)?;
         Ok(Store {
             conn,

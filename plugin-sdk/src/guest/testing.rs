@@ -81,16 +81,12 @@ impl MockHost {
     /// The state clock at the event's time, and the event's partition.
     fn start_call(&mut self, event: &EventData) {
         self.state.set_now(event.time);
+        let view = Event::from_data(event);
         let value = match self.partition {
             None | Some(PartitionKey::Global) => None,
-            Some(PartitionKey::Actor) => event.actor.as_ref().map(|p| p.id.as_str()),
-            Some(PartitionKey::SubjectUser) => event
-                .targets
-                .iter()
-                .find(|t| t.kind == "User")
-                .or(event.actor.as_ref())
-                .map(|p| p.id.as_str()),
-            Some(PartitionKey::ClientIp) => event.client_ip.as_deref(),
+            Some(PartitionKey::Actor) => view.actor().map(|p| p.id.as_str()),
+            Some(PartitionKey::SubjectUser) => view.subject_user().map(|p| p.id.as_str()),
+            Some(PartitionKey::ClientIp) => view.client_ip(),
         };
         self.state
             .set_partition(crate::partition_of(value.unwrap_or("")));
@@ -100,17 +96,12 @@ impl MockHost {
     fn check_partition(&self, kind: StateKind, key: &str) {
         let declared = match self.partition {
             None | Some(PartitionKey::Global) => return,
-            Some(k) => k,
+            Some(PartitionKey::Actor) => "actor",
+            Some(PartitionKey::SubjectUser) => "subject-user",
+            Some(PartitionKey::ClientIp) => "client-ip",
         };
-        if let Some(owner) = self.state.owner(kind, key)
-            && owner != self.state.partition()
-        {
-            panic!(
-                "state {} {key:?} was written for another partition ({declared:?}) than this \
-                 event's: a rule declaring a partition key may use a key for events of one \
-                 partition only (declare Global for state shared across them)",
-                kind.name()
-            );
+        if let Some(breach) = self.state.partition_breach(kind, key, declared) {
+            panic!("{breach}");
         }
     }
 
@@ -352,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "state counter \"everyone\" was written for another partition")]
+    #[should_panic(expected = "state counter \"everyone\" was written for another subject-user")]
     fn a_key_shared_across_partitions_panics_as_the_host_traps() {
         let mut host = MockHost::new().with_config("shared", "everyone");
         host.feed::<Counting>(&sign_in("00ua")).unwrap();

@@ -5,7 +5,8 @@
 //! straight off the audit log, for streams shorter than a week. The
 //! numbers live in rule state, so they go on across restarts and across
 //! changes of the shard count. With config `shared_key` it counts every
-//! user under that one key: a rule that breaks its partition claim.
+//! user under that one key: a rule that breaks its partition claim; with
+//! `spin_user` it never returns from that user's events.
 
 use vigil_sdk::*;
 
@@ -37,6 +38,14 @@ impl Rule for Guest {
         // the user so far falls in any window around this one (the test
         // streams span less than that), so the total is the arrival number,
         // in time order or not.
+        // Config `spin_user`: that user's events never return (a runaway
+        // on whichever shard owns the user).
+        if host.config("spin_user").as_deref() == Some(user.as_str()) {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         // Config `shared_key`: one key for every user, breaking the
         // declared partition (the host must refuse it).
         let key = host
