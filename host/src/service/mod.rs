@@ -114,6 +114,11 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     let stop_tx = Arc::new(stop_tx);
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_tx, admin_rx) = mpsc::channel();
+    // Alive from before the thread is spawned, not from when it is first
+    // scheduled: the listeners open next, and `/readyz` must not answer 503
+    // at start on a busy machine. The thread clears it when it ends; a
+    // failed spawn stops the service.
+    health.pipeline_alive.store(true, Ordering::SeqCst);
     let pipeline_thread = {
         let (health, draining, stop_tx) = (health.clone(), draining.clone(), stop_tx.clone());
         let (metrics, spool) = (metrics.clone(), spool.clone());
@@ -323,7 +328,6 @@ fn pipeline_loop(
         admin,
         spool,
     } = inputs;
-    health.pipeline_alive.store(true, Ordering::SeqCst);
     let result = (|| -> Result<()> {
         loop {
             // The loop came around: an idle pipeline is never "stuck".
