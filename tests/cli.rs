@@ -286,7 +286,7 @@ fn rules_list_and_inspect_describe_the_rules() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("mfa-push-fatigue\t0.1.0\tbuiltin:mfa-push-fatigue\tmode=enforce\tallow=suspend-user,escalate\tstatus=ok\twit=0.2.0\tpartition=subject-user\t"),
+        text.starts_with("mfa-push-fatigue\t0.1.0\tbuiltin:mfa-push-fatigue\tmode=enforce\tallow=suspend-user,escalate\tstatus=ok\twit=0.3.0\tpartition=subject-user\t"),
         "{text}"
     );
 
@@ -297,7 +297,7 @@ fn rules_list_and_inspect_describe_the_rules() {
     assert!(text.contains("subscribes:  *"), "{text}");
     assert!(text.contains("actions:     block-ip, escalate"), "{text}");
     assert!(text.contains("partition:   global"), "{text}");
-    assert!(text.contains("wit:         vigil:rule@0.2.0"), "{text}");
+    assert!(text.contains("wit:         vigil:rule@0.3.0"), "{text}");
 
     // A rule built against contract v0.1 (the frozen pack) is described too.
     let frozen = repo_root().join("tests/fixtures/v0.1/password-spray.wasm");
@@ -636,6 +636,9 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
             f("password-spray", "203.0.113.77", "high"),
             f("impossible-travel", "00uimptrv0001", "high"),
             f("mfa-enrollment-gap", "00umegnew00001", "medium"),
+            // The sign-on rule's edit (restore) and, minutes later, the
+            // policy switched off (re-activate): two remedies, two findings.
+            f("mfa-policy-guard", "00pmpgsignon01", "high"),
             f("mfa-policy-guard", "00pmpgsignon01", "high"),
             f("mfa-policy-guard", "org-factor:OKTA_VERIFY", "critical"),
             f("mfa-policy-guard", "00pmpgenroll01", "high"),
@@ -663,6 +666,8 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
             a("revoke-sessions", "00uimptrv0001"),
             a("escalate", "on-call"),
             a("notify", "notify"),
+            a("restore-policy", "00pmpgsignon01"),
+            a("escalate", "on-call"),
             a("activate-policy", "00pmpgsignon01"),
             a("escalate", "on-call"),
             a("escalate", "on-call"),

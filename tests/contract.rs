@@ -242,16 +242,16 @@ fn load_error(bytes: &[u8]) -> String {
 
 #[test]
 fn a_component_of_an_unsupported_contract_version_is_refused_with_the_supported_range() {
-    let msg = load_error(&with_import_versions("0.2.0", "0.9.0", None));
+    let msg = load_error(&with_import_versions("0.3.0", "0.9.0", None));
     assert!(msg.contains("rule.wasm"), "{msg}");
     assert!(
-        msg.contains("built against vigil:rule@0.9.0; this host implements vigil:rule@0.1.0 to vigil:rule@0.2.0"),
+        msg.contains("built against vigil:rule@0.9.0; this host implements vigil:rule@0.1.0 to vigil:rule@0.3.0"),
         "{msg}"
     );
 }
 
 #[test]
 fn a_component_importing_two_contract_versions_is_refused() {
-    let msg = load_error(&with_import_versions("0.2.0", "0.1.0", Some("config")));
+    let msg = load_error(&with_import_versions("0.3.0", "0.1.0", Some("config")));
     assert!(msg.contains("imports two versions of vigil:rule"), "{msg}");
 }

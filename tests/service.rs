@@ -724,7 +724,7 @@ fn admin_api_needs_the_token_lists_rules_and_audits_mode_changes() {
     let rule = &list["rules"][0];
     assert_eq!(rule["id"], "mfa-push-fatigue");
     assert_eq!(rule["origin"], "builtin:mfa-push-fatigue");
-    assert_eq!(rule["contract"], "0.2.0");
+    assert_eq!(rule["contract"], "0.3.0");
     assert_eq!(rule["partition"], "subject-user");
     assert_eq!(rule["mode"], "audit-only");
     assert_eq!(rule["granted"], json!(["suspend-user", "escalate"]));

@@ -43,6 +43,12 @@ use crate::clock::now_ms;
 use crate::policy::targets::{Resolution, TargetCheck, TargetDenial};
 use crate::policy::{GroupResolver, ProtectedAccounts, TargetGuard};
 
+mod restore;
+
+/// The due time of an undo kept until an operator asks for it (the
+/// reversal of a `restore-policy`): never due by itself.
+pub const ON_DEMAND_MS: i64 = i64::MAX;
+
 /// Tries of one undo before it is given up (and audited `failed`).
 const MAX_UNDO_ATTEMPTS: u32 = 5;
 /// Pause before the first retry of a failed undo; doubles each time.
@@ -73,6 +79,8 @@ pub struct ExecutionResult {
     pub resolution: Option<Resolution>,
     /// Why a `denied` result was denied.
     pub denial: Option<TargetDenial>,
+    /// What a `restore-policy` changed back (`restore::diff_value`).
+    pub diff: Option<serde_json::Value>,
 }
 
 /// How one undo ended.
@@ -157,6 +165,12 @@ impl ActionExecutor {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// `provider`'s MFA configuration now, compared with its approved
+    /// baseline (HTTP reads on this thread).
+    pub fn baseline_drift(&self, provider: &str) -> Result<crate::baseline::Drift> {
+        crate::baseline::drift(&mut lock(&self.dispatch), &self.store, provider)
     }
 
     /// The protected accounts user targets are checked against once
@@ -315,6 +329,14 @@ impl ActionExecutor {
 
     /// Asks the connector that did the action to reverse it.
     fn undo_with_connector(&self, scheduled: &ScheduledUndo) -> Result<String, ConnectorError> {
+        if let Undo::RestorePolicy { policy, previous } = &scheduled.undo {
+            let mut dispatch = lock(&self.dispatch);
+            if let Some(c) = dispatch.by_name(&scheduled.connector)
+                && c.directory_for().is_some()
+            {
+                return restore::put_back(c, policy, previous);
+            }
+        }
         match lock(&self.dispatch).by_name(&scheduled.connector) {
             Some(c) => c.undo(&scheduled.undo),
             None => Err(ConnectorError::refused(format!(
@@ -438,6 +460,7 @@ fn execute_on(
                 undo: None,
                 resolution: None,
                 denial: None,
+                diff: None,
             }]);
         }
     };
@@ -473,6 +496,7 @@ fn execute_on(
                 undo: None,
                 resolution: None,
                 denial: None,
+                diff: None,
             });
             continue;
         }
@@ -498,17 +522,37 @@ fn execute_on(
                     undo: None,
                     resolution: resolved.map(Resolution::Resolved),
                     denial: Some(denial),
+                    diff: None,
                 });
                 continue;
             }
         };
         store.begin_execution(&key, r.action_id, &name, now_ms())?;
-        let outcome = dispatch.connector(index).execute(&action, &ctx);
+        let connector = dispatch.connector(index);
+        let outcome = match &*action {
+            // Read, write, re-read: the connector only knows the calls.
+            Action::RestorePolicy(policy) if connector.directory_for().is_some() => {
+                restore::restore_policy(connector, store, policy)
+            }
+            _ => connector.execute(&action, &ctx).map(|done| (done, None)),
+        };
         let now = now_ms();
         match outcome {
-            Ok(done) => {
+            Ok((done, diff)) => {
                 store.finish_execution(&key, "executed", &done.detail, now)?;
                 let undo = match (&done.undo, duration_secs(&action)) {
+                    // Kept until an operator asks (`vigil actions undo`).
+                    (Some(undo @ Undo::RestorePolicy { .. }), _) => {
+                        let id = store.schedule_undo(
+                            r.action_id,
+                            r.rule,
+                            &name,
+                            undo,
+                            ON_DEMAND_MS,
+                            now,
+                        )?;
+                        Some((id, ON_DEMAND_MS))
+                    }
                     (Some(undo), Some(secs)) => {
                         let due = now.saturating_add((secs as i64).saturating_mul(1000));
                         let id = store.schedule_undo(r.action_id, r.rule, &name, undo, due, now)?;
@@ -524,6 +568,7 @@ fn execute_on(
                     undo,
                     resolution,
                     denial: None,
+                    diff,
                 });
             }
             Err(e) => {
@@ -537,6 +582,7 @@ fn execute_on(
                     undo: None,
                     resolution,
                     denial: None,
+                    diff: None,
                 });
             }
         }

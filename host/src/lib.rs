@@ -23,7 +23,9 @@
 //!    conversions to and from `model` (generated types stay in there)
 //! 6. `executor`, `host_api` — running accepted actions; what the WIT
 //!    imports do, in the host's terms
-//! 7. `policy`, `sources` — the gate and protected accounts; event inputs
+//! 7. `policy`, `sources`, `baseline` — the gate and protected accounts;
+//!    event inputs; the MFA baselines (capture, drift, the approved policy
+//!    a restore writes back)
 //! 8. `store` — the SQLite state store
 //! 9. `actions`, `audit` — connectors and dispatch; the audit log
 //! 10. `config`, `normalize` — `vigil.toml`; input formats → events
@@ -32,6 +34,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod baseline;
 pub mod builtin;
 pub mod cli;
 pub mod clock;

@@ -31,6 +31,7 @@
 //!   audit log or store failure is fatal (Vigil does not act without a
 //!   record), and the executor's queued jobs are then dropped unrun.
 
+mod baseline_watch;
 mod guard;
 mod judged;
 mod recover;
@@ -146,6 +147,9 @@ pub struct Pipeline {
     pool: Option<rayon::ThreadPool>,
     /// Newest outbox row committed and not yet cleared (0: none).
     outbox_last: i64,
+    /// Compares the MFA configuration with its approved baseline after
+    /// policy changes and on a schedule.
+    baseline_watch: baseline_watch::BaselineWatch,
     /// A commit without an fsync of its own (synchronous = NORMAL) was made
     /// since the last one with: the store gets a barrier before the audit
     /// log is next fsync'd.
@@ -184,6 +188,10 @@ impl Pipeline {
             pool: None,
             outbox_last: 0,
             store_unsynced: false,
+            baseline_watch: baseline_watch::BaselineWatch::new(
+                crate::config::BaselineConfig::default().check_secs,
+                now_ms(),
+            ),
         };
         pipeline.restore()?;
         // Before anything new is recorded: the records a crash left in the
@@ -191,6 +199,12 @@ impl Pipeline {
         pipeline.recover_outbox()?;
         pipeline.reconcile()?;
         Ok(pipeline)
+    }
+
+    /// How often the MFA configuration is compared with its approved
+    /// baseline besides after policy changes (`[baseline] check_secs`).
+    pub fn set_baseline_check_secs(&mut self, secs: u64) {
+        self.baseline_watch = baseline_watch::BaselineWatch::new(secs, now_ms());
     }
 
     /// Installs the observer told about rule calls and actions.
@@ -307,6 +321,9 @@ impl Pipeline {
     /// [`Pipeline::tick`] or [`Pipeline::finish`]; nothing of it is
     /// committed before then.
     pub fn process_event(&mut self, event: Event) -> Result<()> {
+        if event.class == crate::model::EventClass::PolicyChange {
+            self.note_policy_change(&event);
+        }
         if self.rules.shards() > 1 {
             self.pending.push(event);
             if self.pending.len() >= shards::BATCH_EVENTS {
@@ -368,6 +385,7 @@ impl Pipeline {
             self.run_due_undos()?;
         }
         self.executor.refresh_groups(now)?;
+        self.check_baseline(now)?;
         self.drain_executions(false)?;
         if self.unsynced >= SYNC_EVERY {
             self.sync_batch()?;
@@ -385,11 +403,49 @@ impl Pipeline {
             self.run_due_undos()?;
         }
         self.executor.refresh_groups(now)?;
+        self.check_baseline(now)?;
         if self.last_persist.elapsed() >= std::time::Duration::from_secs(1) {
             self.expire_approvals()?;
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Marks the provider whose directory issued a policy-change event for
+    /// a baseline check.
+    fn note_policy_change(&mut self, event: &Event) {
+        let provider =
+            crate::baseline::provider_for_source(&mut self.executor.dispatcher(), &event.source);
+        if let Some(provider) = provider {
+            self.baseline_watch.note_change(&provider, &event.id);
+        }
+    }
+
+    /// Compares the providers that are due with their approved baselines
+    /// and audits a finding for each new weakening (`baseline_watch`).
+    fn check_baseline(&mut self, now: i64) -> Result<()> {
+        if !self.baseline_watch.may_be_due(now) {
+            return Ok(());
+        }
+        let providers = crate::baseline::providers(&mut self.executor.dispatcher());
+        let due = self.baseline_watch.take_due(&providers, now);
+        if due.is_empty() {
+            return Ok(());
+        }
+        for (provider, trigger) in due {
+            let drift = match self.executor.baseline_drift(&provider) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!("baseline check of {provider}: {e:#}; tried again later");
+                    continue;
+                }
+            };
+            for entry in self.baseline_watch.findings(&drift, trigger.as_deref()) {
+                self.stats.findings += 1;
+                self.append(entry)?;
+            }
+        }
+        self.sync()
     }
 
     /// An operator undoes a temporary action before it expires.
@@ -788,6 +844,9 @@ fn result_entry(job: &ExecJob, result: &ExecutionResult) -> Entry {
             entry = entry.field("vendor_code", code.as_str());
         }
     }
+    if let Some(diff) = &result.diff {
+        entry = entry.field("diff", diff.clone());
+    }
     if let Some((id, due)) = result.undo {
         entry = entry.field("undo_id", id).field("undo_due", rfc3339(due));
     }
@@ -832,6 +891,9 @@ fn undo_entry(r: &UndoResult) -> Entry {
 }
 
 fn rfc3339(ms: i64) -> String {
+    if ms == crate::executor::ON_DEMAND_MS {
+        return "on-demand".to_owned();
+    }
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
@@ -843,13 +905,15 @@ fn action_params(action: &Action) -> Value {
         Action::SuspendUser(s) => json!({ "duration_secs": s.duration_secs }),
         Action::BlockIp(b) => json!({ "duration_secs": b.duration_secs }),
         Action::AddToGroup(g) => json!({ "group": g.group }),
+        Action::AssignAppPolicy(a) => json!({ "policy": a.policy }),
         Action::Notify(m) | Action::Escalate(m) => json!({
             "severity": m.severity.name(),
             "summary": m.summary,
             "details": pairs(&m.details),
         }),
-        Action::RevokeSessions(_) | Action::ResetFactors(_) | Action::ActivatePolicy(_) => {
-            json!({})
-        }
+        Action::RevokeSessions(_)
+        | Action::ResetFactors(_)
+        | Action::ActivatePolicy(_)
+        | Action::RestorePolicy(_) => json!({}),
     }
 }

@@ -2,6 +2,7 @@
 //! (and the `vigil` binary) against the fake identity provider in
 //! `vigil_test_support::fake_idp`, on loopback. Nothing mocks the client.
 
+mod baseline;
 mod e2e;
 mod faults;
 mod grants;

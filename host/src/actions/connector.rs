@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::baseline::PolicyObject;
 use crate::model::{Action, ActionKind};
 
 /// Where an accepted action comes from; connectors put parts of it in what
@@ -49,6 +50,13 @@ pub enum Undo {
     /// Reverse `block-ip` (remove the address from the blocklist zone or
     /// named location).
     Unblock { ip: String },
+    /// Reverse `restore-policy`: write the policy back as it was just
+    /// before the restore (the executor does the read, write and re-read:
+    /// `crate::executor`). Kept until an operator asks for it.
+    RestorePolicy {
+        policy: String,
+        previous: Box<PolicyObject>,
+    },
 }
 
 impl Undo {
@@ -57,6 +65,7 @@ impl Undo {
         match self {
             Undo::Unsuspend { .. } => ActionKind::SuspendUser,
             Undo::Unblock { .. } => ActionKind::BlockIp,
+            Undo::RestorePolicy { .. } => ActionKind::RestorePolicy,
         }
     }
 
@@ -64,6 +73,7 @@ impl Undo {
         match self {
             Undo::Unsuspend { .. } => "unsuspend-user",
             Undo::Unblock { .. } => "unblock-ip",
+            Undo::RestorePolicy { .. } => "unrestore-policy",
         }
     }
 
@@ -71,6 +81,7 @@ impl Undo {
         match self {
             Undo::Unsuspend { user } => user,
             Undo::Unblock { ip } => ip,
+            Undo::RestorePolicy { policy, .. } => policy,
         }
     }
 }
@@ -258,6 +269,43 @@ pub trait Connector: Send {
         let _ = group;
         Err(ConnectorError::refused(format!(
             "{} cannot list group members",
+            self.name()
+        )))
+    }
+
+    /// Reads the identity provider's MFA-relevant configuration, for
+    /// `vigil baseline` (`crate::model::baseline`). Read-only. Connectors
+    /// without an identity provider refuse.
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
+        Err(ConnectorError::refused(format!(
+            "{} has no MFA configuration to read",
+            self.name()
+        )))
+    }
+
+    /// Reads one policy `restore-policy` can write back (an Okta policy
+    /// with its rules, an Entra conditional access policy); `None` when it
+    /// does not exist. Read-only.
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        let _ = id;
+        Err(ConnectorError::refused(format!(
+            "{} cannot read policies",
+            self.name()
+        )))
+    }
+
+    /// Makes the policy `current` (as just read) equal to `target` (the
+    /// same policy as a baseline holds it), writing only what differs.
+    /// Returns one `METHOD path → status` line per request. The caller
+    /// re-reads the policy to confirm.
+    fn write_policy(
+        &mut self,
+        current: &PolicyObject,
+        target: &PolicyObject,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let _ = (current, target);
+        Err(ConnectorError::refused(format!(
+            "{} cannot write policies",
             self.name()
         )))
     }

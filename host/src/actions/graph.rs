@@ -7,6 +7,9 @@
 //! | `revoke-sessions` | `POST /users/{id}/revokeSignInSessions` | `User.RevokeSessions.All` (or `User.ReadWrite.All`) |
 //! | `reset-factors` | `GET /users/{id}/authentication/methods`, `DELETE /users/{id}/authentication/{kind}Methods/{methodId}` | `UserAuthenticationMethod.ReadWrite.All` |
 //! | `activate-policy` | `PATCH /identity/conditionalAccess/policies/{id}` `{"state":"enabled"}` | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
+//! | `restore-policy` (and its undo) | `GET`, then `PATCH /identity/conditionalAccess/policies/{id}` with the approved properties (see `policies`) | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
+//! | `assign-app-policy` | `GET`, then `PATCH` the conditional access policy's `conditions.applications` | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
+//! | `vigil baseline` | `GET /identity/conditionalAccess/policies`, `GET /policies/authenticationMethodsPolicy` | `Policy.Read.All` |
 //! | `add-to-group` | `POST /groups/{id}/members/$ref` | `GroupMember.ReadWrite.All` |
 //! | `block-ip` (and its undo) | `GET`, `PATCH /identity/conditionalAccess/namedLocations/{id}` | `Policy.Read.All` + `Policy.ReadWrite.ConditionalAccess` |
 //! | `check` | token, `GET /users?$top=1&$select=id`, `GET` the named location | `User.Read.All` (+ `Policy.Read.All` with a named location) |
@@ -54,6 +57,8 @@
 //! Every request goes through [`HttpClient::send`]: timeouts, retries on
 //! network errors and 5xx, `Retry-After` on 429.
 
+mod policies;
+
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -61,6 +66,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::config::connectors::{ConnectorsConfig, GraphConfig, HttpConfig};
+use crate::model::baseline::PolicyObject;
 use crate::model::{Action, ActionKind};
 
 use super::connector::{
@@ -580,6 +586,14 @@ impl Connector for GraphConnector {
                 };
                 Ok(Executed { detail, undo })
             }
+            Action::AssignAppPolicy(a) => self
+                .assign_app_policy(&a.app, &a.policy)
+                .map(Executed::done),
+            // The executor reads, writes and confirms through
+            // `read_policy` / `write_policy`.
+            Action::RestorePolicy(_) => Err(ConnectorError::refused(
+                "restore-policy is carried out by the executor through read_policy and write_policy",
+            )),
             Action::Notify(_) | Action::Escalate(_) => Err(ConnectorError::refused(format!(
                 "graph: {} is not a Microsoft Graph action; send it to a webhook",
                 action.kind().name()
@@ -587,10 +601,29 @@ impl Connector for GraphConnector {
         }
     }
 
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
+        self.read_mfa_config()
+    }
+
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        self.read_one_policy(id)
+    }
+
+    fn write_policy(
+        &mut self,
+        current: &PolicyObject,
+        target: &PolicyObject,
+    ) -> Result<Vec<String>, ConnectorError> {
+        self.write_one_policy(current, target)
+    }
+
     fn undo(&mut self, undo: &Undo) -> Result<String, ConnectorError> {
         match undo {
             Undo::Unsuspend { user } => self.suspend(user, true),
             Undo::Unblock { ip } => self.unblock(ip),
+            Undo::RestorePolicy { .. } => Err(ConnectorError::refused(
+                "a restore is undone by the executor through read_policy and write_policy",
+            )),
         }
     }
 

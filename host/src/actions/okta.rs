@@ -7,6 +7,9 @@
 //! | `revoke-sessions` | `DELETE /api/v1/users/{id}/sessions?oauthTokens=true` |
 //! | `reset-factors` | `POST /api/v1/users/{id}/lifecycle/reset_factors` |
 //! | `activate-policy` | `POST /api/v1/policies/{id}/lifecycle/activate` |
+//! | `restore-policy`, its undo | `GET`, then `PUT` / lifecycle calls on `/api/v1/policies/{id}` and its rules (see `policies`) |
+//! | `assign-app-policy` | `PUT /api/v1/apps/{appId}/policies/{policyId}` |
+//! | `vigil baseline` | `GET /api/v1/policies?type=…`, their rules, `GET /api/v1/authenticators` (see `policies`) |
 //! | `add-to-group` | `PUT /api/v1/groups/{groupId}/users/{userId}` |
 //! | `block-ip` | `GET` then `PUT /api/v1/zones/{blocklist_zone}` (undo: the same, address removed) |
 //! | protected group members (`[protected] groups`) | `GET /api/v1/groups/{groupId}/users?limit=200`, following `Link: <…>; rel="next"` |
@@ -25,7 +28,9 @@
 //! | `suspend-user`, its undo (unsuspend) | `okta.users.manage` | Org Admin (or Group Admin over the user's groups) |
 //! | `revoke-sessions` | `okta.users.manage` | Help Desk Admin or Org Admin |
 //! | `reset-factors` | `okta.users.manage` | Help Desk Admin or Org Admin |
-//! | `activate-policy` | `okta.policies.manage` | Super Admin |
+//! | `activate-policy`, `restore-policy` | `okta.policies.manage` | Super Admin |
+//! | `assign-app-policy` | `okta.apps.manage` | Super Admin (or App Admin) |
+//! | `vigil baseline capture` / `diff`, restore confirmation | `okta.policies.read`, `okta.authenticators.read` | Read-only Admin |
 //! | `add-to-group` | `okta.groups.manage` | Org Admin, Group Admin or Group Membership Admin over the group |
 //! | `block-ip`, its undo | `okta.networkZones.manage` | Super Admin (or a custom role that manages network zones) |
 //! | `vigil check` | `okta.users.read` (+ `okta.networkZones.read` with a blocklist zone) | any admin that can list users |
@@ -86,6 +91,8 @@
 //! URL-unreserved characters is percent-encoded, so no target can change
 //! which resource a request reaches.
 
+mod policies;
+
 use std::net::IpAddr;
 
 use anyhow::Result;
@@ -94,6 +101,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::config::connectors::{ConnectorsConfig, HttpConfig, OktaAuthScheme, OktaConfig};
+use crate::model::baseline::PolicyObject;
 use crate::model::{Action, ActionKind};
 
 use super::connector::{
@@ -352,11 +360,35 @@ impl Connector for OktaConnector {
                         .map(|_| Undo::Unblock { ip: b.ip.clone() }),
                 })
             }
+            Action::AssignAppPolicy(a) => self
+                .assign_app_policy(&a.app, &a.policy)
+                .map(Executed::done),
+            // The executor reads, writes and confirms through
+            // `read_policy` / `write_policy`.
+            Action::RestorePolicy(_) => Err(ConnectorError::refused(
+                "restore-policy is carried out by the executor through read_policy and write_policy",
+            )),
             Action::Notify(_) | Action::Escalate(_) => Err(ConnectorError::refused(format!(
                 "the okta connector does not carry out {}; dispatch it to a webhook",
                 action.kind().name()
             ))),
         }
+    }
+
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
+        self.read_mfa_config()
+    }
+
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        self.read_one_policy(id)
+    }
+
+    fn write_policy(
+        &mut self,
+        current: &PolicyObject,
+        target: &PolicyObject,
+    ) -> Result<Vec<String>, ConnectorError> {
+        self.write_one_policy(current, target)
     }
 
     fn undo(&mut self, undo: &Undo) -> Result<String, ConnectorError> {
@@ -376,6 +408,9 @@ impl Connector for OktaConnector {
                 }
             }
             Undo::Unblock { ip } => self.unblock_ip(ip),
+            Undo::RestorePolicy { .. } => Err(ConnectorError::refused(
+                "a restore is undone by the executor through read_policy and write_policy",
+            )),
         }
     }
 

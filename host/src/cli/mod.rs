@@ -3,6 +3,7 @@
 //! broken chain, a bad config, a rule that cannot load), 2 bad usage.
 
 mod audit;
+mod baseline;
 mod build;
 mod connectors;
 mod inspect;
@@ -78,6 +79,12 @@ enum Command {
     Breaker {
         #[command(subcommand)]
         command: BreakerCommand,
+    },
+    /// The known-good MFA configuration of the identity providers: capture
+    /// it, compare with it, approve a new one.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
     },
     /// The connectors that carry out actions.
     Connectors {
@@ -224,6 +231,55 @@ enum BreakerCommand {
 }
 
 #[derive(Subcommand)]
+enum BaselineCommand {
+    /// Read the MFA configuration through the connectors and store it as a
+    /// new version (not approved unless --approve).
+    Capture {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Who captures it, for the audit log (default $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Approve the captured version as known-good at once.
+        #[arg(long)]
+        approve: bool,
+    },
+    /// What changed since the approved baseline, in words; exit 1 when
+    /// something weakens MFA.
+    Diff {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of sentences.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a version (default: the configuration as it is now) the
+    /// known-good baseline.
+    Approve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A version `vigil baseline list` shows.
+        #[arg(long)]
+        version: Option<i64>,
+        /// Who approves it, for the audit log (default $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// The stored versions and which one is known-good.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// A version (default: the approved ones) as JSON.
+    Export {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConnectorsCommand {
     /// Check every configured connector's credentials and reachability
     /// with read-only calls, and show which connector serves which action.
@@ -325,6 +381,23 @@ pub fn main() -> ExitCode {
         Command::Connectors {
             command: ConnectorsCommand::Check { config },
         } => connectors::check(&config),
+        Command::Baseline { command } => match command {
+            BaselineCommand::Capture {
+                config,
+                by,
+                approve,
+            } => baseline::capture(config.as_deref(), by.as_deref(), approve),
+            BaselineCommand::Diff { config, json } => baseline::diff(config.as_deref(), json),
+            BaselineCommand::Approve {
+                config,
+                version,
+                by,
+            } => baseline::approve(config.as_deref(), version, by.as_deref()),
+            BaselineCommand::List { config } => baseline::list(config.as_deref()),
+            BaselineCommand::Export { config, version } => {
+                baseline::export(config.as_deref(), version)
+            }
+        },
         Command::New { name, lang, dir } => scaffold::new(&name, lang, &dir),
         Command::Build { path, out } => build::build(&path, out.as_deref()),
         Command::Test { paths } => test::test(&paths),

@@ -18,12 +18,18 @@ use crate::clock::now_ms;
 use crate::store::Store;
 
 fn when(ms: i64) -> String {
+    if ms == crate::executor::ON_DEMAND_MS {
+        return "on demand".to_owned();
+    }
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| ms.to_string())
 }
 
 fn in_words(ms: i64) -> String {
+    if ms > i64::MAX / 2 {
+        return "until an operator runs `vigil actions undo`".to_owned();
+    }
     let secs = ms / 1000;
     if secs < 0 {
         return "overdue".to_owned();

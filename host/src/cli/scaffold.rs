@@ -16,6 +16,10 @@ use anyhow::{Context, Result, bail};
 
 use super::Lang;
 
+/// The contract the Python and JavaScript helpers build against: still
+/// 0.2.0 (they cannot yet ask for `restore-policy` or `assign-app-policy`,
+/// which came with 0.3.0; Rust rules build against 0.3.0 through
+/// `vigil-sdk`).
 pub const WIT: &str = include_str!("../../../wit/since_v0.2.0/rule.wit");
 pub const PYTHON_SDK: &str = include_str!("../../../plugin-sdk/python/vigil.py");
 pub const JS_SDK: &str = include_str!("../../../plugin-sdk/js/vigil.js");

@@ -141,7 +141,9 @@ pub fn pipeline(config: &Config) -> Result<crate::pipeline::Pipeline> {
     let rules = load_rules(config)?;
     let executor = executor(config, &rules)?;
     let audit = audit_log(config)?;
-    crate::pipeline::Pipeline::new(rules, audit, executor)
+    let mut pipeline = crate::pipeline::Pipeline::new(rules, audit, executor)?;
+    pipeline.set_baseline_check_secs(config.baseline.check_secs);
+    Ok(pipeline)
 }
 
 /// Opens the configured audit log with its `[audit]` options (signing key,

@@ -1,6 +1,8 @@
-//! The argument parts of a grant: `[[rules]] groups` and `policies` (which
-//! groups `add-to-group` and which policies `activate-policy` a rule may
-//! name) and `[protected] networks` (addresses `block-ip` never blocks).
+//! The argument parts of a grant: `[[rules]] groups`, `policies` and
+//! `app_policies` (which groups `add-to-group`, which policies
+//! `activate-policy` and `restore-policy`, and which MFA policies
+//! `assign-app-policy` a rule may name) and `[protected] networks`
+//! (addresses `block-ip` never blocks).
 //!
 //! Invariants, checked once at load with errors naming the rule and key:
 //! - `add-to-group` is never granted without a non-empty `groups` list: a
@@ -12,6 +14,10 @@
 //! - `policies` is a non-empty list of ids or the keyword `"from-event"`;
 //!   unset, it means `"from-event"` (only a policy the triggering event
 //!   names as a target);
+//! - `assign-app-policy` is never granted without a non-empty
+//!   `app_policies` list: the operator names the MFA policies an
+//!   application may be put under (a rule free to pick any policy could put
+//!   an app under one that asks for nothing);
 //! - every protected network parses as an address or a CIDR, IPv4 or IPv6.
 //!
 //! The policy gate turns these into its own grant (`policy::arguments`).
@@ -156,21 +162,44 @@ pub(super) fn validate_rule_arguments(at: &str, rule: &RuleConfig) -> Result<()>
         }
         (None, false) => {}
     }
-    match (&rule.policies, allows("activate-policy")) {
+    let policy_actions = allows("activate-policy") || allows("restore-policy");
+    match (&rule.policies, policy_actions) {
         (Some(_), false) => bail!(
-            "{at}.policies is set but activate-policy is not in {at}.allow; remove the key or \
-             grant the action"
+            "{at}.policies is set but neither activate-policy nor restore-policy is in \
+             {at}.allow; remove the key or grant the action"
         ),
         (Some(PolicyGrant::Only(ids)), true) => {
             if ids.is_empty() {
                 bail!(
-                    "{at}.policies is empty, so activate-policy could never be used; list the \
-                     policy ids, write \"{FROM_EVENT}\", or remove activate-policy from {at}.allow"
+                    "{at}.policies is empty, so activate-policy and restore-policy could never be \
+                     used; list the policy ids, write \"{FROM_EVENT}\", or remove them from \
+                     {at}.allow"
                 );
             }
             check_ids(&format!("{at}.policies"), ids)?;
         }
         _ => {}
+    }
+    match (&rule.app_policies, allows("assign-app-policy")) {
+        (None, true) => bail!(
+            "{at}: assign-app-policy is granted but {at}.app_policies is not set; list the MFA \
+             policy ids an application may be put under (app_policies = [\"rst1mfarequired\"]): \
+             without the list a rule could put an app under a policy that asks for no MFA"
+        ),
+        (Some(_), false) => bail!(
+            "{at}.app_policies is set but assign-app-policy is not in {at}.allow; remove the key \
+             or grant the action"
+        ),
+        (Some(ids), true) => {
+            if ids.is_empty() {
+                bail!(
+                    "{at}.app_policies is empty, so assign-app-policy could never be used; list \
+                     the policy ids or remove assign-app-policy from {at}.allow"
+                );
+            }
+            check_ids(&format!("{at}.app_policies"), ids)?;
+        }
+        (None, false) => {}
     }
     Ok(())
 }

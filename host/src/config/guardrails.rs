@@ -14,7 +14,8 @@ fn default_per_rule(kind: ActionKind) -> u32 {
     match kind {
         ActionKind::SuspendUser | ActionKind::ResetFactors => 10,
         ActionKind::RevokeSessions | ActionKind::BlockIp => 20,
-        ActionKind::ActivatePolicy => 5,
+        ActionKind::ActivatePolicy | ActionKind::RestorePolicy => 5,
+        ActionKind::AssignAppPolicy => 10,
         ActionKind::AddToGroup => 50,
         ActionKind::Notify => 100,
         ActionKind::Escalate => 50,
@@ -26,7 +27,8 @@ fn default_global(kind: ActionKind) -> u32 {
     match kind {
         ActionKind::SuspendUser | ActionKind::ResetFactors => 25,
         ActionKind::RevokeSessions | ActionKind::BlockIp => 50,
-        ActionKind::ActivatePolicy => 10,
+        ActionKind::ActivatePolicy | ActionKind::RestorePolicy => 10,
+        ActionKind::AssignAppPolicy => 20,
         ActionKind::AddToGroup => 100,
         ActionKind::Notify => 500,
         ActionKind::Escalate => 200,
@@ -136,6 +138,35 @@ impl ApprovalsConfig {
     pub(super) fn validate(&self) -> Result<()> {
         if self.expire_secs < 60 || self.expire_secs > 30 * 24 * 3600 {
             bail!("approvals.expire_secs must be 60 to 2592000 (30 days)");
+        }
+        Ok(())
+    }
+}
+
+/// `[baseline]`: how the service watches the MFA configuration against its
+/// approved baseline (`vigil baseline`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Seconds between scheduled comparisons of every identity provider's
+    /// MFA configuration with its approved baseline; 0: only after
+    /// policy-change events.
+    pub check_secs: u64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig { check_secs: 3600 }
+    }
+}
+
+impl BaselineConfig {
+    pub(super) fn validate(&self) -> Result<()> {
+        if self.check_secs != 0 && !(60..=7 * 24 * 3600).contains(&self.check_secs) {
+            bail!(
+                "baseline.check_secs must be 0 (only after policy changes) or 60 to 604800 (7 days), not {}",
+                self.check_secs
+            );
         }
         Ok(())
     }

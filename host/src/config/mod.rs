@@ -29,7 +29,7 @@ use crate::model::ActionKind;
 pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
-pub use guardrails::{ApprovalsConfig, BudgetsConfig};
+pub use guardrails::{ApprovalsConfig, BaselineConfig, BudgetsConfig};
 pub use server::ServerConfig;
 pub use sources::{OktaPollConfig, Start, TailConfig, TailFrom};
 
@@ -113,6 +113,10 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     #[serde(default)]
     pub approvals: ApprovalsConfig,
+    /// How the service compares the MFA configuration with its approved
+    /// baseline.
+    #[serde(default)]
+    pub baseline: BaselineConfig,
     /// The long-running service: with it, `vigil run` without `--events`
     /// serves HTTP ingestion, the admin API and metrics.
     #[serde(default)]
@@ -149,6 +153,10 @@ pub struct RuleConfig {
     /// `"from-event"`.
     #[serde(default)]
     pub policies: Option<PolicyGrant>,
+    /// The MFA policy ids `assign-app-policy` may put an application
+    /// under; required when `assign-app-policy` is granted.
+    #[serde(default)]
+    pub app_policies: Option<Vec<String>>,
     /// Settings passed to the rule through the `config` interface.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
@@ -159,7 +167,9 @@ pub struct RuleConfig {
     #[serde(default)]
     pub dispatch: Dispatch,
     /// Action kinds parked for an operator's approval instead of executed.
-    #[serde(default)]
+    /// Default: `["restore-policy"]` (writing a whole policy back waits for
+    /// a human unless the operator says otherwise by listing the kinds).
+    #[serde(default = "default_approval")]
     pub approval: Vec<String>,
     /// Per-rule overrides of `[budgets.per_rule]`.
     #[serde(default)]
@@ -571,6 +581,7 @@ impl Config {
         self.connectors.validate()?;
         self.budgets.validate()?;
         self.approvals.validate()?;
+        self.baseline.validate()?;
         connectors::validate_dispatch("dispatch", &self.dispatch, &self.connectors)?;
         if let Some(server) = &self.server {
             server.validate()?;
@@ -659,6 +670,11 @@ impl Config {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
         Some(base.join("vigil"))
     }
+}
+
+/// `[[rules]] approval` when unset.
+fn default_approval() -> Vec<String> {
+    vec![ActionKind::RestorePolicy.name().to_owned()]
 }
 
 impl RuleConfig {

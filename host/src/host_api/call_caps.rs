@@ -20,7 +20,9 @@
 //! recorded), findings past a cap are dropped and the rest kept.
 
 use super::text::{json_len, preview};
-use crate::model::{Action, BlockIp, Event, Finding, GroupMembership, Message, SuspendUser};
+use crate::model::{
+    Action, AppPolicy, BlockIp, Event, Finding, GroupMembership, Message, SuspendUser,
+};
 
 /// Longest text field of one action request (target, group, summary, a
 /// detail key or value), in bytes — the policy gate's own bound.
@@ -135,6 +137,7 @@ fn fields(action: &Action) -> Vec<(&'static str, &str)> {
     let mut out = vec![("target", action.target())];
     match action {
         Action::AddToGroup(g) => out.push(("group", &g.group)),
+        Action::AssignAppPolicy(a) => out.push(("policy", &a.policy)),
         Action::Notify(m) | Action::Escalate(m) => {
             out.push(("summary", &m.summary));
             for (k, v) in &m.details {
@@ -191,6 +194,11 @@ pub fn redact(action: &Action) -> Action {
         Action::RevokeSessions(u) => Action::RevokeSessions(cut(u)),
         Action::ResetFactors(u) => Action::ResetFactors(cut(u)),
         Action::ActivatePolicy(p) => Action::ActivatePolicy(cut(p)),
+        Action::RestorePolicy(p) => Action::RestorePolicy(cut(p)),
+        Action::AssignAppPolicy(a) => Action::AssignAppPolicy(AppPolicy {
+            app: cut(&a.app),
+            policy: cut(&a.policy),
+        }),
         Action::AddToGroup(g) => Action::AddToGroup(GroupMembership {
             user: cut(&g.user),
             group: cut(&g.group),

@@ -12,11 +12,13 @@ pub enum ActionKind {
     BlockIp,
     Notify,
     Escalate,
+    RestorePolicy,
+    AssignAppPolicy,
 }
 
 impl ActionKind {
     /// Every action kind, in WIT order.
-    pub const ALL: [ActionKind; 8] = [
+    pub const ALL: [ActionKind; 10] = [
         ActionKind::SuspendUser,
         ActionKind::RevokeSessions,
         ActionKind::ResetFactors,
@@ -25,6 +27,8 @@ impl ActionKind {
         ActionKind::BlockIp,
         ActionKind::Notify,
         ActionKind::Escalate,
+        ActionKind::RestorePolicy,
+        ActionKind::AssignAppPolicy,
     ];
 
     /// The WIT (and configuration, and audit log) name: `suspend-user`, …
@@ -38,6 +42,8 @@ impl ActionKind {
             ActionKind::BlockIp => "block-ip",
             ActionKind::Notify => "notify",
             ActionKind::Escalate => "escalate",
+            ActionKind::RestorePolicy => "restore-policy",
+            ActionKind::AssignAppPolicy => "assign-app-policy",
         }
     }
 
@@ -121,6 +127,13 @@ pub struct BlockIp {
     pub duration_secs: Option<u64>,
 }
 
+/// An application and the sign-in policy to put it under.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppPolicy {
+    pub app: String,
+    pub policy: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
     pub severity: Severity,
@@ -143,6 +156,10 @@ pub enum Action {
     BlockIp(BlockIp),
     Notify(Message),
     Escalate(Message),
+    /// The policy (Okta policy, Entra conditional access policy) id to write
+    /// back as the approved MFA baseline holds it.
+    RestorePolicy(String),
+    AssignAppPolicy(AppPolicy),
 }
 
 impl Action {
@@ -156,6 +173,8 @@ impl Action {
             Action::BlockIp(_) => ActionKind::BlockIp,
             Action::Notify(_) => ActionKind::Notify,
             Action::Escalate(_) => ActionKind::Escalate,
+            Action::RestorePolicy(_) => ActionKind::RestorePolicy,
+            Action::AssignAppPolicy(_) => ActionKind::AssignAppPolicy,
         }
     }
 
@@ -165,7 +184,8 @@ impl Action {
         match self {
             Action::SuspendUser(s) => &s.user,
             Action::RevokeSessions(u) | Action::ResetFactors(u) => u,
-            Action::ActivatePolicy(p) => p,
+            Action::ActivatePolicy(p) | Action::RestorePolicy(p) => p,
+            Action::AssignAppPolicy(a) => &a.app,
             Action::AddToGroup(g) => &g.user,
             Action::BlockIp(b) => &b.ip,
             Action::Notify(_) => "notify",

@@ -1,5 +1,7 @@
-//! Per-argument grants: which groups `add-to-group` and which policies
-//! `activate-policy` a rule may name, on top of the action kind itself.
+//! Per-argument grants: which groups `add-to-group`, which policies
+//! `activate-policy` and `restore-policy`, and which application and MFA
+//! policy `assign-app-policy` a rule may name, on top of the action kind
+//! itself.
 //!
 //! Invariants:
 //! - a configured rule's `add-to-group` is limited to its `groups` list
@@ -46,8 +48,12 @@ pub struct ArgumentGrants {
     pub at: String,
     /// Groups `add-to-group` may add users to.
     pub groups: Allowed,
-    /// Policies `activate-policy` may activate.
+    /// Policies `activate-policy` may activate and `restore-policy` may
+    /// write back.
     pub policies: Allowed,
+    /// Policies `assign-app-policy` may put an application under (the
+    /// application itself must be a target of the triggering event).
+    pub app_policies: Allowed,
 }
 
 impl ArgumentGrants {
@@ -57,6 +63,7 @@ impl ArgumentGrants {
             at: at.into(),
             groups: Allowed::Only(Vec::new()),
             policies: Allowed::Only(Vec::new()),
+            app_policies: Allowed::Only(Vec::new()),
         }
     }
 
@@ -69,6 +76,7 @@ impl ArgumentGrants {
             at: "the built-in default grant".to_owned(),
             groups: Allowed::Any,
             policies: Allowed::FromEvent,
+            app_policies: Allowed::Any,
         }
     }
 
@@ -82,6 +90,7 @@ impl ArgumentGrants {
                 None | Some(PolicyGrant::FromEvent) => Allowed::FromEvent,
                 Some(PolicyGrant::Only(ids)) => Allowed::Only(ids.clone()),
             },
+            app_policies: Allowed::Only(rule.app_policies.clone().unwrap_or_default()),
         }
     }
 
@@ -92,16 +101,28 @@ impl ArgumentGrants {
             Action::AddToGroup(m) if !self.groups.permits(&m.group, event) => {
                 Err(format!("group {} is not in {}.groups", m.group, self.at))
             }
-            Action::ActivatePolicy(policy) if !self.policies.permits(policy, event) => {
+            Action::ActivatePolicy(policy) | Action::RestorePolicy(policy)
+                if !self.policies.permits(policy, event) =>
+            {
                 Err(match self.policies {
                     Allowed::FromEvent => format!(
                         "policy {policy} is not a target of event {} ({}.policies is \"from-event\": \
-                         only a policy the triggering event names may be activated)",
+                         only a policy the triggering event names may be activated or restored)",
                         event.id, self.at
                     ),
                     _ => format!("policy {policy} is not in {}.policies", self.at),
                 })
             }
+            Action::AssignAppPolicy(a) if !Allowed::FromEvent.permits(&a.app, event) => {
+                Err(format!(
+                    "application {} is not a target of event {}: a rule may only move the \
+                 application the event is about",
+                    a.app, event.id
+                ))
+            }
+            Action::AssignAppPolicy(a) if !self.app_policies.permits(&a.policy, event) => Err(
+                format!("policy {} is not in {}.app_policies", a.policy, self.at),
+            ),
             _ => Ok(()),
         }
     }
@@ -138,6 +159,7 @@ mod tests {
             at: "rules[2]".into(),
             groups,
             policies,
+            app_policies: Allowed::Only(vec!["rst1mfa".into()]),
         }
     }
 

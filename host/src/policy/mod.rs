@@ -260,6 +260,9 @@ fn validate(action: &Action) -> Result<(), String> {
         Action::AddToGroup(g) if g.group.trim().is_empty() => {
             return Err("add-to-group: empty group".into());
         }
+        Action::AssignAppPolicy(a) if a.policy.trim().is_empty() => {
+            return Err("assign-app-policy: empty policy".into());
+        }
         Action::Notify(m) | Action::Escalate(m) => {
             if m.summary.trim().is_empty() || m.summary.len() > MAX_TEXT_LEN {
                 return Err(format!(

@@ -222,6 +222,8 @@ fn user_of(action: &Action) -> Option<&str> {
         Action::RevokeSessions(u) | Action::ResetFactors(u) => Some(u),
         Action::AddToGroup(m) => Some(&m.user),
         Action::ActivatePolicy(_)
+        | Action::RestorePolicy(_)
+        | Action::AssignAppPolicy(_)
         | Action::BlockIp(_)
         | Action::Notify(_)
         | Action::Escalate(_) => None,

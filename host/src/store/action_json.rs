@@ -5,7 +5,9 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::model::{Action, ActionKind, BlockIp, GroupMembership, Message, Severity, SuspendUser};
+use crate::model::{
+    Action, ActionKind, AppPolicy, BlockIp, GroupMembership, Message, Severity, SuspendUser,
+};
 
 pub fn action_to_json(action: &Action) -> Value {
     let mut v = json!({ "kind": action.kind().name(), "target": action.target() });
@@ -13,14 +15,16 @@ pub fn action_to_json(action: &Action) -> Value {
         Action::SuspendUser(s) => json!({ "duration_secs": s.duration_secs }),
         Action::BlockIp(b) => json!({ "duration_secs": b.duration_secs }),
         Action::AddToGroup(g) => json!({ "group": g.group }),
+        Action::AssignAppPolicy(a) => json!({ "policy": a.policy }),
         Action::Notify(m) | Action::Escalate(m) => json!({
             "severity": m.severity.name(),
             "summary": m.summary,
             "details": m.details,
         }),
-        Action::RevokeSessions(_) | Action::ResetFactors(_) | Action::ActivatePolicy(_) => {
-            json!({})
-        }
+        Action::RevokeSessions(_)
+        | Action::ResetFactors(_)
+        | Action::ActivatePolicy(_)
+        | Action::RestorePolicy(_) => json!({}),
     };
     if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
         obj.extend(extra);
@@ -68,6 +72,11 @@ pub fn action_from_json(v: &Value) -> Result<Action> {
         }),
         ActionKind::Notify => Action::Notify(message()?),
         ActionKind::Escalate => Action::Escalate(message()?),
+        ActionKind::RestorePolicy => Action::RestorePolicy(target),
+        ActionKind::AssignAppPolicy => Action::AssignAppPolicy(AppPolicy {
+            app: target,
+            policy: v["policy"].as_str().unwrap_or_default().to_owned(),
+        }),
     })
 }
 
@@ -85,6 +94,11 @@ mod tests {
             Action::RevokeSessions("u2".into()),
             Action::ResetFactors("u3".into()),
             Action::ActivatePolicy("p1".into()),
+            Action::RestorePolicy("p2".into()),
+            Action::AssignAppPolicy(AppPolicy {
+                app: "0oa1".into(),
+                policy: "rst1".into(),
+            }),
             Action::AddToGroup(GroupMembership {
                 user: "u4".into(),
                 group: "g1".into(),

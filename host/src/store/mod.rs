@@ -1,7 +1,8 @@
 //! The durable store: everything Vigil must remember across restarts that
 //! is not an audit record — idempotency keys of executed actions, the
 //! undos of temporary actions that are not due yet, and small named values
-//! such as a source's cursor — plus the tables that make processing an
+//! such as a source's cursor, and the MFA baselines (`baselines.rs`) — plus
+//! the tables that make processing an
 //! event one atomic commit (`durable.rs`: the audit outbox, accepted
 //! actions awaiting their result, the event ids each rule judged).
 //!
@@ -30,6 +31,7 @@ use crate::actions::connector::Undo;
 
 mod action_json;
 mod approvals;
+mod baselines;
 mod durable;
 mod guardrails;
 mod integrity;
@@ -37,6 +39,7 @@ mod rule_state;
 
 pub use action_json::{action_from_json, action_to_json};
 pub use approvals::PendingApproval;
+pub use baselines::{StoredBaseline, snapshot_digest};
 pub use durable::Commit;
 pub use guardrails::StoredBreaker;
 pub use rule_state::{KeyChange, StoredKey};
@@ -170,6 +173,7 @@ impl Store {
             .with_context(at)?;
         conn.execute_batch(SCHEMA).with_context(at)?;
         conn.execute_batch(durable::SCHEMA).with_context(at)?;
+        conn.execute_batch(baselines::SCHEMA).with_context(at)?;
         // Layouts of earlier versions, brought up to date in place.
         durable::migrate(&conn).with_context(at)?;
         rule_state::migrate(&conn).with_context(at)?;

@@ -1,6 +1,7 @@
 //! The `vigil:rule` contract versions this host implements, one adapter
-//! each (the layout of Zed's extension host): `since_v0_1_0` and
-//! `since_v0_2_0` hold the code generated from `wit/since_v0.X.0/`, the
+//! each (the layout of Zed's extension host): `since_v0_1_0`,
+//! `since_v0_2_0` and `since_v0_3_0` hold the code generated from
+//! `wit/since_v0.X.0/`, the
 //! per-interface `Host` implementations and the conversions to and from
 //! `crate::model`. Generated types never leave this module.
 //!
@@ -13,6 +14,7 @@
 
 mod since_v0_1_0;
 mod since_v0_2_0;
+mod since_v0_3_0;
 
 use std::sync::Arc;
 
@@ -31,19 +33,21 @@ pub const WIT_PACKAGE: &str = "vigil:rule";
 pub enum Contract {
     V0_1_0,
     V0_2_0,
+    V0_3_0,
 }
 
 impl Contract {
     /// Every version, oldest first.
-    pub const ALL: [Contract; 2] = [Contract::V0_1_0, Contract::V0_2_0];
+    pub const ALL: [Contract; 3] = [Contract::V0_1_0, Contract::V0_2_0, Contract::V0_3_0];
     /// What `vigil new` and the SDKs build against.
-    pub const LATEST: Contract = Contract::V0_2_0;
+    pub const LATEST: Contract = Contract::V0_3_0;
 
     /// `0.1.0`, `0.2.0`.
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_1_0 => "0.1.0",
             Contract::V0_2_0 => "0.2.0",
+            Contract::V0_3_0 => "0.3.0",
         }
     }
 
@@ -102,6 +106,7 @@ impl Contract {
 pub fn add_to_linker(linker: &mut Linker<RuleState>) -> Result<()> {
     since_v0_1_0::add_to_linker(linker)?;
     since_v0_2_0::add_to_linker(linker)?;
+    since_v0_3_0::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -119,6 +124,7 @@ pub fn linker(engine: &wasmtime::Engine) -> Result<Linker<RuleState>> {
 pub enum RulePre {
     V0_1(since_v0_1_0::RulePre<RuleState>),
     V0_2(since_v0_2_0::RulePre<RuleState>),
+    V0_3(since_v0_3_0::RulePre<RuleState>),
 }
 
 impl RulePre {
@@ -126,6 +132,7 @@ impl RulePre {
         Ok(match contract {
             Contract::V0_1_0 => RulePre::V0_1(since_v0_1_0::RulePre::new(pre)?),
             Contract::V0_2_0 => RulePre::V0_2(since_v0_2_0::RulePre::new(pre)?),
+            Contract::V0_3_0 => RulePre::V0_3(since_v0_3_0::RulePre::new(pre)?),
         })
     }
 
@@ -133,6 +140,7 @@ impl RulePre {
         match self {
             RulePre::V0_1(_) => Contract::V0_1_0,
             RulePre::V0_2(_) => Contract::V0_2_0,
+            RulePre::V0_3(_) => Contract::V0_3_0,
         }
     }
 
@@ -140,6 +148,7 @@ impl RulePre {
         Ok(match self {
             RulePre::V0_1(pre) => RuleBindings::V0_1(pre.instantiate(store)?),
             RulePre::V0_2(pre) => RuleBindings::V0_2(pre.instantiate(store)?),
+            RulePre::V0_3(pre) => RuleBindings::V0_3(pre.instantiate(store)?),
         })
     }
 }
@@ -148,6 +157,7 @@ impl RulePre {
 pub enum RuleBindings {
     V0_1(since_v0_1_0::Rule),
     V0_2(since_v0_2_0::Rule),
+    V0_3(since_v0_3_0::Rule),
 }
 
 impl RuleBindings {
@@ -156,6 +166,7 @@ impl RuleBindings {
         match self {
             RuleBindings::V0_1(rule) => since_v0_1_0::call_metadata(rule, store),
             RuleBindings::V0_2(rule) => since_v0_2_0::call_metadata(rule, store),
+            RuleBindings::V0_3(rule) => since_v0_3_0::call_metadata(rule, store),
         }
     }
 
@@ -169,6 +180,7 @@ impl RuleBindings {
         match self {
             RuleBindings::V0_1(rule) => since_v0_1_0::call_on_event(rule, store, event),
             RuleBindings::V0_2(rule) => since_v0_2_0::call_on_event(rule, store),
+            RuleBindings::V0_3(rule) => since_v0_3_0::call_on_event(rule, store),
         }
     }
 }
@@ -180,6 +192,11 @@ impl RuleBindings {
 /// `use vigil::rule::types;`.
 macro_rules! shared_interfaces {
     () => {
+        $crate::wit::shared_interfaces!(kinds: {}, actions: {});
+    };
+    // `kinds` and `actions`: match arms for the action kinds and actions a
+    // version adds to those of 0.1.0.
+    (kinds: { $($kind:pat => $kind_to:expr,)* }, actions: { $($action:pat => $action_to:expr,)* }) => {
         use crate::host_api::RuleState;
         use crate::model;
 
@@ -283,6 +300,7 @@ macro_rules! shared_interfaces {
                 types::ActionKind::BlockIp => model::ActionKind::BlockIp,
                 types::ActionKind::Notify => model::ActionKind::Notify,
                 types::ActionKind::Escalate => model::ActionKind::Escalate,
+                $($kind => $kind_to,)*
             }
         }
 
@@ -323,6 +341,7 @@ macro_rules! shared_interfaces {
                 }),
                 types::Action::Notify(m) => model::Action::Notify(message_from(m)),
                 types::Action::Escalate(m) => model::Action::Escalate(message_from(m)),
+                $($action => $action_to,)*
             }
         }
 
@@ -389,3 +408,169 @@ macro_rules! shared_interfaces {
     };
 }
 use shared_interfaces;
+
+/// What the adapters of the versions whose event is a resource (0.2.0
+/// on) share: `metadata()` and `on-event` in the host's terms, and the
+/// event resource's getters. Expanded inside an adapter module, after its
+/// `bindgen!` and `use vigil::rule::types;` and `shared_interfaces!`.
+macro_rules! event_resource {
+    () => {
+        use wasmtime::Store;
+        use wasmtime::component::Resource;
+
+        pub fn call_metadata(
+            rule: &Rule,
+            store: &mut Store<RuleState>,
+        ) -> wasmtime::Result<model::Metadata> {
+            let m = rule.call_metadata(store)?;
+            Ok(model::Metadata {
+                id: m.id,
+                version: m.version,
+                description: m.description,
+                subscribes: m.subscribes,
+                outcomes: m.outcomes.into_iter().map(outcome_from).collect(),
+                classes: m.classes.into_iter().map(class_from).collect(),
+                actions: m.actions.into_iter().map(action_kind_from).collect(),
+                partition: match m.partition {
+                    types::PartitionKey::Actor => model::PartitionKey::Actor,
+                    types::PartitionKey::SubjectUser => model::PartitionKey::SubjectUser,
+                    types::PartitionKey::ClientIp => model::PartitionKey::ClientIp,
+                    types::PartitionKey::Global => model::PartitionKey::Global,
+                },
+            })
+        }
+
+        /// Calls `on-event` with a borrow of the store's current event.
+        pub fn call_on_event(
+            rule: &Rule,
+            store: &mut Store<RuleState>,
+        ) -> wasmtime::Result<Result<Vec<model::Finding>, String>> {
+            let handle = Resource::<types::Event>::new_borrow(store.data().call_seq);
+            Ok(findings_from(rule.call_on_event(store, handle)?))
+        }
+
+        fn outcome_from(o: types::Outcome) -> model::Outcome {
+            match o {
+                types::Outcome::Success => model::Outcome::Success,
+                types::Outcome::Failure => model::Outcome::Failure,
+                types::Outcome::Unknown => model::Outcome::Unknown,
+            }
+        }
+
+        fn class_from(c: types::EventClass) -> model::EventClass {
+            match c {
+                types::EventClass::Authentication => model::EventClass::Authentication,
+                types::EventClass::MfaChallenge => model::EventClass::MfaChallenge,
+                types::EventClass::FactorChange => model::EventClass::FactorChange,
+                types::EventClass::PolicyChange => model::EventClass::PolicyChange,
+                types::EventClass::AccountChange => model::EventClass::AccountChange,
+                types::EventClass::Session => model::EventClass::Session,
+                types::EventClass::Other => model::EventClass::Other,
+            }
+        }
+
+        /// The event a handle names: the current call's, or a trap.
+        fn event_of<'a>(
+            state: &'a RuleState,
+            handle: &Resource<types::Event>,
+        ) -> wasmtime::Result<&'a model::Event> {
+            match &state.event {
+                Some(event) if handle.rep() == state.call_seq && !handle.owned() => Ok(event),
+                _ => Err(wasmtime::Error::msg(
+                    "an event handle was used outside the on-event call it was passed to",
+                )),
+            }
+        }
+
+        impl types::Host for RuleState {}
+
+        impl types::HostEvent for RuleState {
+            fn id(&mut self, e: Resource<types::Event>) -> wasmtime::Result<String> {
+                Ok(event_of(self, &e)?.id.clone())
+            }
+            fn source(&mut self, e: Resource<types::Event>) -> wasmtime::Result<String> {
+                Ok(event_of(self, &e)?.source.clone())
+            }
+            fn kind(&mut self, e: Resource<types::Event>) -> wasmtime::Result<String> {
+                Ok(event_of(self, &e)?.kind.clone())
+            }
+            fn class(&mut self, e: Resource<types::Event>) -> wasmtime::Result<types::EventClass> {
+                Ok(class_to(event_of(self, &e)?.class))
+            }
+            fn time(&mut self, e: Resource<types::Event>) -> wasmtime::Result<i64> {
+                Ok(event_of(self, &e)?.time)
+            }
+            fn actor(
+                &mut self,
+                e: Resource<types::Event>,
+            ) -> wasmtime::Result<Option<types::Principal>> {
+                Ok(event_of(self, &e)?.actor.as_ref().map(principal_to))
+            }
+            fn targets(
+                &mut self,
+                e: Resource<types::Event>,
+            ) -> wasmtime::Result<Vec<types::Principal>> {
+                Ok(event_of(self, &e)?
+                    .targets
+                    .iter()
+                    .map(principal_to)
+                    .collect())
+            }
+            fn outcome(&mut self, e: Resource<types::Event>) -> wasmtime::Result<types::Outcome> {
+                Ok(outcome_to(event_of(self, &e)?.outcome))
+            }
+            fn outcome_reason(
+                &mut self,
+                e: Resource<types::Event>,
+            ) -> wasmtime::Result<Option<String>> {
+                Ok(event_of(self, &e)?.outcome_reason.clone())
+            }
+            fn client_ip(&mut self, e: Resource<types::Event>) -> wasmtime::Result<Option<String>> {
+                Ok(event_of(self, &e)?.client_ip.clone())
+            }
+            fn geo(&mut self, e: Resource<types::Event>) -> wasmtime::Result<Option<types::Geo>> {
+                Ok(event_of(self, &e)?.geo.as_ref().map(geo_to))
+            }
+            fn user_agent(
+                &mut self,
+                e: Resource<types::Event>,
+            ) -> wasmtime::Result<Option<String>> {
+                Ok(event_of(self, &e)?.user_agent.clone())
+            }
+            fn factor(&mut self, e: Resource<types::Event>) -> wasmtime::Result<Option<String>> {
+                Ok(event_of(self, &e)?.factor.clone())
+            }
+            fn attribute(
+                &mut self,
+                e: Resource<types::Event>,
+                name: String,
+            ) -> wasmtime::Result<Option<String>> {
+                Ok(event_of(self, &e)?.attribute(&name).map(str::to_owned))
+            }
+            fn attributes(
+                &mut self,
+                e: Resource<types::Event>,
+            ) -> wasmtime::Result<Vec<(String, String)>> {
+                Ok(event_of(self, &e)?.attributes.clone())
+            }
+            fn raw(
+                &mut self,
+                e: Resource<types::Event>,
+                pointer: String,
+            ) -> wasmtime::Result<Result<Option<String>, String>> {
+                let max = self.ctx.max_raw_bytes;
+                let event = event_of(self, &e)?;
+                Ok(match &event.raw {
+                    None => Ok(None),
+                    Some(record) => record.get(&pointer, max).map_err(|e| e.to_string()),
+                })
+            }
+            fn drop(&mut self, e: Resource<types::Event>) -> wasmtime::Result<()> {
+                // The host only lends events; an owned handle cannot exist.
+                debug_assert!(!e.owned());
+                Ok(())
+            }
+        }
+    };
+}
+use event_resource;

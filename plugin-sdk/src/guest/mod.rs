@@ -12,7 +12,7 @@ pub use event::{Event, EventData};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit/since_v0.2.0",
+        path: "../wit/since_v0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_rule",
         default_bindings_module: "vigil_sdk::bindings",
@@ -22,13 +22,13 @@ pub mod bindings {
 
 pub use bindings::vigil::rule::log::Level;
 pub use bindings::vigil::rule::types::{
-    Action, ActionKind, BlockIp, Decision, Denial, DenialReason, EventClass, Finding, Geo,
-    GroupMembership, Message, Metadata, Outcome, PartitionKey, Principal, Receipt, Severity,
+    Action, ActionKind, AppPolicy, BlockIp, Decision, Denial, DenialReason, EventClass, Finding,
+    Geo, GroupMembership, Message, Metadata, Outcome, PartitionKey, Principal, Receipt, Severity,
     SuspendUser,
 };
 
 /// The WIT contract version this SDK was built against.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// A detection and remediation rule.
 ///
@@ -188,6 +188,8 @@ impl Action {
             Action::BlockIp(_) => ActionKind::BlockIp,
             Action::Notify(_) => ActionKind::Notify,
             Action::Escalate(_) => ActionKind::Escalate,
+            Action::RestorePolicy(_) => ActionKind::RestorePolicy,
+            Action::AssignAppPolicy(_) => ActionKind::AssignAppPolicy,
         }
     }
 }

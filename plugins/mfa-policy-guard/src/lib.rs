@@ -4,8 +4,9 @@
 //! An attacker holding an admin session (or a careless admin) can switch MFA
 //! off for everyone in one click, which silently disarms every other MFA rule.
 //! On every *successful* change of this kind the rule reports a finding naming
-//! who made it (the actor's login), asks to re-activate the policy where that
-//! can help, and escalates to the on-call.
+//! who made it (the actor's login), asks to re-activate a policy that was
+//! switched off or to restore one that was edited (as the operator's
+//! approved MFA baseline holds it), and escalates to the on-call.
 //!
 //! Signals (outcome Success; failures are ignored). Fail safe: a
 //! *deactivation or deletion* whose outcome is missing or unknown is treated
@@ -54,12 +55,24 @@
 //!   target user (critical). Subject is that user; there is no policy to
 //!   re-activate, so only an escalation is asked for.
 //!
-//! Actions: `activate-policy` on the policy the event names, then `escalate`.
-//! The policy is the target of kind `PolicyEntity` or `Policy`; for an Okta
+//! Actions, then `escalate` in every case:
+//! - `restore-policy` (contract 0.3.0) for an *edit*: Okta
+//!   `policy.lifecycle.update`, `policy.rule.update` (on the rule's parent
+//!   policy, when the event names it) and an Entra `Update conditional
+//!   access policy` that weakens it. The rule cannot see what the edit
+//!   changed; the host writes back the policy as the approved baseline
+//!   holds it (`vigil baseline`), after an operator's approval by default,
+//!   and the audit record carries the diff.
+//! - `activate-policy` for a policy or rule switched off
+//!   (`policy.lifecycle.deactivate`, `policy.rule.deactivate`, and
+//!   `policy.rule.delete` / a rule update whose event does not name the
+//!   parent policy).
+//!
+//! The policy acted on is the target of kind `PolicyEntity` or `Policy`; for an Okta
 //! policy-rule event the rule's parent policy (`PolicyEntity` target) when
 //! the event carries it, else the rule id (`PolicyRule` target) — the
 //! `activate-policy` action only takes one id, so re-activating a *rule*
-//! needs a human either way. `activate-policy` is not requested when the
+//! needs a human either way. Neither action is requested when the
 //! policy itself was deleted (`policy.lifecycle.delete`, `Delete conditional
 //! access policy`): a deleted policy cannot be re-activated, the escalation
 //! carries the case. Org-wide factor deactivation and Disable Strong
@@ -67,7 +80,7 @@
 //!
 //! Config keys:
 //! - `dedupe_minutes` (default 10): one finding per policy (or factor / user)
-//!   and kind of remedy (re-activate and escalate, or escalate only) per this
+//!   and kind of remedy (re-activate, restore, or escalate only) per this
 //!   many minutes on either side in event time; further changes are logged
 //!   only. The dedupe is a counter, not a value, so whichever change arrives
 //!   first the same findings and actions result: a deactivation and the
@@ -124,8 +137,8 @@ struct Change<'a> {
     subject_name: String,
     /// What kind of object the subject is (`policy`, `policy rule`, …).
     subject_kind: &'static str,
-    /// Policy to re-activate, if re-activation can help.
-    activate: Option<String>,
+    /// What to ask the host for besides the escalation.
+    remedy: Remedy,
     severity: Severity,
     /// The rule target, when the event is about a policy rule.
     rule: Option<&'a Principal>,
@@ -133,6 +146,30 @@ struct Change<'a> {
     weakening: Option<String>,
     /// Why the rule acts without seeing the change itself (fail safe).
     note: Option<&'static str>,
+}
+
+/// The action that can undo the change, asked for before the escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Remedy {
+    /// Re-activate this policy (it was switched off).
+    Activate(String),
+    /// Write this policy back as the operator's approved baseline holds it
+    /// (it was edited: what changed is only known to the host).
+    Restore(String),
+    /// Nothing a rule can ask for helps (deleted, org-wide factor,
+    /// per-user setting): escalate only.
+    EscalateOnly,
+}
+
+impl Remedy {
+    /// For the dedupe key: one finding per subject and remedy.
+    fn name(&self) -> &'static str {
+        match self {
+            Remedy::Activate(_) => "activate",
+            Remedy::Restore(_) => "restore",
+            Remedy::EscalateOnly => "escalate",
+        }
+    }
 }
 
 /// What an Okta policy's type says about MFA relevance.
@@ -176,8 +213,8 @@ impl Rule for MfaPolicyGuard {
         Metadata {
             id: "mfa-policy-guard".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Re-activates and escalates when an MFA policy, policy rule or \
-                          org-wide factor is deactivated, deleted or weakened."
+            description: "Re-activates or restores, and escalates, when an MFA policy, policy \
+                          rule or org-wide factor is deactivated, deleted or weakened."
                 .into(),
             subscribes: vec![
                 OKTA_POLICY_UPDATE.into(),
@@ -191,7 +228,11 @@ impl Rule for MfaPolicyGuard {
                 ENTRA_CA_UPDATE.into(),
                 ENTRA_CA_DELETE.into(),
             ],
-            actions: vec![ActionKind::ActivatePolicy, ActionKind::Escalate],
+            actions: vec![
+                ActionKind::ActivatePolicy,
+                ActionKind::RestorePolicy,
+                ActionKind::Escalate,
+            ],
             outcomes: vec![],
             classes: vec![],
             partition: PartitionKey::Global,
@@ -233,12 +274,7 @@ impl Rule for MfaPolicyGuard {
         };
         let who = actor_name(event);
 
-        let remedy = if change.activate.is_some() {
-            "activate"
-        } else {
-            "escalate"
-        };
-        let fired_key = format!("fired:{}:{remedy}", change.subject);
+        let fired_key = format!("fired:{}:{}", change.subject, change.remedy.name());
         if host.counter_get(&fired_key, dedupe_ms) > 0 {
             host.log(
                 Level::Info,
@@ -299,9 +335,16 @@ impl Rule for MfaPolicyGuard {
             finding = finding.detail("policy_type", t);
         }
 
-        if let Some(policy) = &change.activate {
-            let activate = Action::ActivatePolicy(policy.clone());
-            finding = finding.detail("activate_policy", describe(&host.request(&activate)));
+        match &change.remedy {
+            Remedy::Activate(policy) => {
+                let activate = Action::ActivatePolicy(policy.clone());
+                finding = finding.detail("activate_policy", describe(&host.request(&activate)));
+            }
+            Remedy::Restore(policy) => {
+                let restore = Action::RestorePolicy(policy.clone());
+                finding = finding.detail("restore_policy", describe(&host.request(&restore)));
+            }
+            Remedy::EscalateOnly => {}
         }
         let escalate = Action::Escalate(Message {
             severity: change.severity,
@@ -334,7 +377,11 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                 subject: policy.id.clone(),
                 subject_name: name(policy),
                 subject_kind: "policy",
-                activate: (kind != OKTA_POLICY_DELETE).then(|| policy.id.clone()),
+                remedy: match kind {
+                    OKTA_POLICY_DELETE => Remedy::EscalateOnly,
+                    OKTA_POLICY_UPDATE => Remedy::Restore(policy.id.clone()),
+                    _ => Remedy::Activate(policy.id.clone()),
+                },
                 severity: Severity::High,
                 rule: None,
                 weakening: None,
@@ -360,7 +407,15 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                 subject: subject.id.clone(),
                 subject_name: name(subject),
                 subject_kind: kind_name,
-                activate: Some(subject.id.clone()),
+                // An edited rule is restored with its policy; restoring
+                // needs the policy id, so a rule event without its policy
+                // falls back to re-activation (which needs a human either
+                // way, see the module doc).
+                remedy: if kind == OKTA_RULE_UPDATE && policy.is_some() {
+                    Remedy::Restore(subject.id.clone())
+                } else {
+                    Remedy::Activate(subject.id.clone())
+                },
                 severity: Severity::High,
                 rule: rule.filter(|_| policy.is_some()),
                 weakening: None,
@@ -384,7 +439,7 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                 subject,
                 subject_name,
                 subject_kind: "factor",
-                activate: None,
+                remedy: Remedy::EscalateOnly,
                 severity: Severity::Critical,
                 rule: None,
                 weakening: None,
@@ -412,7 +467,11 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                 subject: policy.id.clone(),
                 subject_name: name(policy),
                 subject_kind: "conditional access policy",
-                activate: (kind == ENTRA_CA_UPDATE).then(|| policy.id.clone()),
+                remedy: if kind == ENTRA_CA_UPDATE {
+                    Remedy::Restore(policy.id.clone())
+                } else {
+                    Remedy::EscalateOnly
+                },
                 severity: Severity::High,
                 rule: None,
                 weakening,
@@ -425,7 +484,7 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                 subject: user.id.clone(),
                 subject_name: user.login.clone().unwrap_or_else(|| name(user)),
                 subject_kind: "per-user setting",
-                activate: None,
+                remedy: Remedy::EscalateOnly,
                 severity: Severity::Critical,
                 rule: None,
                 weakening: None,
@@ -655,7 +714,33 @@ mod tests {
         let mut host = MockHost::new();
         let p = target("00pMfa1", "PolicyEntity", "MFA Enrollment Policy");
         let e = okta(OKTA_POLICY_UPDATE, 0, vec![p], Outcome::Success);
-        assert_eq!(host.feed::<MfaPolicyGuard>(&e).unwrap().len(), 1);
+        let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(f.len(), 1);
+        // An edit is undone by restoring the approved policy, not by
+        // re-activating it (it is still active).
+        assert_eq!(host.requested[0], Action::RestorePolicy("00pMfa1".into()));
+        assert!(value(&f[0], "restore_policy").starts_with("dry-run"));
+    }
+
+    // A rule edit restores the rule's policy; a rule switched off is
+    // re-activated, as before.
+    #[test]
+    fn rule_update_restores_the_parent_policy() {
+        let mut host = MockHost::new();
+        let e = okta(
+            OKTA_RULE_UPDATE,
+            0,
+            vec![
+                target("0prCatchAll", "PolicyRule", "Catch-all Rule"),
+                sign_on_policy(),
+            ],
+            Outcome::Success,
+        );
+        host.feed::<MfaPolicyGuard>(&e).unwrap();
+        assert_eq!(
+            host.requested[0],
+            Action::RestorePolicy("00pSignOn1".into())
+        );
     }
 
     // A rule change names the rule's policy when the event carries it.
@@ -733,14 +818,14 @@ mod tests {
 
     // Entra: a CA policy update re-enables the policy.
     #[test]
-    fn entra_ca_update_activates_the_policy() {
+    fn entra_ca_update_restores_the_policy() {
         let mut host = MockHost::new();
         let p = target("ca-1", "Policy", "Require MFA for all users");
         let mut e = okta(ENTRA_CA_UPDATE, 0, vec![p], Outcome::Success);
         e.source = "entra".into();
         let f = host.feed::<MfaPolicyGuard>(&e).unwrap();
         assert_eq!(f[0].subject, "ca-1");
-        assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
+        assert_eq!(host.requested[0], Action::RestorePolicy("ca-1".into()));
     }
 
     fn ca_update(attrs: &[(&str, &str)]) -> EventData {
@@ -769,7 +854,7 @@ mod tests {
             assert_eq!(f.len(), 1, "{new_state}");
             assert!(value(&f[0], "change").contains(new_state));
             assert!(f[0].details.iter().all(|(k, _)| k != "note"));
-            assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
+            assert_eq!(host.requested[0], Action::RestorePolicy("ca-1".into()));
         }
     }
 

@@ -30,6 +30,36 @@
 //! userPrincipalName, in any case. Requests naming a directory user by
 //! another name act on that user (the state is kept by canonical id).
 //!
+//! MFA configuration: the fake holds full policy objects, answered in the
+//! vendors' JSON shapes (Okta objects carry `created`, `lastUpdated` and
+//! `_links`, computed from their state when served; Graph conditional access
+//! policies carry `createdDateTime` and `modifiedDateTime`), so a baseline can
+//! be captured, diffed and written back. Set them up with
+//! [`FakeIdp::set_okta_policy`], [`FakeIdp::set_okta_policy_rules`],
+//! [`FakeIdp::set_okta_authenticators`], [`FakeIdp::set_okta_app`],
+//! [`FakeIdp::set_graph_ca_policy`] and
+//! [`FakeIdp::set_graph_auth_methods_policy`]; read back what a restore
+//! wrote with [`FakeIdp::okta_policy`], [`FakeIdp::okta_policy_rule`],
+//! [`FakeIdp::okta_app_policy`], [`FakeIdp::graph_ca_policy`] and
+//! [`FakeIdp::graph_auth_methods_policy`].
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/v1/policies?type=T[&status=S]` | the stored policies of type `T`, in insertion order (no `type`: 400 `E0000001`) |
+//! | `GET /api/v1/policies/{id}` | the stored policy (404 `E0000007` when not stored) |
+//! | `PUT /api/v1/policies/{id}` | replaces it: `type` must not change (400 `E0000001`); `id` is the path's, `status`, `created` and `_links` are kept, `lastUpdated` refreshed; 200 with the stored policy |
+//! | `POST /api/v1/policies/{id}/lifecycle/{activate,deactivate}` | sets a stored policy's `status`; any other id not starting with `missing` gets its status recorded ([`FakeIdp::okta_policy_status`]) |
+//! | `GET /api/v1/policies/{id}/rules` | the policy's rules, in the order set |
+//! | `GET`, `PUT /api/v1/policies/{id}/rules/{ruleId}` | one rule; `PUT` replaces it like a policy `PUT` |
+//! | `POST /api/v1/policies/{id}/rules/{ruleId}/lifecycle/{activate,deactivate}` | sets the rule's `status` |
+//! | `GET /api/v1/authenticators`, `GET /api/v1/authenticators/{id}` | the authenticators set |
+//! | `GET /api/v1/apps/{appId}` | the app, `_links.accessPolicy` naming its access policy if it has one |
+//! | `PUT /api/v1/apps/{appId}/policies/{policyId}` | 204: the app's access policy becomes `policyId` (a stored `ACCESS_POLICY`, else 400) |
+//! | `GET /v1.0/identity/conditionalAccess/policies` | `{"@odata.context", "value": [the stored policies]}` |
+//! | `GET /v1.0/identity/conditionalAccess/policies/{id}` | the stored policy (404 when not stored) |
+//! | `PATCH /v1.0/identity/conditionalAccess/policies/{id}` | 204: a stored policy gets the body's top-level properties, `modifiedDateTime` refreshed; any other id not starting with `missing` gets its `state` recorded ([`FakeIdp::graph_ca_policy_state`]) |
+//! | `GET`, `PATCH /v1.0/policies/authenticationMethodsPolicy` | the tenant's authentication methods policy; `PATCH` merges top-level properties (204) |
+//!
 //! ```no_run
 //! use vigil_test_support::fake_idp::{FakeIdp, Fault, OKTA_TOKEN};
 //!
@@ -349,9 +379,16 @@ impl FakeIdp {
             .insert(id.to_owned(), status.to_owned());
     }
 
-    /// An Okta policy's status after an activate/deactivate call, if any.
+    /// An Okta policy's status: the `status` of the stored policy object
+    /// ([`FakeIdp::set_okta_policy`]), else the status an activate/deactivate
+    /// call gave that id, if any.
     pub fn okta_policy_status(&self, id: &str) -> Option<String> {
-        self.state().okta_policies.get(id).cloned()
+        let state = self.state();
+        state
+            .okta_stored_policy(id)
+            .and_then(|p| p["status"].as_str())
+            .map(str::to_owned)
+            .or_else(|| state.okta_policies.get(id).cloned())
     }
 
     /// Whether a Graph user's account is enabled (`true` unless a PATCH
@@ -374,9 +411,16 @@ impl FakeIdp {
             .collect()
     }
 
-    /// A conditional access policy's `state` after a PATCH, if any.
+    /// A conditional access policy's `state`: that of the stored policy
+    /// object ([`FakeIdp::set_graph_ca_policy`]), else the one a PATCH gave
+    /// that id, if any.
     pub fn graph_ca_policy_state(&self, id: &str) -> Option<String> {
-        self.state().graph_ca_policies.get(id).cloned()
+        let state = self.state();
+        state
+            .graph_ca_policy_index(id)
+            .and_then(|i| state.graph_ca_objects[i]["state"].as_str())
+            .map(str::to_owned)
+            .or_else(|| state.graph_ca_policies.get(id).cloned())
     }
 
     /// The gateway values (e.g. `203.0.113.9/32`) of an Okta network zone;
@@ -555,6 +599,157 @@ impl FakeIdp {
         self.state().graph_methods_next = link.map(str::to_owned);
     }
 
+    // --- MFA configuration (baseline capture, diff and restore) ---
+
+    /// Stores a full Okta policy object (`id`, `status`, `name`, `type`,
+    /// `priority`, `system`, `conditions`, `settings`, …), replacing the one
+    /// with the same `id` (which keeps its place in listings). `created` and
+    /// `lastUpdated` are filled in when absent; `_links` are the fake's own,
+    /// computed when served. Panics when the policy has no string `id`.
+    pub fn set_okta_policy(&self, policy: Value) {
+        let id = required_id("set_okta_policy", "policy", &policy);
+        let policy = okta_stamped(policy);
+        let mut state = self.state();
+        match state.okta_policy_index(&id) {
+            Some(i) => state.okta_policy_objects[i] = policy,
+            None => state.okta_policy_objects.push(policy),
+        }
+    }
+
+    /// Makes `rules` (JSON rule objects: `id`, `status`, `name`,
+    /// `priority`, `type`, `conditions`, `actions`) the rules of the Okta
+    /// policy `policy_id`, listed in this order. `created` and
+    /// `lastUpdated` are filled in when absent. The rule routes answer only
+    /// once the policy itself is stored ([`FakeIdp::set_okta_policy`]).
+    /// Panics when a rule has no string `id`.
+    pub fn set_okta_policy_rules(&self, policy_id: &str, rules: Vec<Value>) {
+        let rules = rules
+            .into_iter()
+            .map(|rule| {
+                required_id("set_okta_policy_rules", "rule", &rule);
+                okta_stamped(rule)
+            })
+            .collect();
+        self.state()
+            .okta_policy_rules
+            .insert(policy_id.to_owned(), rules);
+    }
+
+    /// The stored Okta policy `id` as `GET /api/v1/policies/{id}` answers it
+    /// now (with `_links`), e.g. to check what a restore wrote; `None` when
+    /// no such policy is stored.
+    pub fn okta_policy(&self, id: &str) -> Option<Value> {
+        let state = self.state();
+        state
+            .okta_stored_policy(id)
+            .map(|p| okta_policy_json(&self.shared.base, p))
+    }
+
+    /// The rule `rule_id` of the Okta policy `policy_id` as
+    /// `GET /api/v1/policies/{policy_id}/rules/{rule_id}` answers it now;
+    /// `None` when no such rule is stored.
+    pub fn okta_policy_rule(&self, policy_id: &str, rule_id: &str) -> Option<Value> {
+        let state = self.state();
+        state
+            .okta_policy_rules
+            .get(policy_id)?
+            .iter()
+            .find(|rule| id_of(rule) == Some(rule_id))
+            .map(|rule| okta_rule_json(&self.shared.base, policy_id, rule))
+    }
+
+    /// Makes `list` the org's authenticators (`GET /api/v1/authenticators`),
+    /// in this order; each needs a string `id` (panics otherwise).
+    /// `created` and `lastUpdated` are filled in when absent.
+    pub fn set_okta_authenticators(&self, list: Vec<Value>) {
+        let list = list
+            .into_iter()
+            .map(|a| {
+                required_id("set_okta_authenticators", "authenticator", &a);
+                okta_stamped(a)
+            })
+            .collect();
+        self.state().okta_authenticators = list;
+    }
+
+    /// Stores an Okta app (`id`, `label`, `name`, `status`, …), replacing the
+    /// one with the same `id`, whose access policy is `access_policy` (the
+    /// id of a policy, served as `_links.accessPolicy`). Panics when the app
+    /// has no string `id`.
+    pub fn set_okta_app(&self, app: Value, access_policy: Option<&str>) {
+        let id = required_id("set_okta_app", "app", &app);
+        let app = OktaApp {
+            body: okta_stamped(app),
+            access_policy: access_policy.map(str::to_owned),
+        };
+        let mut state = self.state();
+        match state.okta_app_index(&id) {
+            Some(i) => state.okta_apps[i] = app,
+            None => state.okta_apps.push(app),
+        }
+    }
+
+    /// The id of the access policy of the stored Okta app `app_id`, if it
+    /// is stored and has one.
+    pub fn okta_app_policy(&self, app_id: &str) -> Option<String> {
+        let state = self.state();
+        let i = state.okta_app_index(app_id)?;
+        state.okta_apps[i].access_policy.clone()
+    }
+
+    /// Stores a Graph conditional access policy (`id`, `displayName`,
+    /// `state`, `conditions`, `grantControls`, `sessionControls`, …),
+    /// replacing the one with the same `id` (which keeps its place in
+    /// listings). `createdDateTime` is filled in when absent and
+    /// `modifiedDateTime` set to `null` when absent (never modified).
+    /// Panics when the policy has no string `id`.
+    pub fn set_graph_ca_policy(&self, policy: Value) {
+        let id = required_id("set_graph_ca_policy", "policy", &policy);
+        let mut policy = policy;
+        policy
+            .as_object_mut()
+            .expect("an object: it has an id")
+            .remove("@odata.context");
+        if policy.get("createdDateTime").is_none() {
+            policy["createdDateTime"] = json!(graph_now());
+        }
+        if policy.get("modifiedDateTime").is_none() {
+            policy["modifiedDateTime"] = Value::Null;
+        }
+        let mut state = self.state();
+        match state.graph_ca_policy_index(&id) {
+            Some(i) => state.graph_ca_objects[i] = policy,
+            None => state.graph_ca_objects.push(policy),
+        }
+    }
+
+    /// The stored conditional access policy `id` as the listing shows it
+    /// now (no `@odata.context`); `None` when no such policy is stored.
+    pub fn graph_ca_policy(&self, id: &str) -> Option<Value> {
+        let state = self.state();
+        let i = state.graph_ca_policy_index(id)?;
+        Some(state.graph_ca_objects[i].clone())
+    }
+
+    /// Replaces the tenant's authentication methods policy
+    /// (`/v1.0/policies/authenticationMethodsPolicy`; its `@odata.context`
+    /// is added when served). Panics when `policy` is not a JSON object.
+    pub fn set_graph_auth_methods_policy(&self, policy: Value) {
+        let Value::Object(mut policy) = policy else {
+            panic!("set_graph_auth_methods_policy: the policy must be a JSON object: {policy}");
+        };
+        policy.remove("@odata.context");
+        self.state().graph_auth_methods_policy = Value::Object(policy);
+    }
+
+    /// The tenant's authentication methods policy as it is now (without
+    /// `@odata.context`): the default one (Microsoft Authenticator, FIDO2
+    /// and software OATH enabled; SMS, voice and email disabled) unless
+    /// set or patched.
+    pub fn graph_auth_methods_policy(&self) -> Value {
+        self.state().graph_auth_methods_policy.clone()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.lock()
     }
@@ -700,8 +895,27 @@ struct State {
     graph_directory: Vec<GraphDirectoryUser>,
     /// The `@odata.nextLink` of authentication method listings.
     graph_methods_next: Option<String>,
+    /// Full Okta policy objects ([`FakeIdp::set_okta_policy`]), in
+    /// insertion order, without `_links` (computed when served).
+    okta_policy_objects: Vec<Value>,
+    /// The rules of Okta policies, by policy id, in order.
+    okta_policy_rules: HashMap<String, Vec<Value>>,
+    okta_authenticators: Vec<Value>,
+    okta_apps: Vec<OktaApp>,
+    /// Full conditional access policies ([`FakeIdp::set_graph_ca_policy`]),
+    /// in insertion order.
+    graph_ca_objects: Vec<Value>,
+    graph_auth_methods_policy: Value,
     /// For request and error ids.
     serial: u64,
+}
+
+/// An Okta app ([`FakeIdp::set_okta_app`]).
+struct OktaApp {
+    /// Without `_links` (computed when served).
+    body: Value,
+    /// The id of its access policy.
+    access_policy: Option<String>,
 }
 
 struct OktaDirectoryUser {
@@ -747,8 +961,42 @@ impl State {
             okta_directory: Vec::new(),
             graph_directory: Vec::new(),
             graph_methods_next: None,
+            okta_policy_objects: Vec::new(),
+            okta_policy_rules: HashMap::new(),
+            okta_authenticators: Vec::new(),
+            okta_apps: Vec::new(),
+            graph_ca_objects: Vec::new(),
+            graph_auth_methods_policy: default_auth_methods_policy(),
             serial: 0,
         }
+    }
+
+    /// Where the stored Okta policy `id` is in `okta_policy_objects`.
+    fn okta_policy_index(&self, id: &str) -> Option<usize> {
+        self.okta_policy_objects
+            .iter()
+            .position(|p| id_of(p) == Some(id))
+    }
+
+    /// The stored Okta policy `id`.
+    fn okta_stored_policy(&self, id: &str) -> Option<&Value> {
+        self.okta_policy_index(id)
+            .map(|i| &self.okta_policy_objects[i])
+    }
+
+    /// Where the stored Okta app `id` is in `okta_apps`.
+    fn okta_app_index(&self, id: &str) -> Option<usize> {
+        self.okta_apps
+            .iter()
+            .position(|a| id_of(&a.body) == Some(id))
+    }
+
+    /// Where the stored conditional access policy `id` is in
+    /// `graph_ca_objects`.
+    fn graph_ca_policy_index(&self, id: &str) -> Option<usize> {
+        self.graph_ca_objects
+            .iter()
+            .position(|p| id_of(p) == Some(id))
     }
 
     /// The Okta directory user `name` denotes (id in any case, login, or
@@ -1287,18 +1535,99 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
                 op @ ("activate" | "deactivate"),
             ],
         ) => {
-            if id.starts_with("missing") {
-                return okta_not_found(state, id, "Policy");
-            }
             let status = if *op == "activate" {
                 "ACTIVE"
             } else {
                 "INACTIVE"
             };
+            if let Some(i) = state.okta_policy_index(id) {
+                let policy = &mut state.okta_policy_objects[i];
+                policy["status"] = json!(status);
+                policy["lastUpdated"] = json!(okta_now());
+                return Reply::json(200, &json!({}));
+            }
+            if id.starts_with("missing") {
+                return okta_not_found(state, id, "Policy");
+            }
             state
                 .okta_policies
                 .insert((*id).to_owned(), status.to_owned());
             Reply::json(200, &json!({}))
+        }
+        ("GET", ["policies"]) => okta_list_policies(state, base, r),
+        ("GET", ["policies", id]) => match state.okta_stored_policy(id) {
+            Some(policy) => Reply::json(200, &okta_policy_json(base, policy)),
+            None => okta_not_found(state, id, "Policy"),
+        },
+        ("PUT", ["policies", id]) => okta_put_policy(state, base, r, id),
+        ("GET", ["policies", id, "rules"]) => {
+            if state.okta_policy_index(id).is_none() {
+                return okta_not_found(state, id, "Policy");
+            }
+            let rules: Vec<Value> = state
+                .okta_policy_rules
+                .get(*id)
+                .into_iter()
+                .flatten()
+                .map(|rule| okta_rule_json(base, id, rule))
+                .collect();
+            Reply::json(200, &Value::Array(rules))
+        }
+        ("GET", ["policies", id, "rules", rid]) => match okta_find_rule(state, id, rid) {
+            Ok(i) => Reply::json(
+                200,
+                &okta_rule_json(base, id, &state.okta_policy_rules[*id][i]),
+            ),
+            Err(reply) => reply,
+        },
+        ("PUT", ["policies", id, "rules", rid]) => okta_put_rule(state, base, r, id, rid),
+        (
+            "POST",
+            [
+                "policies",
+                id,
+                "rules",
+                rid,
+                "lifecycle",
+                op @ ("activate" | "deactivate"),
+            ],
+        ) => match okta_find_rule(state, id, rid) {
+            Ok(i) => {
+                let rule = &mut state.okta_policy_rules.get_mut(*id).expect("found above")[i];
+                rule["status"] = json!(if *op == "activate" {
+                    "ACTIVE"
+                } else {
+                    "INACTIVE"
+                });
+                rule["lastUpdated"] = json!(okta_now());
+                Reply::json(200, &json!({}))
+            }
+            Err(reply) => reply,
+        },
+        ("GET", ["authenticators"]) => {
+            let list: Vec<Value> = state
+                .okta_authenticators
+                .iter()
+                .map(|a| okta_authenticator_json(base, a))
+                .collect();
+            Reply::json(200, &Value::Array(list))
+        }
+        ("GET", ["authenticators", id]) => {
+            match state
+                .okta_authenticators
+                .iter()
+                .find(|a| id_of(a) == Some(*id))
+            {
+                Some(a) => Reply::json(200, &okta_authenticator_json(base, a)),
+                None => okta_not_found(state, id, "Authenticator"),
+            }
+        }
+        ("GET", ["apps", id]) => match state.okta_app_index(id) {
+            Some(i) => Reply::json(200, &okta_app_json(base, &state.okta_apps[i])),
+            None => okta_not_found(state, id, "AppInstance"),
+        },
+        ("PUT", ["apps", app_id, "policies", policy_id]) => {
+            okta_assign_app_policy(state, app_id, policy_id)
         }
         ("PUT", ["groups", gid, "users", uid]) => {
             if gid.starts_with("missing") {
@@ -1326,6 +1655,15 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
         | (_, ["users", _, "sessions"])
         | (_, ["users", _, "factors", _])
         | (_, ["policies", _, "lifecycle", _])
+        | (_, ["policies"])
+        | (_, ["policies", _])
+        | (_, ["policies", _, "rules"])
+        | (_, ["policies", _, "rules", _])
+        | (_, ["policies", _, "rules", _, "lifecycle", _])
+        | (_, ["authenticators"])
+        | (_, ["authenticators", _])
+        | (_, ["apps", _])
+        | (_, ["apps", _, "policies", _])
         | (_, ["groups", _, "users", _])
         | (_, ["groups", _, "users"])
         | (_, ["zones", _])
@@ -1338,6 +1676,290 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
         ),
         _ => okta_not_found(state, &r.path, "Path"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Okta MFA configuration: policies, rules, authenticators, apps
+
+/// Okta's timestamp format, now: `2024-05-01T12:00:00.000Z`.
+fn okta_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The string `id` of a JSON object.
+fn id_of(value: &Value) -> Option<&str> {
+    value.get("id").and_then(Value::as_str)
+}
+
+/// The string `id` of an object given to a setter; panics naming the
+/// setter when there is none.
+fn required_id(setter: &str, what: &str, value: &Value) -> String {
+    match id_of(value) {
+        Some(id) => id.to_owned(),
+        None => panic!("{setter}: the {what} needs a string \"id\": {value}"),
+    }
+}
+
+/// An Okta object as stored: without `_links` (the fake computes them when
+/// serving), with `created` and `lastUpdated` (now, when absent).
+fn okta_stamped(mut value: Value) -> Value {
+    if let Some(map) = value.as_object_mut() {
+        map.remove("_links");
+        let now = okta_now();
+        map.entry("created").or_insert_with(|| json!(now));
+        map.entry("lastUpdated").or_insert_with(|| json!(now));
+    }
+    value
+}
+
+/// A `_links` entry: `{"href", "hints": {"allow": [...]}}`.
+fn okta_link(href: String, allow: &[&str]) -> Value {
+    json!({"href": href, "hints": {"allow": allow}})
+}
+
+/// The lifecycle link an Okta object of this status offers:
+/// `("deactivate", …)` when `ACTIVE`, else `("activate", …)`.
+fn okta_lifecycle_link(href: &str, status: &Value) -> (&'static str, Value) {
+    let op = if status == "ACTIVE" {
+        "deactivate"
+    } else {
+        "activate"
+    };
+    (op, okta_link(format!("{href}/lifecycle/{op}"), &["POST"]))
+}
+
+/// `value` (a stored Okta object) with these `_links`.
+fn with_links(value: &Value, links: serde_json::Map<String, Value>) -> Value {
+    let mut value = value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("_links".to_owned(), Value::Object(links));
+    }
+    value
+}
+
+/// A stored Okta policy as served, with its `_links`.
+fn okta_policy_json(base: &str, policy: &Value) -> Value {
+    let href = format!("{base}/api/v1/policies/{}", id_of(policy).unwrap_or(""));
+    let mut links = serde_json::Map::new();
+    links.insert(
+        "self".to_owned(),
+        okta_link(href.clone(), &["GET", "PUT", "DELETE"]),
+    );
+    links.insert(
+        "rules".to_owned(),
+        okta_link(format!("{href}/rules"), &["GET", "POST"]),
+    );
+    let (op, link) = okta_lifecycle_link(&href, &policy["status"]);
+    links.insert(op.to_owned(), link);
+    with_links(policy, links)
+}
+
+/// A stored Okta policy rule as served, with its `_links`.
+fn okta_rule_json(base: &str, policy_id: &str, rule: &Value) -> Value {
+    let href = format!(
+        "{base}/api/v1/policies/{policy_id}/rules/{}",
+        id_of(rule).unwrap_or("")
+    );
+    let mut links = serde_json::Map::new();
+    links.insert(
+        "self".to_owned(),
+        okta_link(href.clone(), &["GET", "PUT", "DELETE"]),
+    );
+    let (op, link) = okta_lifecycle_link(&href, &rule["status"]);
+    links.insert(op.to_owned(), link);
+    with_links(rule, links)
+}
+
+/// A stored Okta authenticator as served, with its `_links`.
+fn okta_authenticator_json(base: &str, authenticator: &Value) -> Value {
+    let href = format!(
+        "{base}/api/v1/authenticators/{}",
+        id_of(authenticator).unwrap_or("")
+    );
+    let mut links = serde_json::Map::new();
+    links.insert("self".to_owned(), okta_link(href.clone(), &["GET", "PUT"]));
+    links.insert(
+        "methods".to_owned(),
+        okta_link(format!("{href}/methods"), &["GET"]),
+    );
+    let (op, link) = okta_lifecycle_link(&href, &authenticator["status"]);
+    links.insert(op.to_owned(), link);
+    with_links(authenticator, links)
+}
+
+/// A stored Okta app as served: its `_links` name its users, groups, the
+/// policy assignment endpoint and, when it has one, its access policy.
+fn okta_app_json(base: &str, app: &OktaApp) -> Value {
+    let href = format!("{base}/api/v1/apps/{}", id_of(&app.body).unwrap_or(""));
+    let mut links = serde_json::Map::new();
+    links.insert("users".to_owned(), json!({"href": format!("{href}/users")}));
+    links.insert(
+        "groups".to_owned(),
+        json!({"href": format!("{href}/groups")}),
+    );
+    links.insert(
+        "policies".to_owned(),
+        okta_link(format!("{href}/policies"), &["PUT"]),
+    );
+    if let Some(policy) = &app.access_policy {
+        links.insert(
+            "accessPolicy".to_owned(),
+            json!({"href": format!("{base}/api/v1/policies/{policy}")}),
+        );
+    }
+    let (op, link) = okta_lifecycle_link(&href, &app.body["status"]);
+    links.insert(op.to_owned(), link);
+    with_links(&app.body, links)
+}
+
+/// `GET /api/v1/policies?type=T[&status=S]`: the stored policies of type
+/// `T` (and status `S`), in insertion order; `type` is required.
+fn okta_list_policies(state: &mut State, base: &str, r: &Recorded) -> Reply {
+    let params = query_params(r);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(kind) = param("type") else {
+        return okta_error(
+            state,
+            400,
+            "E0000001",
+            "Api validation failed: type",
+            vec!["type: The field cannot be left blank"],
+        );
+    };
+    let status = param("status");
+    let list: Vec<Value> = state
+        .okta_policy_objects
+        .iter()
+        .filter(|p| p["type"] == kind && status.is_none_or(|s| p["status"] == s))
+        .map(|p| okta_policy_json(base, p))
+        .collect();
+    Reply::json(200, &Value::Array(list))
+}
+
+/// The body of an Okta `PUT` as a JSON object, or the 400 Okta answers:
+/// `E0000003` when it is not JSON, `E0000001` when it is not an object.
+fn okta_body_object(state: &mut State, r: &Recorded) -> Result<Value, Reply> {
+    match serde_json::from_str::<Value>(&r.body) {
+        Ok(body @ Value::Object(_)) => Ok(body),
+        Ok(_) => Err(okta_invalid(
+            state,
+            "The request body must be a JSON object",
+        )),
+        Err(_) => Err(okta_error(
+            state,
+            400,
+            "E0000003",
+            "The request body was not well-formed.",
+            Vec::new(),
+        )),
+    }
+}
+
+/// What a `PUT` of `body` over `stored` keeps: the body, with `id` the
+/// path's, `status`, `created` kept from `stored` (status changes only
+/// through the lifecycle calls), `lastUpdated` now, no `_links`.
+fn okta_replaced(stored: &Value, body: Value, id: &str) -> Value {
+    let Value::Object(mut map) = body else {
+        unreachable!("checked by okta_body_object")
+    };
+    map.remove("_links");
+    map.insert("id".to_owned(), json!(id));
+    for kept in ["status", "created"] {
+        match stored.get(kept) {
+            Some(v) => map.insert(kept.to_owned(), v.clone()),
+            None => map.remove(kept),
+        };
+    }
+    map.insert("lastUpdated".to_owned(), json!(okta_now()));
+    Value::Object(map)
+}
+
+/// `PUT /api/v1/policies/{id}`: replaces a stored policy of the same
+/// `type` ([`okta_replaced`]); 200 with the policy as stored.
+fn okta_put_policy(state: &mut State, base: &str, r: &Recorded, id: &str) -> Reply {
+    let Some(i) = state.okta_policy_index(id) else {
+        return okta_not_found(state, id, "Policy");
+    };
+    let body = match okta_body_object(state, r) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let stored = &state.okta_policy_objects[i];
+    if body.get("type") != stored.get("type") {
+        return okta_invalid(state, "type: The policy type cannot be changed");
+    }
+    let replaced = okta_replaced(stored, body, id);
+    state.okta_policy_objects[i] = replaced;
+    Reply::json(200, &okta_policy_json(base, &state.okta_policy_objects[i]))
+}
+
+/// Where the rule `rid` of the stored policy `pid` is in its rules, or the
+/// 404 naming what is unknown.
+fn okta_find_rule(state: &mut State, pid: &str, rid: &str) -> Result<usize, Reply> {
+    if state.okta_policy_index(pid).is_none() {
+        return Err(okta_not_found(state, pid, "Policy"));
+    }
+    match state
+        .okta_policy_rules
+        .get(pid)
+        .and_then(|rules| rules.iter().position(|rule| id_of(rule) == Some(rid)))
+    {
+        Some(i) => Ok(i),
+        None => Err(okta_not_found(state, rid, "PolicyRule")),
+    }
+}
+
+/// `PUT /api/v1/policies/{pid}/rules/{rid}`: replaces a stored rule like a
+/// policy `PUT` (same `type`, `id` forced, `status` kept); 200 with it.
+fn okta_put_rule(state: &mut State, base: &str, r: &Recorded, pid: &str, rid: &str) -> Reply {
+    let i = match okta_find_rule(state, pid, rid) {
+        Ok(i) => i,
+        Err(reply) => return reply,
+    };
+    let body = match okta_body_object(state, r) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let stored = &state.okta_policy_rules[pid][i];
+    if body.get("type") != stored.get("type") {
+        return okta_invalid(state, "type: The rule type cannot be changed");
+    }
+    let replaced = okta_replaced(stored, body, rid);
+    let rules = state.okta_policy_rules.get_mut(pid).expect("found above");
+    rules[i] = replaced;
+    Reply::json(200, &okta_rule_json(base, pid, &rules[i]))
+}
+
+/// `PUT /api/v1/apps/{app_id}/policies/{policy_id}`: makes a stored
+/// `ACCESS_POLICY` the app's access policy (204).
+fn okta_assign_app_policy(state: &mut State, app_id: &str, policy_id: &str) -> Reply {
+    let Some(app) = state.okta_app_index(app_id) else {
+        return okta_not_found(state, app_id, "AppInstance");
+    };
+    let Some(policy) = state.okta_stored_policy(policy_id) else {
+        return okta_not_found(state, policy_id, "Policy");
+    };
+    if policy["type"] != "ACCESS_POLICY" {
+        let kind = policy["type"].as_str().unwrap_or("").to_owned();
+        return okta_invalid(
+            state,
+            &format!(
+                "policyId: Policy {policy_id} is of type {kind}; an app takes an ACCESS_POLICY"
+            ),
+        );
+    }
+    let app = &mut state.okta_apps[app];
+    app.access_policy = Some(policy_id.to_owned());
+    app.body["lastUpdated"] = json!(okta_now());
+    Reply::empty(204)
 }
 
 fn okta_put_zone(state: &mut State, r: &Recorded, id: &str) -> Reply {
@@ -1635,37 +2257,43 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
         ("DELETE", ["users", id, "authentication", kind, mid]) => {
             graph_delete_method(state, r, id, kind, mid)
         }
-        ("PATCH", ["identity", "conditionalAccess", "policies", id]) => {
-            if id.starts_with("missing") {
-                return graph_error(
-                    state,
-                    r,
-                    404,
-                    "ResourceNotFound",
-                    &format!("Could not find policy with id '{id}'."),
-                );
+        ("GET", ["identity", "conditionalAccess", "policies"]) => Reply::json(
+            200,
+            &json!({
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies",
+                "value": state.graph_ca_objects
+            }),
+        )
+        .content_type(GRAPH_JSON),
+        ("GET", ["identity", "conditionalAccess", "policies", id]) => {
+            match state.graph_ca_policy_index(id) {
+                Some(i) => {
+                    let mut policy = state.graph_ca_objects[i].clone();
+                    policy["@odata.context"] = json!(
+                        "https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies/$entity"
+                    );
+                    Reply::json(200, &policy).content_type(GRAPH_JSON)
+                }
+                None => graph_ca_not_found(state, r, id),
             }
+        }
+        ("PATCH", ["identity", "conditionalAccess", "policies", id]) => {
+            graph_patch_ca_policy(state, r, id)
+        }
+        ("GET", ["policies", "authenticationMethodsPolicy"]) => {
+            let mut policy = state.graph_auth_methods_policy.clone();
+            policy["@odata.context"] = json!(
+                "https://graph.microsoft.com/v1.0/$metadata#policies/authenticationMethodsPolicy/$entity"
+            );
+            Reply::json(200, &policy).content_type(GRAPH_JSON)
+        }
+        ("PATCH", ["policies", "authenticationMethodsPolicy"]) => {
             let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&r.body) else {
                 return graph_bad_json(state, r);
             };
-            if let Some(s) = body.get("state") {
-                match s.as_str() {
-                    Some(s @ ("enabled" | "disabled" | "enabledForReportingButNotEnforced")) => {
-                        state
-                            .graph_ca_policies
-                            .insert((*id).to_owned(), s.to_owned());
-                    }
-                    _ => {
-                        return graph_error(
-                            state,
-                            r,
-                            400,
-                            "BadRequest",
-                            &format!("Requested value '{s}' was not found."),
-                        );
-                    }
-                }
-            }
+            let policy = &mut state.graph_auth_methods_policy;
+            graph_merge(policy, body, &["id", "lastModifiedDateTime"]);
+            policy["lastModifiedDateTime"] = json!(graph_now());
             Reply::empty(204)
         }
         ("GET", ["identity", "conditionalAccess", "namedLocations", id]) => {
@@ -1686,7 +2314,9 @@ fn graph_inner(state: &mut State, r: &Recorded, segs: &[&str]) -> Reply {
         | (_, ["users", _, "revokeSignInSessions"])
         | (_, ["users", _, "authentication", "methods"])
         | (_, ["users", _, "authentication", _, _])
+        | (_, ["identity", "conditionalAccess", "policies"])
         | (_, ["identity", "conditionalAccess", "policies", _])
+        | (_, ["policies", "authenticationMethodsPolicy"])
         | (_, ["identity", "conditionalAccess", "namedLocations", _])
         | (_, ["groups", _, "members", "$ref"])
         | (_, ["groups", _, "transitiveMembers", "microsoft.graph.user"]) => graph_error(
@@ -1793,6 +2423,183 @@ fn graph_delete_method(
     }
     state.graph_deleted_methods.insert(key);
     Reply::empty(204)
+}
+
+/// Graph's timestamp format, now: `2024-05-01T12:00:00.1234567Z`.
+fn graph_now() -> String {
+    let now = chrono::Utc::now();
+    format!(
+        "{}.{:07}Z",
+        now.format("%Y-%m-%dT%H:%M:%S"),
+        now.timestamp_subsec_nanos() / 100
+    )
+}
+
+/// A PATCH as Graph applies it: each top-level property of `body` replaces
+/// the stored one, except the `@odata.*` annotations and the read-only
+/// properties `read_only`.
+fn graph_merge(stored: &mut Value, body: serde_json::Map<String, Value>, read_only: &[&str]) {
+    let Some(stored) = stored.as_object_mut() else {
+        return;
+    };
+    for (name, value) in body {
+        if !name.starts_with("@odata.") && !read_only.contains(&name.as_str()) {
+            stored.insert(name, value);
+        }
+    }
+}
+
+fn graph_ca_not_found(state: &mut State, r: &Recorded, id: &str) -> Reply {
+    graph_error(
+        state,
+        r,
+        404,
+        "ResourceNotFound",
+        &format!("Could not find policy with id '{id}'."),
+    )
+}
+
+/// `PATCH /v1.0/identity/conditionalAccess/policies/{id}`: a `state`, if
+/// given, must be one Graph knows. A stored policy gets the body's
+/// top-level properties (not `id`, `createdDateTime`, `modifiedDateTime`)
+/// and a new `modifiedDateTime`; for any other id (except `missing…`, 404)
+/// only the `state` is recorded.
+fn graph_patch_ca_policy(state: &mut State, r: &Recorded, id: &str) -> Reply {
+    let stored = state.graph_ca_policy_index(id);
+    if stored.is_none() && id.starts_with("missing") {
+        return graph_ca_not_found(state, r, id);
+    }
+    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(&r.body) else {
+        return graph_bad_json(state, r);
+    };
+    if let Some(s) = body.get("state") {
+        match s.as_str() {
+            Some("enabled" | "disabled" | "enabledForReportingButNotEnforced") => {}
+            _ => {
+                return graph_error(
+                    state,
+                    r,
+                    400,
+                    "BadRequest",
+                    &format!("Requested value '{s}' was not found."),
+                );
+            }
+        }
+    }
+    match stored {
+        Some(i) => {
+            let policy = &mut state.graph_ca_objects[i];
+            graph_merge(policy, body, &["id", "createdDateTime", "modifiedDateTime"]);
+            policy["modifiedDateTime"] = json!(graph_now());
+        }
+        None => {
+            if let Some(s) = body.get("state").and_then(Value::as_str) {
+                state.graph_ca_policies.insert(id.to_owned(), s.to_owned());
+            }
+        }
+    }
+    Reply::empty(204)
+}
+
+/// The authentication methods policy of a fresh tenant: Microsoft
+/// Authenticator, FIDO2 and software OATH enabled for all users; SMS,
+/// voice and email OTP disabled.
+fn default_auth_methods_policy() -> Value {
+    let all_users =
+        json!([{"targetType": "group", "id": "all_users", "isRegistrationRequired": false}]);
+    json!({
+        "id": "authenticationMethodsPolicy",
+        "displayName": "Authentication Methods Policy",
+        "description": "The tenant-wide policy that controls which authentication methods are allowed in the tenant, authentication method registration requirements, and self-service password reset settings",
+        "lastModifiedDateTime": "2024-01-15T09:30:00.0000000Z",
+        "policyVersion": "1.5",
+        "policyMigrationState": "migrationComplete",
+        "registrationEnforcement": {
+            "authenticationMethodsRegistrationCampaign": {
+                "snoozeDurationInDays": 1,
+                "enforceRegistrationAfterAllowedSnoozes": true,
+                "state": "default",
+                "excludeTargets": [],
+                "includeTargets": [{
+                    "id": "all_users",
+                    "targetType": "group",
+                    "targetedAuthenticationMethod": "microsoftAuthenticator"
+                }]
+            }
+        },
+        "authenticationMethodConfigurations": [
+            {
+                "@odata.type": "#microsoft.graph.microsoftAuthenticatorAuthenticationMethodConfiguration",
+                "id": "MicrosoftAuthenticator",
+                "state": "enabled",
+                "isSoftwareOathEnabled": false,
+                "excludeTargets": [],
+                "includeTargets": [{
+                    "targetType": "group",
+                    "id": "all_users",
+                    "isRegistrationRequired": false,
+                    "authenticationMode": "any"
+                }],
+                "featureSettings": {
+                    "displayAppInformationRequiredState": {
+                        "state": "enabled",
+                        "includeTarget": {"targetType": "group", "id": "all_users"},
+                        "excludeTarget": {"targetType": "group", "id": "00000000-0000-0000-0000-000000000000"}
+                    },
+                    "displayLocationInformationRequiredState": {
+                        "state": "enabled",
+                        "includeTarget": {"targetType": "group", "id": "all_users"},
+                        "excludeTarget": {"targetType": "group", "id": "00000000-0000-0000-0000-000000000000"}
+                    }
+                }
+            },
+            {
+                "@odata.type": "#microsoft.graph.fido2AuthenticationMethodConfiguration",
+                "id": "Fido2",
+                "state": "enabled",
+                "isSelfServiceRegistrationAllowed": true,
+                "isAttestationEnforced": true,
+                "keyRestrictions": {"isEnforced": false, "enforcementType": "block", "aaGuids": []},
+                "excludeTargets": [],
+                "includeTargets": all_users
+            },
+            {
+                "@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration",
+                "id": "Sms",
+                "state": "disabled",
+                "excludeTargets": [],
+                "includeTargets": [{
+                    "targetType": "group",
+                    "id": "all_users",
+                    "isRegistrationRequired": false,
+                    "isUsableForSignIn": true
+                }]
+            },
+            {
+                "@odata.type": "#microsoft.graph.voiceAuthenticationMethodConfiguration",
+                "id": "Voice",
+                "state": "disabled",
+                "isOfficePhoneAllowed": false,
+                "excludeTargets": [],
+                "includeTargets": all_users
+            },
+            {
+                "@odata.type": "#microsoft.graph.emailAuthenticationMethodConfiguration",
+                "id": "Email",
+                "state": "disabled",
+                "allowExternalIdToUseEmailOtp": "default",
+                "excludeTargets": [],
+                "includeTargets": all_users
+            },
+            {
+                "@odata.type": "#microsoft.graph.softwareOathAuthenticationMethodConfiguration",
+                "id": "SoftwareOath",
+                "state": "enabled",
+                "excludeTargets": [],
+                "includeTargets": all_users
+            }
+        ]
+    })
 }
 
 fn graph_location_not_found(state: &mut State, r: &Recorded, id: &str) -> Reply {
@@ -3065,6 +3872,732 @@ mod tests {
             at: Instant::now(),
         };
         let _ = r.json();
+    }
+
+    // --- MFA configuration ---
+
+    fn okta_mfa_policy(id: &str, status: &str) -> Value {
+        json!({
+            "id": id,
+            "status": status,
+            "name": format!("MFA enrollment {id}"),
+            "type": "MFA_ENROLL",
+            "priority": 1,
+            "system": false,
+            "conditions": {"people": {"groups": {"include": ["00gall"]}}},
+            "settings": {
+                "type": "AUTHENTICATORS",
+                "authenticators": [{"key": "okta_verify", "enroll": {"self": "REQUIRED"}}]
+            },
+            "created": "2023-01-01T00:00:00.000Z",
+            "lastUpdated": "2023-01-01T00:00:00.000Z"
+        })
+    }
+
+    fn okta_rule(id: &str, priority: u32) -> Value {
+        json!({
+            "id": id,
+            "status": "ACTIVE",
+            "name": format!("Rule {id}"),
+            "priority": priority,
+            "system": false,
+            "type": "MFA_ENROLL",
+            "conditions": {"people": {"users": {"exclude": []}}},
+            "actions": {"enroll": {"self": "CHALLENGE"}}
+        })
+    }
+
+    #[test]
+    fn okta_policies_are_listed_by_type_read_and_replaced() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let base = idp.base_url();
+        idp.set_okta_policy(okta_mfa_policy("00pmfa1", "ACTIVE"));
+        idp.set_okta_policy(json!({
+            "id": "00psignon", "status": "ACTIVE", "name": "Default", "type": "OKTA_SIGN_ON",
+            "priority": 1, "system": true, "conditions": null, "settings": {}
+        }));
+        idp.set_okta_policy(okta_mfa_policy("00pmfa2", "INACTIVE"));
+        // Replacing keeps the place in listings.
+        let mut renamed = okta_mfa_policy("00pmfa1", "ACTIVE");
+        renamed["name"] = json!("First");
+        idp.set_okta_policy(renamed);
+        let get = |url: String| {
+            c.get(url)
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+
+        let resp = get(format!("{base}/api/v1/policies?type=MFA_ENROLL"));
+        assert_eq!(resp.status(), 200);
+        let list: Value = resp.json().unwrap();
+        let ids: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["00pmfa1", "00pmfa2"]);
+        assert_eq!(list[0]["name"], "First");
+        assert_eq!(
+            list[0]["_links"]["self"]["href"],
+            format!("{base}/api/v1/policies/00pmfa1")
+        );
+        assert_eq!(
+            list[0]["_links"]["deactivate"]["href"],
+            format!("{base}/api/v1/policies/00pmfa1/lifecycle/deactivate")
+        );
+        assert_eq!(
+            list[1]["_links"]["activate"]["href"],
+            format!("{base}/api/v1/policies/00pmfa2/lifecycle/activate")
+        );
+        let active: Value = get(format!(
+            "{base}/api/v1/policies?type=MFA_ENROLL&status=ACTIVE"
+        ))
+        .json()
+        .unwrap();
+        assert_eq!(active.as_array().unwrap().len(), 1);
+        let none: Value = get(format!("{base}/api/v1/policies?type=PASSWORD"))
+            .json()
+            .unwrap();
+        assert_eq!(none, json!([]));
+
+        let resp = get(format!("{base}/api/v1/policies"));
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["errorCode"], "E0000001");
+        assert_eq!(body["errorSummary"], "Api validation failed: type");
+
+        let resp = get(format!("{base}/api/v1/policies/00psignon"));
+        assert_eq!(resp.status(), 200);
+        let policy: Value = resp.json().unwrap();
+        assert_eq!(policy["system"], true);
+        assert!(policy["created"].is_string() && policy["lastUpdated"].is_string());
+        assert_eq!(Some(policy), idp.okta_policy("00psignon"));
+        let resp = get(format!("{base}/api/v1/policies/00pnope"));
+        assert_eq!(resp.status(), 404);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000007");
+        assert_eq!(idp.okta_policy("00pnope"), None);
+
+        // PUT: id forced to the path's, status kept, lastUpdated refreshed.
+        let mut sent = okta_mfa_policy("00pother", "INACTIVE");
+        sent["name"] = json!("Restored");
+        sent["settings"]["authenticators"][0]["enroll"]["self"] = json!("OPTIONAL");
+        sent.as_object_mut().unwrap().remove("created");
+        sent.as_object_mut().unwrap().remove("lastUpdated");
+        let put = |path: &str, body: &Value| {
+            c.put(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .json(body)
+                .send()
+                .unwrap()
+        };
+        let resp = put("/api/v1/policies/00pmfa1", &sent);
+        assert_eq!(resp.status(), 200);
+        let stored: Value = resp.json().unwrap();
+        assert_eq!(stored["id"], "00pmfa1");
+        assert_eq!(stored["status"], "ACTIVE");
+        assert_eq!(stored["name"], "Restored");
+        assert_eq!(
+            stored["settings"]["authenticators"][0]["enroll"]["self"],
+            "OPTIONAL"
+        );
+        assert_eq!(stored["created"], "2023-01-01T00:00:00.000Z");
+        assert_ne!(stored["lastUpdated"], "2023-01-01T00:00:00.000Z");
+        assert!(stored["_links"]["self"].is_object());
+        assert_eq!(Some(stored), idp.okta_policy("00pmfa1"));
+        assert_eq!(idp.okta_policy_status("00pmfa1").as_deref(), Some("ACTIVE"));
+        let recorded = idp.requests_matching("PUT", "/api/v1/policies/00pmfa1");
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].json(), sent);
+
+        // The type cannot change; bodies must be JSON objects.
+        let mut retyped = sent.clone();
+        retyped["type"] = json!("OKTA_SIGN_ON");
+        let resp = put("/api/v1/policies/00pmfa1", &retyped);
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000001");
+        assert_eq!(idp.okta_policy("00pmfa1").unwrap()["type"], "MFA_ENROLL");
+        let resp = put("/api/v1/policies/00pmfa1", &json!([1]));
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000001");
+        let resp = c
+            .put(format!("{base}/api/v1/policies/00pmfa1"))
+            .header("authorization", okta_auth())
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000003");
+        assert_eq!(put("/api/v1/policies/00pnope", &sent).status(), 404);
+
+        // Other methods on the new paths: 405.
+        for resp in [
+            c.delete(format!("{base}/api/v1/policies/00pmfa1"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap(),
+            c.post(format!("{base}/api/v1/policies"))
+                .header("authorization", okta_auth())
+                .json(&sent)
+                .send()
+                .unwrap(),
+        ] {
+            assert_eq!(resp.status(), 405);
+            assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000022");
+        }
+    }
+
+    #[test]
+    fn okta_policy_lifecycle_updates_stored_policies_and_keeps_the_old_behaviour() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let base = idp.base_url();
+        idp.set_okta_policy(okta_mfa_policy("00pmfa1", "ACTIVE"));
+        let post = |path: &str| {
+            c.post(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+        let resp = post("/api/v1/policies/00pmfa1/lifecycle/deactivate");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.json::<Value>().unwrap(), json!({}));
+        assert_eq!(
+            idp.okta_policy_status("00pmfa1").as_deref(),
+            Some("INACTIVE")
+        );
+        let policy = idp.okta_policy("00pmfa1").unwrap();
+        assert_eq!(policy["status"], "INACTIVE");
+        assert_ne!(policy["lastUpdated"], "2023-01-01T00:00:00.000Z");
+        assert!(policy["_links"]["activate"].is_object());
+        assert!(policy["_links"].get("deactivate").is_none());
+
+        // Ids that are not stored: any id but `missing…`, status recorded.
+        assert_eq!(
+            post("/api/v1/policies/00pany/lifecycle/activate").status(),
+            200
+        );
+        assert_eq!(idp.okta_policy_status("00pany").as_deref(), Some("ACTIVE"));
+        assert_eq!(idp.okta_policy("00pany"), None);
+        assert_eq!(
+            post("/api/v1/policies/missing-1/lifecycle/activate").status(),
+            404
+        );
+        assert_eq!(idp.okta_policy_status("missing-1"), None);
+        assert_eq!(
+            post("/api/v1/policies/00pany/lifecycle/bogus").status(),
+            405
+        );
+    }
+
+    #[test]
+    fn okta_policy_rules_are_read_replaced_and_activated() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let base = idp.base_url();
+        idp.set_okta_policy(okta_mfa_policy("00pmfa1", "ACTIVE"));
+        idp.set_okta_policy(okta_mfa_policy("00pmfa2", "ACTIVE"));
+        idp.set_okta_policy_rules("00pmfa1", vec![okta_rule("0prA", 1), okta_rule("0prB", 2)]);
+        let get = |path: &str| {
+            c.get(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+
+        let rules: Value = get("/api/v1/policies/00pmfa1/rules").json().unwrap();
+        let ids: Vec<&str> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["0prA", "0prB"]);
+        assert_eq!(
+            rules[1]["_links"]["self"]["href"],
+            format!("{base}/api/v1/policies/00pmfa1/rules/0prB")
+        );
+        assert!(rules[0]["created"].is_string());
+        let none: Value = get("/api/v1/policies/00pmfa2/rules").json().unwrap();
+        assert_eq!(none, json!([]));
+        assert_eq!(get("/api/v1/policies/00pnope/rules").status(), 404);
+
+        let resp = get("/api/v1/policies/00pmfa1/rules/0prB");
+        assert_eq!(resp.status(), 200);
+        let rule: Value = resp.json().unwrap();
+        assert_eq!(rule["priority"], 2);
+        assert_eq!(Some(rule), idp.okta_policy_rule("00pmfa1", "0prB"));
+        let resp = get("/api/v1/policies/00pmfa1/rules/0prZ");
+        assert_eq!(resp.status(), 404);
+        assert_eq!(
+            resp.json::<Value>().unwrap()["errorSummary"],
+            "Not found: Resource not found: 0prZ (PolicyRule)"
+        );
+        assert_eq!(get("/api/v1/policies/00pnope/rules/0prA").status(), 404);
+
+        let mut sent = okta_rule("0prX", 5);
+        sent["status"] = json!("INACTIVE");
+        sent["actions"]["enroll"]["self"] = json!("LOGIN");
+        let put = |path: &str, body: &Value| {
+            c.put(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .json(body)
+                .send()
+                .unwrap()
+        };
+        let resp = put("/api/v1/policies/00pmfa1/rules/0prA", &sent);
+        assert_eq!(resp.status(), 200);
+        let stored: Value = resp.json().unwrap();
+        assert_eq!(stored["id"], "0prA");
+        assert_eq!(stored["status"], "ACTIVE");
+        assert_eq!(stored["priority"], 5);
+        assert_eq!(stored["actions"]["enroll"]["self"], "LOGIN");
+        assert_eq!(Some(stored), idp.okta_policy_rule("00pmfa1", "0prA"));
+        assert_eq!(
+            idp.requests_matching("PUT", "/api/v1/policies/00pmfa1/rules/0prA")[0].json(),
+            sent
+        );
+        let mut retyped = sent.clone();
+        retyped["type"] = json!("SIGN_ON");
+        assert_eq!(
+            put("/api/v1/policies/00pmfa1/rules/0prA", &retyped).status(),
+            400
+        );
+        assert_eq!(
+            put("/api/v1/policies/00pmfa1/rules/0prZ", &sent).status(),
+            404
+        );
+        assert_eq!(
+            put("/api/v1/policies/00pnope/rules/0prA", &sent).status(),
+            404
+        );
+
+        let post = |path: &str| {
+            c.post(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+        let resp = post("/api/v1/policies/00pmfa1/rules/0prB/lifecycle/deactivate");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.json::<Value>().unwrap(), json!({}));
+        let rule = idp.okta_policy_rule("00pmfa1", "0prB").unwrap();
+        assert_eq!(rule["status"], "INACTIVE");
+        assert!(rule["_links"]["activate"].is_object());
+        assert_eq!(
+            post("/api/v1/policies/00pmfa1/rules/0prB/lifecycle/activate").status(),
+            200
+        );
+        assert_eq!(
+            idp.okta_policy_rule("00pmfa1", "0prB").unwrap()["status"],
+            "ACTIVE"
+        );
+        assert_eq!(
+            post("/api/v1/policies/00pmfa1/rules/0prZ/lifecycle/activate").status(),
+            404
+        );
+        assert_eq!(
+            post("/api/v1/policies/00pnope/rules/0prA/lifecycle/activate").status(),
+            404
+        );
+        assert_eq!(
+            get("/api/v1/policies/00pmfa1/rules/0prB/lifecycle/activate").status(),
+            405
+        );
+        assert_eq!(
+            c.delete(format!("{base}/api/v1/policies/00pmfa1/rules/0prB"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+                .status(),
+            405
+        );
+    }
+
+    #[test]
+    fn okta_authenticators_apps_and_access_policy_assignment() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let base = idp.base_url();
+        idp.set_okta_authenticators(vec![
+            json!({"id": "aut1", "key": "okta_verify", "status": "ACTIVE", "type": "app", "name": "Okta Verify"}),
+            json!({"id": "aut2", "key": "phone_number", "status": "INACTIVE", "type": "phone", "name": "Phone"}),
+        ]);
+        idp.set_okta_policy(json!({
+            "id": "rst1", "status": "ACTIVE", "name": "Admin apps", "type": "ACCESS_POLICY",
+            "priority": 1, "system": false
+        }));
+        idp.set_okta_policy(json!({
+            "id": "rst2", "status": "ACTIVE", "name": "Strict", "type": "ACCESS_POLICY",
+            "priority": 2, "system": false
+        }));
+        idp.set_okta_policy(okta_mfa_policy("00pmfa1", "ACTIVE"));
+        idp.set_okta_app(
+            json!({"id": "0oa1", "label": "Admin Console", "name": "saasure", "status": "ACTIVE"}),
+            Some("rst1"),
+        );
+        idp.set_okta_app(
+            json!({"id": "0oa2", "label": "Wiki", "name": "wiki_app", "status": "ACTIVE"}),
+            None,
+        );
+        let get = |path: &str| {
+            c.get(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+        let put = |path: &str| {
+            c.put(format!("{base}{path}"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+        };
+
+        let list: Value = get("/api/v1/authenticators").json().unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        assert_eq!(list[0]["key"], "okta_verify");
+        assert_eq!(
+            list[1]["_links"]["self"]["href"],
+            format!("{base}/api/v1/authenticators/aut2")
+        );
+        let one: Value = get("/api/v1/authenticators/aut2").json().unwrap();
+        assert_eq!(one["key"], "phone_number");
+        assert_eq!(get("/api/v1/authenticators/autX").status(), 404);
+
+        let app: Value = get("/api/v1/apps/0oa1").json().unwrap();
+        assert_eq!(app["label"], "Admin Console");
+        assert_eq!(
+            app["_links"]["accessPolicy"]["href"],
+            format!("{base}/api/v1/policies/rst1")
+        );
+        let app: Value = get("/api/v1/apps/0oa2").json().unwrap();
+        assert!(app["_links"].get("accessPolicy").is_none());
+        assert_eq!(idp.okta_app_policy("0oa2"), None);
+        let resp = get("/api/v1/apps/0oaX");
+        assert_eq!(resp.status(), 404);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000007");
+
+        let resp = put("/api/v1/apps/0oa2/policies/rst2");
+        assert_eq!(resp.status(), 204);
+        assert_eq!(idp.okta_app_policy("0oa2").as_deref(), Some("rst2"));
+        let app: Value = get("/api/v1/apps/0oa2").json().unwrap();
+        assert_eq!(
+            app["_links"]["accessPolicy"]["href"],
+            format!("{base}/api/v1/policies/rst2")
+        );
+        assert_eq!(
+            idp.requests_matching("PUT", "/api/v1/apps/0oa2/policies/rst2")
+                .len(),
+            1
+        );
+
+        let resp = put("/api/v1/apps/0oa1/policies/00pmfa1");
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000001");
+        assert_eq!(idp.okta_app_policy("0oa1").as_deref(), Some("rst1"));
+        assert_eq!(put("/api/v1/apps/0oa1/policies/rstX").status(), 404);
+        assert_eq!(put("/api/v1/apps/0oaX/policies/rst1").status(), 404);
+        assert_eq!(get("/api/v1/apps/0oa1/policies/rst1").status(), 405);
+        assert_eq!(
+            c.delete(format!("{base}/api/v1/apps/0oa1"))
+                .header("authorization", okta_auth())
+                .send()
+                .unwrap()
+                .status(),
+            405
+        );
+
+        // Credentials and faults apply to the new routes like to the old.
+        let resp = c
+            .get(format!("{base}/api/v1/policies?type=ACCESS_POLICY"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        idp.inject("GET", "/api/v1/policies", Fault::Status(503), 1);
+        let resp = get("/api/v1/policies?type=ACCESS_POLICY");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.json::<Value>().unwrap()["errorCode"], "E0000010");
+        let listed: Value = get("/api/v1/policies?type=ACCESS_POLICY").json().unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "set_okta_policy: the policy needs a string \"id\"")]
+    fn setting_a_policy_without_an_id_panics() {
+        FakeIdp::start().set_okta_policy(json!({"name": "no id"}));
+    }
+
+    fn graph_ca(id: &str, state: &str) -> Value {
+        json!({
+            "id": id,
+            "displayName": format!("Require MFA {id}"),
+            "state": state,
+            "createdDateTime": "2023-01-01T00:00:00.0000000Z",
+            "modifiedDateTime": null,
+            "conditions": {
+                "users": {
+                    "includeUsers": ["All"], "excludeUsers": [],
+                    "includeGroups": [], "excludeGroups": ["grp-breakglass"],
+                    "includeRoles": [], "excludeRoles": []
+                },
+                "applications": {"includeApplications": ["All"], "excludeApplications": []},
+                "clientAppTypes": ["all"],
+                "locations": null,
+                "platforms": null,
+                "signInRiskLevels": []
+            },
+            "grantControls": {
+                "operator": "OR",
+                "builtInControls": ["mfa"],
+                "authenticationStrength": null
+            },
+            "sessionControls": null
+        })
+    }
+
+    #[test]
+    fn graph_ca_policies_are_listed_read_and_patched() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let token = graph_token(&idp, &c);
+        let g = idp.graph_url();
+        idp.set_graph_ca_policy(graph_ca("ca-1", "enabled"));
+        idp.set_graph_ca_policy(graph_ca("ca-2", "enabledForReportingButNotEnforced"));
+        let url = |id: &str| format!("{g}/identity/conditionalAccess/policies/{id}");
+
+        let resp = c
+            .get(format!("{g}/identity/conditionalAccess/policies"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().unwrap();
+        assert_eq!(
+            body["@odata.context"],
+            "https://graph.microsoft.com/v1.0/$metadata#identity/conditionalAccess/policies"
+        );
+        assert_eq!(body["value"][0], graph_ca("ca-1", "enabled"));
+        assert_eq!(body["value"][1]["id"], "ca-2");
+
+        let policy: Value = c
+            .get(url("ca-2"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            policy["@odata.context"]
+                .as_str()
+                .unwrap()
+                .ends_with("/policies/$entity")
+        );
+        assert_eq!(policy["state"], "enabledForReportingButNotEnforced");
+        let resp = c.get(url("ca-9")).bearer_auth(&token).send().unwrap();
+        assert_eq!(resp.status(), 404);
+        assert!(resp.json::<Value>().unwrap()["error"]["code"].is_string());
+
+        // PATCH a stored policy: top-level properties replaced, others kept.
+        let patch = json!({
+            "state": "disabled",
+            "conditions": {"users": {"includeUsers": ["None"]}, "applications": {"includeApplications": ["All"]}, "clientAppTypes": ["all"]},
+            "id": "ignored"
+        });
+        let resp = c
+            .patch(url("ca-1"))
+            .bearer_auth(&token)
+            .json(&patch)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        let stored = idp.graph_ca_policy("ca-1").unwrap();
+        assert_eq!(stored["id"], "ca-1");
+        assert_eq!(stored["state"], "disabled");
+        assert_eq!(stored["conditions"], patch["conditions"]);
+        assert_eq!(stored["displayName"], "Require MFA ca-1");
+        assert_eq!(stored["grantControls"]["builtInControls"], json!(["mfa"]));
+        assert_eq!(stored["createdDateTime"], "2023-01-01T00:00:00.0000000Z");
+        assert!(stored["modifiedDateTime"].is_string());
+        assert_eq!(
+            idp.graph_ca_policy_state("ca-1").as_deref(),
+            Some("disabled")
+        );
+        assert_eq!(
+            idp.requests_matching("PATCH", "/v1.0/identity/conditionalAccess/policies/ca-1")[0]
+                .json(),
+            patch
+        );
+        let resp = c
+            .patch(url("ca-1"))
+            .bearer_auth(&token)
+            .json(&json!({"state": "on"}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            idp.graph_ca_policy_state("ca-1").as_deref(),
+            Some("disabled")
+        );
+
+        // Ids that are not stored keep the old behaviour.
+        let resp = c
+            .patch(url("p9"))
+            .bearer_auth(&token)
+            .json(&json!({"state": "enabled"}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        assert_eq!(idp.graph_ca_policy_state("p9").as_deref(), Some("enabled"));
+        assert_eq!(idp.graph_ca_policy("p9"), None);
+        let resp = c
+            .patch(url("missing-1"))
+            .bearer_auth(&token)
+            .json(&json!({"state": "enabled"}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+
+        let resp = c
+            .post(format!("{g}/identity/conditionalAccess/policies"))
+            .bearer_auth(&token)
+            .json(&graph_ca("ca-3", "enabled"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 405);
+        let resp = c
+            .get(format!("{g}/identity/conditionalAccess/policies"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        idp.inject(
+            "GET",
+            "/v1.0/identity/conditionalAccess/policies",
+            Fault::GraphThrottle {
+                retry_after_secs: 2,
+            },
+            1,
+        );
+        let resp = c.get(url("ca-1")).bearer_auth(&token).send().unwrap();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "2");
+    }
+
+    #[test]
+    fn graph_auth_methods_policy_default_patch_and_set() {
+        let idp = FakeIdp::start();
+        let c = client();
+        let token = graph_token(&idp, &c);
+        let url = format!("{}/policies/authenticationMethodsPolicy", idp.graph_url());
+
+        let resp = c.get(&url).bearer_auth(&token).send().unwrap();
+        assert_eq!(resp.status(), 200);
+        let policy: Value = resp.json().unwrap();
+        assert_eq!(policy["id"], "authenticationMethodsPolicy");
+        assert!(policy["@odata.context"].is_string());
+        let states: Vec<(String, String, String)> = policy["authenticationMethodConfigurations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["state"].as_str().unwrap().to_owned(),
+                    m["@odata.type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for (id, state, kind) in [
+            (
+                "MicrosoftAuthenticator",
+                "enabled",
+                "#microsoft.graph.microsoftAuthenticatorAuthenticationMethodConfiguration",
+            ),
+            (
+                "Fido2",
+                "enabled",
+                "#microsoft.graph.fido2AuthenticationMethodConfiguration",
+            ),
+            (
+                "Sms",
+                "disabled",
+                "#microsoft.graph.smsAuthenticationMethodConfiguration",
+            ),
+            (
+                "Voice",
+                "disabled",
+                "#microsoft.graph.voiceAuthenticationMethodConfiguration",
+            ),
+            (
+                "Email",
+                "disabled",
+                "#microsoft.graph.emailAuthenticationMethodConfiguration",
+            ),
+            (
+                "SoftwareOath",
+                "enabled",
+                "#microsoft.graph.softwareOathAuthenticationMethodConfiguration",
+            ),
+        ] {
+            assert!(
+                states.contains(&(id.to_owned(), state.to_owned(), kind.to_owned())),
+                "{id} {state} {kind} in {states:?}"
+            );
+        }
+
+        let patch = json!({
+            "registrationEnforcement": {"authenticationMethodsRegistrationCampaign": {"state": "disabled"}},
+            "authenticationMethodConfigurations": [
+                {"@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration", "id": "Sms", "state": "enabled"}
+            ]
+        });
+        let resp = c
+            .patch(&url)
+            .bearer_auth(&token)
+            .json(&patch)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        let now = idp.graph_auth_methods_policy();
+        assert_eq!(
+            now["registrationEnforcement"],
+            patch["registrationEnforcement"]
+        );
+        assert_eq!(
+            now["authenticationMethodConfigurations"],
+            patch["authenticationMethodConfigurations"]
+        );
+        assert_eq!(now["displayName"], "Authentication Methods Policy");
+        assert_ne!(now["lastModifiedDateTime"], policy["lastModifiedDateTime"]);
+        let served: Value = c
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(served["authenticationMethodConfigurations"][0]["id"], "Sms");
+        let resp = c.patch(&url).bearer_auth(&token).body("[]").send().unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            c.delete(&url).bearer_auth(&token).send().unwrap().status(),
+            405
+        );
+
+        idp.set_graph_auth_methods_policy(
+            json!({"id": "authenticationMethodsPolicy", "displayName": "Custom"}),
+        );
+        let served: Value = c
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(served["displayName"], "Custom");
+        assert!(served.get("authenticationMethodConfigurations").is_none());
     }
 
     #[test]

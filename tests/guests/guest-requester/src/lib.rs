@@ -4,9 +4,11 @@
 //! operator did not grant.
 //!
 //! Config: `action` (an action kind: `suspend-user`, `revoke-sessions`,
-//! `reset-factors`, `add-to-group`, `activate-policy`, `block-ip`),
-//! `targets` (comma-separated: user names, policy ids or addresses),
-//! `group` (for add-to-group). One finding per event reports each answer.
+//! `reset-factors`, `add-to-group`, `activate-policy`, `restore-policy`,
+//! `assign-app-policy`, `block-ip`), `targets` (comma-separated: user
+//! names, policy ids, application ids or addresses), `group` (for
+//! add-to-group), `policy` (for assign-app-policy). One finding per event
+//! reports each answer.
 
 use vigil_sdk::*;
 
@@ -26,6 +28,8 @@ impl Rule for Guest {
                 ActionKind::ActivatePolicy,
                 ActionKind::AddToGroup,
                 ActionKind::BlockIp,
+                ActionKind::RestorePolicy,
+                ActionKind::AssignAppPolicy,
             ],
             outcomes: vec![],
             classes: vec![],
@@ -39,6 +43,7 @@ impl Rule for Guest {
             .config("targets")
             .ok_or("config `targets` is not set")?;
         let group = host.config("group").unwrap_or_default();
+        let policy = host.config("policy").unwrap_or_default();
         let mut finding = Finding::new(Severity::Low, "requests", event.id().to_owned());
         for target in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let action = match kind.as_str() {
@@ -49,6 +54,11 @@ impl Rule for Guest {
                 "revoke-sessions" => Action::RevokeSessions(target.into()),
                 "reset-factors" => Action::ResetFactors(target.into()),
                 "activate-policy" => Action::ActivatePolicy(target.into()),
+                "restore-policy" => Action::RestorePolicy(target.into()),
+                "assign-app-policy" => Action::AssignAppPolicy(AppPolicy {
+                    app: target.into(),
+                    policy: policy.clone(),
+                }),
                 "add-to-group" => Action::AddToGroup(GroupMembership {
                     user: target.into(),
                     group: group.clone(),

@@ -1,0 +1,239 @@
+//! The Okta connector's MFA configuration: what `vigil baseline` reads,
+//! what `restore-policy` writes back, and `assign-app-policy`.
+//!
+//! | what | requests |
+//! |---|---|
+//! | baseline read | `GET /api/v1/policies?type=T` for `MFA_ENROLL`, `OKTA_SIGN_ON`, `ACCESS_POLICY` (following `Link: rel="next"`), `GET /api/v1/policies/{id}/rules` for each, `GET /api/v1/authenticators` |
+//! | `restore-policy` | `GET /api/v1/policies/{id}` + rules; then only what differs: `PUT /api/v1/policies/{id}`, `PUT /api/v1/policies/{id}/rules/{ruleId}`, `POST …/lifecycle/activate` or `…/deactivate` (policy or rule); then the same reads again to confirm |
+//! | `assign-app-policy` | `PUT /api/v1/apps/{appId}/policies/{policyId}` |
+//!
+//! Permissions: `okta.policies.read` and `okta.authenticators.read` to
+//! capture; `okta.policies.manage` (Super Admin) to restore;
+//! `okta.apps.manage` and `okta.policies.read` to assign an application.
+//!
+//! A restore writes the approved body whole (`PUT` replaces a policy or
+//! rule); status changes go through the lifecycle calls, because Okta
+//! ignores `status` in a `PUT`. A rule added since the baseline is
+//! *deactivated*, not deleted (a deletion could not be undone); a rule
+//! deleted since the baseline is not recreated (it would get a new id):
+//! the re-read then still differs and the restore is reported failed,
+//! naming the rule.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{OktaConnector, context, next_link, segment};
+use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES};
+use crate::actions::http::path_below;
+use crate::model::baseline::{ObjectKind, PolicyObject, PolicyRule, without_volatile};
+
+/// The Okta policy types that decide whether MFA is asked for.
+pub const MFA_POLICY_TYPES: [&str; 3] = ["MFA_ENROLL", "OKTA_SIGN_ON", "ACCESS_POLICY"];
+
+/// A string field of a JSON object, or "".
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// `value` without `status` (set through lifecycle calls, not `PUT`).
+fn without_status(value: &Value) -> Value {
+    let mut v = value.clone();
+    if let Value::Object(map) = &mut v {
+        map.remove("status");
+    }
+    v
+}
+
+impl OktaConnector {
+    /// Every item of a list endpoint, following `Link: rel="next"` while it
+    /// stays on the org URL, at most [`MAX_GROUP_PAGES`] pages.
+    fn get_list(&self, what: &str, first: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut path = first.to_owned();
+        let mut items = Vec::new();
+        for page_no in 1..=MAX_GROUP_PAGES {
+            let (response, _) = self
+                .call(what, Method::GET, &path, None)
+                .map_err(|e| context(e, &format!("GET {path}")))?;
+            let page = response
+                .json()
+                .map_err(|e| context(e, &format!("GET {path}")))?;
+            let Some(list) = page.as_array() else {
+                return Err(ConnectorError {
+                    status: Some(response.status),
+                    vendor_code: None,
+                    message: format!("GET {path}: the answer is not a list"),
+                    attempts: page_no as u32,
+                });
+            };
+            items.extend(list.iter().cloned());
+            let next = if list.is_empty() {
+                None
+            } else {
+                next_link(&response.headers)
+            };
+            let Some(next) = next else {
+                return Ok(items);
+            };
+            path = path_below(&self.base_url, &next).map_err(|why| {
+                ConnectorError::refused(format!(
+                    "GET {first}: the list continues at {next:?}, outside {} ({why}); not followed",
+                    self.base_url
+                ))
+            })?;
+        }
+        Err(ConnectorError::refused(format!(
+            "GET {first}: longer than {MAX_GROUP_PAGES} pages; not followed further"
+        )))
+    }
+
+    /// One policy and its rules, from its JSON as listed or read.
+    fn policy_object(&self, policy: Value) -> Result<PolicyObject, ConnectorError> {
+        let id = text(&policy, "id").to_owned();
+        if id.is_empty() {
+            return Err(ConnectorError::refused(
+                "okta: a policy in the answer has no id",
+            ));
+        }
+        let rules_path = format!("/api/v1/policies/{}/rules", segment("policy", &id)?);
+        let rules = self
+            .get_list("okta read policy rules", &rules_path)?
+            .into_iter()
+            .map(|rule| PolicyRule {
+                id: text(&rule, "id").to_owned(),
+                name: text(&rule, "name").to_owned(),
+                body: without_volatile(rule),
+            })
+            .collect();
+        Ok(PolicyObject {
+            kind: ObjectKind::OktaPolicy,
+            name: text(&policy, "name").to_owned(),
+            id,
+            body: without_volatile(policy),
+            rules,
+        })
+    }
+
+    pub(super) fn read_mfa_config(&self) -> Result<Vec<PolicyObject>, ConnectorError> {
+        let mut objects = Vec::new();
+        for kind in MFA_POLICY_TYPES {
+            let path = format!("/api/v1/policies?type={kind}");
+            for policy in self.get_list("okta read policies", &path)? {
+                objects.push(self.policy_object(policy)?);
+            }
+        }
+        for authenticator in self.get_list("okta read authenticators", "/api/v1/authenticators")? {
+            objects.push(PolicyObject {
+                kind: ObjectKind::OktaAuthenticator,
+                id: text(&authenticator, "id").to_owned(),
+                name: text(&authenticator, "name").to_owned(),
+                body: without_volatile(authenticator),
+                rules: Vec::new(),
+            });
+        }
+        Ok(objects)
+    }
+
+    pub(super) fn read_one_policy(&self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        let path = format!("/api/v1/policies/{}", segment("policy", id)?);
+        match self.call("okta read policy", Method::GET, &path, None) {
+            Ok((response, _)) => {
+                let policy = response
+                    .json()
+                    .map_err(|e| context(e, &format!("GET {path}")))?;
+                self.policy_object(policy).map(Some)
+            }
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(context(e, &format!("GET {path}"))),
+        }
+    }
+
+    /// A lifecycle call on a policy or rule path when `from` and `to`
+    /// statuses differ.
+    fn set_status(
+        &self,
+        base: &str,
+        from: &Value,
+        to: &Value,
+        lines: &mut Vec<String>,
+    ) -> Result<(), ConnectorError> {
+        let (from, to) = (text(from, "status"), text(to, "status"));
+        let op = match (from, to) {
+            (a, b) if a == b => return Ok(()),
+            (_, "ACTIVE") => "activate",
+            (_, "INACTIVE") => "deactivate",
+            _ => return Ok(()),
+        };
+        let path = format!("{base}/lifecycle/{op}");
+        let (_, line) = self
+            .call("okta restore-policy", Method::POST, &path, None)
+            .map_err(|e| context(e, &format!("POST {path}")))?;
+        lines.push(line);
+        Ok(())
+    }
+
+    pub(super) fn write_one_policy(
+        &self,
+        current: &PolicyObject,
+        target: &PolicyObject,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let base = format!("/api/v1/policies/{}", segment("policy", &target.id)?);
+        let mut lines = Vec::new();
+        if without_status(&current.body) != without_status(&target.body) {
+            let (_, line) = self
+                .call(
+                    "okta restore-policy",
+                    Method::PUT,
+                    &base,
+                    Some(&target.body),
+                )
+                .map_err(|e| context(e, &format!("PUT {base}")))?;
+            lines.push(line);
+        }
+        self.set_status(&base, &current.body, &target.body, &mut lines)?;
+        for rule in &target.rules {
+            let Some(now) = current.rules.iter().find(|r| r.id == rule.id) else {
+                // Deleted since the baseline: a new rule would get a new id,
+                // so it is left to a human (the confirmation names it).
+                continue;
+            };
+            let path = format!("{base}/rules/{}", segment("rule", &rule.id)?);
+            if without_status(&now.body) != without_status(&rule.body) {
+                let (_, line) = self
+                    .call("okta restore-policy", Method::PUT, &path, Some(&rule.body))
+                    .map_err(|e| context(e, &format!("PUT {path}")))?;
+                lines.push(line);
+            }
+            self.set_status(&path, &now.body, &rule.body, &mut lines)?;
+        }
+        // Added since the baseline: switched off, not deleted, so the undo
+        // can switch it on again.
+        for extra in current
+            .rules
+            .iter()
+            .filter(|r| !target.rules.iter().any(|t| t.id == r.id))
+        {
+            let path = format!("{base}/rules/{}", segment("rule", &extra.id)?);
+            let inactive = serde_json::json!({ "status": "INACTIVE" });
+            self.set_status(&path, &extra.body, &inactive, &mut lines)?;
+        }
+        Ok(lines)
+    }
+
+    pub(super) fn assign_app_policy(
+        &self,
+        app: &str,
+        policy: &str,
+    ) -> Result<String, ConnectorError> {
+        let path = format!(
+            "/api/v1/apps/{}/policies/{}",
+            segment("app", app)?,
+            segment("policy", policy)?
+        );
+        let (_, line) = self
+            .call("okta assign-app-policy", Method::PUT, &path, None)
+            .map_err(|e| context(e, &format!("PUT {path}")))?;
+        Ok(format!(
+            "okta: application {app} now signs in under policy {policy} ({line})"
+        ))
+    }
+}

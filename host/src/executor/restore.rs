@@ -1,0 +1,149 @@
+//! `restore-policy` and its undo: read the policy, write the wanted
+//! version back through the connector, read it again to confirm.
+//!
+//! The wanted version is the one in the provider's approved baseline (see
+//! `crate::baseline`); the undo wants the version read just before the
+//! restore. The connector only knows the HTTP calls
+//! ([`Connector::read_policy`], [`Connector::write_policy`]); comparing,
+//! confirming and describing happen here, so Okta and Entra restores are
+//! judged alike.
+//!
+//! A restore is *confirmed* when the policy read back has no weakening
+//! left relative to the baseline ([`crate::baseline::diff_object`]). One
+//! that wrote something but is not confirmed (a rule deleted since the
+//! baseline cannot be recreated under its id) is still recorded
+//! `executed`, with its undo, and the detail and the audit record's `diff`
+//! (`"confirmed": false`) say what is left.
+
+use serde_json::{Value, json};
+
+use crate::actions::connector::{Connector, ConnectorError, Executed, Undo};
+use crate::baseline::{self, Change, diff_object};
+use crate::model::baseline::PolicyObject;
+use crate::store::Store;
+
+fn summaries(changes: &[Change]) -> Vec<String> {
+    changes.iter().map(|c| c.summary.clone()).collect()
+}
+
+/// Restores `policy` to the approved baseline of the connector's
+/// provider. Returns the execution and the audit record's `diff`.
+pub(super) fn restore_policy(
+    connector: &mut dyn Connector,
+    store: &Store,
+    policy: &str,
+) -> Result<(Executed, Option<Value>), ConnectorError> {
+    let provider = connector.name().to_owned();
+    let found = baseline::approved_policy(store, &provider, policy)
+        .map_err(|e| ConnectorError::refused(format!("{e:#}")))?;
+    let Some((approved, target)) = found else {
+        return Err(ConnectorError::refused(format!(
+            "no approved {provider} baseline holds policy {policy}: capture one with `vigil \
+             baseline capture` and approve it with `vigil baseline approve`; nothing was written"
+        )));
+    };
+    let version = approved.version;
+    let Some(current) = connector.read_policy(policy)? else {
+        return Err(ConnectorError::refused(format!(
+            "{provider} policy {policy} no longer exists; restore-policy does not recreate \
+             deleted policies (baseline version {version} holds it: `vigil baseline export \
+             --version {version}`); nothing was written"
+        )));
+    };
+    // From the baseline to now: what the restore takes back.
+    let reverted = diff_object(Some(&target), Some(&current));
+    if reverted.is_empty() {
+        return Ok((
+            Executed::done(format!(
+                "{provider}: policy '{}' ({policy}) already matches baseline version {version}; \
+                 nothing written",
+                target.name
+            )),
+            Some(json!({
+                "baseline_version": version,
+                "reverted": [],
+                "confirmed": true,
+            })),
+        ));
+    }
+    let lines = connector.write_policy(&current, &target)?;
+    let after = connector.read_policy(policy)?;
+    let left = diff_object(Some(&target), after.as_ref());
+    let confirmed = !left.iter().any(|c| c.weakens);
+    let mut detail = format!(
+        "{provider}: restored policy '{}' ({policy}) to baseline version {version}: {} ({}; \
+         re-read {})",
+        target.name,
+        summaries(&reverted).join("; "),
+        lines.join(", "),
+        if confirmed { "confirms it" } else { "does not" }
+    );
+    if !confirmed {
+        detail.push_str(&format!(
+            "; still weaker than the baseline: {}",
+            summaries(&left).join("; ")
+        ));
+        tracing::warn!("{detail}");
+    }
+    let diff = json!({
+        "baseline_version": version,
+        "reverted": reverted,
+        "left": left,
+        "confirmed": confirmed,
+    });
+    Ok((
+        Executed {
+            detail,
+            undo: Some(Undo::RestorePolicy {
+                policy: policy.to_owned(),
+                previous: Box::new(current),
+            }),
+        },
+        Some(diff),
+    ))
+}
+
+/// Writes `previous` (the policy as it was before a restore) back: the
+/// undo of `restore-policy`. Fails when the re-read still differs.
+pub(super) fn put_back(
+    connector: &mut dyn Connector,
+    policy: &str,
+    previous: &PolicyObject,
+) -> Result<String, ConnectorError> {
+    let provider = connector.name().to_owned();
+    let Some(current) = connector.read_policy(policy)? else {
+        return Err(ConnectorError::refused(format!(
+            "{provider} policy {policy} no longer exists; nothing to put back"
+        )));
+    };
+    let changes = diff_object(Some(previous), Some(&current));
+    if changes.is_empty() {
+        return Ok(format!(
+            "{provider}: policy '{}' ({policy}) is already as it was before the restore; nothing \
+             written",
+            previous.name
+        ));
+    }
+    let lines = connector.write_policy(&current, previous)?;
+    let after = connector.read_policy(policy)?;
+    let left = diff_object(Some(previous), after.as_ref());
+    if !left.is_empty() {
+        return Err(ConnectorError {
+            status: None,
+            vendor_code: None,
+            message: format!(
+                "{provider}: wrote policy {policy} back ({}) but the re-read still differs from \
+                 before the restore: {}",
+                lines.join(", "),
+                summaries(&left).join("; ")
+            ),
+            attempts: lines.len() as u32,
+        });
+    }
+    Ok(format!(
+        "{provider}: put policy '{}' ({policy}) back as it was before the restore: {} ({})",
+        previous.name,
+        summaries(&changes).join("; "),
+        lines.join(", ")
+    ))
+}

@@ -1,0 +1,209 @@
+//! The watch on the MFA baseline: after a policy-change event, and every
+//! `[baseline] check_secs`, each identity provider's MFA configuration is
+//! read and compared with its approved baseline (`crate::baseline`). A
+//! weakening not reported yet is a finding of the host, under the rule id
+//! `vigil.baseline`, carrying the changes in words.
+//!
+//! - Reads are coalesced: a burst of policy-change events reads each
+//!   provider at most once per [`MIN_GAP_MS`]; the check then runs at the
+//!   next event or idle tick.
+//! - Each weakening is reported once per process and approved version: a
+//!   weakening that goes away (restored) and comes back is reported again;
+//!   after a restart, weakenings still present are reported once more.
+//! - A provider that cannot be read is logged and tried again at the next
+//!   trigger; the events go on (a check is advice, not a gate).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::json;
+
+use crate::audit::Entry;
+use crate::baseline::{Change, Drift, FINDING_RULE};
+
+/// Least time between two reads of one provider's configuration.
+pub const MIN_GAP_MS: i64 = 5_000;
+
+/// The watch's memory between checks.
+pub struct BaselineWatch {
+    /// `[baseline] check_secs` in ms; 0: only after policy changes.
+    interval_ms: i64,
+    next_scheduled_ms: Option<i64>,
+    /// Providers with a policy change since their last check, and the
+    /// first event that showed it.
+    dirty: BTreeMap<String, String>,
+    last_check_ms: HashMap<String, i64>,
+    /// Per provider: the approved version and the weakenings reported
+    /// against it.
+    reported: HashMap<String, (i64, HashSet<String>)>,
+}
+
+impl BaselineWatch {
+    pub fn new(check_secs: u64, now_ms: i64) -> Self {
+        let interval_ms = (check_secs as i64).saturating_mul(1000);
+        BaselineWatch {
+            interval_ms,
+            next_scheduled_ms: (interval_ms > 0).then_some(now_ms.saturating_add(interval_ms)),
+            dirty: BTreeMap::new(),
+            last_check_ms: HashMap::new(),
+            reported: HashMap::new(),
+        }
+    }
+
+    /// A policy-change event from `provider`'s directory.
+    pub fn note_change(&mut self, provider: &str, event_id: &str) {
+        self.dirty
+            .entry(provider.to_owned())
+            .or_insert_with(|| event_id.to_owned());
+    }
+
+    /// Whether a check may be due (cheap: called after every event).
+    pub fn may_be_due(&self, now_ms: i64) -> bool {
+        !self.dirty.is_empty() || self.next_scheduled_ms.is_some_and(|t| t <= now_ms)
+    }
+
+    /// The providers to check now, each with the event that prompted it
+    /// (`None`: the schedule). `all` lists the configured providers.
+    pub fn take_due(&mut self, all: &[String], now_ms: i64) -> Vec<(String, Option<String>)> {
+        let scheduled = self.next_scheduled_ms.is_some_and(|t| t <= now_ms);
+        if scheduled {
+            self.next_scheduled_ms = Some(now_ms.saturating_add(self.interval_ms));
+        }
+        let mut due = Vec::new();
+        for provider in all {
+            let recent = self
+                .last_check_ms
+                .get(provider)
+                .is_some_and(|t| now_ms - t < MIN_GAP_MS);
+            let trigger = if recent {
+                None
+            } else {
+                self.dirty.remove(provider)
+            };
+            if trigger.is_some() || (scheduled && !recent) {
+                self.last_check_ms.insert(provider.clone(), now_ms);
+                due.push((provider.clone(), trigger));
+            }
+        }
+        // Changes from a source no configured provider serves are dropped.
+        self.dirty.retain(|p, _| all.contains(p));
+        due
+    }
+
+    /// The findings a drift calls for: one per object with a weakening not
+    /// reported yet against this approved version.
+    pub fn findings(&mut self, drift: &Drift, trigger: Option<&str>) -> Vec<Entry> {
+        let Some(approved) = &drift.approved else {
+            return Vec::new();
+        };
+        let now: Vec<&Change> = drift.weakenings().collect();
+        let (version, seen) = self
+            .reported
+            .entry(drift.provider.clone())
+            .or_insert_with(|| (approved.version, HashSet::new()));
+        if *version != approved.version {
+            *version = approved.version;
+            seen.clear();
+        }
+        // Forget what was put right, so it is reported if it comes back.
+        seen.retain(|s| now.iter().any(|c| key(c) == *s));
+        let mut by_object: BTreeMap<(String, String), Vec<&Change>> = BTreeMap::new();
+        for change in now {
+            if seen.insert(key(change)) {
+                by_object
+                    .entry((change.object_id.clone(), change.object_name.clone()))
+                    .or_default()
+                    .push(change);
+            }
+        }
+        by_object
+            .into_iter()
+            .map(|((id, name), changes)| {
+                let noun = changes[0].kind.noun();
+                let mut details = serde_json::Map::new();
+                details.insert("provider".into(), json!(drift.provider));
+                details.insert(
+                    "baseline_version".into(),
+                    json!(approved.version.to_string()),
+                );
+                for (i, c) in changes.iter().enumerate() {
+                    details.insert(format!("change_{}", i + 1), json!(c.summary));
+                }
+                details.insert(
+                    "remedy".into(),
+                    json!(format!(
+                        "restore-policy {id} (or `vigil baseline approve` if the change is wanted)"
+                    )),
+                );
+                let mut entry = Entry::new("finding").rule(FINDING_RULE);
+                if let Some(event) = trigger {
+                    entry = entry.event(event);
+                }
+                entry
+                    .field("severity", "high")
+                    .field(
+                        "title",
+                        format!(
+                            "MFA weakened relative to the approved baseline: {noun} '{name}' ({} \
+                             change{})",
+                            changes.len(),
+                            if changes.len() == 1 { "" } else { "s" }
+                        ),
+                    )
+                    .field("subject", id.as_str())
+                    .field("details", serde_json::Value::Object(details))
+                    .field("changes", json!(changes))
+                    .field(
+                        "trigger",
+                        if trigger.is_some() {
+                            "policy-change event"
+                        } else {
+                            "scheduled check"
+                        },
+                    )
+            })
+            .collect()
+    }
+}
+
+/// What identifies one reported weakening.
+fn key(c: &Change) -> String {
+    format!("{}\u{1f}{}", c.object_id, c.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_changes_reads_each_provider_once_per_gap() {
+        let mut w = BaselineWatch::new(0, 0);
+        let all = vec!["okta".to_owned(), "graph".to_owned()];
+        assert!(!w.may_be_due(0));
+        w.note_change("okta", "e1");
+        w.note_change("okta", "e2");
+        assert!(w.may_be_due(0));
+        assert_eq!(
+            w.take_due(&all, 10),
+            vec![("okta".into(), Some("e1".into()))]
+        );
+        w.note_change("okta", "e3");
+        assert!(w.take_due(&all, 1_000).is_empty(), "within the gap");
+        assert_eq!(
+            w.take_due(&all, 10 + MIN_GAP_MS),
+            vec![("okta".into(), Some("e3".into()))]
+        );
+        w.note_change("nowhere", "e4");
+        assert!(w.take_due(&all, 100_000).is_empty());
+        assert!(!w.may_be_due(100_000));
+    }
+
+    #[test]
+    fn the_schedule_checks_every_provider() {
+        let mut w = BaselineWatch::new(60, 0);
+        let all = vec!["okta".to_owned()];
+        assert!(!w.may_be_due(59_999));
+        assert_eq!(w.take_due(&all, 60_000), vec![("okta".into(), None)]);
+        assert!(!w.may_be_due(60_001));
+        assert!(w.may_be_due(120_000));
+    }
+}

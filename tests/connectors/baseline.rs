@@ -1,0 +1,476 @@
+//! The MFA baseline end to end, with the `vigil` binary against the fake
+//! identity provider: capture several policies, approve, weaken one (an
+//! event plus a changed API answer), the host's finding with the right
+//! diff, mfa-policy-guard's `restore-policy` parked for approval (nothing
+//! written), the approval, the exact writes, the re-read that confirms, the
+//! on-demand undo — every step in the audit log, and the chain intact.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::{Value, json};
+use vigil_test_support::fake_idp::{FakeIdp, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET, OKTA_TOKEN};
+use vigil_test_support::*;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("connectors-e2e-cache")
+}
+
+/// `vigil ARGS… --config vigil.toml` in `wd`.
+fn cli(wd: &Workdir, args: &[&str]) -> Output {
+    let config = wd.path().join("vigil.toml");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", config.to_str().unwrap()]);
+    vigil(VIGIL, &all, wd.path(), &cache_home())
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn run_events(wd: &Workdir, lines: &[String]) -> Output {
+    let events = wd.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let config = wd.path().join("vigil.toml");
+    vigil(
+        VIGIL,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        wd.path(),
+        &cache_home(),
+    )
+}
+
+fn sign_on_rule(require_factor: bool) -> Value {
+    json!({
+        "id": "0prCatchAll", "status": "ACTIVE", "name": "Catch-all Rule", "priority": 1,
+        "system": false, "type": "SIGN_ON",
+        "conditions": {"people": {"users": {"exclude": []}}, "network": {"connection": "ANYWHERE"}},
+        "actions": {"signon": {"access": "ALLOW", "requireFactor": require_factor,
+                               "factorPromptMode": "ALWAYS", "rememberDeviceByDefault": false}}
+    })
+}
+
+/// An Okta org with a sign-on policy, an MFA enrollment policy, an
+/// authentication policy and two authenticators.
+fn okta_org(fake: &FakeIdp) {
+    fake.set_okta_policy(json!({
+        "id": "00pSignOn", "status": "ACTIVE", "name": "Default Policy", "type": "OKTA_SIGN_ON",
+        "priority": 1, "system": true,
+        "conditions": {"people": {"groups": {"include": ["00gEveryone"]}}}
+    }));
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(true)]);
+    fake.set_okta_policy(json!({
+        "id": "00pEnroll", "status": "ACTIVE", "name": "MFA Enrollment", "type": "MFA_ENROLL",
+        "priority": 1, "system": false,
+        "settings": {"type": "AUTHENTICATORS",
+                     "authenticators": [{"key": "okta_verify", "enroll": {"self": "REQUIRED"}}]}
+    }));
+    fake.set_okta_policy_rules(
+        "00pEnroll",
+        vec![
+            json!({"id": "0prEnroll", "status": "ACTIVE", "name": "Enroll everyone",
+                    "type": "MFA_ENROLL", "actions": {"enroll": {"self": "LOGIN"}}}),
+        ],
+    );
+    fake.set_okta_policy(json!({
+        "id": "rstSalesforce", "status": "ACTIVE", "name": "Salesforce", "type": "ACCESS_POLICY",
+        "priority": 1, "system": false
+    }));
+    fake.set_okta_policy_rules(
+        "rstSalesforce",
+        vec![
+            json!({"id": "0prSf", "status": "ACTIVE", "name": "MFA always", "type": "ACCESS_POLICY",
+                    "actions": {"appSignOn": {"access": "ALLOW",
+                        "verificationMethod": {"factorMode": "2FA", "type": "ASSURANCE",
+                                               "reauthenticateIn": "PT2H"}}}}),
+        ],
+    );
+    fake.set_okta_authenticators(vec![
+        json!({"id": "autOV", "key": "okta_verify", "status": "ACTIVE", "name": "Okta Verify", "type": "app"}),
+        json!({"id": "autPhone", "key": "phone_number", "status": "INACTIVE", "name": "Phone", "type": "phone"}),
+    ]);
+}
+
+fn okta_config(fake: &FakeIdp) -> String {
+    format!(
+        r#"mode = "enforce"
+state_path = "state.db"
+builtin_pack = false
+[[rules]]
+builtin = "mfa-policy-guard"
+allow = ["restore-policy", "activate-policy"]
+[baseline]
+check_secs = 0
+[connectors.http]
+backoff_initial_ms = 20
+backoff_max_ms = 100
+timeout_ms = 2000
+[connectors.okta]
+base_url = "{okta}"
+token_file = "okta-token"
+"#,
+        okta = fake.base_url(),
+    )
+}
+
+/// Okta's System Log record of a sign-on rule edit.
+fn rule_update_event(uuid: &str) -> String {
+    json!({
+        "uuid": uuid, "published": "2026-04-06T09:02:11.400Z", "eventType": "policy.rule.update",
+        "displayMessage": "Update policy rule", "severity": "INFO",
+        "actor": {"id": "00uMallory", "type": "User", "alternateId": "mallory.admin@example.com",
+                  "displayName": "Mallory Admin"},
+        "client": {"ipAddress": "198.51.100.60"},
+        "outcome": {"result": "SUCCESS", "reason": null},
+        "target": [
+            {"id": "0prCatchAll", "type": "PolicyRule", "alternateId": "unknown",
+             "displayName": "Catch-all Rule", "detailEntry": {"policyType": "OKTA_SIGN_ON"}},
+            {"id": "00pSignOn", "type": "PolicyEntity", "alternateId": "unknown",
+             "displayName": "Default Policy", "detailEntry": {"policyType": "OKTA_SIGN_ON"}}
+        ]
+    })
+    .to_string()
+}
+
+fn the_one<'a>(records: &'a [Value], kind: &str, pred: impl Fn(&Value) -> bool) -> &'a Value {
+    let found: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == kind && pred(r))
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} records: {found:#?}");
+    found[0]
+}
+
+#[test]
+fn okta_weakened_policy_is_found_restored_after_approval_and_undone() {
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    wd.config(&okta_config(&fake));
+
+    // Capture and approve: three policies with their rules, two
+    // authenticators.
+    let out = ok(&cli(&wd, &["baseline", "capture", "--by", "alice"]));
+    assert!(
+        out.contains("captured okta baseline version 1: 5 objects"),
+        "{out}"
+    );
+    let out = ok(&cli(
+        &wd,
+        &["baseline", "approve", "--version", "1", "--by", "alice"],
+    ));
+    assert!(out.contains("approved okta baseline version 1"), "{out}");
+    let out = ok(&cli(&wd, &["baseline", "diff"]));
+    assert!(out.contains("0 changes, 0 weaken MFA"), "{out}");
+    let exported: Value =
+        serde_json::from_slice(&cli(&wd, &["baseline", "export", "--version", "1"]).stdout)
+            .unwrap();
+    let objects = exported["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 5);
+    let sign_on = objects.iter().find(|o| o["id"] == "00pSignOn").unwrap();
+    assert_eq!(
+        sign_on["rules"][0]["body"]["actions"]["signon"]["requireFactor"],
+        true
+    );
+    assert!(
+        sign_on["body"].get("_links").is_none(),
+        "volatile fields are not kept"
+    );
+
+    // The attack: the catch-all rule no longer requires MFA.
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(false)]);
+    let diff = cli(&wd, &["baseline", "diff"]);
+    assert_eq!(diff.status.code(), Some(1), "a weakening fails the diff");
+    let said = text(&diff.stdout);
+    assert!(
+        said.contains(
+            "[weakens] policy 'Default Policy' rule 'Catch-all Rule' no longer requires MFA"
+        ),
+        "{said}"
+    );
+
+    // The event: the rule asks to restore, parked for approval by default;
+    // the host's watch reports the weakening with the diff.
+    fake.clear_requests();
+    let out = run_events(&wd, &[rule_update_event("evt-rule-update-1")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let request = the_one(&records, "action", |r| r["action"] == "restore-policy");
+    assert_eq!(request["target"], "00pSignOn");
+    assert_eq!(request["decision"], "pending");
+    let host = the_one(&records, "finding", |r| r["rule"] == "vigil.baseline");
+    assert_eq!(host["event_id"], "evt-rule-update-1");
+    assert_eq!(host["subject"], "00pSignOn");
+    assert_eq!(
+        host["details"]["change_1"],
+        "policy 'Default Policy' rule 'Catch-all Rule' no longer requires MFA"
+    );
+    assert_eq!(host["details"]["baseline_version"], "1");
+    assert!(
+        fake.requests_matching("PUT", "/").is_empty()
+            && fake.requests_matching("POST", "/").is_empty(),
+        "nothing is written without approval"
+    );
+
+    // The approval: the exact PUT of the approved rule, then the re-read.
+    let id = request["action_id"].as_str().unwrap().to_owned();
+    fake.clear_requests();
+    let out = ok(&cli(&wd, &["approvals", "approve", &id, "--by", "bob"]));
+    assert!(out.contains("executed"), "{out}");
+    let puts = fake.requests_matching("PUT", "/api/v1/");
+    assert_eq!(puts.len(), 1, "{puts:#?}");
+    assert_eq!(puts[0].path, "/api/v1/policies/00pSignOn/rules/0prCatchAll");
+    let sent: Value = serde_json::from_str(&puts[0].body).unwrap();
+    let approved_rule = &sign_on["rules"][0]["body"];
+    assert_eq!(&sent, approved_rule, "the approved rule, whole");
+    let all = fake.requests_matching("*", "/api/v1/");
+    let put_at = all.iter().position(|r| r.method == "PUT").unwrap();
+    assert!(
+        all[put_at + 1..]
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/api/v1/policies/00pSignOn/rules"),
+        "re-read after the write: {all:#?}"
+    );
+    assert_eq!(
+        fake.okta_policy_rule("00pSignOn", "0prCatchAll").unwrap()["actions"]["signon"]["requireFactor"],
+        true
+    );
+    let records = wd.audit_records();
+    let result = the_one(&records, "action-result", |r| {
+        r["action"] == "restore-policy"
+    });
+    assert_eq!(result["decision"], "executed", "{result:#}");
+    assert_eq!(result["diff"]["confirmed"], true);
+    assert_eq!(result["diff"]["baseline_version"], 1);
+    assert_eq!(
+        result["diff"]["reverted"][0]["summary"],
+        "policy 'Default Policy' rule 'Catch-all Rule' no longer requires MFA"
+    );
+    assert_eq!(result["undo_due"], "on-demand");
+    let approval = the_one(&records, "approval", |r| r["action_id"] == id.as_str());
+    assert_eq!(approval["by"], "bob");
+    let out = ok(&cli(&wd, &["baseline", "diff"]));
+    assert!(out.contains("0 changes, 0 weaken MFA"), "{out}");
+
+    // Undo: the policy goes back to how it was before the restore.
+    let listed = ok(&cli(&wd, &["actions", "list"]));
+    assert!(listed.contains("restore-policy\t00pSignOn"), "{listed}");
+    assert!(listed.contains("on demand"), "{listed}");
+    let undo_id = result["undo_id"].as_i64().unwrap().to_string();
+    fake.clear_requests();
+    let out = ok(&cli(&wd, &["actions", "undo", &undo_id, "--by", "carol"]));
+    assert!(
+        out.contains("executed unrestore-policy on 00pSignOn"),
+        "{out}"
+    );
+    let puts = fake.requests_matching("PUT", "/api/v1/");
+    assert_eq!(puts.len(), 1, "{puts:#?}");
+    assert_eq!(
+        fake.okta_policy_rule("00pSignOn", "0prCatchAll").unwrap()["actions"]["signon"]["requireFactor"],
+        false
+    );
+    let records = wd.audit_records();
+    let undo = the_one(&records, "action-undo", |_| true);
+    assert_eq!(undo["decision"], "executed");
+    assert_eq!(undo["by"], "carol");
+
+    // Every step is on the record, in one intact chain.
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["type"].as_str()).collect();
+    for kind in [
+        "baseline-captured",
+        "baseline-approved",
+        "finding",
+        "action",
+        "approval",
+        "action-result",
+        "action-undo",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} record: {kinds:?}");
+    }
+    let approved = the_one(&records, "baseline-approved", |_| true);
+    assert_eq!(approved["by"], "alice");
+    assert_eq!(approved["version"], 1);
+    let verify = vigil(
+        VIGIL,
+        &["audit", "verify", wd.audit_path().to_str().unwrap()],
+        wd.path(),
+        &cache_home(),
+    );
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+}
+
+#[test]
+fn a_restore_without_an_approved_baseline_fails_and_writes_nothing() {
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    // Restores run at once here (the operator emptied the approval list).
+    wd.config(&okta_config(&fake).replace(
+        "allow = [\"restore-policy\", \"activate-policy\"]",
+        "allow = [\"restore-policy\", \"activate-policy\"]\napproval = []",
+    ));
+    ok(&cli(&wd, &["baseline", "capture"]));
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(false)]);
+    fake.clear_requests();
+    let out = run_events(&wd, &[rule_update_event("evt-rule-update-2")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let request = the_one(&records, "action", |r| r["action"] == "restore-policy");
+    assert_eq!(request["decision"], "accepted");
+    let result = the_one(&records, "action-result", |r| {
+        r["action"] == "restore-policy"
+    });
+    assert_eq!(result["decision"], "failed");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no approved okta baseline holds policy 00pSignOn"),
+        "{result:#}"
+    );
+    assert!(fake.requests_matching("PUT", "/").is_empty());
+    // No approved baseline: the watch has nothing to compare with.
+    assert!(
+        records.iter().all(|r| r["rule"] != "vigil.baseline"),
+        "{records:#?}"
+    );
+}
+
+fn ca_policy(controls: &[&str], exclude_groups: &[&str]) -> Value {
+    json!({
+        "id": "ca-mfa-all", "displayName": "Require MFA for everyone", "state": "enabled",
+        "createdDateTime": "2026-01-01T00:00:00Z", "modifiedDateTime": "2026-01-01T00:00:00Z",
+        "conditions": {
+            "users": {"includeUsers": ["All"], "excludeUsers": [], "includeGroups": [],
+                      "excludeGroups": exclude_groups, "includeRoles": [], "excludeRoles": []},
+            "applications": {"includeApplications": ["All"], "excludeApplications": []},
+            "clientAppTypes": ["all"]
+        },
+        "grantControls": {"operator": "OR", "builtInControls": controls,
+                          "authenticationStrength": null},
+        "sessionControls": null
+    })
+}
+
+#[test]
+fn entra_weakened_ca_policy_is_restored_with_one_patch() {
+    let fake = FakeIdp::start();
+    fake.set_graph_ca_policy(ca_policy(&["mfa"], &[]));
+    let wd = Workdir::new();
+    wd.config(&format!(
+        r#"mode = "enforce"
+state_path = "state.db"
+builtin_pack = false
+[[rules]]
+builtin = "mfa-policy-guard"
+allow = ["restore-policy"]
+[baseline]
+check_secs = 0
+[connectors.graph]
+client_id = "{GRAPH_CLIENT_ID}"
+client_secret_env = "TEST_GRAPH_SECRET"
+token_url = "{token}"
+base_url = "{graph}"
+"#,
+        token = fake.token_url(),
+        graph = fake.graph_url(),
+    ));
+    let cli = |args: &[&str]| {
+        let config = wd.path().join("vigil.toml");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--config", config.to_str().unwrap()]);
+        std::process::Command::new(VIGIL)
+            .args(&all)
+            .current_dir(wd.path())
+            .env("XDG_CACHE_HOME", cache_home())
+            .env("TEST_GRAPH_SECRET", GRAPH_CLIENT_SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = ok(&cli(&["baseline", "capture", "--approve", "--by", "alice"]));
+    // The CA policy and the authentication methods policy.
+    assert!(
+        out.contains("captured graph baseline version 1: 2 objects"),
+        "{out}"
+    );
+    assert!(out.contains("approved graph baseline version 1"), "{out}");
+
+    // The attack: MFA dropped, a group excluded.
+    fake.set_graph_ca_policy(ca_policy(&["compliantDevice"], &["grp-contractors"]));
+    let said = text(&cli(&["baseline", "diff"]).stdout);
+    assert!(
+        said.contains(
+            "[weakens] conditional access policy 'Require MFA for everyone' no longer requires MFA"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("grp-contractors"), "{said}");
+
+    let event = json!({
+        "id": "entra-ca-update-1", "category": "Policy", "result": "success",
+        "activityDisplayName": "Update conditional access policy",
+        "activityDateTime": "2026-04-13T08:00:00.0000000Z", "loggedByService": "Conditional Access",
+        "operationType": "Update",
+        "initiatedBy": {"user": {"id": "u-rogue", "userPrincipalName": "rogue.admin@example.com",
+                                 "ipAddress": "203.0.113.88"}},
+        "targetResources": [{"id": "ca-mfa-all", "displayName": "Require MFA for everyone",
+                             "type": "Policy", "modifiedProperties": []}]
+    })
+    .to_string();
+    let events = wd.path().join("events.jsonl");
+    std::fs::write(&events, event + "\n").unwrap();
+    fake.clear_requests();
+    let out = cli(&["run", "--events", events.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let request = the_one(&records, "action", |r| r["action"] == "restore-policy");
+    assert_eq!(request["decision"], "pending");
+    let host = the_one(&records, "finding", |r| r["rule"] == "vigil.baseline");
+    assert_eq!(host["subject"], "ca-mfa-all");
+    assert!(fake.requests_matching("PATCH", "/").is_empty());
+
+    let id = request["action_id"].as_str().unwrap().to_owned();
+    fake.clear_requests();
+    let out = ok(&cli(&["approvals", "approve", &id, "--by", "bob"]));
+    assert!(out.contains("executed"), "{out}");
+    let patches = fake.requests_matching("PATCH", "/v1.0/");
+    assert_eq!(patches.len(), 1, "{patches:#?}");
+    assert_eq!(
+        patches[0].path,
+        "/v1.0/identity/conditionalAccess/policies/ca-mfa-all"
+    );
+    let sent: Value = serde_json::from_str(&patches[0].body).unwrap();
+    let approved = ca_policy(&["mfa"], &[]);
+    assert_eq!(
+        sent,
+        json!({
+            "conditions": approved["conditions"],
+            "grantControls": approved["grantControls"],
+        }),
+        "only what differs"
+    );
+    let now = fake.graph_ca_policy("ca-mfa-all").unwrap();
+    assert_eq!(now["grantControls"]["builtInControls"], json!(["mfa"]));
+    let records = wd.audit_records();
+    let result = the_one(&records, "action-result", |r| {
+        r["action"] == "restore-policy"
+    });
+    assert_eq!(result["decision"], "executed", "{result:#}");
+    assert_eq!(result["diff"]["confirmed"], true);
+}
