@@ -43,7 +43,7 @@ use crate::clock::now_ms;
 use crate::policy::targets::{Resolution, TargetCheck, TargetDenial};
 use crate::policy::{GroupResolver, ProtectedAccounts, TargetGuard};
 
-mod restore;
+mod policies;
 
 /// The due time of an undo kept until an operator asks for it (the
 /// reversal of a `restore-policy`): never due by itself.
@@ -79,7 +79,8 @@ pub struct ExecutionResult {
     pub resolution: Option<Resolution>,
     /// Why a `denied` result was denied.
     pub denial: Option<TargetDenial>,
-    /// What a `restore-policy` changed back (`restore::diff_value`).
+    /// What a `restore-policy` changed back, or how `assign-app-policy`
+    /// found the application (see `policies`).
     pub diff: Option<serde_json::Value>,
 }
 
@@ -165,6 +166,25 @@ impl ActionExecutor {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// How `app` is signed in to through `provider`, and why it can be
+    /// signed in to without MFA, if it can (HTTP reads on this thread).
+    pub fn app_mfa_gap(
+        &self,
+        provider: &str,
+        app: &str,
+    ) -> Result<(crate::model::baseline::AppSignIn, Option<String>)> {
+        let mut dispatch = lock(&self.dispatch);
+        let connector = dispatch
+            .by_name(provider)
+            .ok_or_else(|| anyhow::anyhow!("no connector named {provider}"))?;
+        let entra = connector.directory_for() == Some("entra");
+        let sign_in = connector
+            .app_sign_in(app)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let gap = crate::baseline::apps::mfa_gap(&sign_in, entra);
+        Ok((sign_in, gap))
     }
 
     /// `provider`'s MFA configuration now, compared with its approved
@@ -334,7 +354,7 @@ impl ActionExecutor {
             if let Some(c) = dispatch.by_name(&scheduled.connector)
                 && c.directory_for().is_some()
             {
-                return restore::put_back(c, policy, previous);
+                return policies::put_back(c, policy, previous);
             }
         }
         match lock(&self.dispatch).by_name(&scheduled.connector) {
@@ -532,7 +552,10 @@ fn execute_on(
         let outcome = match &*action {
             // Read, write, re-read: the connector only knows the calls.
             Action::RestorePolicy(policy) if connector.directory_for().is_some() => {
-                restore::restore_policy(connector, store, policy)
+                policies::restore_policy(connector, store, policy)
+            }
+            Action::AssignAppPolicy(assign) if connector.directory_for().is_some() => {
+                policies::assign_app_policy(connector, &action, assign, &ctx)
             }
             _ => connector.execute(&action, &ctx).map(|done| (done, None)),
         };

@@ -324,6 +324,9 @@ impl Pipeline {
         if event.class == crate::model::EventClass::PolicyChange {
             self.note_policy_change(&event);
         }
+        if event.source == "okta" && event.kind.starts_with("application.") {
+            self.check_apps(&event)?;
+        }
         if self.rules.shards() > 1 {
             self.pending.push(event);
             if self.pending.len() >= shards::BATCH_EVENTS {
@@ -419,6 +422,35 @@ impl Pipeline {
         if let Some(provider) = provider {
             self.baseline_watch.note_change(&provider, &event.id);
         }
+    }
+
+    /// Judges the sign-in of the applications an Okta `application.*`
+    /// event names, before the rules act on the event (so the finding
+    /// describes what the event found, not what a remediation left), and
+    /// audits a finding for each one reachable without MFA.
+    fn check_apps(&mut self, event: &Event) -> Result<()> {
+        let provider =
+            crate::baseline::provider_for_source(&mut self.executor.dispatcher(), &event.source);
+        let Some(provider) = provider else {
+            return Ok(());
+        };
+        for app in event.targets.iter().filter(|t| t.kind == "AppInstance") {
+            let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app.id) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!("checking application {} through {provider}: {e:#}", app.id);
+                    continue;
+                }
+            };
+            if let Some(entry) =
+                self.baseline_watch
+                    .app_finding(&provider, &sign_in, gap.as_deref(), &event.id)
+            {
+                self.stats.findings += 1;
+                self.append(entry)?;
+            }
+        }
+        Ok(())
     }
 
     /// Compares the providers that are due with their approved baselines

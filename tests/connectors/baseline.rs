@@ -4,6 +4,10 @@
 //! diff, mfa-policy-guard's `restore-policy` parked for approval (nothing
 //! written), the approval, the exact writes, the re-read that confirms, the
 //! on-demand undo — every step in the audit log, and the chain intact.
+//! And applications: one an event names that can be signed in to without
+//! MFA is found by the host and moved under the operator's MFA policy;
+//! one already covered, or a policy that would not cover it, is left
+//! alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -473,4 +477,206 @@ base_url = "{graph}"
     });
     assert_eq!(result["decision"], "executed", "{result:#}");
     assert_eq!(result["diff"]["confirmed"], true);
+}
+
+fn access_policy(id: &str, name: &str) -> Value {
+    json!({"id": id, "status": "ACTIVE", "name": name, "type": "ACCESS_POLICY",
+           "priority": 1, "system": false})
+}
+
+fn access_rule(factor_mode: &str) -> Value {
+    json!({"id": format!("0pr{factor_mode}"), "status": "ACTIVE", "name": format!("{factor_mode} for everyone"),
+           "type": "ACCESS_POLICY",
+           "actions": {"appSignOn": {"access": "ALLOW",
+                                     "verificationMethod": {"factorMode": factor_mode, "type": "ASSURANCE"}}}})
+}
+
+fn app_event(uuid: &str, app: &str, name: &str) -> String {
+    json!({
+        "uuid": uuid, "published": "2026-04-06T10:00:00.000Z",
+        "eventType": "application.lifecycle.create", "displayMessage": "Add application",
+        "actor": {"id": "00uMallory", "type": "User", "alternateId": "mallory.admin@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "target": [{"id": app, "type": "AppInstance", "alternateId": name, "displayName": name}]
+    })
+    .to_string()
+}
+
+#[test]
+fn an_okta_app_without_mfa_is_found_and_moved_under_the_mfa_policy() {
+    let fake = FakeIdp::start();
+    fake.set_okta_policy(access_policy("rstPassword", "Password only"));
+    fake.set_okta_policy_rules("rstPassword", vec![access_rule("1FA")]);
+    fake.set_okta_policy(access_policy("rstMfa", "MFA required"));
+    fake.set_okta_policy_rules("rstMfa", vec![access_rule("2FA")]);
+    fake.set_okta_app(
+        json!({"id": "0oaPayroll", "label": "Payroll", "name": "payroll", "status": "ACTIVE"}),
+        Some("rstPassword"),
+    );
+    fake.set_okta_app(
+        json!({"id": "0oaWiki", "label": "Wiki", "name": "wiki", "status": "ACTIVE"}),
+        Some("rstMfa"),
+    );
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    wd.config(&okta_config(&fake).replace(
+        "allow = [\"restore-policy\", \"activate-policy\"]",
+        "allow = [\"assign-app-policy\"]\napp_policies = [\"rstMfa\"]\n\
+         config = { app_mfa_policy = \"rstMfa\" }",
+    ));
+    let out = run_events(
+        &wd,
+        &[
+            app_event("evt-app-1", "0oaPayroll", "Payroll"),
+            app_event("evt-app-2", "0oaWiki", "Wiki"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+
+    // The host's check: Payroll can be signed in to with a password only;
+    // the wiki is covered.
+    let found = the_one(&records, "finding", |r| r["rule"] == "vigil.app-mfa");
+    assert_eq!(found["subject"], "0oaPayroll");
+    assert_eq!(found["event_id"], "evt-app-1");
+    assert_eq!(found["details"]["policy"], "Password only (rstPassword)");
+    assert!(
+        found["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lets users in without a second factor (rule '1FA for everyone')"),
+        "{found:#}"
+    );
+
+    // The rule's request, executed only where it closes a gap.
+    let results: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "action-result" && r["action"] == "assign-app-policy")
+        .collect();
+    assert_eq!(results.len(), 2, "{results:#?}");
+    let payroll = results
+        .iter()
+        .find(|r| r["target"] == "0oaPayroll")
+        .unwrap();
+    assert_eq!(payroll["decision"], "executed");
+    assert_eq!(payroll["diff"]["confirmed"], true);
+    let wiki = results.iter().find(|r| r["target"] == "0oaWiki").unwrap();
+    assert_eq!(wiki["decision"], "executed");
+    assert!(
+        wiki["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already requires MFA under 'MFA required'; nothing written"),
+        "{wiki:#}"
+    );
+    let puts: Vec<String> = fake
+        .requests_matching("PUT", "/api/v1/")
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(puts, ["/api/v1/apps/0oaPayroll/policies/rstMfa"]);
+    assert_eq!(
+        fake.okta_app_policy("0oaPayroll").as_deref(),
+        Some("rstMfa")
+    );
+    assert_eq!(fake.okta_app_policy("0oaWiki").as_deref(), Some("rstMfa"));
+}
+
+#[test]
+fn assign_app_policy_refuses_a_policy_that_would_not_require_mfa() {
+    let fake = FakeIdp::start();
+    fake.set_okta_policy(access_policy("rstPassword", "Password only"));
+    fake.set_okta_policy_rules("rstPassword", vec![access_rule("1FA")]);
+    fake.set_okta_policy(access_policy("rstAlsoWeak", "Also weak"));
+    fake.set_okta_policy_rules("rstAlsoWeak", vec![access_rule("1FA")]);
+    fake.set_okta_app(
+        json!({"id": "0oaPayroll", "label": "Payroll", "name": "payroll", "status": "ACTIVE"}),
+        Some("rstPassword"),
+    );
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    // The operator granted a policy that asks for no MFA: the host still
+    // refuses to move an application under it.
+    wd.config(&okta_config(&fake).replace(
+        "allow = [\"restore-policy\", \"activate-policy\"]",
+        "allow = [\"assign-app-policy\"]\napp_policies = [\"rstAlsoWeak\"]\n\
+         config = { app_mfa_policy = \"rstAlsoWeak\" }",
+    ));
+    let out = run_events(&wd, &[app_event("evt-app-3", "0oaPayroll", "Payroll")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let result = the_one(&records, "action-result", |r| {
+        r["action"] == "assign-app-policy"
+    });
+    assert_eq!(result["decision"], "failed");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("policy 'Also weak' (rstAlsoWeak) would not close the gap"),
+        "{result:#}"
+    );
+    assert!(fake.requests_matching("PUT", "/").is_empty());
+    assert_eq!(
+        fake.okta_app_policy("0oaPayroll").as_deref(),
+        Some("rstPassword")
+    );
+    // The gap stays, and was reported when the event came in.
+    let found = the_one(&records, "finding", |r| r["rule"] == "vigil.app-mfa");
+    assert_eq!(found["subject"], "0oaPayroll");
+}
+
+// Bad setups get a clear error and change nothing.
+#[test]
+fn baseline_commands_say_what_is_missing() {
+    let wd = Workdir::new();
+    wd.config("state_path = \"state.db\"\n");
+    let out = cli(&wd, &["baseline", "capture"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(
+            "no identity provider connector is configured: a baseline is read through \
+             [connectors.okta] or [connectors.graph]"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(&wd, &["baseline", "approve", "--version", "7"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no baseline version 7 (see `vigil baseline list`)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ok(&cli(&wd, &["baseline", "list"]));
+    assert!(out.contains("no baseline captured yet"), "{out}");
+
+    // A provider that answers 401: the capture fails naming it, nothing
+    // is stored.
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    std::fs::write(wd.path().join("okta-token"), "wrong-token\n").unwrap();
+    wd.config(&okta_config(&fake));
+    let out = cli(&wd, &["baseline", "capture"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot read the MFA configuration through okta") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-token"),
+        "the token never reaches a message"
+    );
+    let out = ok(&cli(&wd, &["baseline", "list"]));
+    assert!(out.contains("no baseline captured yet"), "{out}");
+    // No approved baseline: diff fails and says so.
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    let out = cli(&wd, &["baseline", "diff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("okta: no approved baseline"),
+        "{}",
+        text(&out.stdout)
+    );
 }

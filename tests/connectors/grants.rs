@@ -224,3 +224,122 @@ fn add_to_group_without_groups_stops_the_start() {
     assert!(fake.requests().is_empty());
     assert!(!wd.audit_path().exists() || wd.audit_records().is_empty());
 }
+
+// restore-policy follows `policies` like activate-policy; assign-app-policy
+// may move only the application the event names, and only under a policy
+// in `app_policies`. Nothing is written for a denied request.
+#[test]
+fn restore_and_assign_name_only_granted_policies_and_the_events_app() {
+    let fake = FakeIdp::start();
+    let wd = workdir();
+    let edited = write(
+        &wd,
+        "policy.jsonl",
+        &[json!({
+            "uuid": "evt-pol-9",
+            "published": "2026-03-07T10:00:00.000Z",
+            "eventType": "policy.rule.update",
+            "actor": {"id": "00umallory", "type": "User"},
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": "00pweakened", "type": "PolicyEntity"}],
+        })],
+    );
+    let body = config(
+        &fake,
+        "",
+        r#"allow = ["restore-policy"]
+approval = []"#,
+        r#"action = "restore-policy", targets = "00pweakened, 00pother""#,
+        "",
+    );
+    run(&wd, &body, &edited);
+    let d = decisions(&wd);
+    assert_eq!(d[0].1, "accepted", "{d:?}");
+    assert_eq!(d[1].1, "denied");
+    assert!(
+        d[1].2
+            .starts_with("policy 00pother is not a target of event evt-pol-9"),
+        "{d:?}"
+    );
+    // Accepted, but there is no approved baseline: nothing written.
+    assert!(paths(&fake).is_empty(), "{:?}", paths(&fake));
+
+    let fake = FakeIdp::start();
+    let wd = workdir();
+    let app_event = write(
+        &wd,
+        "app.jsonl",
+        &[json!({
+            "uuid": "evt-app-9",
+            "published": "2026-03-07T10:00:00.000Z",
+            "eventType": "application.lifecycle.create",
+            "actor": {"id": "00umallory", "type": "User"},
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": "0oanew", "type": "AppInstance", "displayName": "New app"}],
+        })],
+    );
+    let body = config(
+        &fake,
+        "",
+        r#"allow = ["assign-app-policy"]
+app_policies = ["rstmfa"]"#,
+        r#"action = "assign-app-policy", policy = "rstnomfa", targets = "0oanew""#,
+        "",
+    );
+    run(&wd, &body, &app_event);
+    let d = decisions(&wd);
+    assert_eq!(
+        (d[0].1.as_str(), d[0].2.as_str()),
+        ("denied", "policy rstnomfa is not in rules[0].app_policies")
+    );
+    let body = config(
+        &fake,
+        "",
+        r#"allow = ["assign-app-policy"]
+app_policies = ["rstmfa"]"#,
+        r#"action = "assign-app-policy", policy = "rstmfa", targets = "0oaother""#,
+        "",
+    );
+    let wd = workdir();
+    let app_event = write(&wd, "app.jsonl", &[app_event_value()]);
+    run(&wd, &body, &app_event);
+    let d = decisions(&wd);
+    assert_eq!(d[0].1, "denied");
+    assert!(
+        d[0].2
+            .starts_with("application 0oaother is not a target of event evt-app-9"),
+        "{d:?}"
+    );
+    assert!(paths(&fake).is_empty(), "{:?}", paths(&fake));
+}
+
+fn app_event_value() -> Value {
+    json!({
+        "uuid": "evt-app-9",
+        "published": "2026-03-07T10:00:00.000Z",
+        "eventType": "application.lifecycle.create",
+        "actor": {"id": "00umallory", "type": "User"},
+        "outcome": {"result": "SUCCESS"},
+        "target": [{"id": "0oanew", "type": "AppInstance", "displayName": "New app"}],
+    })
+}
+
+#[test]
+fn assign_app_policy_without_app_policies_stops_the_start() {
+    let wd = workdir();
+    let config = wd.config(
+        "builtin_pack = false\n[[rules]]\nbuiltin = \"mfa-policy-guard\"\nallow = [\"assign-app-policy\"]\n",
+    );
+    let out = vigil(
+        VIGIL,
+        &["rules", "list", "--config", config.to_str().unwrap()],
+        wd.path(),
+        &cache_home(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rules[0]: assign-app-policy is granted but rules[0].app_policies is not set"),
+        "{err}"
+    );
+}

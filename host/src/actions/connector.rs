@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::baseline::PolicyObject;
+use crate::model::baseline::{AppSignIn, PolicyObject};
 use crate::model::{Action, ActionKind};
 
 /// Where an accepted action comes from; connectors put parts of it in what
@@ -290,6 +290,17 @@ pub trait Connector: Send {
         let _ = id;
         Err(ConnectorError::refused(format!(
             "{} cannot read policies",
+            self.name()
+        )))
+    }
+
+    /// How `app` is signed in to: the policies that decide whether it asks
+    /// for MFA (for the application checks and `assign-app-policy`).
+    /// Read-only.
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
+        let _ = app;
+        Err(ConnectorError::refused(format!(
+            "{} cannot read applications",
             self.name()
         )))
     }

@@ -66,7 +66,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::config::connectors::{ConnectorsConfig, GraphConfig, HttpConfig};
-use crate::model::baseline::PolicyObject;
+use crate::model::baseline::{AppSignIn, PolicyObject};
 use crate::model::{Action, ActionKind};
 
 use super::connector::{
@@ -607,6 +607,10 @@ impl Connector for GraphConnector {
 
     fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
         self.read_one_policy(id)
+    }
+
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
+        self.read_app_sign_in(app)
     }
 
     fn write_policy(

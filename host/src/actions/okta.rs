@@ -101,7 +101,7 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::config::connectors::{ConnectorsConfig, HttpConfig, OktaAuthScheme, OktaConfig};
-use crate::model::baseline::PolicyObject;
+use crate::model::baseline::{AppSignIn, PolicyObject};
 use crate::model::{Action, ActionKind};
 
 use super::connector::{
@@ -381,6 +381,10 @@ impl Connector for OktaConnector {
 
     fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
         self.read_one_policy(id)
+    }
+
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
+        self.read_app_sign_in(app)
     }
 
     fn write_policy(

@@ -22,6 +22,7 @@
 //! [`Connector::mfa_config`]: crate::actions::connector::Connector::mfa_config
 //! [`Connector::write_policy`]: crate::actions::connector::Connector::write_policy
 
+pub mod apps;
 pub mod diff;
 
 use anyhow::{Result, anyhow};

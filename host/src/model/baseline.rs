@@ -105,3 +105,15 @@ pub fn without_volatile(mut value: Value) -> Value {
     }
     value
 }
+
+/// How an application is signed in to: the policies that decide whether
+/// MFA is asked (Okta: its authentication policy; Entra: the enabled
+/// conditional access policies that include it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSignIn {
+    /// The application id as the provider names it in policies.
+    pub app: String,
+    /// Its display name (Okta `label`), or the id when unknown.
+    pub name: String,
+    pub policies: Vec<PolicyObject>,
+}

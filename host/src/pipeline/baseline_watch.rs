@@ -12,6 +12,15 @@
 //!   after a restart, weakenings still present are reported once more.
 //! - A provider that cannot be read is logged and tried again at the next
 //!   trigger; the events go on (a check is advice, not a gate).
+//!
+//! Applications: when an Okta `application.*` event naming an application
+//! (`AppInstance` target) comes in, before the rules act on it, the
+//! application's sign-in is read and judged
+//! (`crate::baseline::apps`); one that can be signed in to without MFA is
+//! a finding of the host under `vigil.app-mfa`, once per process and
+//! reason. (Entra applications are judged only when `assign-app-policy`
+//! runs: a directory audit names a service principal by object id, while
+//! conditional access policies name applications by app id.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -19,6 +28,10 @@ use serde_json::json;
 
 use crate::audit::Entry;
 use crate::baseline::{Change, Drift, FINDING_RULE};
+use crate::model::baseline::AppSignIn;
+
+/// The rule id of host findings about applications reachable without MFA.
+pub const APP_FINDING_RULE: &str = "vigil.app-mfa";
 
 /// Least time between two reads of one provider's configuration.
 pub const MIN_GAP_MS: i64 = 5_000;
@@ -35,6 +48,8 @@ pub struct BaselineWatch {
     /// Per provider: the approved version and the weakenings reported
     /// against it.
     reported: HashMap<String, (i64, HashSet<String>)>,
+    /// Application gaps reported: application id and reason.
+    reported_apps: HashSet<(String, String)>,
 }
 
 impl BaselineWatch {
@@ -46,7 +61,54 @@ impl BaselineWatch {
             dirty: BTreeMap::new(),
             last_check_ms: HashMap::new(),
             reported: HashMap::new(),
+            reported_apps: HashSet::new(),
         }
+    }
+
+    /// The finding for an application reachable without MFA (`gap`), unless
+    /// already reported; a closed gap is forgotten.
+    pub fn app_finding(
+        &mut self,
+        provider: &str,
+        app: &AppSignIn,
+        gap: Option<&str>,
+        event_id: &str,
+    ) -> Option<Entry> {
+        let Some(gap) = gap else {
+            self.reported_apps.retain(|(a, _)| *a != app.app);
+            return None;
+        };
+        if !self.reported_apps.insert((app.app.clone(), gap.to_owned())) {
+            return None;
+        }
+        let policy = app
+            .policies
+            .first()
+            .map(|p| format!("{} ({})", p.name, p.id))
+            .unwrap_or_else(|| "none".to_owned());
+        Some(
+            Entry::new("finding")
+                .rule(APP_FINDING_RULE)
+                .event(event_id)
+                .field("severity", "high")
+                .field(
+                    "title",
+                    format!("application '{}' can be signed in to without MFA", app.name),
+                )
+                .field("subject", app.app.as_str())
+                .field(
+                    "details",
+                    json!({
+                        "provider": provider,
+                        "app": app.app,
+                        "app_name": app.name,
+                        "policy": policy,
+                        "reason": gap,
+                        "remedy": "assign-app-policy to an MFA policy, or fix the policy's rules",
+                    }),
+                )
+                .field("trigger", "application event"),
+        )
     }
 
     /// A policy-change event from `provider`'s directory.

@@ -78,7 +78,18 @@
 //! carries the case. Org-wide factor deactivation and Disable Strong
 //! Authentication name no policy either, so they only escalate.
 //!
+//! - Okta `application.lifecycle.create`, `.activate`, `.update` and
+//!   `application.policy.sign_on.update` (success): with `app_mfa_policy`
+//!   set, `assign-app-policy` (contract 0.3.0) puts the application under
+//!   that policy (medium finding). The host moves it only when it can be
+//!   signed in to without MFA and only under a policy that requires MFA;
+//!   whether an application lacks MFA is judged by the host, which reads
+//!   the application's policy (its own `vigil.app-mfa` finding). Without
+//!   the key these events are ignored.
+//!
 //! Config keys:
+//! - `app_mfa_policy` (no default): the Okta authentication policy id
+//!   applications are put under (grant it with `app_policies`).
 //! - `dedupe_minutes` (default 10): one finding per policy (or factor / user)
 //!   and kind of remedy (re-activate, restore, or escalate only) per this
 //!   many minutes on either side in event time; further changes are logged
@@ -111,6 +122,14 @@ const OKTA_FACTOR_DEACTIVATE: &str = "system.mfa.factor.deactivate";
 const ENTRA_DISABLE_STRONG_AUTH: &str = "Disable Strong Authentication";
 const ENTRA_CA_UPDATE: &str = "Update conditional access policy";
 const ENTRA_CA_DELETE: &str = "Delete conditional access policy";
+/// Okta events about an application being connected or its sign-in
+/// changed.
+const OKTA_APP_EVENTS: &[&str] = &[
+    "application.lifecycle.create",
+    "application.lifecycle.activate",
+    "application.lifecycle.update",
+    "application.policy.sign_on.update",
+];
 const MINUTE_MS: u64 = 60_000;
 
 /// Words in a policy's type or display name that make an update MFA-relevant.
@@ -227,10 +246,14 @@ impl Rule for MfaPolicyGuard {
                 ENTRA_DISABLE_STRONG_AUTH.into(),
                 ENTRA_CA_UPDATE.into(),
                 ENTRA_CA_DELETE.into(),
-            ],
+            ]
+            .into_iter()
+            .chain(OKTA_APP_EVENTS.iter().map(|k| (*k).to_owned()))
+            .collect(),
             actions: vec![
                 ActionKind::ActivatePolicy,
                 ActionKind::RestorePolicy,
+                ActionKind::AssignAppPolicy,
                 ActionKind::Escalate,
             ],
             outcomes: vec![],
@@ -241,6 +264,9 @@ impl Rule for MfaPolicyGuard {
 
     fn on_event(host: &mut dyn Host, event: &Event) -> Result<Vec<Finding>, String> {
         let dedupe_ms = host.config_u64("dedupe_minutes", 10)? * MINUTE_MS;
+        if OKTA_APP_EVENTS.contains(&event.kind()) {
+            return app_changed(host, event, dedupe_ms);
+        }
         let outcome_missing = event.outcome() == Outcome::Unknown;
         if event.outcome() == Outcome::Failure || (outcome_missing && !removes(event.kind())) {
             return Ok(Vec::new());
@@ -360,6 +386,53 @@ impl Rule for MfaPolicyGuard {
         finding = finding.detail("escalate", describe(&host.request(&escalate)));
         Ok(vec![finding])
     }
+}
+
+/// An application connected or its sign-in changed: with `app_mfa_policy`
+/// configured, ask for the application to sign in under that policy (the
+/// host moves it only when it can be signed in to without MFA, and only
+/// under a policy that asks for MFA). Without it, nothing: the host's own
+/// check reports an application reachable without MFA (`vigil.app-mfa`).
+fn app_changed(host: &mut dyn Host, event: &Event, dedupe_ms: u64) -> Result<Vec<Finding>, String> {
+    if event.outcome() != Outcome::Success {
+        return Ok(Vec::new());
+    }
+    let Some(policy) = host
+        .config("app_mfa_policy")
+        .filter(|p| !p.trim().is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let targets = event.targets();
+    let Some(app) = targets.iter().find(|t| t.kind == "AppInstance") else {
+        return Ok(Vec::new());
+    };
+    let fired_key = format!("fired:app:{}:assign", app.id);
+    if host.counter_get(&fired_key, dedupe_ms) > 0 {
+        return Ok(Vec::new());
+    }
+    host.counter_add(&fired_key, dedupe_ms, 1);
+    let assign = Action::AssignAppPolicy(AppPolicy {
+        app: app.id.clone(),
+        policy: policy.clone(),
+    });
+    let answer = describe(&host.request(&assign));
+    let finding = Finding::new(
+        Severity::Medium,
+        format!(
+            "application {} ({}) by {}: its sign-in must require MFA",
+            name(app),
+            event.kind(),
+            actor_name(event)
+        ),
+        app.id.clone(),
+    )
+    .detail("event_type", event.kind())
+    .detail("app_id", &app.id)
+    .detail("app_name", name(app))
+    .detail("mfa_policy", &policy)
+    .detail("assign_app_policy", answer);
+    Ok(vec![finding])
 }
 
 /// Works out what the event changed, or `None` if it is not a weakening this
@@ -1040,6 +1113,50 @@ mod tests {
             ),
         ];
         assert_eq!(host.feed_all::<MfaPolicyGuard>(&events).unwrap().len(), 1);
+    }
+
+    // An application connected: with `app_mfa_policy`, ask for it to sign
+    // in under that policy, once per window; without it, nothing (the host
+    // judges the application itself).
+    #[test]
+    fn a_connected_application_is_put_under_the_configured_mfa_policy() {
+        let app = || target("0oaPayroll", "AppInstance", "Payroll");
+        let created = okta(
+            "application.lifecycle.create",
+            0,
+            vec![app()],
+            Outcome::Success,
+        );
+        let mut host = MockHost::new();
+        assert!(host.feed::<MfaPolicyGuard>(&created).unwrap().is_empty());
+        assert!(host.requested.is_empty());
+
+        let mut host = MockHost::new().with_config("app_mfa_policy", "rstMfa");
+        let f = host.feed::<MfaPolicyGuard>(&created).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].subject, "0oaPayroll");
+        assert_eq!(f[0].severity, Severity::Medium);
+        assert_eq!(
+            host.requested,
+            vec![Action::AssignAppPolicy(AppPolicy {
+                app: "0oaPayroll".into(),
+                policy: "rstMfa".into()
+            })]
+        );
+        let updated = okta(
+            "application.lifecycle.update",
+            2,
+            vec![app()],
+            Outcome::Success,
+        );
+        assert!(host.feed::<MfaPolicyGuard>(&updated).unwrap().is_empty());
+        let failed = okta(
+            "application.lifecycle.create",
+            30,
+            vec![app()],
+            Outcome::Failure,
+        );
+        assert!(host.feed::<MfaPolicyGuard>(&failed).unwrap().is_empty());
     }
 
     // A bad config value is an error naming the key.

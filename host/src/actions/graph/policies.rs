@@ -5,6 +5,7 @@
 //! |---|---|
 //! | baseline read | `GET /identity/conditionalAccess/policies` (following `@odata.nextLink`), `GET /policies/authenticationMethodsPolicy` |
 //! | `restore-policy` | `GET /identity/conditionalAccess/policies/{id}`, then `PATCH` with the approved `displayName`, `state`, `conditions`, `grantControls` and `sessionControls` when they differ; then the `GET` again to confirm |
+//! | an application's sign-in | `GET /identity/conditionalAccess/policies`: the enabled ones whose `conditions.applications` include it (by id, or `All`) and do not exclude it |
 //! | `assign-app-policy` | `GET` the conditional access policy, then `PATCH` its `conditions` with the application added to `applications.includeApplications` (and removed from `excludeApplications`) |
 //!
 //! Permissions: `Policy.Read.All` to capture; `Policy.ReadWrite.ConditionalAccess`
@@ -20,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::{GraphConnector, segment};
 use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES};
 use crate::actions::http::path_below;
-use crate::model::baseline::{ObjectKind, PolicyObject, without_volatile};
+use crate::model::baseline::{AppSignIn, ObjectKind, PolicyObject, without_volatile};
 
 /// The conditional access policy properties a restore writes (the others
 /// are read-only: `id`, `templateId`, the timestamps).
@@ -37,6 +38,26 @@ const AUTH_METHODS_POLICY: &str = "/policies/authenticationMethodsPolicy";
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Whether a conditional access policy's applications condition includes
+/// `app` (by id, any case, or `All`) and does not exclude it.
+fn applies_to_app(policy: &Value, app: &str) -> bool {
+    let list = |key: &str| -> Vec<String> {
+        policy
+            .pointer(&format!("/conditions/applications/{key}"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let named = |ids: &[String]| ids.iter().any(|a| a.eq_ignore_ascii_case(app));
+    let include = list("includeApplications");
+    (include.iter().any(|a| a == "All") || named(&include)) && !named(&list("excludeApplications"))
 }
 
 fn ca_object(policy: Value) -> PolicyObject {
@@ -152,6 +173,20 @@ impl GraphConnector {
             Some(&Value::Object(patch)),
         )?;
         Ok(vec![format!("PATCH {path} → {}", r.status)])
+    }
+
+    pub(super) fn read_app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
+        let policies = self
+            .get_values("graph read conditional access", CA_POLICIES)?
+            .into_iter()
+            .filter(|p| text(p, "state") == "enabled" && applies_to_app(p, app))
+            .map(ca_object)
+            .collect();
+        Ok(AppSignIn {
+            app: app.to_owned(),
+            name: app.to_owned(),
+            policies,
+        })
     }
 
     pub(super) fn assign_app_policy(

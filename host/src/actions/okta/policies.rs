@@ -6,6 +6,7 @@
 //! | baseline read | `GET /api/v1/policies?type=T` for `MFA_ENROLL`, `OKTA_SIGN_ON`, `ACCESS_POLICY` (following `Link: rel="next"`), `GET /api/v1/policies/{id}/rules` for each, `GET /api/v1/authenticators` |
 //! | `restore-policy` | `GET /api/v1/policies/{id}` + rules; then only what differs: `PUT /api/v1/policies/{id}`, `PUT /api/v1/policies/{id}/rules/{ruleId}`, `POST …/lifecycle/activate` or `…/deactivate` (policy or rule); then the same reads again to confirm |
 //! | `assign-app-policy` | `PUT /api/v1/apps/{appId}/policies/{policyId}` |
+//! | an application's sign-in | `GET /api/v1/apps/{appId}`, its `_links.accessPolicy.href` (the authentication policy), `GET` that policy and its rules |
 //!
 //! Permissions: `okta.policies.read` and `okta.authenticators.read` to
 //! capture; `okta.policies.manage` (Super Admin) to restore;
@@ -25,7 +26,7 @@ use serde_json::Value;
 use super::{OktaConnector, context, next_link, segment};
 use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES};
 use crate::actions::http::path_below;
-use crate::model::baseline::{ObjectKind, PolicyObject, PolicyRule, without_volatile};
+use crate::model::baseline::{AppSignIn, ObjectKind, PolicyObject, PolicyRule, without_volatile};
 
 /// The Okta policy types that decide whether MFA is asked for.
 pub const MFA_POLICY_TYPES: [&str; 3] = ["MFA_ENROLL", "OKTA_SIGN_ON", "ACCESS_POLICY"];
@@ -217,6 +218,35 @@ impl OktaConnector {
             self.set_status(&path, &extra.body, &inactive, &mut lines)?;
         }
         Ok(lines)
+    }
+
+    pub(super) fn read_app_sign_in(&self, app: &str) -> Result<AppSignIn, ConnectorError> {
+        let path = format!("/api/v1/apps/{}", segment("app", app)?);
+        let (response, _) = self
+            .call("okta read app", Method::GET, &path, None)
+            .map_err(|e| context(e, &format!("GET {path}")))?;
+        let body = response
+            .json()
+            .map_err(|e| context(e, &format!("GET {path}")))?;
+        let name = match text(&body, "label") {
+            "" => app.to_owned(),
+            label => label.to_owned(),
+        };
+        // The policy is only linked: `…/api/v1/policies/{id}`.
+        let policy_id = body
+            .pointer("/_links/accessPolicy/href")
+            .and_then(Value::as_str)
+            .and_then(|href| href.rsplit('/').next())
+            .filter(|id| !id.is_empty());
+        let mut policies = Vec::new();
+        if let Some(id) = policy_id {
+            policies.extend(self.read_one_policy(id)?);
+        }
+        Ok(AppSignIn {
+            app: app.to_owned(),
+            name,
+            policies,
+        })
     }
 
     pub(super) fn assign_app_policy(

@@ -1,5 +1,9 @@
-//! `restore-policy` and its undo: read the policy, write the wanted
-//! version back through the connector, read it again to confirm.
+//! The actions that write MFA configuration, each read, write, re-read:
+//! `restore-policy` and its undo, and `assign-app-policy`.
+//!
+//! # restore-policy
+//! Read the policy, write the wanted version back through the connector,
+//! read it again to confirm.
 //!
 //! The wanted version is the one in the provider's approved baseline (see
 //! `crate::baseline`); the undo wants the version read just before the
@@ -14,12 +18,24 @@
 //! baseline cannot be recreated under its id) is still recorded
 //! `executed`, with its undo, and the detail and the audit record's `diff`
 //! (`"confirmed": false`) say what is left.
+//!
+//! # assign-app-policy
+//! Moves an application only when it can be signed in to without MFA
+//! ([`mfa_gap`]), and only under a policy that itself asks everyone for a
+//! second factor: an application already covered is left where it is
+//! (`executed`, nothing written), a policy that would not cover it is
+//! refused (`failed`, nothing written). After the write the application is
+//! read again; the record's `diff` says what the gap was and whether the
+//! re-read confirms it is closed. There is no undo: moving an application
+//! back under a policy without MFA is for a human to decide.
 
 use serde_json::{Value, json};
 
-use crate::actions::connector::{Connector, ConnectorError, Executed, Undo};
+use crate::actions::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
+use crate::baseline::apps::mfa_gap;
 use crate::baseline::{self, Change, diff_object};
-use crate::model::baseline::PolicyObject;
+use crate::model::baseline::{AppSignIn, PolicyObject};
+use crate::model::{Action, AppPolicy};
 use crate::store::Store;
 
 fn summaries(changes: &[Change]) -> Vec<String> {
@@ -146,4 +162,81 @@ pub(super) fn put_back(
         summaries(&changes).join("; "),
         lines.join(", ")
     ))
+}
+
+/// `assign-app-policy` through a directory connector (see the module doc).
+pub(super) fn assign_app_policy(
+    connector: &mut dyn Connector,
+    action: &Action,
+    assign: &AppPolicy,
+    ctx: &ActionContext<'_>,
+) -> Result<(Executed, Option<Value>), ConnectorError> {
+    let provider = connector.name().to_owned();
+    let entra = connector.directory_for() == Some("entra");
+    let before = connector.app_sign_in(&assign.app)?;
+    let Some(gap) = mfa_gap(&before, entra) else {
+        return Ok((
+            Executed::done(format!(
+                "{provider}: application '{}' ({}) already requires MFA{}; nothing written",
+                before.name,
+                assign.app,
+                under(&before)
+            )),
+            Some(json!({"app": assign.app, "gap": null, "confirmed": true})),
+        ));
+    };
+    let Some(target) = connector.read_policy(&assign.policy)? else {
+        return Err(ConnectorError::refused(format!(
+            "{provider} policy {} does not exist; application {} not moved",
+            assign.policy, assign.app
+        )));
+    };
+    let candidate = AppSignIn {
+        policies: vec![target.clone()],
+        ..before.clone()
+    };
+    if let Some(weak) = mfa_gap(&candidate, entra) {
+        return Err(ConnectorError::refused(format!(
+            "{provider} policy '{}' ({}) would not close the gap ({weak}); application {} not moved",
+            target.name, assign.policy, assign.app
+        )));
+    }
+    let done = connector.execute(action, ctx)?;
+    let after = connector.app_sign_in(&assign.app)?;
+    let left = mfa_gap(&after, entra);
+    let detail = format!(
+        "{} (it could be signed in to without MFA: {gap}; re-read {})",
+        done.detail,
+        match &left {
+            None => "confirms MFA is required".to_owned(),
+            Some(still) => format!("still finds a gap: {still}"),
+        }
+    );
+    if let Some(still) = &left {
+        tracing::warn!("assign-app-policy {}: {still}", assign.app);
+    }
+    Ok((
+        Executed { detail, undo: None },
+        Some(json!({
+            "app": assign.app,
+            "gap": gap,
+            "policy": assign.policy,
+            "left": left,
+            "confirmed": left.is_none(),
+        })),
+    ))
+}
+
+/// ` under policy 'X'` for a detail, or nothing.
+fn under(app: &AppSignIn) -> String {
+    let names: Vec<String> = app
+        .policies
+        .iter()
+        .map(|p| format!("'{}'", p.name))
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" under {}", names.join(", "))
+    }
 }
