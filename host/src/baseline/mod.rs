@@ -110,8 +110,18 @@ impl Drift {
 }
 
 /// Compares `provider`'s configuration now with its approved baseline.
+/// Without an approved baseline nothing is read (there is nothing to
+/// compare with): `current` is then empty.
 pub fn drift(dispatch: &mut Dispatcher, store: &Store, provider: &str) -> Result<Drift> {
     let approved = store.approved_baseline(provider)?;
+    if approved.is_none() {
+        return Ok(Drift {
+            provider: provider.to_owned(),
+            approved: None,
+            current: Vec::new(),
+            changes: Vec::new(),
+        });
+    }
     let current = read_current(dispatch, provider)?;
     let changes = approved
         .as_ref()
