@@ -181,6 +181,8 @@ impl ActionExecutor {
             .ok_or_else(|| anyhow::anyhow!("no connector named {provider}"))?;
         let entra = connector.directory_for() == Some("entra");
         let sign_in = connector
+            .mfa()
+            .ok_or_else(|| anyhow::anyhow!("the {provider} connector cannot read applications"))?
             .app_sign_in(app)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let gap = crate::baseline::apps::mfa_gap(&sign_in, entra);
@@ -351,10 +353,11 @@ impl ActionExecutor {
     fn undo_with_connector(&self, scheduled: &ScheduledUndo) -> Result<String, ConnectorError> {
         if let Undo::RestorePolicy { policy, previous } = &scheduled.undo {
             let mut dispatch = lock(&self.dispatch);
-            if let Some(c) = dispatch.by_name(&scheduled.connector)
-                && c.directory_for().is_some()
-            {
-                return policies::put_back(c, policy, previous);
+            if let Some(c) = dispatch.by_name(&scheduled.connector) {
+                let provider = c.name().to_owned();
+                if let Some(mfa) = c.mfa() {
+                    return policies::put_back(&provider, mfa, policy, previous);
+                }
             }
         }
         match lock(&self.dispatch).by_name(&scheduled.connector) {
@@ -551,10 +554,10 @@ fn execute_on(
         let connector = dispatch.connector(index);
         let outcome = match &*action {
             // Read, write, re-read: the connector only knows the calls.
-            Action::RestorePolicy(policy) if connector.directory_for().is_some() => {
+            Action::RestorePolicy(policy) if connector.mfa().is_some() => {
                 policies::restore_policy(connector, store, policy)
             }
-            Action::AssignAppPolicy(assign) if connector.directory_for().is_some() => {
+            Action::AssignAppPolicy(assign) if connector.mfa().is_some() => {
                 policies::assign_app_policy(connector, &action, assign, &ctx)
             }
             _ => connector.execute(&action, &ctx).map(|done| (done, None)),

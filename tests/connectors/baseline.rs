@@ -680,3 +680,67 @@ fn baseline_commands_say_what_is_missing() {
         text(&out.stdout)
     );
 }
+
+// Entra: an application no MFA conditional access policy includes is
+// added to the named one, with one PATCH of its conditions.
+#[test]
+fn an_entra_app_is_added_to_the_mfa_conditional_access_policy() {
+    const APP: &str = "a1b2c3d4-0000-4000-8000-00000000a001";
+    let fake = FakeIdp::start();
+    let mut mfa = ca_policy(&["mfa"], &[]);
+    mfa["conditions"]["applications"]["includeApplications"] = json!(["office365"]);
+    fake.set_graph_ca_policy(mfa);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("graph-secret"), GRAPH_CLIENT_SECRET).unwrap();
+    wd.config(&format!(
+        r#"mode = "enforce"
+state_path = "state.db"
+builtin_pack = false
+[[rules]]
+path = {guest:?}
+allow = ["assign-app-policy"]
+app_policies = ["ca-mfa-all"]
+config = {{ action = "assign-app-policy", policy = "ca-mfa-all", targets = "{APP}" }}
+[baseline]
+check_secs = 0
+[connectors.graph]
+client_id = "{GRAPH_CLIENT_ID}"
+client_secret_file = "graph-secret"
+token_url = "{token}"
+base_url = "{graph}"
+"#,
+        guest = GUEST_REQUESTER,
+        token = fake.token_url(),
+        graph = fake.graph_url(),
+    ));
+    let event = json!({
+        "id": "entra-sp-add-1", "category": "ApplicationManagement", "result": "success",
+        "activityDisplayName": "Add service principal",
+        "activityDateTime": "2026-04-13T08:00:00.0000000Z", "loggedByService": "Core Directory",
+        "operationType": "Add",
+        "initiatedBy": {"user": {"id": "u-admin", "userPrincipalName": "admin@example.com"}},
+        "targetResources": [{"id": APP, "displayName": "Payroll", "type": "ServicePrincipal",
+                             "modifiedProperties": []}]
+    })
+    .to_string();
+    let out = run_events(&wd, &[event]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let result = the_one(&records, "action-result", |r| {
+        r["action"] == "assign-app-policy"
+    });
+    assert_eq!(result["decision"], "executed", "{result:#}");
+    assert_eq!(result["diff"]["confirmed"], true);
+    let patches = fake.requests_matching("PATCH", "/v1.0/");
+    assert_eq!(patches.len(), 1, "{patches:#?}");
+    let sent: Value = serde_json::from_str(&patches[0].body).unwrap();
+    assert_eq!(
+        sent["conditions"]["applications"]["includeApplications"],
+        json!(["office365", APP])
+    );
+    let now = fake.graph_ca_policy("ca-mfa-all").unwrap();
+    assert_eq!(
+        now["conditions"]["applications"]["includeApplications"],
+        json!(["office365", APP])
+    );
+}

@@ -266,18 +266,7 @@ approval = []"#,
 
     let fake = FakeIdp::start();
     let wd = workdir();
-    let app_event = write(
-        &wd,
-        "app.jsonl",
-        &[json!({
-            "uuid": "evt-app-9",
-            "published": "2026-03-07T10:00:00.000Z",
-            "eventType": "application.lifecycle.create",
-            "actor": {"id": "00umallory", "type": "User"},
-            "outcome": {"result": "SUCCESS"},
-            "target": [{"id": "0oanew", "type": "AppInstance", "displayName": "New app"}],
-        })],
-    );
+    let app_event = write(&wd, "app.jsonl", &[app_event_value()]);
     let body = config(
         &fake,
         "",

@@ -273,52 +273,11 @@ pub trait Connector: Send {
         )))
     }
 
-    /// Reads the identity provider's MFA-relevant configuration, for
-    /// `vigil baseline` (`crate::model::baseline`). Read-only. Connectors
-    /// without an identity provider refuse.
-    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
-        Err(ConnectorError::refused(format!(
-            "{} has no MFA configuration to read",
-            self.name()
-        )))
-    }
-
-    /// Reads one policy `restore-policy` can write back (an Okta policy
-    /// with its rules, an Entra conditional access policy); `None` when it
-    /// does not exist. Read-only.
-    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
-        let _ = id;
-        Err(ConnectorError::refused(format!(
-            "{} cannot read policies",
-            self.name()
-        )))
-    }
-
-    /// How `app` is signed in to: the policies that decide whether it asks
-    /// for MFA (for the application checks and `assign-app-policy`).
-    /// Read-only.
-    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
-        let _ = app;
-        Err(ConnectorError::refused(format!(
-            "{} cannot read applications",
-            self.name()
-        )))
-    }
-
-    /// Makes the policy `current` (as just read) equal to `target` (the
-    /// same policy as a baseline holds it), writing only what differs.
-    /// Returns one `METHOD path → status` line per request. The caller
-    /// re-reads the policy to confirm.
-    fn write_policy(
-        &mut self,
-        current: &PolicyObject,
-        target: &PolicyObject,
-    ) -> Result<Vec<String>, ConnectorError> {
-        let _ = (current, target);
-        Err(ConnectorError::refused(format!(
-            "{} cannot write policies",
-            self.name()
-        )))
+    /// The connector's access to the identity provider's MFA
+    /// configuration, when it has one (`okta`, `graph`); `None` (the
+    /// default) otherwise.
+    fn mfa(&mut self) -> Option<&mut dyn MfaConfig> {
+        None
     }
 
     /// Looks a user up by any name the directory accepts for them (id,
@@ -336,4 +295,33 @@ pub trait Connector: Send {
             self.name()
         )))
     }
+}
+
+/// What a connector to an identity provider offers for its MFA
+/// configuration: read it (`vigil baseline`), read and write one policy
+/// (`restore-policy`, whose read, write and re-read the executor drives),
+/// and how an application is signed in to (`assign-app-policy` and the
+/// application checks). All reads change nothing.
+pub trait MfaConfig {
+    /// The MFA-relevant configuration (`crate::model::baseline`).
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError>;
+
+    /// One policy `restore-policy` can write back (an Okta policy with its
+    /// rules, an Entra conditional access policy); `None` when it does not
+    /// exist.
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError>;
+
+    /// Makes the policy `current` (as just read) equal to `target` (the
+    /// same policy as a baseline holds it), writing only what differs.
+    /// Returns one `METHOD path → status` line per request. The caller
+    /// re-reads the policy to confirm.
+    fn write_policy(
+        &mut self,
+        current: &PolicyObject,
+        target: &PolicyObject,
+    ) -> Result<Vec<String>, ConnectorError>;
+
+    /// How `app` is signed in to: the policies that decide whether it asks
+    /// for MFA.
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError>;
 }

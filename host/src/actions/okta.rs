@@ -101,12 +101,11 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::config::connectors::{ConnectorsConfig, HttpConfig, OktaAuthScheme, OktaConfig};
-use crate::model::baseline::{AppSignIn, PolicyObject};
 use crate::model::{Action, ActionKind};
 
 use super::connector::{
     ActionContext, Connector, ConnectorError, Executed, GroupMember, MAX_GROUP_MEMBERS,
-    MAX_GROUP_PAGES, ResolvedUser, Undo, UserLookup,
+    MAX_GROUP_PAGES, MfaConfig, ResolvedUser, Undo, UserLookup,
 };
 use super::http::{HttpClient, HttpResponse, path_below};
 use crate::secret::{self, Secret};
@@ -375,24 +374,8 @@ impl Connector for OktaConnector {
         }
     }
 
-    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
-        self.read_mfa_config()
-    }
-
-    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
-        self.read_one_policy(id)
-    }
-
-    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
-        self.read_app_sign_in(app)
-    }
-
-    fn write_policy(
-        &mut self,
-        current: &PolicyObject,
-        target: &PolicyObject,
-    ) -> Result<Vec<String>, ConnectorError> {
-        self.write_one_policy(current, target)
+    fn mfa(&mut self) -> Option<&mut dyn MfaConfig> {
+        Some(self)
     }
 
     fn undo(&mut self, undo: &Undo) -> Result<String, ConnectorError> {

@@ -2,7 +2,7 @@
 //! configuration, what changed since, and the checks the service runs.
 //!
 //! - **Capture** reads the MFA-relevant configuration through every
-//!   connector that has one (`okta`, `graph`: [`Connector::mfa_config`])
+//!   connector that has one (`okta`, `graph`: [`MfaConfig::mfa_config`])
 //!   and stores it as a new version (`crate::store`'s `baselines` table).
 //! - **Approve** marks a version known-good (audited with who). The latest
 //!   approval of a provider is its baseline.
@@ -14,13 +14,13 @@
 //!   finding of the host (`vigil.baseline`), carrying the changes.
 //! - **Restore** is the `restore-policy` action: `crate::executor` reads
 //!   the policy, writes the baseline's version back through
-//!   [`Connector::write_policy`] and reads it again to confirm.
+//!   [`MfaConfig::write_policy`] and reads it again to confirm.
 //!
 //! Reads are plain HTTP calls on the calling thread (the CLI, or the
 //! pipeline thread for checks, like the protected-group refreshes).
 //!
-//! [`Connector::mfa_config`]: crate::actions::connector::Connector::mfa_config
-//! [`Connector::write_policy`]: crate::actions::connector::Connector::write_policy
+//! [`MfaConfig::mfa_config`]: crate::actions::connector::MfaConfig::mfa_config
+//! [`MfaConfig::write_policy`]: crate::actions::connector::MfaConfig::write_policy
 
 pub mod apps;
 pub mod diff;
@@ -40,7 +40,7 @@ pub const FINDING_RULE: &str = "vigil.baseline";
 pub fn providers(dispatch: &mut Dispatcher) -> Vec<String> {
     dispatch
         .configured()
-        .filter(|c| c.directory_for().is_some())
+        .filter_map(|c| c.mfa().is_some().then_some(c))
         .map(|c| c.name().to_owned())
         .collect()
 }
@@ -59,8 +59,10 @@ pub fn read_current(dispatch: &mut Dispatcher, provider: &str) -> Result<Vec<Pol
     let connector = dispatch
         .by_name(provider)
         .ok_or_else(|| anyhow!("no connector named {provider} is configured"))?;
-    connector
-        .mfa_config()
+    let mfa = connector
+        .mfa()
+        .ok_or_else(|| anyhow!("the {provider} connector has no MFA configuration to read"))?;
+    mfa.mfa_config()
         .map_err(|e| anyhow!("cannot read the MFA configuration through {provider}: {e}"))
 }
 

@@ -8,7 +8,7 @@
 //! The wanted version is the one in the provider's approved baseline (see
 //! `crate::baseline`); the undo wants the version read just before the
 //! restore. The connector only knows the HTTP calls
-//! ([`Connector::read_policy`], [`Connector::write_policy`]); comparing,
+//! ([`MfaConfig::read_policy`], [`MfaConfig::write_policy`]); comparing,
 //! confirming and describing happen here, so Okta and Entra restores are
 //! judged alike.
 //!
@@ -31,7 +31,9 @@
 
 use serde_json::{Value, json};
 
-use crate::actions::connector::{ActionContext, Connector, ConnectorError, Executed, Undo};
+use crate::actions::connector::{
+    ActionContext, Connector, ConnectorError, Executed, MfaConfig, Undo,
+};
 use crate::baseline::apps::mfa_gap;
 use crate::baseline::{self, Change, diff_object};
 use crate::model::baseline::{AppSignIn, PolicyObject};
@@ -50,6 +52,7 @@ pub(super) fn restore_policy(
     policy: &str,
 ) -> Result<(Executed, Option<Value>), ConnectorError> {
     let provider = connector.name().to_owned();
+    let connector = mfa_of(connector)?;
     let found = baseline::approved_policy(store, &provider, policy)
         .map_err(|e| ConnectorError::refused(format!("{e:#}")))?;
     let Some((approved, target)) = found else {
@@ -122,11 +125,11 @@ pub(super) fn restore_policy(
 /// Writes `previous` (the policy as it was before a restore) back: the
 /// undo of `restore-policy`. Fails when the re-read still differs.
 pub(super) fn put_back(
-    connector: &mut dyn Connector,
+    provider: &str,
+    connector: &mut dyn MfaConfig,
     policy: &str,
     previous: &PolicyObject,
 ) -> Result<String, ConnectorError> {
-    let provider = connector.name().to_owned();
     let Some(current) = connector.read_policy(policy)? else {
         return Err(ConnectorError::refused(format!(
             "{provider} policy {policy} no longer exists; nothing to put back"
@@ -173,7 +176,7 @@ pub(super) fn assign_app_policy(
 ) -> Result<(Executed, Option<Value>), ConnectorError> {
     let provider = connector.name().to_owned();
     let entra = connector.directory_for() == Some("entra");
-    let before = connector.app_sign_in(&assign.app)?;
+    let before = mfa_of(connector)?.app_sign_in(&assign.app)?;
     let Some(gap) = mfa_gap(&before, entra) else {
         return Ok((
             Executed::done(format!(
@@ -185,7 +188,7 @@ pub(super) fn assign_app_policy(
             Some(json!({"app": assign.app, "gap": null, "confirmed": true})),
         ));
     };
-    let Some(target) = connector.read_policy(&assign.policy)? else {
+    let Some(target) = mfa_of(connector)?.read_policy(&assign.policy)? else {
         return Err(ConnectorError::refused(format!(
             "{provider} policy {} does not exist; application {} not moved",
             assign.policy, assign.app
@@ -202,7 +205,7 @@ pub(super) fn assign_app_policy(
         )));
     }
     let done = connector.execute(action, ctx)?;
-    let after = connector.app_sign_in(&assign.app)?;
+    let after = mfa_of(connector)?.app_sign_in(&assign.app)?;
     let left = mfa_gap(&after, entra);
     let detail = format!(
         "{} (it could be signed in to without MFA: {gap}; re-read {})",
@@ -239,4 +242,13 @@ fn under(app: &AppSignIn) -> String {
     } else {
         format!(" under {}", names.join(", "))
     }
+}
+
+/// The connector's MFA configuration access (the caller checked it has
+/// one).
+fn mfa_of(connector: &mut dyn Connector) -> Result<&mut dyn MfaConfig, ConnectorError> {
+    let name = connector.name().to_owned();
+    connector.mfa().ok_or_else(|| {
+        ConnectorError::refused(format!("{name} has no MFA configuration to read or write"))
+    })
 }

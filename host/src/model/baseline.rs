@@ -83,6 +83,27 @@ pub struct PolicyObject {
     pub rules: Vec<PolicyRule>,
 }
 
+impl PolicyObject {
+    /// An object without rules from the provider's JSON: its `id`, its
+    /// name from `name_field` (`name`, `displayName`), the body without
+    /// [`VOLATILE_FIELDS`].
+    pub fn from_json(kind: ObjectKind, body: Value, name_field: &str) -> Self {
+        let text = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        PolicyObject {
+            kind,
+            id: text("id"),
+            name: text(name_field),
+            body: without_volatile(body),
+            rules: Vec::new(),
+        }
+    }
+}
+
 /// The fields removed from every object and rule before it is kept: they
 /// change without the configuration changing, so they would make every
 /// capture differ from the last.

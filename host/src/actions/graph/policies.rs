@@ -19,9 +19,9 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::{GraphConnector, segment};
-use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES};
+use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES, MfaConfig};
 use crate::actions::http::path_below;
-use crate::model::baseline::{AppSignIn, ObjectKind, PolicyObject, without_volatile};
+use crate::model::baseline::{AppSignIn, ObjectKind, PolicyObject};
 
 /// The conditional access policy properties a restore writes (the others
 /// are read-only: `id`, `templateId`, the timestamps).
@@ -40,34 +40,35 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The application ids under `key` (`includeApplications`,
+/// `excludeApplications`) of a policy's `conditions.applications`.
+fn app_ids(applications: &Value, key: &str) -> Vec<String> {
+    applications
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a conditional access policy's applications condition includes
 /// `app` (by id, any case, or `All`) and does not exclude it.
 fn applies_to_app(policy: &Value, app: &str) -> bool {
-    let list = |key: &str| -> Vec<String> {
-        policy
-            .pointer(&format!("/conditions/applications/{key}"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let apps = policy
+        .pointer("/conditions/applications")
+        .unwrap_or(&Value::Null);
     let named = |ids: &[String]| ids.iter().any(|a| a.eq_ignore_ascii_case(app));
-    let include = list("includeApplications");
-    (include.iter().any(|a| a == "All") || named(&include)) && !named(&list("excludeApplications"))
+    let include = app_ids(apps, "includeApplications");
+    (include.iter().any(|a| a == "All") || named(&include))
+        && !named(&app_ids(apps, "excludeApplications"))
 }
 
 fn ca_object(policy: Value) -> PolicyObject {
-    PolicyObject {
-        kind: ObjectKind::EntraCaPolicy,
-        id: text(&policy, "id").to_owned(),
-        name: text(&policy, "displayName").to_owned(),
-        body: without_volatile(policy),
-        rules: Vec::new(),
-    }
+    PolicyObject::from_json(ObjectKind::EntraCaPolicy, policy, "displayName")
 }
 
 impl GraphConnector {
@@ -105,7 +106,72 @@ impl GraphConnector {
         )))
     }
 
-    pub(super) fn read_mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
+    pub(super) fn read_one_policy(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<PolicyObject>, ConnectorError> {
+        let path = format!("{CA_POLICIES}/{}", segment("policy id", id)?);
+        match self.call("graph read policy", Method::GET, &path, None) {
+            Ok(r) => Ok(Some(ca_object(r.json()?))),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(ConnectorError {
+                message: format!("GET {path}: {}", e.message),
+                ..e
+            }),
+        }
+    }
+
+    pub(super) fn assign_app_policy(
+        &mut self,
+        app: &str,
+        policy: &str,
+    ) -> Result<String, ConnectorError> {
+        let Some(current) = self.read_one_policy(policy)? else {
+            return Err(ConnectorError::refused(format!(
+                "graph: conditional access policy {policy} does not exist"
+            )));
+        };
+        if applies_to_app(&current.body, app) {
+            return Ok(format!(
+                "graph: application {app} is already covered by conditional access policy {policy}; nothing written"
+            ));
+        }
+        let mut conditions = current
+            .body
+            .get("conditions")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let apps = &mut conditions["applications"];
+        if !apps.is_object() {
+            *apps = json!({});
+        }
+        let mut include = app_ids(apps, "includeApplications");
+        let mut exclude = app_ids(apps, "excludeApplications");
+        if !include
+            .iter()
+            .any(|a| a == "All" || a.eq_ignore_ascii_case(app))
+        {
+            include.push(app.to_owned());
+        }
+        exclude.retain(|a| !a.eq_ignore_ascii_case(app));
+        apps["includeApplications"] = json!(include);
+        apps["excludeApplications"] = json!(exclude);
+        let path = format!("{CA_POLICIES}/{}", segment("policy id", policy)?);
+        let r = self.call(
+            "graph assign-app-policy",
+            Method::PATCH,
+            &path,
+            Some(&json!({ "conditions": conditions })),
+        )?;
+        Ok(format!(
+            "graph: application {app} added to conditional access policy {policy} (PATCH {path} → {})",
+            r.status
+        ))
+    }
+}
+
+impl MfaConfig for GraphConnector {
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
         let mut objects: Vec<PolicyObject> = self
             .get_values("graph read conditional access", CA_POLICIES)?
             .into_iter()
@@ -123,32 +189,15 @@ impl GraphConnector {
                 ..e
             })?
             .json()?;
-        objects.push(PolicyObject {
-            kind: ObjectKind::EntraAuthMethodsPolicy,
-            id: text(&methods, "id").to_owned(),
-            name: text(&methods, "displayName").to_owned(),
-            body: without_volatile(methods),
-            rules: Vec::new(),
-        });
+        objects.push(PolicyObject::from_json(
+            ObjectKind::EntraAuthMethodsPolicy,
+            methods,
+            "displayName",
+        ));
         Ok(objects)
     }
 
-    pub(super) fn read_one_policy(
-        &mut self,
-        id: &str,
-    ) -> Result<Option<PolicyObject>, ConnectorError> {
-        let path = format!("{CA_POLICIES}/{}", segment("policy id", id)?);
-        match self.call("graph read policy", Method::GET, &path, None) {
-            Ok(r) => Ok(Some(ca_object(r.json()?))),
-            Err(e) if e.status == Some(404) => Ok(None),
-            Err(e) => Err(ConnectorError {
-                message: format!("GET {path}: {}", e.message),
-                ..e
-            }),
-        }
-    }
-
-    pub(super) fn write_one_policy(
+    fn write_policy(
         &mut self,
         current: &PolicyObject,
         target: &PolicyObject,
@@ -175,7 +224,7 @@ impl GraphConnector {
         Ok(vec![format!("PATCH {path} → {}", r.status)])
     }
 
-    pub(super) fn read_app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
         let policies = self
             .get_values("graph read conditional access", CA_POLICIES)?
             .into_iter()
@@ -189,63 +238,7 @@ impl GraphConnector {
         })
     }
 
-    pub(super) fn assign_app_policy(
-        &mut self,
-        app: &str,
-        policy: &str,
-    ) -> Result<String, ConnectorError> {
-        let Some(current) = self.read_one_policy(policy)? else {
-            return Err(ConnectorError::refused(format!(
-                "graph: conditional access policy {policy} does not exist"
-            )));
-        };
-        let mut conditions = current
-            .body
-            .get("conditions")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let apps = &mut conditions["applications"];
-        if !apps.is_object() {
-            *apps = json!({});
-        }
-        let list = |v: &Value, key: &str| -> Vec<String> {
-            v.get(key)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut include = list(apps, "includeApplications");
-        let mut exclude = list(apps, "excludeApplications");
-        let excluded = exclude.iter().any(|a| a.eq_ignore_ascii_case(app));
-        let included = include
-            .iter()
-            .any(|a| a == "All" || a.eq_ignore_ascii_case(app));
-        if included && !excluded {
-            return Ok(format!(
-                "graph: application {app} is already covered by conditional access policy {policy}; nothing written"
-            ));
-        }
-        if !included {
-            include.push(app.to_owned());
-        }
-        exclude.retain(|a| !a.eq_ignore_ascii_case(app));
-        apps["includeApplications"] = json!(include);
-        apps["excludeApplications"] = json!(exclude);
-        let path = format!("{CA_POLICIES}/{}", segment("policy id", policy)?);
-        let r = self.call(
-            "graph assign-app-policy",
-            Method::PATCH,
-            &path,
-            Some(&json!({ "conditions": conditions })),
-        )?;
-        Ok(format!(
-            "graph: application {app} added to conditional access policy {policy} (PATCH {path} → {})",
-            r.status
-        ))
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        self.read_one_policy(id)
     }
 }

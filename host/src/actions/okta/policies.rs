@@ -24,7 +24,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::{OktaConnector, context, next_link, segment};
-use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES};
+use crate::actions::connector::{ConnectorError, MAX_GROUP_PAGES, MfaConfig};
 use crate::actions::http::path_below;
 use crate::model::baseline::{AppSignIn, ObjectKind, PolicyObject, PolicyRule, without_volatile};
 
@@ -114,26 +114,6 @@ impl OktaConnector {
         })
     }
 
-    pub(super) fn read_mfa_config(&self) -> Result<Vec<PolicyObject>, ConnectorError> {
-        let mut objects = Vec::new();
-        for kind in MFA_POLICY_TYPES {
-            let path = format!("/api/v1/policies?type={kind}");
-            for policy in self.get_list("okta read policies", &path)? {
-                objects.push(self.policy_object(policy)?);
-            }
-        }
-        for authenticator in self.get_list("okta read authenticators", "/api/v1/authenticators")? {
-            objects.push(PolicyObject {
-                kind: ObjectKind::OktaAuthenticator,
-                id: text(&authenticator, "id").to_owned(),
-                name: text(&authenticator, "name").to_owned(),
-                body: without_volatile(authenticator),
-                rules: Vec::new(),
-            });
-        }
-        Ok(objects)
-    }
-
     pub(super) fn read_one_policy(&self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
         let path = format!("/api/v1/policies/{}", segment("policy", id)?);
         match self.call("okta read policy", Method::GET, &path, None) {
@@ -172,8 +152,46 @@ impl OktaConnector {
         Ok(())
     }
 
-    pub(super) fn write_one_policy(
+    pub(super) fn assign_app_policy(
         &self,
+        app: &str,
+        policy: &str,
+    ) -> Result<String, ConnectorError> {
+        let path = format!(
+            "/api/v1/apps/{}/policies/{}",
+            segment("app", app)?,
+            segment("policy", policy)?
+        );
+        let (_, line) = self
+            .call("okta assign-app-policy", Method::PUT, &path, None)
+            .map_err(|e| context(e, &format!("PUT {path}")))?;
+        Ok(format!(
+            "okta: application {app} now signs in under policy {policy} ({line})"
+        ))
+    }
+}
+
+impl MfaConfig for OktaConnector {
+    fn mfa_config(&mut self) -> Result<Vec<PolicyObject>, ConnectorError> {
+        let mut objects = Vec::new();
+        for kind in MFA_POLICY_TYPES {
+            let path = format!("/api/v1/policies?type={kind}");
+            for policy in self.get_list("okta read policies", &path)? {
+                objects.push(self.policy_object(policy)?);
+            }
+        }
+        for authenticator in self.get_list("okta read authenticators", "/api/v1/authenticators")? {
+            objects.push(PolicyObject::from_json(
+                ObjectKind::OktaAuthenticator,
+                authenticator,
+                "name",
+            ));
+        }
+        Ok(objects)
+    }
+
+    fn write_policy(
+        &mut self,
         current: &PolicyObject,
         target: &PolicyObject,
     ) -> Result<Vec<String>, ConnectorError> {
@@ -220,7 +238,7 @@ impl OktaConnector {
         Ok(lines)
     }
 
-    pub(super) fn read_app_sign_in(&self, app: &str) -> Result<AppSignIn, ConnectorError> {
+    fn app_sign_in(&mut self, app: &str) -> Result<AppSignIn, ConnectorError> {
         let path = format!("/api/v1/apps/{}", segment("app", app)?);
         let (response, _) = self
             .call("okta read app", Method::GET, &path, None)
@@ -249,21 +267,7 @@ impl OktaConnector {
         })
     }
 
-    pub(super) fn assign_app_policy(
-        &self,
-        app: &str,
-        policy: &str,
-    ) -> Result<String, ConnectorError> {
-        let path = format!(
-            "/api/v1/apps/{}/policies/{}",
-            segment("app", app)?,
-            segment("policy", policy)?
-        );
-        let (_, line) = self
-            .call("okta assign-app-policy", Method::PUT, &path, None)
-            .map_err(|e| context(e, &format!("PUT {path}")))?;
-        Ok(format!(
-            "okta: application {app} now signs in under policy {policy} ({line})"
-        ))
+    fn read_policy(&mut self, id: &str) -> Result<Option<PolicyObject>, ConnectorError> {
+        self.read_one_policy(id)
     }
 }
