@@ -1780,3 +1780,126 @@ fn probes_on_a_loopback_listener_refuse_forged_hosts() {
     );
     assert!(s.stop().success(), "{}", s.log());
 }
+
+// The MFA baseline in the service: a policy-change event arrives over
+// HTTP, the pipeline thread compares Okta's configuration with the
+// approved baseline and reports the weakening, mfa-policy-guard's
+// restore-policy waits for approval, and an approval through the admin API
+// writes the baseline back on the executor's worker thread.
+#[test]
+fn the_service_finds_a_weakened_policy_and_restores_it_once_approved() {
+    use vigil_test_support::fake_idp::{FakeIdp, OKTA_TOKEN};
+    let fake = FakeIdp::start();
+    let rule = |require_factor: bool| {
+        json!({"id": "0prCatchAll", "status": "ACTIVE", "name": "Catch-all Rule", "priority": 1,
+               "type": "SIGN_ON",
+               "actions": {"signon": {"access": "ALLOW", "requireFactor": require_factor,
+                                      "factorPromptMode": "ALWAYS"}}})
+    };
+    fake.set_okta_policy(
+        json!({"id": "00pSignOn", "status": "ACTIVE", "name": "Default Policy",
+                                "type": "OKTA_SIGN_ON", "priority": 1}),
+    );
+    fake.set_okta_policy_rules("00pSignOn", vec![rule(true)]);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), OKTA_TOKEN).unwrap();
+    let body = format!(
+        "mode = \"enforce\"\nbuiltin_pack = false\n\
+         [[rules]]\nbuiltin = \"mfa-policy-guard\"\nallow = [\"restore-policy\"]\n\
+         [connectors.http]\ntimeout_ms = 5000\n\
+         [connectors.okta]\nbase_url = \"{}\"\ntoken_file = \"okta-token\"\n",
+        fake.base_url()
+    );
+    let config = wd.config(&body);
+    let out = vigil(
+        VIGIL,
+        &[
+            "baseline",
+            "capture",
+            "--approve",
+            "--by",
+            "alice",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        wd.path(),
+        &cache_home(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fake.set_okta_policy_rules("00pSignOn", vec![rule(false)]);
+
+    let mut s = Service::start_in(wd, "", &body, "http");
+    let c = client();
+    let event = json!({
+        "uuid": "svc-rule-update-1", "published": "2026-04-06T09:02:11.400Z",
+        "eventType": "policy.rule.update",
+        "actor": {"id": "00uMallory", "type": "User", "alternateId": "mallory.admin@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "target": [
+            {"id": "0prCatchAll", "type": "PolicyRule", "displayName": "Catch-all Rule",
+             "detailEntry": {"policyType": "OKTA_SIGN_ON"}},
+            {"id": "00pSignOn", "type": "PolicyEntity", "displayName": "Default Policy",
+             "detailEntry": {"policyType": "OKTA_SIGN_ON"}}
+        ]
+    });
+    let r = c.post(s.url("/v1/events")).json(&event).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    eventually("the host's baseline finding", &s, || {
+        s.wd.records_of("finding")
+            .iter()
+            .any(|f| f["rule"] == "vigil.baseline" && f["subject"] == "00pSignOn")
+    });
+    let host =
+        s.wd.records_of("finding")
+            .into_iter()
+            .find(|f| f["rule"] == "vigil.baseline")
+            .unwrap();
+    assert_eq!(
+        host["details"]["change_1"],
+        "policy 'Default Policy' rule 'Catch-all Rule' no longer requires MFA"
+    );
+    eventually("the parked restore", &s, || {
+        s.wd.records_of("action")
+            .iter()
+            .any(|a| a["action"] == "restore-policy" && a["decision"] == "pending")
+    });
+    assert!(fake.requests_matching("PUT", "/").is_empty());
+
+    let list: Value = c
+        .get(s.url("/v1/admin/approvals"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = list["approvals"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .post(s.url(&format!("/v1/admin/approvals/{id}/approve")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    eventually("the restore's result", &s, || {
+        s.wd.records_of("action-result")
+            .iter()
+            .any(|r| r["action"] == "restore-policy")
+    });
+    let result =
+        s.wd.records_of("action-result")
+            .into_iter()
+            .find(|r| r["action"] == "restore-policy")
+            .unwrap();
+    assert_eq!(result["decision"], "executed", "{result:#}");
+    assert_eq!(result["diff"]["confirmed"], true);
+    let puts = fake.requests_matching("PUT", "/api/v1/");
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].path, "/api/v1/policies/00pSignOn/rules/0prCatchAll");
+    assert_eq!(
+        fake.okta_policy_rule("00pSignOn", "0prCatchAll").unwrap()["actions"]["signon"]["requireFactor"],
+        true
+    );
+    assert!(s.stop().success(), "{}", s.log());
+}
