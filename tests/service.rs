@@ -1872,10 +1872,7 @@ fn the_service_finds_a_weakened_policy_and_restores_it_once_approved() {
         .unwrap()
         .json()
         .unwrap();
-    let id = list["approvals"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = list["approvals"][0]["id"].as_str().unwrap().to_owned();
     let r = c
         .post(s.url(&format!("/v1/admin/approvals/{id}/approve")))
         .bearer_auth(ADMIN_TOKEN)

@@ -324,7 +324,7 @@ impl Pipeline {
         if event.class == crate::model::EventClass::PolicyChange {
             self.note_policy_change(&event);
         }
-        if event.source == "okta" && event.kind.starts_with("application.") {
+        if is_app_event(&event) {
             self.check_apps(&event)?;
         }
         if self.rules.shards() > 1 {
@@ -424,8 +424,9 @@ impl Pipeline {
         }
     }
 
-    /// Judges the sign-in of the applications an Okta `application.*`
-    /// event names, before the rules act on the event (so the finding
+    /// Judges the sign-in of the applications an application event names
+    /// ([`is_app_event`], [`Event::app_ids`]), before the rules act on the
+    /// event (so the finding
     /// describes what the event found, not what a remediation left), and
     /// audits a finding for each one reachable without MFA.
     fn check_apps(&mut self, event: &Event) -> Result<()> {
@@ -434,11 +435,11 @@ impl Pipeline {
         let Some(provider) = provider else {
             return Ok(());
         };
-        for app in event.targets.iter().filter(|t| t.kind == "AppInstance") {
-            let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app.id) {
+        for app in event.app_ids() {
+            let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app) {
                 Ok(found) => found,
                 Err(e) => {
-                    tracing::warn!("checking application {} through {provider}: {e:#}", app.id);
+                    tracing::warn!("checking application {app} through {provider}: {e:#}");
                     continue;
                 }
             };
@@ -920,6 +921,22 @@ fn undo_entry(r: &UndoResult) -> Entry {
         entry = entry.field("next_try", rfc3339(next));
     }
     entry
+}
+
+/// Okta `application.*` events, and Entra directory audits that add or
+/// update an application or service principal: the events after which the
+/// applications they name are judged (`Pipeline::check_apps`).
+fn is_app_event(event: &Event) -> bool {
+    match event.source.as_str() {
+        "okta" => event.kind.starts_with("application."),
+        _ => matches!(
+            event.kind.as_str(),
+            "Add application"
+                | "Update application"
+                | "Add service principal"
+                | "Update service principal"
+        ),
+    }
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -682,7 +682,9 @@ fn baseline_commands_say_what_is_missing() {
 }
 
 // Entra: an application no MFA conditional access policy includes is
-// added to the named one, with one PATCH of its conditions.
+// found when a directory audit adds its service principal, and added to the
+// named policy with one PATCH of its conditions. The rule names it by its
+// application id, which the event carries in its modified properties.
 #[test]
 fn an_entra_app_is_added_to_the_mfa_conditional_access_policy() {
     const APP: &str = "a1b2c3d4-0000-4000-8000-00000000a001";
@@ -719,13 +721,25 @@ base_url = "{graph}"
         "activityDateTime": "2026-04-13T08:00:00.0000000Z", "loggedByService": "Core Directory",
         "operationType": "Add",
         "initiatedBy": {"user": {"id": "u-admin", "userPrincipalName": "admin@example.com"}},
-        "targetResources": [{"id": APP, "displayName": "Payroll", "type": "ServicePrincipal",
-                             "modifiedProperties": []}]
+        // The target is the service principal's object id; the application
+        // id conditional access uses is in the modified properties.
+        "targetResources": [{"id": "sp-object-77", "displayName": "Payroll",
+                             "type": "ServicePrincipal",
+                             "modifiedProperties": [{"displayName": "AppId", "oldValue": "[]",
+                                                     "newValue": format!("[\"{APP}\"]")}]}]
     })
     .to_string();
     let out = run_events(&wd, &[event]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records = wd.audit_records();
+    // The host judged the application the event added: no enabled MFA
+    // policy included it.
+    let found = the_one(&records, "finding", |r| r["rule"] == "vigil.app-mfa");
+    assert_eq!(found["subject"], APP);
+    assert_eq!(
+        found["details"]["reason"],
+        "no enabled conditional access policy that requires MFA includes it"
+    );
     let result = the_one(&records, "action-result", |r| {
         r["action"] == "assign-app-policy"
     });

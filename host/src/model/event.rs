@@ -137,6 +137,38 @@ impl Event {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The applications the event is about, by the id policies use for
+    /// them: Okta `AppInstance` targets; for an Entra directory audit of an
+    /// application or service principal, the application (client) id its
+    /// modified properties carry (`new:AppId`, Graph's `["<app id>"]`) — the
+    /// target there is the object id, which conditional access does not
+    /// use.
+    pub fn app_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = match self.source.as_str() {
+            "okta" => self
+                .targets
+                .iter()
+                .filter(|t| t.kind == "AppInstance")
+                .map(|t| t.id.clone())
+                .collect(),
+            _ => self
+                .attribute("new:AppId")
+                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                .map(|v| match v {
+                    serde_json::Value::Array(items) => items
+                        .into_iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect(),
+                    serde_json::Value::String(s) => vec![s],
+                    _ => Vec::new(),
+                })
+                .unwrap_or_default(),
+        };
+        ids.retain(|id| !id.is_empty());
+        ids.dedup();
+        ids
+    }
 }
 
 /// One input line as received, shared by the events it holds and parsed
@@ -289,5 +321,40 @@ mod tests {
             err.to_string(),
             "the value at \"/a\" is longer than max_raw_bytes = 8 (as JSON text)"
         );
+    }
+
+    #[test]
+    fn app_ids_are_okta_app_targets_or_the_entra_app_id_property() {
+        let mut okta = Event::new("e1", "okta", "application.lifecycle.create", 0);
+        okta.targets = vec![
+            Principal {
+                id: "0oa1".into(),
+                kind: "AppInstance".into(),
+                login: None,
+                display_name: None,
+            },
+            Principal {
+                id: "00u1".into(),
+                kind: "User".into(),
+                login: None,
+                display_name: None,
+            },
+        ];
+        assert_eq!(okta.app_ids(), ["0oa1"]);
+        let mut entra = Event::new("e2", "entra", "Add service principal", 0);
+        entra.targets = vec![Principal {
+            id: "sp-object-1".into(),
+            kind: "ServicePrincipal".into(),
+            login: None,
+            display_name: None,
+        }];
+        assert!(
+            entra.app_ids().is_empty(),
+            "the object id is not the app id"
+        );
+        entra.attributes = vec![("new:AppId".into(), "[\"a1b2\"]".into())];
+        assert_eq!(entra.app_ids(), ["a1b2"]);
+        entra.attributes = vec![("new:AppId".into(), "not json".into())];
+        assert!(entra.app_ids().is_empty());
     }
 }

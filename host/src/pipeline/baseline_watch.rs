@@ -13,14 +13,12 @@
 //! - A provider that cannot be read is logged and tried again at the next
 //!   trigger; the events go on (a check is advice, not a gate).
 //!
-//! Applications: when an Okta `application.*` event naming an application
-//! (`AppInstance` target) comes in, before the rules act on it, the
-//! application's sign-in is read and judged
-//! (`crate::baseline::apps`); one that can be signed in to without MFA is
-//! a finding of the host under `vigil.app-mfa`, once per process and
-//! reason. (Entra applications are judged only when `assign-app-policy`
-//! runs: a directory audit names a service principal by object id, while
-//! conditional access policies name applications by app id.)
+//! Applications: when an application event comes in (`Event::app_ids`:
+//! Okta `application.*`, Entra application and service principal audits),
+//! before the rules act on it, each application's sign-in is read and
+//! judged (`crate::baseline::apps`); one that can be signed in to without
+//! MFA is a finding of the host under `vigil.app-mfa`, once per process and
+//! reason.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

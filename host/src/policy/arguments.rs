@@ -113,10 +113,13 @@ impl ArgumentGrants {
                     _ => format!("policy {policy} is not in {}.policies", self.at),
                 })
             }
-            Action::AssignAppPolicy(a) if !Allowed::FromEvent.permits(&a.app, event) => {
+            Action::AssignAppPolicy(a)
+                if !Allowed::FromEvent.permits(&a.app, event)
+                    && !event.app_ids().contains(&a.app) =>
+            {
                 Err(format!(
                     "application {} is not a target of event {}: a rule may only move the \
-                 application the event is about",
+                     application the event is about",
                     a.app, event.id
                 ))
             }
