@@ -758,3 +758,38 @@ base_url = "{graph}"
         json!(["office365", APP])
     );
 }
+
+// A trusted network widened: the policy zone is in the baseline, and a
+// zone that covers more is a weakening (the blocklist zone, which block-ip
+// edits, is left out).
+#[test]
+fn a_widened_policy_zone_shows_in_the_diff() {
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    fake.set_okta_policy_zone("nzoOffice", "Office", &["198.51.100.0/24"]);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    wd.config(&okta_config(&fake));
+    let out = ok(&cli(&wd, &["baseline", "capture", "--approve"]));
+    assert!(
+        out.contains("captured okta baseline version 1: 6 objects"),
+        "{out}"
+    );
+    fake.set_okta_zone_gateways(
+        vigil_test_support::fake_idp::OKTA_BLOCKLIST_ZONE,
+        &["203.0.113.9/32"],
+    );
+    let out = ok(&cli(&wd, &["baseline", "diff"]));
+    assert!(
+        out.contains("0 changes"),
+        "block-ip's zone is not in it: {out}"
+    );
+    fake.set_okta_policy_zone("nzoOffice", "Office", &["198.51.100.0/24", "0.0.0.0/0"]);
+    let diff = cli(&wd, &["baseline", "diff"]);
+    assert_eq!(diff.status.code(), Some(1));
+    let said = text(&diff.stdout);
+    assert!(
+        said.contains("[weakens] network zone 'Office' now also covers gateway 0.0.0.0/0"),
+        "{said}"
+    );
+}

@@ -273,6 +273,8 @@ fn deleted(object: &PolicyObject) -> Change {
     let weakens = match object.kind {
         ObjectKind::OktaPolicy => is_active(body) && enforces(object),
         ObjectKind::OktaAuthenticator => is_active(body) && !is_weak_okta_key(text(body, "/key")),
+        // A zone in use cannot be deleted; one that is gone changes no rule.
+        ObjectKind::OktaNetworkZone => false,
         ObjectKind::EntraCaPolicy => is_enabled(body),
         ObjectKind::EntraAuthMethodsPolicy => true,
     };
@@ -310,6 +312,7 @@ fn changed(a: &PolicyObject, c: &PolicyObject) -> Vec<Change> {
     match a.kind {
         ObjectKind::OktaPolicy => okta_policy(&mut out, a, c),
         ObjectKind::OktaAuthenticator => okta_authenticator(&mut out, ab, cb),
+        ObjectKind::OktaNetworkZone => okta_zone(&mut out, ab, cb),
         ObjectKind::EntraCaPolicy => entra_ca_policy(&mut out, ab, cb),
         ObjectKind::EntraAuthMethodsPolicy => entra_methods_policy(&mut out, ab, cb),
     }
@@ -767,6 +770,62 @@ fn okta_authenticator(out: &mut Out<'_>, a: &Value, c: &Value) {
         _ => out.values("changed status", old, new, false),
     }
     other_changes(out, a, c, &["/id", "/name", "/status"]);
+}
+
+/// What a policy zone covers: (pointer, field of each entry, noun).
+const ZONE_LISTS: [(&str, &str, &str); 4] = [
+    ("/gateways", "/value", "gateway"),
+    ("/proxies", "/value", "proxy gateway"),
+    ("/locations", "", "location"),
+    ("/asns", "", "ASN"),
+];
+
+/// A policy zone is a network that rules trust (sign-ins from it asked for
+/// less) or exclude: one that covers more is marked weakening, for review,
+/// whichever way the rules use it (a zone can also scope a stricter rule).
+fn okta_zone(out: &mut Out<'_>, a: &Value, c: &Value) {
+    let (old, new) = (text(a, "/status"), text(c, "/status"));
+    if old != new {
+        out.values("changed status", old, new, false);
+    }
+    for (pointer, field, noun) in ZONE_LISTS {
+        let entries = |v: &Value| -> BTreeSet<String> {
+            at(v, pointer)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| match item.pointer(field) {
+                            Some(Value::String(s)) if !field.is_empty() => s.clone(),
+                            _ => match item {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            },
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (before, after) = (entries(a), entries(c));
+        let gained: BTreeSet<String> = after.difference(&before).cloned().collect();
+        let lost: BTreeSet<String> = before.difference(&after).cloned().collect();
+        out.ids("now also covers", noun, &gained, true);
+        out.ids("no longer covers", noun, &lost, false);
+    }
+    other_changes(
+        out,
+        a,
+        c,
+        &[
+            "/id",
+            "/name",
+            "/status",
+            "/gateways",
+            "/proxies",
+            "/locations",
+            "/asns",
+        ],
+    );
 }
 
 // ---- Entra conditional access policies ----
@@ -1972,5 +2031,37 @@ mod tests {
         );
         assert_eq!(short(&"é".repeat(100)).chars().count(), MAX_QUOTE);
         assert_eq!(short("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+    }
+
+    #[test]
+    fn a_policy_zone_that_covers_more_is_a_weakening() {
+        let zone = |gateways: &[&str]| {
+            object(
+                ObjectKind::OktaNetworkZone,
+                json!({"id": "nzoOffice", "name": "Office", "type": "IP", "usage": "POLICY",
+                       "status": "ACTIVE",
+                       "gateways": gateways.iter()
+                           .map(|g| json!({"type": "CIDR", "value": g}))
+                           .collect::<Vec<_>>()}),
+            )
+        };
+        let before = zone(&["198.51.100.0/24"]);
+        let wider = zone(&["198.51.100.0/24", "0.0.0.0/0"]);
+        let changes = diff_object(Some(&before), Some(&wider));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            changes[0].summary,
+            "network zone 'Office' now also covers gateway 0.0.0.0/0"
+        );
+        assert!(changes[0].weakens);
+        let narrower = zone(&[]);
+        let changes = diff_object(Some(&before), Some(&narrower));
+        assert_eq!(
+            changes[0].summary,
+            "network zone 'Office' no longer covers gateway 198.51.100.0/24"
+        );
+        assert!(!changes[0].weakens);
+        assert!(diff_object(Some(&before), Some(&before.clone())).is_empty());
+        assert!(!diff_object(Some(&before), None)[0].weakens);
     }
 }

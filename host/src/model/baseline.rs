@@ -18,6 +18,9 @@ pub enum ObjectKind {
     OktaPolicy,
     /// An Okta authenticator (`/api/v1/authenticators/{id}`).
     OktaAuthenticator,
+    /// An Okta network zone of usage `POLICY` (`/api/v1/zones/{id}`): the
+    /// networks policy rules trust or exclude.
+    OktaNetworkZone,
     /// An Entra conditional access policy
     /// (`/identity/conditionalAccess/policies/{id}`).
     EntraCaPolicy,
@@ -27,9 +30,10 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::OktaPolicy,
         ObjectKind::OktaAuthenticator,
+        ObjectKind::OktaNetworkZone,
         ObjectKind::EntraCaPolicy,
         ObjectKind::EntraAuthMethodsPolicy,
     ];
@@ -39,6 +43,7 @@ impl ObjectKind {
         match self {
             ObjectKind::OktaPolicy => "okta-policy",
             ObjectKind::OktaAuthenticator => "okta-authenticator",
+            ObjectKind::OktaNetworkZone => "okta-network-zone",
             ObjectKind::EntraCaPolicy => "entra-ca-policy",
             ObjectKind::EntraAuthMethodsPolicy => "entra-auth-methods-policy",
         }
@@ -49,6 +54,7 @@ impl ObjectKind {
         match self {
             ObjectKind::OktaPolicy => "policy",
             ObjectKind::OktaAuthenticator => "authenticator",
+            ObjectKind::OktaNetworkZone => "network zone",
             ObjectKind::EntraCaPolicy => "conditional access policy",
             ObjectKind::EntraAuthMethodsPolicy => "authentication methods policy",
         }

@@ -55,6 +55,7 @@
 //! | `GET /api/v1/authenticators`, `GET /api/v1/authenticators/{id}` | the authenticators set |
 //! | `GET /api/v1/apps/{appId}` | the app, `_links.accessPolicy` naming its access policy if it has one |
 //! | `PUT /api/v1/apps/{appId}/policies/{policyId}` | 204: the app's access policy becomes `policyId` (a stored `ACCESS_POLICY`, else 400) |
+//! | `GET /api/v1/zones` | every network zone, by id (the blocklist zone and those of [`FakeIdp::set_okta_policy_zone`]) |
 //! | `GET /v1.0/identity/conditionalAccess/policies` | `{"@odata.context", "value": [the stored policies]}` |
 //! | `GET /v1.0/identity/conditionalAccess/policies/{id}` | the stored policy (404 when not stored) |
 //! | `PATCH /v1.0/identity/conditionalAccess/policies/{id}` | 204: a stored policy gets the body's top-level properties, `modifiedDateTime` refreshed; any other id not starting with `missing` gets its `state` recorded ([`FakeIdp::graph_ca_policy_state`]) |
@@ -431,6 +432,24 @@ impl FakeIdp {
             .get(zone)
             .map(|z| z.gateways.iter().map(|(_, v)| v.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Sets an Okta `POLICY` network zone (the kind sign-on and
+    /// authentication policy rules name, e.g. a trusted office network)
+    /// with these CIDR gateways, replacing any zone of that id.
+    pub fn set_okta_policy_zone(&self, zone: &str, name: &str, cidrs: &[&str]) {
+        self.state().okta_zones.insert(
+            zone.to_owned(),
+            Zone {
+                name: name.to_owned(),
+                status: "ACTIVE".to_owned(),
+                usage: "POLICY".to_owned(),
+                gateways: cidrs
+                    .iter()
+                    .map(|c| ("CIDR".to_owned(), (*c).to_owned()))
+                    .collect(),
+            },
+        );
     }
 
     /// Sets the CIDR gateways of an Okta network zone, creating a
@@ -1643,6 +1662,15 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
             Reply::empty(204)
         }
         ("GET", ["groups", gid, "users"]) => okta_group_users(state, base, r, gid),
+        ("GET", ["zones"]) => {
+            let mut ids: Vec<&String> = state.okta_zones.keys().collect();
+            ids.sort();
+            let zones: Vec<Value> = ids
+                .into_iter()
+                .map(|id| state.okta_zones[id].json(id))
+                .collect();
+            Reply::json(200, &Value::Array(zones))
+        }
         ("GET", ["zones", id]) => match state.okta_zones.get(*id) {
             Some(zone) => Reply::json(200, &zone.json(id)),
             None => okta_not_found(state, id, "Zone"),
@@ -1666,6 +1694,7 @@ fn okta_inner(state: &mut State, base: &str, r: &Recorded, segs: &[&str]) -> Rep
         | (_, ["apps", _, "policies", _])
         | (_, ["groups", _, "users", _])
         | (_, ["groups", _, "users"])
+        | (_, ["zones"])
         | (_, ["zones", _])
         | (_, ["logs"]) => okta_error(
             state,

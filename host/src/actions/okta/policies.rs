@@ -3,13 +3,13 @@
 //!
 //! | what | requests |
 //! |---|---|
-//! | baseline read | `GET /api/v1/policies?type=T` for `MFA_ENROLL`, `OKTA_SIGN_ON`, `ACCESS_POLICY` (following `Link: rel="next"`), `GET /api/v1/policies/{id}/rules` for each, `GET /api/v1/authenticators` |
+//! | baseline read | `GET /api/v1/policies?type=T` for `MFA_ENROLL`, `OKTA_SIGN_ON`, `ACCESS_POLICY` (following `Link: rel="next"`), `GET /api/v1/policies/{id}/rules` for each, `GET /api/v1/authenticators`, `GET /api/v1/zones` (the `POLICY` zones; the `BLOCKLIST` ones are block-ip's) |
 //! | `restore-policy` | `GET /api/v1/policies/{id}` + rules; then only what differs: `PUT /api/v1/policies/{id}`, `PUT /api/v1/policies/{id}/rules/{ruleId}`, `POST …/lifecycle/activate` or `…/deactivate` (policy or rule); then the same reads again to confirm |
 //! | `assign-app-policy` | `PUT /api/v1/apps/{appId}/policies/{policyId}` |
 //! | an application's sign-in | `GET /api/v1/apps/{appId}`, its `_links.accessPolicy.href` (the authentication policy), `GET` that policy and its rules |
 //!
-//! Permissions: `okta.policies.read` and `okta.authenticators.read` to
-//! capture; `okta.policies.manage` (Super Admin) to restore;
+//! Permissions: `okta.policies.read`, `okta.authenticators.read` and
+//! `okta.networkZones.read` to capture; `okta.policies.manage` (Super Admin) to restore;
 //! `okta.apps.manage` and `okta.policies.read` to assign an application.
 //!
 //! A restore writes the approved body whole (`PUT` replaces a policy or
@@ -186,6 +186,16 @@ impl MfaConfig for OktaConnector {
                 authenticator,
                 "name",
             ));
+        }
+        // Policy zones only: blocklist zones change with every block-ip.
+        for zone in self.get_list("okta read network zones", "/api/v1/zones")? {
+            if text(&zone, "usage") == "POLICY" {
+                objects.push(PolicyObject::from_json(
+                    ObjectKind::OktaNetworkZone,
+                    zone,
+                    "name",
+                ));
+            }
         }
         Ok(objects)
     }
