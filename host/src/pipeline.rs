@@ -321,7 +321,11 @@ impl Pipeline {
     /// [`Pipeline::tick`] or [`Pipeline::finish`]; nothing of it is
     /// committed before then.
     pub fn process_event(&mut self, event: Event) -> Result<()> {
-        if event.class == crate::model::EventClass::PolicyChange {
+        // Zones are in the baseline too (`zone.update` is not a policy
+        // change to the rules).
+        if event.class == crate::model::EventClass::PolicyChange
+            || (event.source == "okta" && event.kind.starts_with("zone."))
+        {
             self.note_policy_change(&event);
         }
         if is_app_event(&event) {

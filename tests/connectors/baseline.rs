@@ -792,4 +792,17 @@ fn a_widened_policy_zone_shows_in_the_diff() {
         said.contains("[weakens] network zone 'Office' now also covers gateway 0.0.0.0/0"),
         "{said}"
     );
+    // The zone's own event makes the watch look.
+    let event = json!({
+        "uuid": "evt-zone-1", "published": "2026-04-06T09:00:00.000Z", "eventType": "zone.update",
+        "actor": {"id": "00uMallory", "type": "User"}, "outcome": {"result": "SUCCESS"},
+        "target": [{"id": "nzoOffice", "type": "Zone", "displayName": "Office"}]
+    })
+    .to_string();
+    let out = run_events(&wd, &[event]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let found = the_one(&records, "finding", |r| r["rule"] == "vigil.baseline");
+    assert_eq!(found["subject"], "nzoOffice");
+    assert_eq!(found["event_id"], "evt-zone-1");
 }
