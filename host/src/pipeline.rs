@@ -194,6 +194,13 @@ impl Pipeline {
             ),
         };
         pipeline.restore()?;
+        if let Some(reported) = pipeline
+            .executor
+            .store()
+            .meta(baseline_watch::REPORTED_KEY)?
+        {
+            pipeline.baseline_watch.restore_reported(&reported);
+        }
         // Before anything new is recorded: the records a crash left in the
         // outbox, then a result for every accepted action without one.
         pipeline.recover_outbox()?;
@@ -204,7 +211,7 @@ impl Pipeline {
     /// How often the MFA configuration is compared with its approved
     /// baseline besides after policy changes (`[baseline] check_secs`).
     pub fn set_baseline_check_secs(&mut self, secs: u64) {
-        self.baseline_watch = baseline_watch::BaselineWatch::new(secs, now_ms());
+        self.baseline_watch.set_interval(secs, now_ms());
     }
 
     /// Installs the observer told about rule calls and actions.
@@ -439,6 +446,7 @@ impl Pipeline {
         let Some(provider) = provider else {
             return Ok(());
         };
+        let mut wrote = false;
         for app in event.app_ids() {
             let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app) {
                 Ok(found) => found,
@@ -453,9 +461,24 @@ impl Pipeline {
             {
                 self.stats.findings += 1;
                 self.append(entry)?;
+                wrote = true;
             }
         }
-        Ok(())
+        if wrote {
+            // Durable before it counts as reported (see `save_reported`).
+            self.sync()?;
+        }
+        self.save_reported()
+    }
+
+    /// Keeps what the baseline watch reported, so a restart does not
+    /// report it again. Called after the findings are committed: a crash
+    /// in between reports them once more, never loses one.
+    fn save_reported(&mut self) -> Result<()> {
+        let json = self.baseline_watch.reported_json();
+        self.executor
+            .store()
+            .set_meta(baseline_watch::REPORTED_KEY, &json, now_ms())
     }
 
     /// Compares the providers that are due with their approved baselines
@@ -482,7 +505,8 @@ impl Pipeline {
                 self.append(entry)?;
             }
         }
-        self.sync()
+        self.sync()?;
+        self.save_reported()
     }
 
     /// An operator undoes a temporary action before it expires.

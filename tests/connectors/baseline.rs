@@ -806,3 +806,37 @@ fn a_widened_policy_zone_shows_in_the_diff() {
     assert_eq!(found["subject"], "nzoOffice");
     assert_eq!(found["event_id"], "evt-zone-1");
 }
+
+// What the watch reported is kept in the store: a second run (a restart)
+// that finds the same weakening does not report it again; once put right
+// and weakened again, it is reported again.
+#[test]
+fn a_restart_does_not_report_the_same_weakening_twice() {
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    wd.config(&okta_config(&fake));
+    ok(&cli(&wd, &["baseline", "capture", "--approve"]));
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(false)]);
+    let host_findings = |wd: &Workdir| {
+        wd.records_of("finding")
+            .into_iter()
+            .filter(|r| r["rule"] == "vigil.baseline")
+            .count()
+    };
+    for (i, expected) in [(1, 1), (2, 1)] {
+        let out = run_events(&wd, &[rule_update_event(&format!("evt-restart-{i}"))]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(host_findings(&wd), expected, "after run {i}");
+    }
+    // Put right (the watch sees it), then weakened again: reported again.
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(true)]);
+    let out = run_events(&wd, &[rule_update_event("evt-restart-3")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(host_findings(&wd), 1);
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(false)]);
+    let out = run_events(&wd, &[rule_update_event("evt-restart-4")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(host_findings(&wd), 2);
+}

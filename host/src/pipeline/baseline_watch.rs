@@ -7,9 +7,10 @@
 //! - Reads are coalesced: a burst of policy-change events reads each
 //!   provider at most once per [`MIN_GAP_MS`]; the check then runs at the
 //!   next event or idle tick.
-//! - Each weakening is reported once per process and approved version: a
-//!   weakening that goes away (restored) and comes back is reported again;
-//!   after a restart, weakenings still present are reported once more.
+//! - Each weakening is reported once per approved version: a weakening that
+//!   goes away (restored) and comes back is reported again. What was
+//!   reported is kept in the store ([`REPORTED_KEY`]), so a restart does
+//!   not report it twice.
 //! - A provider that cannot be read is logged and tried again at the next
 //!   trigger; the events go on (a check is advice, not a gate).
 //!
@@ -17,11 +18,12 @@
 //! Okta `application.*`, Entra application and service principal audits),
 //! before the rules act on it, each application's sign-in is read and
 //! judged (`crate::baseline::apps`); one that can be signed in to without
-//! MFA is a finding of the host under `vigil.app-mfa`, once per process and
-//! reason.
+//! MFA is a finding of the host under `vigil.app-mfa`, once per application
+//! and reason (kept in the store too).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::audit::Entry;
@@ -30,6 +32,18 @@ use crate::model::baseline::AppSignIn;
 
 /// The rule id of host findings about applications reachable without MFA.
 pub const APP_FINDING_RULE: &str = "vigil.app-mfa";
+
+/// The store `meta` key of what was reported ([`BaselineWatch::reported_json`]).
+pub const REPORTED_KEY: &str = "baseline-watch:reported";
+
+/// What was reported, as the store keeps it between runs.
+#[derive(Default, Serialize, Deserialize)]
+struct Reported {
+    /// Per provider: the approved version and the weakenings reported.
+    baselines: BTreeMap<String, (i64, BTreeSet<String>)>,
+    /// Application and reason.
+    apps: BTreeSet<(String, String)>,
+}
 
 /// Least time between two reads of one provider's configuration.
 pub const MIN_GAP_MS: i64 = 5_000;
@@ -60,6 +74,47 @@ impl BaselineWatch {
             last_check_ms: HashMap::new(),
             reported: HashMap::new(),
             reported_apps: HashSet::new(),
+        }
+    }
+
+    /// Sets the schedule (`[baseline] check_secs`) from `now_ms`, keeping
+    /// what was reported.
+    pub fn set_interval(&mut self, check_secs: u64, now_ms: i64) {
+        let fresh = BaselineWatch::new(check_secs, now_ms);
+        self.interval_ms = fresh.interval_ms;
+        self.next_scheduled_ms = fresh.next_scheduled_ms;
+    }
+
+    /// What was reported, for the store.
+    pub fn reported_json(&self) -> String {
+        let reported = Reported {
+            baselines: self
+                .reported
+                .iter()
+                .map(|(p, (v, seen))| (p.clone(), (*v, seen.iter().cloned().collect())))
+                .collect(),
+            apps: self.reported_apps.iter().cloned().collect(),
+        };
+        serde_json::to_string(&reported).unwrap_or_default()
+    }
+
+    /// Takes back what an earlier run reported ([`REPORTED_KEY`]). A value
+    /// that cannot be read is dropped with a warning: the weakenings are
+    /// then reported again, never hidden.
+    pub fn restore_reported(&mut self, json: &str) {
+        match serde_json::from_str::<Reported>(json) {
+            Ok(r) => {
+                self.reported = r
+                    .baselines
+                    .into_iter()
+                    .map(|(p, (v, seen))| (p, (v, seen.into_iter().collect())))
+                    .collect();
+                self.reported_apps = r.apps.into_iter().collect();
+            }
+            Err(e) => tracing::warn!(
+                "the baseline watch's record of reported weakenings is unreadable ({e}); \
+                 weakenings still present are reported again"
+            ),
         }
     }
 
@@ -265,5 +320,22 @@ mod tests {
         assert_eq!(w.take_due(&all, 60_000), vec![("okta".into(), None)]);
         assert!(!w.may_be_due(60_001));
         assert!(w.may_be_due(120_000));
+    }
+
+    #[test]
+    fn what_was_reported_survives_a_round_trip_and_bad_json_reports_again() {
+        let mut w = BaselineWatch::new(0, 0);
+        w.reported.insert(
+            "okta".into(),
+            (3, HashSet::from(["00p1\u{1f}weaker".to_owned()])),
+        );
+        w.reported_apps.insert(("0oa1".into(), "no policy".into()));
+        let json = w.reported_json();
+        let mut back = BaselineWatch::new(60, 0);
+        back.restore_reported(&json);
+        assert_eq!(back.reported, w.reported);
+        assert_eq!(back.reported_apps, w.reported_apps);
+        back.restore_reported("{not json");
+        assert_eq!(back.reported, w.reported, "unreadable: kept as it was");
     }
 }
