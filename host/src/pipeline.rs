@@ -335,7 +335,7 @@ impl Pipeline {
         {
             self.note_policy_change(&event);
         }
-        if is_app_event(&event) {
+        if event.is_app_event() {
             self.check_apps(&event)?;
         }
         if self.rules.shards() > 1 {
@@ -436,16 +436,19 @@ impl Pipeline {
     }
 
     /// Judges the sign-in of the applications an application event names
-    /// ([`is_app_event`], [`Event::app_ids`]), before the rules act on the
-    /// event (so the finding
-    /// describes what the event found, not what a remediation left), and
-    /// audits a finding for each one reachable without MFA.
+    /// ([`Event::is_app_event`], [`Event::app_ids`]), before the rules act
+    /// on the event (so the finding describes what the event found, not
+    /// what a remediation left), and audits a finding for each one
+    /// reachable without MFA.
     fn check_apps(&mut self, event: &Event) -> Result<()> {
         let provider =
             crate::baseline::provider_for_source(&mut self.executor.dispatcher(), &event.source);
         let Some(provider) = provider else {
             return Ok(());
         };
+        // The events before this one are judged first (on shards they may
+        // wait in a batch), so the log keeps arrival order.
+        self.run_shards()?;
         let mut wrote = false;
         for app in event.app_ids() {
             let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app) {
@@ -471,14 +474,19 @@ impl Pipeline {
         self.save_reported()
     }
 
-    /// Keeps what the baseline watch reported, so a restart does not
-    /// report it again. Called after the findings are committed: a crash
-    /// in between reports them once more, never loses one.
+    /// Keeps what the baseline watch reported, when it changed, so a
+    /// restart does not report it again. Called after the findings are
+    /// committed: a crash in between reports them once more, never loses
+    /// one.
     fn save_reported(&mut self) -> Result<()> {
-        let json = self.baseline_watch.reported_json();
-        self.executor
-            .store()
-            .set_meta(baseline_watch::REPORTED_KEY, &json, now_ms())
+        match self.baseline_watch.unsaved() {
+            Some(json) => {
+                self.executor
+                    .store()
+                    .set_meta(baseline_watch::REPORTED_KEY, &json, now_ms())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Compares the providers that are due with their approved baselines
@@ -492,20 +500,28 @@ impl Pipeline {
         if due.is_empty() {
             return Ok(());
         }
+        let mut wrote = false;
         for (provider, trigger) in due {
             let drift = match self.executor.baseline_drift(&provider) {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!("baseline check of {provider}: {e:#}; tried again later");
+                    tracing::warn!(
+                        "baseline check of {provider}: {e:#}; tried again at the next policy \
+                         change or scheduled check"
+                    );
                     continue;
                 }
             };
             for entry in self.baseline_watch.findings(&drift, trigger.as_deref()) {
                 self.stats.findings += 1;
                 self.append(entry)?;
+                wrote = true;
             }
         }
-        self.sync()?;
+        if wrote {
+            // Durable before it counts as reported (see `save_reported`).
+            self.sync()?;
+        }
         self.save_reported()
     }
 
@@ -949,22 +965,6 @@ fn undo_entry(r: &UndoResult) -> Entry {
         entry = entry.field("next_try", rfc3339(next));
     }
     entry
-}
-
-/// Okta `application.*` events, and Entra directory audits that add or
-/// update an application or service principal: the events after which the
-/// applications they name are judged (`Pipeline::check_apps`).
-fn is_app_event(event: &Event) -> bool {
-    match event.source.as_str() {
-        "okta" => event.kind.starts_with("application."),
-        _ => matches!(
-            event.kind.as_str(),
-            "Add application"
-                | "Update application"
-                | "Add service principal"
-                | "Update service principal"
-        ),
-    }
 }
 
 fn rfc3339(ms: i64) -> String {

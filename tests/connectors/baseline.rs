@@ -519,20 +519,30 @@ fn an_okta_app_without_mfa_is_found_and_moved_under_the_mfa_policy() {
     );
     let wd = Workdir::new();
     std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
-    wd.config(&okta_config(&fake).replace(
+    // Two shards: the rule edit before the app events waits in a batch
+    // when the first app event comes in; its finding must still come first.
+    let body = okta_config(&fake).replace(
         "allow = [\"restore-policy\", \"activate-policy\"]",
         "allow = [\"assign-app-policy\"]\napp_policies = [\"rstMfa\"]\n\
          config = { app_mfa_policy = \"rstMfa\" }",
-    ));
+    );
+    wd.config(&format!("shards = 2\n{body}"));
     let out = run_events(
         &wd,
         &[
+            rule_update_event("evt-before-apps"),
             app_event("evt-app-1", "0oaPayroll", "Payroll"),
             app_event("evt-app-2", "0oaWiki", "Wiki"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records = wd.audit_records();
+    let at = |pred: &dyn Fn(&Value) -> bool| records.iter().position(pred).unwrap();
+    assert!(
+        at(&|r| r["type"] == "finding" && r["event_id"] == "evt-before-apps")
+            < at(&|r| r["rule"] == "vigil.app-mfa"),
+        "the log keeps arrival order: {records:#?}"
+    );
 
     // The host's check: Payroll can be signed in to with a password only;
     // the wiki is covered.

@@ -138,6 +138,23 @@ impl Event {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the event adds or changes an application: Okta
+    /// `application.*`, Entra directory audits that add or update an
+    /// application or service principal. The host then judges the
+    /// applications it names ([`Event::app_ids`]).
+    pub fn is_app_event(&self) -> bool {
+        match self.source.as_str() {
+            "okta" => self.kind.starts_with("application."),
+            _ => matches!(
+                self.kind.as_str(),
+                "Add application"
+                    | "Update application"
+                    | "Add service principal"
+                    | "Update service principal"
+            ),
+        }
+    }
+
     /// The applications the event is about, by the id policies use for
     /// them: Okta `AppInstance` targets; for an Entra directory audit of an
     /// application or service principal, the application (client) id its

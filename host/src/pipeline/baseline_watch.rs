@@ -21,7 +21,7 @@
 //! MFA is a finding of the host under `vigil.app-mfa`, once per application
 //! and reason (kept in the store too).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,11 +33,11 @@ use crate::model::baseline::AppSignIn;
 /// The rule id of host findings about applications reachable without MFA.
 pub const APP_FINDING_RULE: &str = "vigil.app-mfa";
 
-/// The store `meta` key of what was reported ([`BaselineWatch::reported_json`]).
+/// The store `meta` key of what was reported ([`BaselineWatch::unsaved`]).
 pub const REPORTED_KEY: &str = "baseline-watch:reported";
 
-/// What was reported, as the store keeps it between runs.
-#[derive(Default, Serialize, Deserialize)]
+/// What was reported, as the watch keeps it and the store between runs.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Reported {
     /// Per provider: the approved version and the weakenings reported.
     baselines: BTreeMap<String, (i64, BTreeSet<String>)>,
@@ -57,11 +57,9 @@ pub struct BaselineWatch {
     /// first event that showed it.
     dirty: BTreeMap<String, String>,
     last_check_ms: HashMap<String, i64>,
-    /// Per provider: the approved version and the weakenings reported
-    /// against it.
-    reported: HashMap<String, (i64, HashSet<String>)>,
-    /// Application gaps reported: application id and reason.
-    reported_apps: HashSet<(String, String)>,
+    reported: Reported,
+    /// `reported` as last handed out for the store.
+    saved: String,
 }
 
 impl BaselineWatch {
@@ -72,8 +70,8 @@ impl BaselineWatch {
             next_scheduled_ms: (interval_ms > 0).then_some(now_ms.saturating_add(interval_ms)),
             dirty: BTreeMap::new(),
             last_check_ms: HashMap::new(),
-            reported: HashMap::new(),
-            reported_apps: HashSet::new(),
+            reported: Reported::default(),
+            saved: String::new(),
         }
     }
 
@@ -85,17 +83,14 @@ impl BaselineWatch {
         self.next_scheduled_ms = fresh.next_scheduled_ms;
     }
 
-    /// What was reported, for the store.
-    pub fn reported_json(&self) -> String {
-        let reported = Reported {
-            baselines: self
-                .reported
-                .iter()
-                .map(|(p, (v, seen))| (p.clone(), (*v, seen.iter().cloned().collect())))
-                .collect(),
-            apps: self.reported_apps.iter().cloned().collect(),
-        };
-        serde_json::to_string(&reported).unwrap_or_default()
+    /// What was reported, for the store, when it changed since the last
+    /// time this was asked.
+    pub fn unsaved(&mut self) -> Option<String> {
+        let json = serde_json::to_string(&self.reported).unwrap_or_default();
+        (json != self.saved).then(|| {
+            self.saved = json.clone();
+            json
+        })
     }
 
     /// Takes back what an earlier run reported ([`REPORTED_KEY`]). A value
@@ -104,12 +99,8 @@ impl BaselineWatch {
     pub fn restore_reported(&mut self, json: &str) {
         match serde_json::from_str::<Reported>(json) {
             Ok(r) => {
-                self.reported = r
-                    .baselines
-                    .into_iter()
-                    .map(|(p, (v, seen))| (p, (v, seen.into_iter().collect())))
-                    .collect();
-                self.reported_apps = r.apps.into_iter().collect();
+                self.reported = r;
+                self.saved = json.to_owned();
             }
             Err(e) => tracing::warn!(
                 "the baseline watch's record of reported weakenings is unreadable ({e}); \
@@ -127,11 +118,12 @@ impl BaselineWatch {
         gap: Option<&str>,
         event_id: &str,
     ) -> Option<Entry> {
+        let apps = &mut self.reported.apps;
         let Some(gap) = gap else {
-            self.reported_apps.retain(|(a, _)| *a != app.app);
+            apps.retain(|(a, _)| *a != app.app);
             return None;
         };
-        if !self.reported_apps.insert((app.app.clone(), gap.to_owned())) {
+        if !apps.insert((app.app.clone(), gap.to_owned())) {
             return None;
         }
         let policy = app
@@ -213,8 +205,9 @@ impl BaselineWatch {
         let now: Vec<&Change> = drift.weakenings().collect();
         let (version, seen) = self
             .reported
+            .baselines
             .entry(drift.provider.clone())
-            .or_insert_with(|| (approved.version, HashSet::new()));
+            .or_insert_with(|| (approved.version, BTreeSet::new()));
         if *version != approved.version {
             *version = approved.version;
             seen.clear();
@@ -325,16 +318,17 @@ mod tests {
     #[test]
     fn what_was_reported_survives_a_round_trip_and_bad_json_reports_again() {
         let mut w = BaselineWatch::new(0, 0);
-        w.reported.insert(
+        w.reported.baselines.insert(
             "okta".into(),
-            (3, HashSet::from(["00p1\u{1f}weaker".to_owned()])),
+            (3, BTreeSet::from(["00p1\u{1f}weaker".to_owned()])),
         );
-        w.reported_apps.insert(("0oa1".into(), "no policy".into()));
-        let json = w.reported_json();
+        w.reported.apps.insert(("0oa1".into(), "no policy".into()));
+        let json = w.unsaved().expect("changed");
+        assert_eq!(w.unsaved(), None, "unchanged: nothing to write");
         let mut back = BaselineWatch::new(60, 0);
         back.restore_reported(&json);
         assert_eq!(back.reported, w.reported);
-        assert_eq!(back.reported_apps, w.reported_apps);
+        assert_eq!(back.unsaved(), None, "just read from the store");
         back.restore_reported("{not json");
         assert_eq!(back.reported, w.reported, "unreadable: kept as it was");
     }
