@@ -181,6 +181,17 @@ fn okta_weakened_policy_is_found_restored_after_approval_and_undone() {
     assert!(out.contains("approved okta baseline version 1"), "{out}");
     let out = ok(&cli(&wd, &["baseline", "diff"]));
     assert!(out.contains("0 changes, 0 weaken MFA"), "{out}");
+    let listed = ok(&cli(&wd, &["baseline", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("1\tokta\t") && l.contains("known-good")),
+        "{listed}"
+    );
+    let known_good: Value =
+        serde_json::from_slice(&cli(&wd, &["baseline", "export"]).stdout).unwrap();
+    assert_eq!(known_good[0]["version"], 1, "{known_good:#}");
+    assert_eq!(known_good[0]["approved"]["by"], "alice");
     let exported: Value =
         serde_json::from_slice(&cli(&wd, &["baseline", "export", "--version", "1"]).stdout)
             .unwrap();

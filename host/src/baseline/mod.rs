@@ -35,8 +35,8 @@ pub use diff::{Change, describe, diff, diff_object};
 /// The rule id host findings about the baseline are audited under.
 pub const FINDING_RULE: &str = "vigil.baseline";
 
-/// The connectors that hold an MFA configuration: those with a directory
-/// (`okta`, `graph`), by name.
+/// The connectors that hold an MFA configuration (`okta`, `graph`:
+/// `Connector::mfa`), by name.
 pub fn providers(dispatch: &mut Dispatcher) -> Vec<String> {
     dispatch
         .configured()
@@ -100,7 +100,6 @@ pub struct Drift {
     pub provider: String,
     /// The approved version compared with; `None` when there is none yet.
     pub approved: Option<StoredBaseline>,
-    pub current: Vec<PolicyObject>,
     /// Empty without an approved version.
     pub changes: Vec<Change>,
 }
@@ -112,27 +111,20 @@ impl Drift {
 }
 
 /// Compares `provider`'s configuration now with its approved baseline.
-/// Without an approved baseline nothing is read (there is nothing to
-/// compare with): `current` is then empty.
+/// Without an approved baseline nothing is read: there is nothing to
+/// compare with.
 pub fn drift(dispatch: &mut Dispatcher, store: &Store, provider: &str) -> Result<Drift> {
-    let approved = store.approved_baseline(provider)?;
-    if approved.is_none() {
+    let Some(approved) = store.approved_baseline(provider)? else {
         return Ok(Drift {
             provider: provider.to_owned(),
             approved: None,
-            current: Vec::new(),
             changes: Vec::new(),
         });
-    }
-    let current = read_current(dispatch, provider)?;
-    let changes = approved
-        .as_ref()
-        .map(|a| diff(&a.objects, &current))
-        .unwrap_or_default();
+    };
+    let changes = diff(&approved.objects, &read_current(dispatch, provider)?);
     Ok(Drift {
         provider: provider.to_owned(),
-        approved,
-        current,
+        approved: Some(approved),
         changes,
     })
 }

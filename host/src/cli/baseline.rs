@@ -2,9 +2,9 @@
 //! configuration (see `crate::baseline`).
 //!
 //! `capture` and `approve` write the store and audit who did it
-//! (`baseline-captured`, `baseline-approved` records); `diff`, `list` and
-//! `export` only read. The commands open the audit log, so while a
-//! `vigil run` service holds it they say so and change nothing.
+//! (`baseline-captured`, `baseline-approved` records); they open the audit
+//! log first, so while a `vigil run` service holds it they say so and
+//! change nothing. `diff`, `list` and `export` only read.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::operate::{open_audit, when};
 use super::setup;
 use crate::actions::dispatch::Dispatcher;
 use crate::audit::Entry;
@@ -19,12 +20,6 @@ use crate::baseline::{self, Change, describe};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::store::{Store, StoredBaseline};
-
-fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
-}
 
 /// The configuration, its connectors (the baseline needs no rules) and
 /// the store.
@@ -48,15 +43,11 @@ fn summaries(changes: &[Change]) -> Value {
 /// configuration; with `approve`, approved at once.
 pub fn capture(config_path: Option<&Path>, by: Option<&str>, approve: bool) -> Result<ExitCode> {
     let (config, mut dispatch, store) = open(config_path)?;
-    let mut log = setup::audit_log(&config)?;
+    let mut log = open_audit(&config)?;
     let by = setup::operator(by);
     let now = now_ms();
     for saved in baseline::capture(&mut dispatch, &store, &by, now)? {
         let previous = store.approved_baseline(&saved.provider)?;
-        let changes = previous
-            .as_ref()
-            .map(|p| baseline::diff(&p.objects, &saved.objects))
-            .unwrap_or_default();
         log.append(
             Entry::new("baseline-captured")
                 .field("provider", saved.provider.as_str())
@@ -73,17 +64,18 @@ pub fn capture(config_path: Option<&Path>, by: Option<&str>, approve: bool) -> R
             saved.digest
         );
         match &previous {
-            Some(p) => println!(
+            // An approval prints the same comparison.
+            Some(p) if !approve => println!(
                 "  compared with approved version {}:\n{}",
                 p.version,
-                indent(&describe(&changes))
+                indent(&describe(&baseline::diff(&p.objects, &saved.objects)))
             ),
             None if !approve => println!(
                 "  no approved baseline yet: review it (`vigil baseline export --version {}`) and \
                  approve it (`vigil baseline approve --version {}`)",
                 saved.version, saved.version
             ),
-            None => {}
+            _ => {}
         }
         if approve {
             approve_version(&store, &mut log, &saved, previous.as_ref(), &by, now)?;
@@ -100,21 +92,19 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+/// Approves `full` (a stored version, with its objects), audited first:
+/// an approval the log does not show must not count.
 fn approve_version(
     store: &Store,
     log: &mut crate::audit::AuditLog,
-    version: &StoredBaseline,
+    full: &StoredBaseline,
     previous: Option<&StoredBaseline>,
     by: &str,
     now: i64,
 ) -> Result<()> {
-    let full = store
-        .baseline(version.version)?
-        .with_context(|| format!("no baseline version {}", version.version))?;
     let changes = previous
         .map(|p| baseline::diff(&p.objects, &full.objects))
         .unwrap_or_default();
-    // Audited first: an approval the log does not show must not count.
     let mut entry = Entry::new("baseline-approved")
         .field("provider", full.provider.as_str())
         .field("version", full.version)
@@ -151,11 +141,13 @@ pub fn approve(
     let Some(version) = version else {
         return capture(config_path, by, true);
     };
-    let (config, _dispatch, store) = open(config_path)?;
+    // A stored version: no connector is needed.
+    let config = setup::load_config(config_path)?;
+    let store = Store::open(&config.state_path)?;
     let Some(stored) = store.baseline(version)? else {
         bail!("no baseline version {version} (see `vigil baseline list`)");
     };
-    let mut log = setup::audit_log(&config)?;
+    let mut log = open_audit(&config)?;
     let previous = store
         .approved_baseline(&stored.provider)?
         .filter(|p| p.version != version);
@@ -229,19 +221,11 @@ pub fn list(config_path: Option<&Path>) -> Result<ExitCode> {
         println!("no baseline captured yet (`vigil baseline capture`)");
         return Ok(ExitCode::SUCCESS);
     }
-    let known_good: Vec<i64> = {
-        let mut v = Vec::new();
-        for provider in all.iter().map(|b| b.provider.as_str()) {
-            if let Some(a) = store.approved_baseline(provider)? {
-                v.push(a.version);
-            }
-        }
-        v
-    };
+    let known_good = store.known_good_versions()?;
     println!("VERSION\tPROVIDER\tCAPTURED\tBY\tAPPROVED\tDIGEST");
     for b in all {
         let approved = match &b.approved {
-            Some((ms, by)) if known_good.contains(&b.version) => {
+            Some((ms, by)) if known_good.get(&b.provider) == Some(&b.version) => {
                 format!("known-good ({} by {by})", when(*ms))
             }
             Some((ms, by)) => format!("{} by {by}", when(*ms)),
@@ -271,13 +255,9 @@ pub fn export(config_path: Option<&Path>, version: Option<i64>) -> Result<ExitCo
                 .with_context(|| format!("no baseline version {v} (see `vigil baseline list`)"))?,
         ],
         None => {
-            let mut providers: Vec<String> =
-                store.baselines()?.into_iter().map(|b| b.provider).collect();
-            providers.sort();
-            providers.dedup();
             let mut out = Vec::new();
-            for p in providers {
-                out.extend(store.approved_baseline(&p)?);
+            for v in store.known_good_versions()?.into_values() {
+                out.extend(store.baseline(v)?);
             }
             if out.is_empty() {
                 bail!("no approved baseline to export; name a version with --version");

@@ -17,7 +17,7 @@ use crate::audit::{AuditLog, Entry};
 use crate::clock::now_ms;
 use crate::store::Store;
 
-fn when(ms: i64) -> String {
+pub(super) fn when(ms: i64) -> String {
     if ms == crate::executor::ON_DEMAND_MS {
         return "on demand".to_owned();
     }
@@ -220,7 +220,7 @@ fn clear_and_audit(
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_audit(config: &crate::config::Config) -> Result<AuditLog> {
+pub(super) fn open_audit(config: &crate::config::Config) -> Result<AuditLog> {
     use anyhow::Context;
     let path = &config.audit_path;
     let options = crate::audit::AuditOptions::from_config(&config.audit, path)?;

@@ -38,17 +38,6 @@ impl ObjectKind {
         ObjectKind::EntraAuthMethodsPolicy,
     ];
 
-    /// The serde name: `okta-policy`, …
-    pub fn name(self) -> &'static str {
-        match self {
-            ObjectKind::OktaPolicy => "okta-policy",
-            ObjectKind::OktaAuthenticator => "okta-authenticator",
-            ObjectKind::OktaNetworkZone => "okta-network-zone",
-            ObjectKind::EntraCaPolicy => "entra-ca-policy",
-            ObjectKind::EntraAuthMethodsPolicy => "entra-auth-methods-policy",
-        }
-    }
-
     /// How an administrator calls it, for the diff's sentences.
     pub fn noun(self) -> &'static str {
         match self {

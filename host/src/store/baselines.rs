@@ -7,6 +7,8 @@
 //! configuration of a provider is its most recently approved version, so
 //! approving an older version again is how an operator goes back.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use rusqlite::{OptionalExtension, Row, params};
 use sha2::{Digest, Sha256};
@@ -167,6 +169,23 @@ impl Store {
         row.map(finish).transpose()
     }
 
+    /// Each provider's known-good version (the one [`Store::approved_baseline`]
+    /// returns), without reading the snapshots.
+    pub fn known_good_versions(&self) -> Result<BTreeMap<String, i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT provider, version FROM baselines WHERE approved_ms IS NOT NULL
+             ORDER BY approved_ms, version",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            // Later rows win: the latest approval.
+            let (provider, version) = row.with_context(|| self.failed("read baselines"))?;
+            out.insert(provider, version);
+        }
+        Ok(out)
+    }
+
     /// The newest snapshot of `provider`, approved or not.
     pub fn latest_baseline(&self, provider: &str) -> Result<Option<StoredBaseline>> {
         let row = self
@@ -240,6 +259,10 @@ mod tests {
         assert_eq!(good.objects, vec![policy("00p1", "ACTIVE")]);
         assert!(s.approved_baseline("graph").unwrap().is_none());
         assert!(!s.approve_baseline(99, "eve", 5_000).unwrap());
+        assert_eq!(
+            s.known_good_versions().unwrap(),
+            BTreeMap::from([("okta".to_owned(), v1.version)])
+        );
         let all = s.baselines().unwrap();
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|b| b.objects.is_empty()));
