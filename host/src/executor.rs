@@ -1,6 +1,8 @@
 //! Runs accepted actions through their connectors: at most once per
 //! idempotency key, and with the undo of temporary actions kept in the
-//! durable store until it is due.
+//! durable store until it is due (a `restore-policy`'s until an operator
+//! asks). `restore-policy` and `assign-app-policy` are read, written and
+//! read again here, through the connector's `MfaConfig` (`policies`).
 //!
 //! The idempotency key of one execution is the action id (a hash of rule,
 //! event id, action kind and target) plus the connector's name. The key is

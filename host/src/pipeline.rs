@@ -450,7 +450,11 @@ impl Pipeline {
         // wait in a batch), so the log keeps arrival order.
         self.run_shards()?;
         let mut wrote = false;
+        let now = now_ms();
         for app in event.app_ids() {
+            if !self.baseline_watch.app_due(&app, now) {
+                continue;
+            }
             let (sign_in, gap) = match self.executor.app_mfa_gap(&provider, &app) {
                 Ok(found) => found,
                 Err(e) => {

@@ -861,3 +861,35 @@ fn a_restart_does_not_report_the_same_weakening_twice() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(host_findings(&wd), 2);
 }
+
+// Bad answers cost only the check: a provider that fails the watch's
+// reads is logged and the events go on; the next policy change reads again.
+#[test]
+fn a_failing_provider_read_does_not_stop_the_run() {
+    use vigil_test_support::fake_idp::Fault;
+    let fake = FakeIdp::start();
+    okta_org(&fake);
+    let wd = Workdir::new();
+    std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
+    wd.config(&okta_config(&fake));
+    ok(&cli(&wd, &["baseline", "capture", "--approve"]));
+    fake.set_okta_policy_rules("00pSignOn", vec![sign_on_rule(false)]);
+    fake.inject("GET", "/api/v1/policies", Fault::Status(500), 100);
+    let out = run_events(&wd, &[rule_update_event("evt-idp-down")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("baseline check of okta") && err.contains("500"),
+        "{err}"
+    );
+    let records = wd.audit_records();
+    // The rule judged the event all the same; no host finding without a read.
+    the_one(&records, "action", |r| r["action"] == "restore-policy");
+    assert!(records.iter().all(|r| r["rule"] != "vigil.baseline"));
+    fake.clear_faults();
+    let out = run_events(&wd, &[rule_update_event("evt-idp-back")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = wd.audit_records();
+    let found = the_one(&records, "finding", |r| r["rule"] == "vigil.baseline");
+    assert_eq!(found["event_id"], "evt-idp-back");
+}

@@ -41,7 +41,8 @@ impl Executed {
 }
 
 /// The reversal of a temporary action, as kept in the durable store until
-/// it is due. The connector that did the action performs the undo.
+/// it is due (a restore's until an operator asks: `executor::ON_DEMAND_MS`).
+/// The connector that did the action performs the undo.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "undo", rename_all = "kebab-case")]
 pub enum Undo {

@@ -19,7 +19,9 @@
 //! before the rules act on it, each application's sign-in is read and
 //! judged (`crate::baseline::apps`); one that can be signed in to without
 //! MFA is a finding of the host under `vigil.app-mfa`, once per application
-//! and reason (kept in the store too).
+//! and reason (kept in the store too). These reads run on the pipeline
+//! thread, so one application is read at most once per [`MIN_GAP_MS`]: a
+//! burst of updates to one app costs one read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,6 +59,8 @@ pub struct BaselineWatch {
     /// first event that showed it.
     dirty: BTreeMap<String, String>,
     last_check_ms: HashMap<String, i64>,
+    /// Applications read within the last [`MIN_GAP_MS`], and when.
+    apps_read_ms: HashMap<String, i64>,
     reported: Reported,
     /// `reported` as last handed out for the store.
     saved: String,
@@ -70,6 +74,7 @@ impl BaselineWatch {
             next_scheduled_ms: (interval_ms > 0).then_some(now_ms.saturating_add(interval_ms)),
             dirty: BTreeMap::new(),
             last_check_ms: HashMap::new(),
+            apps_read_ms: HashMap::new(),
             reported: Reported::default(),
             saved: String::new(),
         }
@@ -154,6 +159,18 @@ impl BaselineWatch {
                 )
                 .field("trigger", "application event"),
         )
+    }
+
+    /// Whether application `app` is to be read now: not when it was read
+    /// within the last [`MIN_GAP_MS`]. Older entries are forgotten, so the
+    /// memory holds only the applications of the last few seconds.
+    pub fn app_due(&mut self, app: &str, now_ms: i64) -> bool {
+        self.apps_read_ms.retain(|_, at| now_ms - *at < MIN_GAP_MS);
+        if self.apps_read_ms.contains_key(app) {
+            return false;
+        }
+        self.apps_read_ms.insert(app.to_owned(), now_ms);
+        true
     }
 
     /// A policy-change event from `provider`'s directory.
@@ -331,5 +348,19 @@ mod tests {
         assert_eq!(back.unsaved(), None, "just read from the store");
         back.restore_reported("{not json");
         assert_eq!(back.reported, w.reported, "unreadable: kept as it was");
+    }
+
+    #[test]
+    fn an_application_is_read_once_per_gap() {
+        let mut w = BaselineWatch::new(0, 0);
+        assert!(w.app_due("0oa1", 0));
+        assert!(!w.app_due("0oa1", 1_000));
+        assert!(w.app_due("0oa2", 1_000));
+        assert!(w.app_due("0oa1", MIN_GAP_MS));
+        assert_eq!(
+            w.apps_read_ms.len(),
+            2,
+            "0oa2 is still recent, nothing older kept"
+        );
     }
 }
