@@ -59,12 +59,14 @@
 //! - `restore-policy` (contract 0.3.0) for an *edit*: Okta
 //!   `policy.lifecycle.update`, `policy.rule.update` (on the rule's parent
 //!   policy, when the event names it) and an Entra `Update conditional
-//!   access policy` that weakens it. The rule cannot see what the edit
+//!   access policy` that weakens its grant controls (or whose change the
+//!   event does not show). The rule cannot see what the edit
 //!   changed; the host writes back the policy as the approved baseline
 //!   holds it (`vigil baseline`), after an operator's approval by default,
 //!   and the audit record carries the diff.
 //! - `activate-policy` for a policy or rule switched off
-//!   (`policy.lifecycle.deactivate`, `policy.rule.deactivate`, and
+//!   (`policy.lifecycle.deactivate`, `policy.rule.deactivate`, an Entra
+//!   update that leaves a policy no longer enforced, and
 //!   `policy.rule.delete` / a rule update whose event does not name the
 //!   parent policy).
 //!
@@ -219,7 +221,10 @@ const UNRELATED_TYPES: &[&str] = &[
 /// An Entra CA update judged from the policy before and after.
 #[derive(Debug, PartialEq, Eq)]
 enum CaUpdate {
-    /// The update weakens the policy; the text says how.
+    /// The update switched the policy off (no longer enforced): a
+    /// deactivation, re-activated like one.
+    SwitchedOff(String),
+    /// The update weakens the policy otherwise; the text says how.
     Weakened(String),
     /// Before and after are known and nothing was weakened.
     NotWeakened,
@@ -521,9 +526,13 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
         }
         ENTRA_CA_UPDATE | ENTRA_CA_DELETE => {
             let policy = find("Policy").or_else(|| event.targets().first())?;
-            let (weakening, note) = if kind == ENTRA_CA_UPDATE {
+            let restore = Remedy::Restore(policy.id.clone());
+            let (weakening, note, remedy) = if kind == ENTRA_CA_UPDATE {
                 match ca_update(event) {
-                    CaUpdate::Weakened(how) => (Some(how), None),
+                    CaUpdate::SwitchedOff(how) => {
+                        (Some(how), None, Remedy::Activate(policy.id.clone()))
+                    }
+                    CaUpdate::Weakened(how) => (Some(how), None, restore),
                     CaUpdate::NotWeakened => return None,
                     CaUpdate::Unknown => (
                         None,
@@ -531,20 +540,17 @@ fn recognise<'a>(event: &'a Event<'_>) -> Option<Change<'a>> {
                             "the policy before or after the update is not in the event: \
                              treated as a weakening (fail safe)",
                         ),
+                        restore,
                     ),
                 }
             } else {
-                (None, None)
+                (None, None, Remedy::EscalateOnly)
             };
             Some(Change {
                 subject: policy.id.clone(),
                 subject_name: name(policy),
                 subject_kind: "conditional access policy",
-                remedy: if kind == ENTRA_CA_UPDATE {
-                    Remedy::Restore(policy.id.clone())
-                } else {
-                    Remedy::EscalateOnly
-                },
+                remedy,
                 severity: Severity::High,
                 rule: None,
                 weakening,
@@ -616,7 +622,7 @@ fn ca_update(event: &Event) -> CaUpdate {
         && enforced(old)
         && !enforced(new)
     {
-        return CaUpdate::Weakened(format!("state {old} → {new}: no longer enforced"));
+        return CaUpdate::SwitchedOff(format!("state {old} → {new}: no longer enforced"));
     }
     if let (Some(old), Some(new)) = (old_controls, new_controls) {
         // Dropping MFA only matters for a policy that is (or, not knowing
@@ -927,7 +933,9 @@ mod tests {
             assert_eq!(f.len(), 1, "{new_state}");
             assert!(value(&f[0], "change").contains(new_state));
             assert!(f[0].details.iter().all(|(k, _)| k != "note"));
-            assert_eq!(host.requested[0], Action::RestorePolicy("ca-1".into()));
+            // Switched off is a deactivation: re-activated, no baseline
+            // needed.
+            assert_eq!(host.requested[0], Action::ActivatePolicy("ca-1".into()));
         }
     }
 
