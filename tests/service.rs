@@ -1682,6 +1682,11 @@ fn a_stuck_rule_turns_readyz_503_naming_it_and_it_recovers() {
     let (_, body) = ready();
     assert_eq!(body["pipeline"]["stalled"], false, "{body}");
     assert_eq!(s.metrics(&c)["vigil_pipeline_stalled"], 0.0);
+    // Readiness comes back when the call returns; its record reaches the
+    // log with the next commit.
+    eventually("the timeout's record", &s, || {
+        !s.wd.records_of("rule-fault").is_empty()
+    });
     let faults = s.wd.records_of("rule-fault");
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert_eq!(faults[0]["fault"], "timeout");
