@@ -39,5 +39,11 @@ if ! componentize-js --version 2>/dev/null | grep -q "$js_version"; then
   export PATH="$tools/js/node_modules/.bin:$PATH"
 fi
 
+# An OCI registry for the pack tests (tests/packs.rs starts its own on
+# loopback with a temporary store): Debian's docker-registry.
+if [ ! -x /usr/bin/docker-registry ] && ! command -v docker-registry >/dev/null; then
+  apt_install docker-registry
+fi
+
 cd "$root"
 exec cargo test --workspace "$@"

@@ -26,7 +26,9 @@
 //! 7. `policy`, `sources`, `baseline` — the gate and protected accounts;
 //!    event inputs; the MFA baselines (capture, drift, the approved policy
 //!    a restore writes back)
-//! 8. `store` — the SQLite state store
+//! 8. `store`, `pack` — the SQLite state store; vendor rule packs
+//!    (manifest, signatures, `.vpack` files, OCI artifacts, the installed
+//!    packs directory)
 //! 9. `actions`, `audit` — connectors and dispatch; the audit log
 //! 10. `config`, `normalize` — `vigil.toml`; input formats → events
 //! 11. `model`, `engine`, `builtin`, `secret`, `clock` — the domain types,
@@ -44,6 +46,7 @@ pub mod executor;
 pub mod host_api;
 pub mod model;
 pub mod normalize;
+pub mod pack;
 pub mod pipeline;
 pub mod policy;
 pub mod rule_tests;

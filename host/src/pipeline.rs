@@ -35,7 +35,10 @@ mod baseline_watch;
 mod guard;
 mod judged;
 mod recover;
+mod reload;
 mod shards;
+
+pub use reload::RulesChange;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

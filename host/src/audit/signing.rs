@@ -97,6 +97,30 @@ impl AuditSigner {
             path: path.to_owned(),
             cause: source,
         };
+        let key_real = fs::canonicalize(path).map_err(io_err)?;
+        let log_dir = log
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // The log's directory exists by now (the log is opened first).
+        if let Ok(dir_real) = fs::canonicalize(log_dir)
+            && key_real.starts_with(&dir_real)
+        {
+            return Err(KeyError::InsideLogDir {
+                path: path.to_owned(),
+                dir: dir_real,
+            });
+        }
+        AuditSigner::load_private(path)
+    }
+
+    /// Loads a private key file that no one but its owner can read or
+    /// write (a pack publisher's key: `vigil pack sign`).
+    pub fn load_private(path: &Path) -> Result<AuditSigner, KeyError> {
+        let io_err = |source| KeyError::Io {
+            path: path.to_owned(),
+            cause: source,
+        };
         let meta = fs::metadata(path).map_err(io_err)?;
         #[cfg(unix)]
         {
@@ -113,20 +137,6 @@ impl AuditSigner {
             return Err(KeyError::Malformed {
                 path: path.to_owned(),
                 reason: "not a regular file".to_owned(),
-            });
-        }
-        let key_real = fs::canonicalize(path).map_err(io_err)?;
-        let log_dir = log
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // The log's directory exists by now (the log is opened first).
-        if let Ok(dir_real) = fs::canonicalize(log_dir)
-            && key_real.starts_with(&dir_real)
-        {
-            return Err(KeyError::InsideLogDir {
-                path: path.to_owned(),
-                dir: dir_real,
             });
         }
         let text = fs::read_to_string(path).map_err(io_err)?;
@@ -161,6 +171,13 @@ impl AuditSigner {
     pub(crate) fn sign(&self, context: &str, seq: u64, hash: &str, time: &str) -> String {
         let payload = payload(context, &self.key_id, seq, hash, time);
         hex::encode(self.key.sign(&payload).to_bytes())
+    }
+
+    /// Signs `<context>\n<key id>\n<message>` (another use of the same
+    /// key format, e.g. a pack manifest's digest); lowercase hex.
+    pub fn sign_message(&self, context: &str, message: &str) -> String {
+        let payload = format!("{context}\n{}\n{message}", self.key_id);
+        hex::encode(self.key.sign(payload.as_bytes()).to_bytes())
     }
 }
 
@@ -210,14 +227,30 @@ impl PublicKey {
         time: &str,
         sig_hex: &str,
     ) -> Result<(), String> {
+        self.verify_payload(&payload(context, &self.key_id, seq, hash, time), sig_hex)
+    }
+
+    fn verify_payload(&self, payload: &[u8], sig_hex: &str) -> Result<(), String> {
         let bytes = hex::decode(sig_hex).map_err(|_| "the signature is not hex".to_owned())?;
         let bytes: [u8; 64] = bytes
             .try_into()
             .map_err(|_| "the signature is not 64 bytes".to_owned())?;
-        let payload = payload(context, &self.key_id, seq, hash, time);
         self.key
-            .verify(&payload, &Signature::from_bytes(&bytes))
+            .verify(payload, &Signature::from_bytes(&bytes))
             .map_err(|_| "the signature does not verify: forged or altered".to_owned())
+    }
+}
+
+impl PublicKey {
+    /// Checks a hex signature made by [`AuditSigner::sign_message`].
+    pub fn verify_message(
+        &self,
+        context: &str,
+        message: &str,
+        sig_hex: &str,
+    ) -> Result<(), String> {
+        let payload = format!("{context}\n{}\n{message}", self.key_id);
+        self.verify_payload(payload.as_bytes(), sig_hex)
     }
 }
 

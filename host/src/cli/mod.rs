@@ -9,6 +9,7 @@ mod connectors;
 mod inspect;
 mod normalize;
 mod operate;
+mod pack;
 mod run;
 mod scaffold;
 pub mod setup;
@@ -85,6 +86,12 @@ enum Command {
     Baseline {
         #[command(subcommand)]
         command: BaselineCommand,
+    },
+    /// Vendor rule packs: build, sign, publish, verify, install, upgrade,
+    /// roll back.
+    Pack {
+        #[command(subcommand)]
+        command: PackCommand,
     },
     /// The connectors that carry out actions.
     Connectors {
@@ -280,6 +287,97 @@ enum BaselineCommand {
 }
 
 #[derive(Subcommand)]
+enum PackCommand {
+    /// Write a publisher key pair: PATH (private, 0600) and PATH.pub.
+    Keygen { out: PathBuf },
+    /// Start a pack: DIR/pack.toml.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        publisher: String,
+    },
+    /// Build DIR/pack.toml into a pack (a directory, or a .vpack file).
+    Build {
+        /// The pack source directory (default: .).
+        dir: Option<PathBuf>,
+        /// Where to write it (default DIR/dist; a path ending .vpack writes
+        /// one file).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Build the rules compiled into this binary instead.
+        #[arg(long, conflicts_with = "dir")]
+        builtin: bool,
+    },
+    /// Sign a built pack (directory or .vpack) with a publisher key.
+    Sign {
+        pack: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Run every check an install makes: signature, digests, components.
+    Verify {
+        /// A pack directory, .vpack file or OCI reference.
+        pack: String,
+        /// Trusted public keys (default: the config's [packs] trusted_keys).
+        #[arg(long)]
+        key: Vec<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Push a pack to an OCI registry (REGISTRY/REPO:TAG).
+    Push {
+        pack: PathBuf,
+        reference: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Pull a pack from an OCI registry, by tag or @sha256: digest.
+    Pull {
+        reference: String,
+        /// A directory, or a path ending .vpack.
+        #[arg(long, short)]
+        out: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Verify and install a pack (directory, .vpack or OCI reference) into
+    /// [packs] dir; prints what its rules may do and grants nothing.
+    Install {
+        pack: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// The built-in pack and the installed packs.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Let [[rules]] grants apply to the action kinds an upgrade added.
+    Accept {
+        name: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Make the previously current version of a pack current again.
+    Rollback {
+        name: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Remove an installed pack, or one of its versions that is not current.
+    Remove {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConnectorsCommand {
     /// Check every configured connector's credentials and reachability
     /// with read-only calls, and show which connector serves which action.
@@ -397,6 +495,42 @@ pub fn main() -> ExitCode {
             BaselineCommand::Export { config, version } => {
                 baseline::export(config.as_deref(), version)
             }
+        },
+        Command::Pack { command } => match command {
+            PackCommand::Keygen { out } => pack::keygen(&out),
+            PackCommand::Init {
+                dir,
+                name,
+                publisher,
+            } => pack::init(&dir, &name, &publisher),
+            PackCommand::Build { dir, out, builtin } => {
+                pack::build(dir.as_deref(), out.as_deref(), builtin)
+            }
+            PackCommand::Sign { pack: p, key } => pack::sign(&p, &key),
+            PackCommand::Verify {
+                pack: p,
+                key,
+                config,
+            } => pack::verify(&p, &key, config.as_deref()),
+            PackCommand::Push {
+                pack: p,
+                reference,
+                config,
+            } => pack::push(&p, &reference, config.as_deref()),
+            PackCommand::Pull {
+                reference,
+                out,
+                config,
+            } => pack::pull(&reference, &out, config.as_deref()),
+            PackCommand::Install { pack: p, config } => pack::install(&p, config.as_deref()),
+            PackCommand::List { config } => pack::list(config.as_deref()),
+            PackCommand::Accept { name, config } => pack::accept(&name, config.as_deref()),
+            PackCommand::Rollback { name, config } => pack::rollback(&name, config.as_deref()),
+            PackCommand::Remove {
+                name,
+                version,
+                config,
+            } => pack::remove(&name, version.as_deref(), config.as_deref()),
         },
         Command::New { name, lang, dir } => scaffold::new(&name, lang, &dir),
         Command::Build { path, out } => build::build(&path, out.as_deref()),

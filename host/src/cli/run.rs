@@ -53,7 +53,8 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
         pipeline
             .executor_mut()
             .start_worker(&config.state_path, server.executor_queue)?;
-        return crate::service::run(&config, server, pipeline);
+        let path = config_path.expect("a [server] table comes from a config file");
+        return crate::service::run(path, &config, server, pipeline);
     }
 
     let mut readers = Vec::new();

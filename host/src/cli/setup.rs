@@ -1,18 +1,15 @@
 //! Composition root shared by the subcommands: configuration → engine →
 //! rules → pipeline.
 
-use std::borrow::Cow;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::actions::dispatch::Dispatcher;
-use crate::builtin;
 use crate::config::Config;
 use crate::engine::VigilEngine;
 use crate::executor::ActionExecutor;
-use crate::policy::{ArgumentGrants, Budgets, PolicyGate, ProtectedAccounts};
-use crate::rules::{RuleLoader, RuleSet, RuleSource, RuleSpec};
+use crate::rules::RuleSet;
 use crate::store::Store;
 
 /// The config file, or the built-in default.
@@ -27,87 +24,10 @@ pub fn engine(config: &Config) -> Result<std::sync::Arc<VigilEngine>> {
     VigilEngine::new(config.cache_dir().as_deref())
 }
 
-/// Loads every rule the configuration names, then the rest of the built-in
-/// pack (unless `builtin_pack = false`).
+/// Loads every rule the configuration names, the rest of the built-in
+/// pack (unless `builtin_pack = false`) and the installed packs.
 pub fn load_rules(config: &Config) -> Result<RuleSet> {
-    let engine = engine(config)?;
-    let gate = PolicyGate::new(
-        ProtectedAccounts::new(&config.protected),
-        Budgets::new(config.budgets.clone()),
-    )
-    .with_approval_expiry(config.approvals.expire_secs);
-    let loader = RuleLoader::new(engine, gate)?;
-    let mut specs = Vec::new();
-    let mut listed_builtins = Vec::new();
-    for (i, rule) in config.rules.iter().enumerate() {
-        let source = if let Some(id) = &rule.builtin {
-            let Some(b) = builtin::find(id) else {
-                bail!(
-                    "rules[{i}].builtin: no built-in rule {id:?}; built-in rules: {}",
-                    builtin::ids().join(", ")
-                );
-            };
-            listed_builtins.push(b.id);
-            builtin_source(b)
-        } else {
-            let path = rule.path.as_ref().expect("validated: builtin or path");
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("rules[{i}].path: cannot read {}", path.display()))?;
-            RuleSource {
-                origin: path.display().to_string(),
-                bytes: Cow::Owned(bytes),
-                expected_id: None,
-            }
-        };
-        specs.push(RuleSpec {
-            source,
-            mode: rule.mode.unwrap_or(config.mode),
-            granted: Some(rule.granted()),
-            config: rule.config_strings(),
-            limits: config.limits.with(&rule.limits),
-            approval: rule.approval_kinds(),
-            budget: rule.budget.clone(),
-            args: ArgumentGrants::from_config(i, rule),
-        });
-    }
-    if config.builtin_pack {
-        for b in builtin::PACK
-            .iter()
-            .filter(|b| !listed_builtins.contains(&b.id))
-        {
-            specs.push(RuleSpec {
-                source: builtin_source(b),
-                mode: config.mode,
-                granted: if config.grant_declared_actions {
-                    None
-                } else {
-                    Some(Vec::new())
-                },
-                config: Default::default(),
-                limits: config.limits.clone(),
-                approval: Vec::new(),
-                budget: Default::default(),
-                args: if config.grant_declared_actions {
-                    ArgumentGrants::builtin_default()
-                } else {
-                    ArgumentGrants::none(format!("builtin:{}", b.id))
-                },
-            });
-        }
-    }
-    let rules = specs
-        .into_iter()
-        .map(|spec| loader.load(spec))
-        .collect::<Result<Vec<_>>>()?;
-    RuleSet::new(rules)?.with_shards(config.shard_count())
-}
-
-fn builtin_source(b: &'static builtin::BuiltinRule) -> RuleSource {
-    RuleSource {
-        origin: format!("builtin:{}", b.id),
-        bytes: Cow::Borrowed(b.wasm),
-        expected_id: Some(b.id.to_owned()),
-    }
+    crate::rules::assemble::from_config(config, engine(config)?)
 }
 
 /// The connectors (credentials read now, so a missing one stops the start)

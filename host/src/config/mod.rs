@@ -16,6 +16,7 @@ pub mod audit;
 pub mod connectors;
 pub mod grants;
 pub mod guardrails;
+pub mod packs;
 pub mod server;
 pub mod sources;
 
@@ -30,6 +31,7 @@ pub use audit::AuditConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
 pub use guardrails::{ApprovalsConfig, BaselineConfig, BudgetsConfig};
+pub use packs::PacksConfig;
 pub use server::ServerConfig;
 pub use sources::{OktaPollConfig, Start, TailConfig, TailFrom};
 
@@ -117,6 +119,9 @@ pub struct Config {
     /// baseline.
     #[serde(default)]
     pub baseline: BaselineConfig,
+    /// Installed vendor rule packs and the keys that may sign them.
+    #[serde(default)]
+    pub packs: PacksConfig,
     /// The long-running service: with it, `vigil run` without `--events`
     /// serves HTTP ingestion, the admin API and metrics.
     #[serde(default)]
@@ -137,6 +142,9 @@ pub struct RuleConfig {
     /// A component file (`rules/my-rule.wasm`), relative to the config file.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// A rule of an installed pack: `"<pack name>/<rule id>"`.
+    #[serde(default)]
+    pub pack: Option<String>,
     /// Overrides the global mode for this rule.
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -490,13 +498,19 @@ impl Config {
     /// Reads and validates a configuration file. Relative paths in it are
     /// taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Config> {
+        Config::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also returning the file's text (a reload diffs
+    /// it with the running one).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let mut config = Config::parse(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
-        Ok(config)
+        Ok((config, text))
     }
 
     /// Parses and validates configuration text.
@@ -540,12 +554,23 @@ impl Config {
         }
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
-            match (&rule.builtin, &rule.path) {
-                (Some(_), Some(_)) => bail!("{at}: set either `builtin` or `path`, not both"),
-                (None, None) => {
-                    bail!("{at}: set `builtin` (a built-in rule id) or `path` (a .wasm file)")
-                }
-                _ => {}
+            let sources = [
+                rule.builtin.is_some(),
+                rule.path.is_some(),
+                rule.pack.is_some(),
+            ];
+            match sources.iter().filter(|s| **s).count() {
+                1 => {}
+                0 => bail!(
+                    "{at}: set `builtin` (a built-in rule id), `path` (a .wasm file) or `pack` \
+                     (\"<pack>/<rule id>\" of an installed pack)"
+                ),
+                _ => bail!("{at}: set one of `builtin`, `path` and `pack`, not several"),
+            }
+            if let Some(spec) = &rule.pack
+                && rule.pack_rule().is_none()
+            {
+                bail!("{at}.pack: {spec:?} must be \"<pack name>/<rule id>\"");
             }
             for (j, name) in rule.allow.iter().enumerate() {
                 if ActionKind::from_name(name).is_none() {
@@ -582,6 +607,7 @@ impl Config {
         self.budgets.validate()?;
         self.approvals.validate()?;
         self.baseline.validate()?;
+        self.packs.validate()?;
         connectors::validate_dispatch("dispatch", &self.dispatch, &self.connectors)?;
         if let Some(server) = &self.server {
             server.validate()?;
@@ -637,6 +663,7 @@ impl Config {
         if let Some(dir) = &mut self.cache_dir {
             resolve(dir);
         }
+        self.packs.resolve_paths(resolve);
         if let Some(server) = &mut self.server {
             server.resolve_paths(resolve);
         }
@@ -689,6 +716,12 @@ impl RuleConfig {
             .iter()
             .filter_map(|n| ActionKind::from_name(n))
             .collect()
+    }
+
+    /// `pack = "<pack>/<rule id>"` split in two.
+    pub fn pack_rule(&self) -> Option<(&str, &str)> {
+        let (pack, rule) = self.pack.as_deref()?.split_once('/')?;
+        (!pack.is_empty() && !rule.is_empty() && !rule.contains('/')).then_some((pack, rule))
     }
 
     /// The granted action kinds (validated at load).

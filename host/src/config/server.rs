@@ -103,6 +103,12 @@ pub struct ServerConfig {
     /// many seconds.
     #[serde(default = "default_watchdog_secs")]
     pub watchdog_secs: u64,
+    /// Seconds between two looks at the config file, the rule files, the
+    /// trusted keys and the installed packs; a change reloads them (see
+    /// `service::reload`). 0 turns watching off (SIGHUP and
+    /// `POST /v1/admin/reload` still reload).
+    #[serde(default = "default_reload_watch_secs")]
+    pub reload_watch_secs: u64,
 }
 
 /// The credentials of `[server]`, read at start.
@@ -165,6 +171,10 @@ fn default_watchdog_secs() -> u64 {
     30
 }
 
+fn default_reload_watch_secs() -> u64 {
+    2
+}
+
 /// The largest value a `*_secs` connection timeout or `watchdog_secs` may
 /// take: one hour. Anything longer lets idle clients hold connections for
 /// good, or hides a stuck pipeline from the readiness probe.
@@ -216,6 +226,7 @@ impl ServerConfig {
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("keep_alive_timeout_secs", self.keep_alive_timeout_secs),
             ("watchdog_secs", self.watchdog_secs),
+            ("reload_watch_secs", self.reload_watch_secs),
         ] {
             if value > MAX_TIMEOUT_SECS {
                 bail!("server.{key} is {value}; at most {MAX_TIMEOUT_SECS} (one hour) is allowed");

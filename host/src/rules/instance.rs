@@ -108,6 +108,8 @@ pub struct CallOutcome {
 pub struct RuleInstance {
     meta: Metadata,
     origin: String,
+    /// sha256 of the component's bytes (a reload tells a changed rule by it).
+    digest: Arc<str>,
     limits: Limits,
     ctx: Arc<RuleContext>,
     engine: Arc<VigilEngine>,
@@ -173,8 +175,10 @@ impl RuleInstance {
             partition: meta.partition,
         });
         store.data_mut().ctx = ctx.clone();
+        use sha2::Digest as _;
         Ok(RuleInstance {
             meta,
+            digest: hex::encode(sha2::Sha256::digest(&spec.source.bytes)).into(),
             origin: spec.source.origin,
             limits,
             ctx,
@@ -196,6 +200,11 @@ impl RuleInstance {
 
     pub fn metadata(&self) -> &Metadata {
         &self.meta
+    }
+
+    /// sha256 of the component, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The contract version the rule was built against.
@@ -225,6 +234,7 @@ impl RuleInstance {
         .with_context(|| format!("rule {} failed to start another shard", self.meta.id))?;
         Ok(RuleInstance {
             meta: self.meta.clone(),
+            digest: self.digest.clone(),
             origin: self.origin.clone(),
             limits: self.limits.clone(),
             ctx: self.ctx.clone(),

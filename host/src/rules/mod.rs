@@ -8,6 +8,7 @@
 //! `metadata()` → build its grant.
 //! Anything wrong is refused at start with a message naming the rule file.
 
+pub mod assemble;
 mod inspect;
 mod instance;
 
@@ -95,6 +96,31 @@ impl RuleLoader {
         instance::RuleInstance::new(self.engine.clone(), pre, spec, self.gate.clone())
             .with_context(|| format!("rule {origin} failed to start"))
     }
+}
+
+/// Loads a component only to read what it declares and which contract it
+/// imports (no grants, audit-only): `vigil pack build` and `install`.
+pub fn read_metadata(
+    engine: Arc<VigilEngine>,
+    origin: &str,
+    bytes: Vec<u8>,
+) -> Result<(Metadata, crate::wit::Contract)> {
+    let loader = RuleLoader::new(engine, PolicyGate::default())?;
+    let rule = loader.load(RuleSpec {
+        source: RuleSource {
+            origin: origin.to_owned(),
+            bytes: std::borrow::Cow::Owned(bytes),
+            expected_id: None,
+        },
+        mode: Mode::AuditOnly,
+        granted: Some(Vec::new()),
+        config: Default::default(),
+        limits: Limits::default(),
+        approval: Vec::new(),
+        budget: Default::default(),
+        args: ArgumentGrants::none(origin),
+    })?;
+    Ok((rule.metadata().clone(), rule.contract()))
 }
 
 /// Validates a rule's metadata; returns the grant the policy gate uses.

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use super::body::{error, read_body};
 use super::hooks::secret_matches;
+use super::reload::{Prepared, ReloadOutcome, ReloadRequest};
 use crate::audit::Entry;
 use crate::config::Mode;
 use crate::pipeline::Pipeline;
@@ -39,6 +40,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AdminState {
     pub auth: Arc<AdminAuth>,
     pub tx: std::sync::mpsc::Sender<AdminCommand>,
+    /// The reload thread.
+    pub reload: std::sync::mpsc::Sender<ReloadRequest>,
 }
 
 /// The admin API's credential and the name it stands for.
@@ -166,6 +169,14 @@ pub enum AdminCommand {
         by: String,
         reply: oneshot::Sender<Result<(), AdminError>>,
     },
+    /// Swap in a rule set the reload thread prepared (or record why it
+    /// could not): see `super::reload`.
+    Reload {
+        prepared: Result<Box<Prepared>, String>,
+        reason: &'static str,
+        by: String,
+        reply: oneshot::Sender<ReloadOutcome>,
+    },
 }
 
 /// Runs one command on the pipeline thread. An error is an audit failure
@@ -175,6 +186,15 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
         AdminCommand::ListRules { reply } => {
             let rules = pipeline.rules().rules.iter().map(RuleView::of).collect();
             let _ = reply.send(rules);
+        }
+        AdminCommand::Reload {
+            prepared,
+            reason,
+            by,
+            reply,
+        } => {
+            let outcome = super::reload::apply(pipeline, prepared, reason, &by)?;
+            let _ = reply.send(outcome);
         }
         AdminCommand::SetMode {
             rule,
@@ -366,6 +386,39 @@ async fn ask<T>(
             StatusCode::SERVICE_UNAVAILABLE,
             "the pipeline did not answer in time; try again",
         )),
+    }
+}
+
+/// How long `POST /v1/admin/reload` waits: a reload compiles components.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `POST /v1/admin/reload`: re-reads the configuration and the rules
+/// (see `super::reload`); 200 with what changed, 422 with why nothing did.
+pub async fn reload(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let by = match state.auth.check(&headers) {
+        Ok(name) => name.to_owned(),
+        Err(r) => return r,
+    };
+    let (reply, rx) = oneshot::channel();
+    let request = ReloadRequest {
+        reason: "admin",
+        by,
+        reply: Some(reply),
+    };
+    if state.reload.send(request).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reload thread is not running",
+        );
+    }
+    match tokio::time::timeout(RELOAD_TIMEOUT, rx).await {
+        Ok(Ok(outcome)) if outcome.result == "applied" => Json(outcome).into_response(),
+        Ok(Ok(outcome)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(outcome)).into_response(),
+        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "the reload thread stopped"),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reload did not finish in time; its result will be in the audit log",
+        ),
     }
 }
 

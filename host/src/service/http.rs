@@ -149,6 +149,7 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
             .route("/metrics", probe(get(metrics)))
             .route("/v1/admin/rules", get(admin::list_rules))
             .route("/v1/admin/rules/{id}/mode", post(admin::set_mode))
+            .route("/v1/admin/reload", post(admin::reload))
             .route("/v1/admin/approvals", get(admin::list_approvals))
             .route("/v1/admin/approvals/{id}/approve", post(admin::approve))
             .route("/v1/admin/approvals/{id}/reject", post(admin::reject))

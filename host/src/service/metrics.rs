@@ -40,6 +40,11 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultLabels {
     rule: String,
     kind: String,
@@ -93,6 +98,7 @@ pub struct Metrics {
     connections: Family<ListenerLabels, Gauge>,
     connection_timeouts: Family<TimeoutLabels, Counter>,
     pipeline_stalled: Gauge,
+    reloads: Family<ResultLabels, Counter>,
     pipeline_last_progress: Gauge<f64, std::sync::atomic::AtomicU64>,
     connectors: Mutex<BTreeMap<String, ConnectorStatus>>,
 }
@@ -202,12 +208,18 @@ impl Metrics {
             "Seconds since the pipeline thread last made progress (a rule call started or ended, or its loop came around)",
             pipeline_last_progress.clone(),
         );
-        for rule in rules {
-            let l = RuleLabels { rule: rule.clone() };
-            breaker_tripped.get_or_create(&l).set(0);
-            let _ = rule_calls.get_or_create(&l);
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "vigil_reloads",
+            "Reloads of the rules and configuration, by result (applied, failed: the running rules stayed)",
+            reloads.clone(),
+        );
+        for result in ["applied", "failed"] {
+            let _ = reloads.get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            });
         }
-        Metrics {
+        let metrics = Metrics {
             registry,
             events_received,
             events_rejected,
@@ -224,9 +236,33 @@ impl Metrics {
             connections,
             connection_timeouts,
             pipeline_stalled,
+            reloads,
             pipeline_last_progress,
             connectors: Mutex::new(BTreeMap::new()),
+        };
+        metrics.register_rules(rules.iter().map(String::as_str));
+        metrics
+    }
+
+    /// Shows `rules` (at 0) from the next scrape: at start and when a
+    /// reload adds rules.
+    pub fn register_rules<'a>(&self, rules: impl IntoIterator<Item = &'a str>) {
+        for rule in rules {
+            let l = RuleLabels {
+                rule: rule.to_owned(),
+            };
+            let _ = self.breaker_tripped.get_or_create(&l);
+            let _ = self.rule_calls.get_or_create(&l);
         }
+    }
+
+    /// One reload ended with `result` (`applied` or `failed`).
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// One more (`+1`) or one fewer (`-1`) open connection on `listener`.

@@ -23,6 +23,10 @@
 //! its loop, each rule call); `/readyz` turns 503 naming the rule when work
 //! waits and nothing moved for `watchdog_secs`.
 //!
+//! A reload (SIGHUP, `POST /v1/admin/reload`, or a change of the config,
+//! rule files or installed packs) is prepared on the `reload` thread and
+//! swapped in by the pipeline thread between two events.
+//!
 //! Shutdown (SIGTERM or SIGINT, or the pipeline stopping on an audit
 //! failure): `/readyz` turns 503, the listeners stop accepting and finish
 //! in-flight requests, sources are told to stop, then the pipeline drains
@@ -36,6 +40,7 @@ pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod reload;
 pub mod spool;
 pub mod tls;
 pub mod watchdog;
@@ -70,7 +75,12 @@ const POLL: Duration = Duration::from_millis(100);
 const EVENTS_PER_SYNC: usize = 4096;
 
 /// Serves until a signal; see the module documentation.
-pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Result<ExitCode> {
+pub fn run(
+    config_path: &std::path::Path,
+    config: &Config,
+    server: &ServerConfig,
+    mut pipeline: Pipeline,
+) -> Result<ExitCode> {
     let secrets = server.load_secrets()?;
     let tls = match (&server.tls_cert_file, &server.tls_key_file) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
@@ -114,6 +124,19 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     let stop_tx = Arc::new(stop_tx);
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_tx, admin_rx) = mpsc::channel();
+    let reload_stop = Arc::new(AtomicBool::new(false));
+    let (reload_tx, reloader) = reload::Reloader {
+        config_path: config_path.to_owned(),
+        running: config.clone(),
+        running_text: std::fs::read_to_string(config_path).unwrap_or_default(),
+        shards: pipeline.rules().shards(),
+        watch: (server.reload_watch_secs > 0)
+            .then(|| Duration::from_secs(server.reload_watch_secs)),
+        admin: admin_tx.clone(),
+        metrics: metrics.clone(),
+        stop: reload_stop.clone(),
+    }
+    .spawn()?;
     // Alive from before the thread is spawned, not from when it is first
     // scheduled: the listeners open next, and `/readyz` must not answer 503
     // at start on a busy machine. The thread clears it when it ends; a
@@ -155,6 +178,7 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
                 name: server.admin_name.clone(),
             }),
             tx: admin_tx,
+            reload: reload_tx.clone(),
         },
         dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
@@ -170,13 +194,18 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
         server,
         tls,
         state,
-        health.clone(),
-        stop_tx.clone(),
-        stop_rx,
+        Signals {
+            health: health.clone(),
+            stop_tx: stop_tx.clone(),
+            stop_rx,
+            reload: reload_tx,
+        },
         drain_timeout,
     ));
-    // Whatever happened, stop the sources and let the pipeline drain.
+    // Whatever happened, stop the sources and let the pipeline drain; a
+    // reload under way finishes first (the pipeline answers it).
     health.stopping.store(true, Ordering::SeqCst);
+    reload_stop.store(true, Ordering::SeqCst);
     shutdown.stop();
     let deadline = Instant::now() + drain_timeout;
     for (name, handle) in sources {
@@ -188,6 +217,9 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
         } else if handle.join().is_err() {
             tracing::error!(source = name, "source thread panicked");
         }
+    }
+    if !wait_until(&reloader, deadline) {
+        tracing::warn!("the reload thread did not stop in time");
     }
     draining.store(true, Ordering::SeqCst);
     if !wait_until(&pipeline_thread, deadline) {
@@ -215,22 +247,36 @@ pub fn run(config: &Config, server: &ServerConfig, mut pipeline: Pipeline) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `serve` watches besides its listeners.
+struct Signals {
+    health: Arc<Health>,
+    stop_tx: Arc<watch::Sender<bool>>,
+    stop_rx: watch::Receiver<bool>,
+    /// SIGHUP asks the reload thread.
+    reload: mpsc::Sender<reload::ReloadRequest>,
+}
+
 /// Binds the listeners, serves until a signal (or the pipeline stopping),
-/// then shuts the listeners down gracefully.
+/// then shuts the listeners down gracefully. SIGHUP reloads.
 async fn serve(
     server: &ServerConfig,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: Arc<AppState>,
-    health: Arc<Health>,
-    stop_tx: Arc<watch::Sender<bool>>,
-    mut stop_rx: watch::Receiver<bool>,
+    signals: Signals,
     drain_timeout: Duration,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let Signals {
+        health,
+        stop_tx,
+        mut stop_rx,
+        reload,
+    } = signals;
     // Installed before the address is printed, so a signal sent as soon as
     // the service is up is never missed.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
     // Before any client connects: descriptors, not the caps, must not be
     // what runs out.
@@ -282,10 +328,20 @@ async fn serve(
     }
     drop(state);
 
-    let why = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = stop_rx.wait_for(|s| *s) => "the pipeline stopped",
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = stop_rx.wait_for(|s| *s) => break "the pipeline stopped",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration and the rules");
+                let _ = reload.send(reload::ReloadRequest {
+                    reason: "SIGHUP",
+                    by: "signal".to_owned(),
+                    reply: None,
+                });
+            }
+        }
     };
     tracing::info!("{why}: refusing new requests, finishing in-flight ones, draining the queue");
     eprintln!("vigil: {why}: shutting down");

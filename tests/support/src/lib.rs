@@ -9,6 +9,8 @@
 //!   and helpers to read the audit records back.
 //! - [`fake_idp`]: a fake Okta / Microsoft Graph / webhook HTTP server on
 //!   loopback that records every request and injects faults.
+//! - [`registry`]: a throwaway OCI registry (Debian's `docker-registry`)
+//!   on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,6 +21,7 @@ include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 pub mod fake_idp;
 pub mod process;
+pub mod registry;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -81,6 +81,11 @@ impl VigilProcess {
         self.signal(libc::SIGTERM);
     }
 
+    /// SIGHUP (the service reloads).
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     /// `kill -9`, and reaps the process.
     pub fn kill9(&mut self) {
         self.signal(libc::SIGKILL);

@@ -1,0 +1,422 @@
+//! Reloading the rules and the configuration without a restart.
+//!
+//! Three triggers, one path: `SIGHUP`, `POST /v1/admin/reload`, and a
+//! change seen by the **reload thread**, which every
+//! `[server] reload_watch_secs` looks at the config file, the `path` rule
+//! files, the trusted keys and the installed packs' `state.json` (size,
+//! modification time, inode: an install or a rollback replaces
+//! `state.json` atomically, so one stat per file sees it; polling a
+//! handful of files needs no watcher library and works on every file
+//! system).
+//!
+//! The reload thread re-reads and validates the configuration and builds
+//! the whole new rule set (compiling, verifying packs, instantiating) —
+//! off the pipeline thread, which keeps judging events meanwhile. It then
+//! hands the set to the pipeline thread, which swaps it between two events
+//! (`Pipeline::replace_rules`: an event is judged entirely by the old or
+//! entirely by the new set, rule state is kept per rule id). Anything that
+//! fails — a config error, an unsigned or altered pack, a rule that does
+//! not load — leaves the old set running and is reported: a `reload`
+//! audit record (`result: failed` and why), `vigil_reloads{result}`, the
+//! admin answer, a log line.
+//!
+//! What a reload applies: rules (added, removed, upgraded), modes, grants,
+//! approvals, budgets, limits, rule settings, protected accounts. What it
+//! cannot (listeners, sources, connectors, dispatch, the audit log and
+//! store, shards) keeps its running value and is named in
+//! `restart_needed`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::admin::AdminCommand;
+use super::metrics::Metrics;
+use crate::audit::Entry;
+use crate::config::Config;
+use crate::engine::VigilEngine;
+use crate::pipeline::{Pipeline, RulesChange};
+use crate::rules::RuleSet;
+
+/// How long the reload thread waits between looks at its stop flag.
+const TURN: Duration = Duration::from_millis(200);
+
+/// A reload someone asked for.
+pub struct ReloadRequest {
+    /// `SIGHUP`, `admin`, `file change`.
+    pub reason: &'static str,
+    /// Who: the admin name, `signal`, `watch`.
+    pub by: String,
+    pub reply: Option<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadOutcome {
+    /// `applied` or `failed`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub rules: RulesChange,
+    /// Configuration keys whose value changed (`rules[2].allow`,
+    /// `protected.ids`); values are not repeated (they may name secrets'
+    /// locations).
+    pub config: Vec<String>,
+    /// Changed settings that only a restart applies.
+    pub restart_needed: Vec<String>,
+}
+
+impl ReloadOutcome {
+    fn failed(error: String) -> ReloadOutcome {
+        ReloadOutcome {
+            result: "failed",
+            error: Some(error),
+            rules: RulesChange::default(),
+            config: Vec::new(),
+            restart_needed: Vec::new(),
+        }
+    }
+}
+
+/// A new rule set and configuration, ready to swap in.
+pub struct Prepared {
+    rules: RuleSet,
+    config: Config,
+    config_changes: Vec<String>,
+    restart_needed: Vec<String>,
+}
+
+/// On the pipeline thread: swaps in `prepared` (or records why there is
+/// nothing to swap), audits the reload and answers. An `Err` is an audit
+/// or store failure.
+pub fn apply(
+    pipeline: &mut Pipeline,
+    prepared: Result<Box<Prepared>, String>,
+    reason: &str,
+    by: &str,
+) -> Result<ReloadOutcome> {
+    let outcome = match prepared {
+        Err(e) => ReloadOutcome::failed(e),
+        Ok(p) => match pipeline.replace_rules(p.rules, &p.config.protected)? {
+            Err(e) => ReloadOutcome::failed(e),
+            Ok(rules) => ReloadOutcome {
+                result: "applied",
+                error: None,
+                rules,
+                config: p.config_changes,
+                restart_needed: p.restart_needed,
+            },
+        },
+    };
+    let mut entry = Entry::new("reload")
+        .field("result", outcome.result)
+        .field("reason", reason)
+        .field("by", by);
+    if let Some(e) = &outcome.error {
+        entry = entry.field("error", e.as_str());
+    } else {
+        let c = &outcome.rules;
+        entry = entry
+            .field("added", c.added.clone())
+            .field("removed", c.removed.clone())
+            .field("upgraded", c.upgraded.clone())
+            .field("grants", c.grants.clone())
+            .field("config", outcome.config.clone())
+            .field("restart_needed", outcome.restart_needed.clone());
+    }
+    pipeline.audit_external(entry)?;
+    match &outcome.error {
+        Some(e) => tracing::error!(reason, by, "reload failed, the running rules stay: {e}"),
+        None => tracing::info!(
+            reason,
+            by,
+            added = outcome.rules.added.len(),
+            removed = outcome.rules.removed.len(),
+            upgraded = outcome.rules.upgraded.len(),
+            grants = outcome.rules.grants.len(),
+            restart_needed = %outcome.restart_needed.join(","),
+            "reloaded"
+        ),
+    }
+    Ok(outcome)
+}
+
+/// The reload thread's inputs.
+pub struct Reloader {
+    pub config_path: PathBuf,
+    /// The configuration running now.
+    pub running: Config,
+    pub running_text: String,
+    /// Shards of the running rule set (a reload keeps them).
+    pub shards: usize,
+    pub watch: Option<Duration>,
+    pub admin: mpsc::Sender<AdminCommand>,
+    pub metrics: Arc<Metrics>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Reloader {
+    /// Starts the reload thread; requests go to the returned sender.
+    pub fn spawn(self) -> Result<(mpsc::Sender<ReloadRequest>, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("vigil-reload".into())
+            .spawn(move || self.run(rx))
+            .context("cannot start the reload thread")?;
+        Ok((tx, handle))
+    }
+
+    fn run(mut self, requests: mpsc::Receiver<ReloadRequest>) {
+        let mut seen = fingerprint(&self.running, &self.config_path);
+        let mut next_look = self.watch.map(|w| Instant::now() + w);
+        while !self.stop.load(Ordering::SeqCst) {
+            let request = match requests.recv_timeout(TURN) {
+                Ok(r) => Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let request = request.or_else(|| {
+                let (watch, due) = (self.watch?, next_look?);
+                if Instant::now() < due {
+                    return None;
+                }
+                next_look = Some(Instant::now() + watch);
+                let now = fingerprint(&self.running, &self.config_path);
+                (now != seen).then(|| {
+                    seen = now;
+                    ReloadRequest {
+                        reason: "file change",
+                        by: "watch".to_owned(),
+                        reply: None,
+                    }
+                })
+            });
+            let Some(request) = request else { continue };
+            let outcome = self.reload(&request);
+            // What was read this time is what the next look compares with.
+            seen = fingerprint(&self.running, &self.config_path);
+            self.metrics.reload(outcome.result);
+            if let Some(reply) = request.reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Prepares the new set, has the pipeline thread swap it in, and
+    /// remembers the new configuration once applied.
+    fn reload(&mut self, request: &ReloadRequest) -> ReloadOutcome {
+        let loaded = self.prepare();
+        let new_config = loaded
+            .as_ref()
+            .ok()
+            .map(|(p, text)| (p.config.clone(), text.clone()));
+        let prepared = loaded.map(|(p, _)| Box::new(p));
+        let (reply, rx) = oneshot::channel();
+        let command = AdminCommand::Reload {
+            prepared,
+            reason: request.reason,
+            by: request.by.clone(),
+            reply,
+        };
+        if self.admin.send(command).is_err() {
+            return ReloadOutcome::failed("the pipeline is not running".to_owned());
+        }
+        let Ok(outcome) = rx.blocking_recv() else {
+            return ReloadOutcome::failed("the pipeline stopped during the reload".to_owned());
+        };
+        if outcome.result == "applied"
+            && let Some((config, text)) = new_config
+        {
+            self.running = config;
+            self.running_text = text;
+        }
+        outcome
+    }
+
+    fn prepare(&self) -> Result<(Prepared, String), String> {
+        let (mut config, text) =
+            Config::load_with_text(&self.config_path).map_err(|e| format!("{e:#}"))?;
+        let mut restart_needed = restart_needed(&self.running, &config);
+        if config.shard_count() != self.shards {
+            restart_needed.push("shards".to_owned());
+            config.shards = Some(self.shards);
+        }
+        let engine =
+            VigilEngine::new(config.cache_dir().as_deref()).map_err(|e| format!("{e:#}"))?;
+        let rules =
+            crate::rules::assemble::from_config(&config, engine).map_err(|e| format!("{e:#}"))?;
+        let config_changes = toml_changes(&self.running_text, &text);
+        self.metrics
+            .register_rules(rules.rules.iter().map(|r| r.id()));
+        Ok((
+            Prepared {
+                rules,
+                config,
+                config_changes,
+                restart_needed,
+            },
+            text,
+        ))
+    }
+}
+
+/// The settings a reload cannot apply that differ between `old` and `new`.
+fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut differ = |name: &str, a: String, b: String| {
+        if a != b {
+            names.push(name.to_owned());
+        }
+    };
+    differ(
+        "server",
+        format!("{:?}", old.server),
+        format!("{:?}", new.server),
+    );
+    differ(
+        "sources",
+        format!("{:?}", old.sources),
+        format!("{:?}", new.sources),
+    );
+    differ(
+        "connectors",
+        format!("{:?}", old.connectors),
+        format!("{:?}", new.connectors),
+    );
+    let dispatch = |c: &Config| {
+        let per_rule: Vec<String> = c
+            .rules
+            .iter()
+            .map(|r| format!("{:?}", r.dispatch))
+            .collect();
+        format!("{:?} {per_rule:?}", c.dispatch)
+    };
+    differ("dispatch", dispatch(old), dispatch(new));
+    differ(
+        "audit",
+        format!("{:?} {:?}", old.audit_path, old.audit),
+        format!("{:?} {:?}", new.audit_path, new.audit),
+    );
+    differ(
+        "state_path",
+        format!("{:?}", old.state_path),
+        format!("{:?}", new.state_path),
+    );
+    differ(
+        "max_line_bytes",
+        old.max_line_bytes.to_string(),
+        new.max_line_bytes.to_string(),
+    );
+    differ(
+        "baseline",
+        format!("{:?}", old.baseline),
+        format!("{:?}", new.baseline),
+    );
+    names
+}
+
+/// Dotted paths of the keys whose values differ between two TOML texts.
+fn toml_changes(old: &str, new: &str) -> Vec<String> {
+    let parse = |t: &str| t.parse::<toml::Table>().map(toml::Value::Table).ok();
+    let (Some(a), Some(b)) = (parse(old), parse(new)) else {
+        return vec!["(the configuration)".to_owned()];
+    };
+    let mut out = Vec::new();
+    diff_values("", &a, &b, &mut out);
+    out
+}
+
+fn diff_values(at: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if at.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => diff_values(&join(key), p, q, out),
+                    _ => out.push(join(key)),
+                }
+            }
+        }
+        // Arrays of tables ([[rules]]) entry by entry; other arrays whole.
+        (toml::Value::Array(x), toml::Value::Array(y))
+            if x.iter().chain(y).all(toml::Value::is_table) && x.len() == y.len() =>
+        {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                diff_values(&format!("{at}[{i}]"), p, q, out);
+            }
+        }
+        _ if a != b => out.push(at.to_owned()),
+        _ => {}
+    }
+}
+
+/// What the watch compares: each watched file's size, modification time
+/// and inode (None: missing).
+type Fingerprint = Vec<(PathBuf, Option<(u64, i128, u64)>)>;
+
+fn fingerprint(config: &Config, config_path: &Path) -> Fingerprint {
+    let mut files = vec![config_path.to_owned()];
+    files.extend(config.rules.iter().filter_map(|r| r.path.clone()));
+    files.extend(config.packs.trusted_keys.iter().cloned());
+    let packs = crate::pack::installed::PacksDir::new(&config.packs.dir);
+    // The directory itself: a pack added or removed.
+    files.push(config.packs.dir.clone());
+    if let Ok(names) = packs.names() {
+        files.extend(
+            names
+                .iter()
+                .map(|n| config.packs.dir.join(n).join("state.json")),
+        );
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let stat = std::fs::metadata(&path).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+                (m.len(), mtime, m.ino())
+            });
+            (path, stat)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_changes_name_keys_not_values() {
+        let old = "mode = \"audit-only\"\n[[rules]]\nbuiltin = \"a\"\nallow = []\n[[rules]]\nbuiltin = \"b\"\n";
+        let new = "mode = \"enforce\"\n[[rules]]\nbuiltin = \"a\"\nallow = [\"escalate\"]\n[[rules]]\nbuiltin = \"b\"\n[protected]\nids = [\"x\"]\n";
+        assert_eq!(
+            toml_changes(old, new),
+            vec!["mode", "protected", "rules[0].allow"]
+        );
+        assert!(toml_changes(old, old).is_empty());
+    }
+
+    #[test]
+    fn settings_only_a_restart_applies_are_named() {
+        let a = Config::parse("").unwrap();
+        let b = Config::parse(
+            "max_line_bytes = 4096\n[[sources]]\ntype = \"stdin\"\n[limits]\ndeadline_ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(restart_needed(&a, &b), vec!["sources", "max_line_bytes"]);
+    }
+}

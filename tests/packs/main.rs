@@ -1,0 +1,891 @@
+//! Vendor rule packs end to end, with the real `vigil` binary and real
+//! components: a publisher builds and signs a pack; an operator verifies,
+//! installs (with the capability disclosure, and no grants), grants,
+//! upgrades and rolls back; tampering, unsigned and untrusted packs are
+//! refused at install and at load; packs travel as `.vpack` files and
+//! through a real OCI registry (Debian's `docker-registry`, started on
+//! loopback); a running service reloads rules and configuration without
+//! a restart, under HTTP load, and keeps the old rules when an upgrade is
+//! broken.
+//!
+//! The components are the built-in pack's, taken out of the binary with
+//! `vigil pack build --builtin`, and the hostile guest `guest-forbidden`
+//! (one finding per event, which makes "judged exactly once" countable).
+
+mod registry;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use vigil_test_support::process::VigilProcess;
+use vigil_test_support::*;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+const ADMIN_TOKEN: &str = "admin-token-for-pack-tests";
+
+fn cache_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("packs-xdg-cache")
+}
+
+fn run(wd: &Path, args: &[&str]) -> Output {
+    vigil(VIGIL, args, wd, &cache_home())
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(wd: &Path, args: &[&str]) -> String {
+    let out = run(wd, args);
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs and expects failure; returns stderr.
+fn refused(wd: &Path, args: &[&str]) -> String {
+    let out = run(wd, args);
+    assert!(
+        !out.status.success(),
+        "vigil {args:?} succeeded:\n{}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+/// A publisher's workspace inside `wd`: a key pair and the built-in
+/// components to make packs from.
+struct Publisher {
+    key: PathBuf,
+    public: PathBuf,
+    components: PathBuf,
+}
+
+fn publisher(wd: &Workdir, name: &str) -> Publisher {
+    let dir = wd.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    let out = ok(wd.path(), &["pack", "keygen", key.to_str().unwrap()]);
+    assert!(out.contains("key id"), "{out}");
+    let components = dir.join("builtin");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "build",
+            "--builtin",
+            "--out",
+            components.to_str().unwrap(),
+        ],
+    );
+    Publisher {
+        public: PathBuf::from(format!("{}.pub", key.display())),
+        key,
+        components,
+    }
+}
+
+impl Publisher {
+    /// Builds and signs a pack of `rules` (built-in rule ids, or paths of
+    /// components) at `version` into `out` (a directory or .vpack).
+    fn pack(&self, wd: &Workdir, name: &str, version: &str, rules: &[&str], out: &Path) {
+        let src = wd.path().join(format!("src-{name}-{version}"));
+        ok(
+            wd.path(),
+            &[
+                "pack",
+                "init",
+                src.to_str().unwrap(),
+                "--name",
+                name,
+                "--publisher",
+                "Acme Security",
+            ],
+        );
+        let toml = src.join("pack.toml");
+        let mut text = std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace("\nversion = \"0.1.0\"", &format!("\nversion = {version:?}"));
+        std::fs::write(src.join("docs.md"), "# What it does\n").unwrap();
+        for rule in rules {
+            let component = if rule.ends_with(".wasm") {
+                PathBuf::from(rule)
+            } else {
+                self.components.join(format!("rules/{rule}.wasm"))
+            };
+            text.push_str(&format!(
+                "\n[[rules]]\ncomponent = {:?}\ndocs = \"docs.md\"\n",
+                component.to_str().unwrap()
+            ));
+        }
+        std::fs::write(&toml, text).unwrap();
+        let built = ok(
+            wd.path(),
+            &[
+                "pack",
+                "build",
+                src.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            built.contains(&format!("built {name} {version}")),
+            "{built}"
+        );
+        ok(
+            wd.path(),
+            &[
+                "pack",
+                "sign",
+                out.to_str().unwrap(),
+                "--key",
+                self.key.to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+/// `vigil.toml` trusting `keys`, without the built-in pack, then `body`.
+fn config(wd: &Workdir, keys: &[&Path], body: &str) -> PathBuf {
+    wd.config(&config_body(keys, body))
+}
+
+fn config_body(keys: &[&Path], body: &str) -> String {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{:?}", k.to_str().unwrap()))
+        .collect();
+    format!(
+        "builtin_pack = false\n{body}\n[packs]\ntrusted_keys = [{}]\n",
+        keys.join(", ")
+    )
+}
+
+fn decisions(wd: &Workdir) -> Vec<String> {
+    action_triples(&wd.audit_records())
+        .into_iter()
+        .map(|(_, _, d)| d)
+        .collect()
+}
+
+#[test]
+fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let dist = wd.path().join("dist");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
+
+    // The manifest was read from the component, not kept by hand.
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dist.join("manifest.json")).unwrap())
+            .unwrap();
+    let rule = &manifest["rules"][0];
+    assert_eq!(rule["id"], "mfa-push-fatigue");
+    assert_eq!(rule["file"], "rules/mfa-push-fatigue.wasm");
+    assert_eq!(rule["docs"], "# What it does\n");
+    assert_eq!(
+        rule["actions"],
+        json!(["suspend-user", "revoke-sessions", "escalate"])
+    );
+
+    let out = ok(
+        wd.path(),
+        &[
+            "pack",
+            "verify",
+            dist.to_str().unwrap(),
+            "--key",
+            acme.public.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("verified"), "{out}");
+    assert!(
+        out.contains("may request:   suspend-user, revoke-sessions, escalate"),
+        "{out}"
+    );
+
+    let cfg = config(&wd, &[&acme.public], "");
+    let out = ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            dist.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("installed acme-mfa 1.0.0"), "{out}");
+    assert!(
+        out.contains("subscribes to:") && out.contains("may request:"),
+        "{out}"
+    );
+    assert!(out.contains("Nothing is granted"), "{out}");
+    let listed = ok(
+        wd.path(),
+        &["pack", "list", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(
+        listed.contains("acme-mfa 1.0.0 (installed: 1.0.0) by Acme Security, signed by key"),
+        "{listed}"
+    );
+
+    // Installed and not listed in [[rules]]: it judges, audit-only, with
+    // no grants: nothing is accepted.
+    let events = fixture("push-bombing.jsonl");
+    let run_events = |wd: &Workdir| {
+        ok(
+            wd.path(),
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = run_events(&wd);
+    assert!(out.contains("findings: 1"), "{out}");
+    let d = decisions(&wd);
+    assert!(
+        !d.is_empty() && d.iter().all(|d| d != "accepted" && d != "dry-run"),
+        "{d:?}"
+    );
+    let finding = &wd.records_of("finding")[0];
+    assert_eq!(finding["rule"], "mfa-push-fatigue");
+
+    // The operator grants it: now it acts.
+    // A new log for the second run (the log and its head file), and below
+    // a new store.
+    std::fs::remove_file(wd.audit_path()).unwrap();
+    std::fs::remove_file(format!("{}.head", wd.audit_path().display())).unwrap();
+    let cfg = config(
+        &wd,
+        &[&acme.public],
+        // A fresh store: the first run's rule judged these events already.
+        &format!("state_path = \"second-run.db\"\n{GRANT_PUSH_FATIGUE}"),
+    );
+    run_events(&wd);
+    assert_eq!(decisions(&wd), vec!["accepted", "accepted"]);
+    let rules = ok(
+        wd.path(),
+        &["rules", "list", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(
+        rules.contains("pack:acme-mfa@1.0.0/mfa-push-fatigue"),
+        "{rules}"
+    );
+
+    // A [[rules]] entry naming a pack or rule that is not installed.
+    let cfg = config(
+        &wd,
+        &[&acme.public],
+        "[[rules]]\npack = \"acme-mfa/nope\"\n",
+    );
+    let err = refused(
+        wd.path(),
+        &["rules", "list", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("pack acme-mfa 1.0.0 has no rule \"nope\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let other = publisher(&wd, "other");
+    let dist = wd.path().join("dist");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
+    let trusting_acme = config(&wd, &[&acme.public], "");
+    let cfg = trusting_acme.to_str().unwrap();
+    let install = |pack: &Path, cfg: &str| {
+        refused(
+            wd.path(),
+            &["pack", "install", pack.to_str().unwrap(), "--config", cfg],
+        )
+    };
+
+    // One byte of the component.
+    let tampered = wd.path().join("tampered");
+    copy_dir(&dist, &tampered);
+    flip_byte(&tampered.join("rules/mfa-push-fatigue.wasm"), 100);
+    let err = install(&tampered, cfg);
+    assert!(
+        err.contains("rules/mfa-push-fatigue.wasm has sha256") && err.contains("altered"),
+        "{err}"
+    );
+    // The manifest (a disclosed action removed).
+    let tampered = wd.path().join("tampered-manifest");
+    copy_dir(&dist, &tampered);
+    let m = tampered.join("manifest.json");
+    let edited = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("\"revoke-sessions\",", "");
+    std::fs::write(&m, edited).unwrap();
+    assert!(install(&tampered, cfg).contains("altered after signing"));
+    // Unsigned.
+    let unsigned = wd.path().join("unsigned");
+    copy_dir(&dist, &unsigned);
+    std::fs::remove_file(unsigned.join("manifest.sig")).unwrap();
+    assert!(install(&unsigned, cfg).contains("is not signed"));
+    // Signed by a key the operator does not trust.
+    let trusting_other = config(&wd, &[&other.public], "");
+    let err = install(&dist, trusting_other.to_str().unwrap());
+    assert!(err.contains("which is not trusted"), "{err}");
+    // Nothing was installed by any of these.
+    assert!(!wd.path().join("packs/acme-mfa").exists());
+
+    // Rotation: the operator trusts the old and the new key.
+    let both = config(&wd, &[&other.public, &acme.public], "");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            dist.to_str().unwrap(),
+            "--config",
+            both.to_str().unwrap(),
+        ],
+    );
+    // Re-signed with the new key: the same version installs again.
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "sign",
+            dist.to_str().unwrap(),
+            "--key",
+            other.key.to_str().unwrap(),
+        ],
+    );
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            dist.to_str().unwrap(),
+            "--config",
+            both.to_str().unwrap(),
+        ],
+    );
+    ok(
+        wd.path(),
+        &["rules", "list", "--config", both.to_str().unwrap()],
+    );
+    // The old key retired: the pack, now signed by the new key, loads.
+    let new_only = config(&wd, &[&other.public], "");
+    ok(
+        wd.path(),
+        &["rules", "list", "--config", new_only.to_str().unwrap()],
+    );
+
+    // At load: the installed component altered on disk stops the start.
+    flip_byte(
+        &wd.path()
+            .join("packs/acme-mfa/1.0.0/rules/mfa-push-fatigue.wasm"),
+        100,
+    );
+    let events = fixture("push-bombing.jsonl");
+    let err = refused(
+        wd.path(),
+        &[
+            "run",
+            "--config",
+            new_only.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("was altered"), "{err}");
+    assert!(!wd.audit_path().exists() || wd.records_of("finding").is_empty());
+    let listed = ok(
+        wd.path(),
+        &["pack", "list", "--config", new_only.to_str().unwrap()],
+    );
+    assert!(listed.contains("REFUSED"), "{listed}");
+
+    // allow_unsigned admits an unsigned pack, loudly; never a bad one.
+    let lax =
+        wd.config("builtin_pack = false\n[packs]\nallow_unsigned = true\ndir = \"lax-packs\"\n");
+    let out = run(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            unsigned.to_str().unwrap(),
+            "--config",
+            lax.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("NOT SIGNED"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("UNSIGNED"),
+        "{}",
+        text(&out.stdout)
+    );
+    let err = install(&dist, lax.to_str().unwrap());
+    assert!(err.contains("not trusted"), "{err}");
+}
+
+#[test]
+fn a_vpack_file_upgrades_with_a_diff_and_rolls_back() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let v1 = wd.path().join("acme-1.0.0.vpack");
+    let v2 = wd.path().join("acme-1.1.0.vpack");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &v1);
+    acme.pack(
+        &wd,
+        "acme-mfa",
+        "1.1.0",
+        &["mfa-push-fatigue", "impossible-travel"],
+        &v2,
+    );
+    let cfg = config(&wd, &[&acme.public], "");
+    let cfg = cfg.to_str().unwrap();
+    ok(
+        wd.path(),
+        &["pack", "install", v1.to_str().unwrap(), "--config", cfg],
+    );
+    let out = ok(
+        wd.path(),
+        &["pack", "install", v2.to_str().unwrap(), "--config", cfg],
+    );
+    assert!(out.contains("upgraded acme-mfa 1.0.0 -> 1.1.0"), "{out}");
+    assert!(out.contains("+ rule impossible-travel"), "{out}");
+    let listed = ok(wd.path(), &["pack", "list", "--config", cfg]);
+    assert!(
+        listed.contains("acme-mfa 1.1.0 (installed: 1.0.0, 1.1.0)"),
+        "{listed}"
+    );
+    let rules = ok(wd.path(), &["rules", "list", "--config", cfg]);
+    assert!(rules.contains("impossible-travel"), "{rules}");
+
+    let out = ok(
+        wd.path(),
+        &["pack", "rollback", "acme-mfa", "--config", cfg],
+    );
+    assert!(out.contains("rolled back from 1.1.0 to 1.0.0"), "{out}");
+    let rules = ok(wd.path(), &["rules", "list", "--config", cfg]);
+    assert!(!rules.contains("impossible-travel"), "{rules}");
+    let err = refused(
+        wd.path(),
+        &[
+            "pack",
+            "remove",
+            "acme-mfa",
+            "--version",
+            "1.0.0",
+            "--config",
+            cfg,
+        ],
+    );
+    assert!(err.contains("current version"), "{err}");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "remove",
+            "acme-mfa",
+            "--version",
+            "1.1.0",
+            "--config",
+            cfg,
+        ],
+    );
+    ok(wd.path(), &["pack", "remove", "acme-mfa", "--config", cfg]);
+    let listed = ok(wd.path(), &["pack", "list", "--config", cfg]);
+    assert!(!listed.contains("acme-mfa"), "{listed}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("rules")).unwrap();
+    for name in ["manifest.json", "manifest.sig"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+    for entry in std::fs::read_dir(from.join("rules")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join("rules").join(entry.file_name())).unwrap();
+    }
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+// --- the service: reload without a restart --------------------------------
+
+/// `vigil.toml` for the service: [`config`] with a `[server]` table,
+/// replaced atomically (the service's watch must never read half a file).
+fn service_config(wd: &Workdir, keys: &[&Path], body: &str) -> PathBuf {
+    let body = format!(
+        "{body}\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\nreload_watch_secs = 1\n"
+    );
+    let path = wd.path().join("vigil.toml");
+    // As `Workdir::config` writes it.
+    let text = format!(
+        "audit_path = \"audit.jsonl\"\ncache_dir = \"cache\"\n{}\n",
+        config_body(keys, &body)
+    );
+    let tmp = wd.path().join("vigil.toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// A running service in `wd` with `body` and an admin token.
+fn service(wd: &Workdir, keys: &[&Path], body: &str) -> VigilProcess {
+    let cfg = service_config(wd, keys, body);
+    let mut command = Command::new(VIGIL);
+    command
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", cache_home())
+        .env("VIGIL_LOG", "info")
+        .env("TEST_ADMIN_TOKEN", ADMIN_TOKEN);
+    VigilProcess::spawn(command, "http")
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` until it holds (a generous timeout, never a timing
+/// assertion).
+fn eventually(what: &str, p: &VigilProcess, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn post_events(c: &Client, p: &VigilProcess, events: &[Value]) {
+    let r = c
+        .post(p.url("/v1/events"))
+        .json(&Value::Array(events.to_vec()))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().unwrap_or_default()
+    );
+}
+
+fn admin_reload(c: &Client, p: &VigilProcess) -> (StatusCode, Value) {
+    let r = c
+        .post(p.url("/v1/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap();
+    (r.status(), r.json().unwrap())
+}
+
+fn session_event(uuid: &str) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": "2026-03-01T10:00:00.000Z",
+        "eventType": "user.session.start",
+        "actor": {"id": "00ureload01", "type": "User", "alternateId": "reload@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "client": {"ipAddress": "198.51.100.7"}
+    })
+}
+
+fn push_bombing() -> Vec<Value> {
+    std::fs::read_to_string(fixture("push-bombing.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn reloads(wd: &Workdir, result: &str) -> Vec<Value> {
+    wd.records_of("reload")
+        .into_iter()
+        .filter(|r| r["result"] == result)
+        .collect()
+}
+
+/// Replaces `state.json` of an installed pack as an install would
+/// (atomically), pointing it at `version`.
+fn point_state_at(wd: &Workdir, pack: &str, version: &str) {
+    let path = wd.path().join("packs").join(pack).join("state.json");
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let current = state["current"].clone();
+    state["history"].as_array_mut().unwrap().push(current);
+    state["current"] = json!(version);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+const GRANT_PUSH_FATIGUE: &str = "mode = \"enforce\"\n[[rules]]\npack = \"acme-mfa/mfa-push-fatigue\"\nallow = [\"suspend-user\", \"escalate\"]\n";
+
+#[test]
+fn reloads_under_http_load_judge_every_event_once_and_keep_rule_state() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let rules_v1 = [GUEST_FORBIDDEN, "mfa-push-fatigue"];
+    let v1 = wd.path().join("v1");
+    let v2 = wd.path().join("v2");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &rules_v1, &v1);
+    acme.pack(
+        &wd,
+        "acme-mfa",
+        "1.1.0",
+        &[GUEST_FORBIDDEN, "mfa-push-fatigue", "impossible-travel"],
+        &v2,
+    );
+    let cfg = config(&wd, &[&acme.public], "");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            v1.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
+    let c = client();
+
+    // A push-bombing burst that straddles the reloads: the first half now.
+    let bombing = push_bombing();
+    post_events(&c, &p, &bombing[..4]);
+
+    // Load: 600 events in deliveries of 6, from another thread.
+    const DELIVERIES: usize = 100;
+    let sender = {
+        let (c, url) = (client(), p.url("/v1/events"));
+        std::thread::spawn(move || {
+            for d in 0..DELIVERIES {
+                let events: Vec<Value> = (0..6)
+                    .map(|i| session_event(&format!("load-{d}-{i}")))
+                    .collect();
+                let r = c.post(&url).json(&Value::Array(events)).send().unwrap();
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+            }
+        })
+    };
+    // Meanwhile: an admin reload with a changed grant, a SIGHUP, an
+    // upgrade picked up by the watch, and a config edit picked up by it.
+    service_config(
+        &wd,
+        &[&acme.public],
+        &GRANT_PUSH_FATIGUE.replace("enforce", "audit-only"),
+    );
+    let (status, body) = admin_reload(&c, &p);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], "applied", "{body}");
+    p.sighup();
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            v2.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    eventually("the upgrade to be loaded", &p, || {
+        reloads(&wd, "applied")
+            .iter()
+            .any(|r| r["added"].to_string().contains("impossible-travel"))
+    });
+    sender.join().unwrap();
+    // The second half of the burst, after every reload.
+    post_events(&c, &p, &bombing[4..]);
+
+    eventually("every event judged", &p, || {
+        wd.records_of("finding")
+            .iter()
+            .filter(|f| f["rule"] == "guest-forbidden")
+            .count()
+            >= DELIVERIES * 6 + bombing.len()
+    });
+    // Every event judged exactly once by the rule that saw them all.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for f in wd
+        .records_of("finding")
+        .iter()
+        .filter(|f| f["rule"] == "guest-forbidden")
+    {
+        *seen
+            .entry(f["event_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), DELIVERIES * 6 + bombing.len());
+    assert!(seen.values().all(|n| *n == 1), "judged twice: {seen:?}");
+    // The burst was caught once, across the reloads: the rule kept its
+    // count.
+    eventually("the push-bombing finding", &p, || {
+        wd.records_of("finding")
+            .iter()
+            .any(|f| f["rule"] == "mfa-push-fatigue")
+    });
+    let bomb: Vec<Value> = wd
+        .records_of("finding")
+        .into_iter()
+        .filter(|f| f["rule"] == "mfa-push-fatigue")
+        .collect();
+    assert_eq!(bomb.len(), 1, "{bomb:?}");
+    assert_eq!(bomb[0]["subject"], "00upushbomb01");
+
+    // Each reload is audited with what it changed.
+    let applied = reloads(&wd, "applied");
+    assert!(applied.len() >= 3, "{applied:?}");
+    // The edit (enforce -> audit-only) reached the rule, by the admin
+    // reload or the watch, whichever read it first.
+    assert!(
+        applied.iter().any(|r| r["grants"]
+            .to_string()
+            .contains("mfa-push-fatigue: enforce")),
+        "{applied:?}"
+    );
+    assert!(
+        applied.iter().any(|r| r["reason"] == "admin"),
+        "{applied:?}"
+    );
+    assert!(
+        applied.iter().any(|r| r["reason"] == "SIGHUP"),
+        "{applied:?}"
+    );
+    assert!(reloads(&wd, "failed").is_empty());
+    let metrics = c
+        .get(p.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("vigil_reloads_total{result=\"applied\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_broken_upgrade_leaves_the_old_rules_enforcing() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let v1 = wd.path().join("v1");
+    let v2 = wd.path().join("v2");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &v1);
+    acme.pack(&wd, "acme-mfa", "1.1.0", &["mfa-push-fatigue"], &v2);
+    let cfg = config(&wd, &[&acme.public], "");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            v1.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
+    let c = client();
+
+    // v1.1.0 lands in the packs directory with one component byte
+    // altered, and becomes current: the watch reloads and refuses it.
+    copy_dir(&v2, &wd.path().join("packs/acme-mfa/1.1.0"));
+    flip_byte(
+        &wd.path()
+            .join("packs/acme-mfa/1.1.0/rules/mfa-push-fatigue.wasm"),
+        200,
+    );
+    point_state_at(&wd, "acme-mfa", "1.1.0");
+    eventually("the refused reload", &p, || {
+        !reloads(&wd, "failed").is_empty()
+    });
+    let failed = &reloads(&wd, "failed")[0];
+    assert_eq!(failed["reason"], "file change");
+    assert!(
+        failed["error"].as_str().unwrap().contains("was altered"),
+        "{failed}"
+    );
+    // Asked again through the admin API: 422, the same reason.
+    let (status, body) = admin_reload(&c, &p);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("was altered"),
+        "{body}"
+    );
+
+    // The old rule still enforces.
+    post_events(&c, &p, &push_bombing());
+    eventually("the old rule acting", &p, || {
+        wd.audit_records()
+            .iter()
+            .any(|r| r["type"] == "action-result" && r["decision"] == "executed")
+    });
+    let finding = &wd.records_of("finding")[0];
+    assert_eq!(finding["rule"], "mfa-push-fatigue");
+    let rules: Value = c
+        .get(p.url("/v1/admin/rules"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        rules["rules"][0]["origin"], "pack:acme-mfa@1.0.0/mfa-push-fatigue",
+        "{rules}"
+    );
+    let metrics = c
+        .get(p.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("vigil_reloads_total{result=\"failed\"} 2"),
+        "{metrics}"
+    );
+
+    // Rolled back: the watch reloads and the refusal is over.
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "rollback",
+            "acme-mfa",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    eventually("the rollback reload", &p, || {
+        !reloads(&wd, "applied").is_empty()
+    });
+}
