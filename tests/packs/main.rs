@@ -514,6 +514,131 @@ fn a_vpack_file_upgrades_with_a_diff_and_rolls_back() {
     assert!(!listed.contains("acme-mfa"), "{listed}");
 }
 
+#[test]
+fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
+    let registry = vigil_test_support::registry::start_registry();
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let dist = wd.path().join("dist");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
+    let cfg = wd.config(&format!(
+        "builtin_pack = false\n[packs]\ntrusted_keys = [{:?}]\ninsecure_registries = [{:?}]\n",
+        acme.public.to_str().unwrap(),
+        registry.addr
+    ));
+    let cfg = cfg.to_str().unwrap();
+
+    let tag = format!("{}/acme/mfa:1.0.0", registry.addr);
+    let out = ok(
+        wd.path(),
+        &[
+            "pack",
+            "push",
+            dist.to_str().unwrap(),
+            &tag,
+            "--config",
+            cfg,
+        ],
+    );
+    let digest = out
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {out}"))
+        .to_owned();
+
+    // Pulled by tag into a .vpack: the same files as published.
+    let pulled = wd.path().join("pulled.vpack");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "pull",
+            &tag,
+            "--out",
+            pulled.to_str().unwrap(),
+            "--config",
+            cfg,
+        ],
+    );
+    let out = ok(
+        wd.path(),
+        &["pack", "verify", pulled.to_str().unwrap(), "--config", cfg],
+    );
+    assert!(out.contains("verified"), "{out}");
+
+    // Installed by digest straight from the registry.
+    let pinned = format!("{}/acme/mfa@{digest}", registry.addr);
+    let out = ok(wd.path(), &["pack", "install", &pinned, "--config", cfg]);
+    assert!(out.contains("installed acme-mfa 1.0.0"), "{out}");
+    let rules = ok(wd.path(), &["rules", "list", "--config", cfg]);
+    assert!(
+        rules.contains("pack:acme-mfa@1.0.0/mfa-push-fatigue"),
+        "{rules}"
+    );
+
+    // A tampered pack is not even pushed.
+    let tampered = wd.path().join("tampered");
+    copy_dir(&dist, &tampered);
+    flip_byte(&tampered.join("rules/mfa-push-fatigue.wasm"), 100);
+    let bad_tag = format!("{}/acme/mfa:1.0.1-bad", registry.addr);
+    let err = refused(
+        wd.path(),
+        &[
+            "pack",
+            "push",
+            tampered.to_str().unwrap(),
+            &bad_tag,
+            "--config",
+            cfg,
+        ],
+    );
+    assert!(err.contains("was altered"), "{err}");
+    // One signed by a key the operator does not trust is pulled and
+    // refused on install.
+    let other = publisher(&wd, "other");
+    let foreign = wd.path().join("foreign");
+    copy_dir(&dist, &foreign);
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "sign",
+            foreign.to_str().unwrap(),
+            "--key",
+            other.key.to_str().unwrap(),
+        ],
+    );
+    let foreign_tag = format!("{}/other/mfa:1.0.0", registry.addr);
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "push",
+            foreign.to_str().unwrap(),
+            &foreign_tag,
+            "--config",
+            cfg,
+        ],
+    );
+    let err = refused(
+        wd.path(),
+        &["pack", "install", &foreign_tag, "--config", cfg],
+    );
+    assert!(err.contains("which is not trusted"), "{err}");
+    // An unknown tag names the reference.
+    let err = refused(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            &format!("{}/acme/mfa:9.9.9", registry.addr),
+            "--config",
+            cfg,
+        ],
+    );
+    assert!(err.contains("acme/mfa:9.9.9"), "{err}");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("rules")).unwrap();
     for name in ["manifest.json", "manifest.sig"] {

@@ -928,7 +928,18 @@ mod tests {
         let err = Config::parse("[[rules]]\nallow = []\n").unwrap_err();
         assert!(format!("{err:#}").contains("rules[0]"));
         let err = Config::parse("[[rules]]\nbuiltin = \"a\"\npath = \"b.wasm\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("not both"));
+        assert!(format!("{err:#}").contains("not several"));
+        let err = Config::parse("[[rules]]\npack = \"acme/a\"\nbuiltin = \"a\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("not several"));
+        for bad in ["acme", "acme/", "/a", "acme/a/b"] {
+            let err = Config::parse(&format!("[[rules]]\npack = {bad:?}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("must be \"<pack name>/<rule id>\""),
+                "{err:#}"
+            );
+        }
+        let c = Config::parse("[[rules]]\npack = \"acme-mfa/flood\"\n").unwrap();
+        assert_eq!(c.rules[0].pack_rule(), Some(("acme-mfa", "flood")));
     }
 
     #[test]
