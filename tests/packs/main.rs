@@ -639,6 +639,73 @@ fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
     assert!(err.contains("acme/mfa:9.9.9"), "{err}");
 }
 
+#[test]
+fn a_reload_that_protects_an_account_applies_before_the_next_event() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let v1 = wd.path().join("v1");
+    acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &v1);
+    let cfg = config(&wd, &[&acme.public], "");
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            v1.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
+    let c = client();
+
+    // The bombed user becomes a protected account, and the limits change.
+    service_config(
+        &wd,
+        &[&acme.public],
+        &format!(
+            "{GRANT_PUSH_FATIGUE}[rules.limits]\ndeadline_ms = 40\n[protected]\nids = [\"00upushbomb01\"]\n"
+        ),
+    );
+    let (status, body) = admin_reload(&c, &p);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let changed = body["config"].to_string();
+    assert!(
+        changed.contains("protected") && changed.contains("rules[0].limits"),
+        "{body}"
+    );
+    assert_eq!(body["rules_loaded"], 1, "{body}");
+
+    post_events(&c, &p, &push_bombing());
+    // Two requests from the rule, and the host's own escalation about the
+    // protected account.
+    eventually("the rule's requests", &p, || decisions(&wd).len() == 3);
+    // The rule still asks; the gate refuses the protected account.
+    let actions: Vec<Value> = wd
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["type"] == "action")
+        .collect();
+    let suspend = actions
+        .iter()
+        .find(|a| a["action"] == "suspend-user")
+        .unwrap();
+    assert_eq!(suspend["decision"], "denied", "{suspend}");
+    assert!(suspend.to_string().contains("protected"), "{suspend}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["action"] == "escalate" && a["origin"] == "host"),
+        "{actions:?}"
+    );
+    assert!(
+        !wd.audit_records()
+            .iter()
+            .any(|r| r["type"] == "action-result" && r["target"] == "00upushbomb01"),
+        "a protected account was acted on"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("rules")).unwrap();
     for name in ["manifest.json", "manifest.sig"] {

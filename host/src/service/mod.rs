@@ -134,6 +134,7 @@ pub fn run(
             .then(|| Duration::from_secs(server.reload_watch_secs)),
         admin: admin_tx.clone(),
         metrics: metrics.clone(),
+        health: health.clone(),
         stop: reload_stop.clone(),
     }
     .spawn()?;

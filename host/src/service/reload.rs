@@ -38,6 +38,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::admin::AdminCommand;
+use super::http::Health;
 use super::metrics::Metrics;
 use crate::audit::Entry;
 use crate::config::Config;
@@ -71,6 +72,8 @@ pub struct ReloadOutcome {
     pub config: Vec<String>,
     /// Changed settings that only a restart applies.
     pub restart_needed: Vec<String>,
+    /// Rules running after the reload.
+    pub rules_loaded: usize,
 }
 
 impl ReloadOutcome {
@@ -81,6 +84,7 @@ impl ReloadOutcome {
             rules: RulesChange::default(),
             config: Vec::new(),
             restart_needed: Vec::new(),
+            rules_loaded: 0,
         }
     }
 }
@@ -102,7 +106,7 @@ pub fn apply(
     reason: &str,
     by: &str,
 ) -> Result<ReloadOutcome> {
-    let outcome = match prepared {
+    let mut outcome = match prepared {
         Err(e) => ReloadOutcome::failed(e),
         Ok(p) => match pipeline.replace_rules(p.rules, &p.config.protected)? {
             Err(e) => ReloadOutcome::failed(e),
@@ -112,9 +116,11 @@ pub fn apply(
                 rules,
                 config: p.config_changes,
                 restart_needed: p.restart_needed,
+                rules_loaded: 0,
             },
         },
     };
+    outcome.rules_loaded = pipeline.rules().rules.len();
     let mut entry = Entry::new("reload")
         .field("result", outcome.result)
         .field("reason", reason)
@@ -159,6 +165,8 @@ pub struct Reloader {
     pub watch: Option<Duration>,
     pub admin: mpsc::Sender<AdminCommand>,
     pub metrics: Arc<Metrics>,
+    /// `/readyz` counts the rules loaded.
+    pub health: Arc<Health>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -203,6 +211,11 @@ impl Reloader {
             // What was read this time is what the next look compares with.
             seen = fingerprint(&self.running, &self.config_path);
             self.metrics.reload(outcome.result);
+            if outcome.result == "applied" {
+                self.health
+                    .rules
+                    .store(outcome.rules_loaded, Ordering::SeqCst);
+            }
             if let Some(reply) = request.reply {
                 let _ = reply.send(outcome);
             }
