@@ -334,6 +334,30 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         .replace("\"revoke-sessions\",", "");
     std::fs::write(&m, edited).unwrap();
     assert!(install(&tampered, cfg).contains("altered after signing"));
+    // A manifest that hides an action the component may request, signed
+    // by the vendor's own key: the disclosure must be what runs.
+    let hiding = wd.path().join("hiding");
+    copy_dir(&dist, &hiding);
+    let m = hiding.join("manifest.json");
+    let edited = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("\"revoke-sessions\",", "");
+    std::fs::write(&m, edited).unwrap();
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "sign",
+            hiding.to_str().unwrap(),
+            "--key",
+            acme.key.to_str().unwrap(),
+        ],
+    );
+    let err = install(&hiding, cfg);
+    assert!(
+        err.contains("may request revoke-sessions which the manifest does not disclose"),
+        "{err}"
+    );
     // Unsigned.
     let unsigned = wd.path().join("unsigned");
     copy_dir(&dist, &unsigned);
@@ -704,6 +728,44 @@ fn a_reload_that_protects_an_account_applies_before_the_next_event() {
             .any(|r| r["type"] == "action-result" && r["target"] == "00upushbomb01"),
         "a protected account was acted on"
     );
+}
+
+#[test]
+fn a_changed_rule_file_is_reloaded_by_the_watch() {
+    let wd = Workdir::new();
+    let acme = publisher(&wd, "acme");
+    let rule = wd.path().join("rule.wasm");
+    std::fs::copy(GUEST_FORBIDDEN, &rule).unwrap();
+    let p = service(&wd, &[&acme.public], "[[rules]]\npath = \"rule.wasm\"\n");
+    let c = client();
+    post_events(&c, &p, &[session_event("before-1")]);
+    eventually("the first rule's finding", &p, || {
+        !wd.records_of("finding").is_empty()
+    });
+
+    // Replaced (atomically, as a deploy would) by another component.
+    let tmp = wd.path().join("rule.wasm.new");
+    std::fs::copy(acme.components.join("rules/mfa-push-fatigue.wasm"), &tmp).unwrap();
+    std::fs::rename(&tmp, &rule).unwrap();
+    eventually("the reload", &p, || !reloads(&wd, "applied").is_empty());
+    let r = &reloads(&wd, "applied")[0];
+    assert_eq!(r["reason"], "file change");
+    assert!(r["added"].to_string().contains("mfa-push-fatigue"), "{r}");
+    assert!(r["removed"].to_string().contains("guest-forbidden"), "{r}");
+
+    // The new rule judges what comes next; the old one no longer does.
+    post_events(&c, &p, &push_bombing());
+    eventually("the new rule's finding", &p, || {
+        wd.records_of("finding")
+            .iter()
+            .any(|f| f["rule"] == "mfa-push-fatigue")
+    });
+    let old_rule = wd
+        .records_of("finding")
+        .iter()
+        .filter(|f| f["rule"] == "guest-forbidden")
+        .count();
+    assert_eq!(old_rule, 1);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

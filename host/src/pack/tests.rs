@@ -162,6 +162,22 @@ fn directories_and_vpack_files_hold_the_same_pack() {
     assert!(err.contains("not a regular file"), "{err}");
     let err = archive(tar::EntryType::Regular, "notes.txt");
     assert!(err.contains("is not a pack file"), "{err}");
+
+    // A name that climbs out of the pack (the tar crate will not write
+    // one, so the header's name bytes are set by hand).
+    let mut header = tar::Header::new_ustar();
+    header.set_size(1);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    let name = b"rules/../../evil.wasm";
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, &[0u8][..]).unwrap();
+    let path = dir.path().join("climb.vpack");
+    std::fs::write(&path, builder.into_inner().unwrap()).unwrap();
+    let err = format!("{:#}", PackFiles::read(&path).unwrap_err());
+    assert!(err.contains("is not a pack file"), "{err}");
 }
 
 #[test]
