@@ -21,7 +21,8 @@
 //! admin answer, a log line.
 //!
 //! What a reload applies: rules (added, removed, upgraded), modes, grants,
-//! approvals, budgets, limits, rule settings, protected accounts. What it
+//! approvals, budgets, limits, rule settings, protected accounts, the
+//! baseline check interval. What it
 //! cannot (listeners, sources, connectors, dispatch, the audit log and
 //! store, shards) keeps its running value and is named in
 //! `restart_needed`.
@@ -110,14 +111,17 @@ pub fn apply(
         Err(e) => ReloadOutcome::failed(e),
         Ok(p) => match pipeline.replace_rules(p.rules, &p.config.protected)? {
             Err(e) => ReloadOutcome::failed(e),
-            Ok(rules) => ReloadOutcome {
-                result: "applied",
-                error: None,
-                rules,
-                config: p.config_changes,
-                restart_needed: p.restart_needed,
-                rules_loaded: 0,
-            },
+            Ok(rules) => {
+                pipeline.set_baseline_check_secs(p.config.baseline.check_secs);
+                ReloadOutcome {
+                    result: "applied",
+                    error: None,
+                    rules,
+                    config: p.config_changes,
+                    restart_needed: p.restart_needed,
+                    rules_loaded: 0,
+                }
+            }
         },
     };
     outcome.rules_loaded = pipeline.rules().rules.len();
@@ -326,11 +330,6 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "max_line_bytes",
         old.max_line_bytes.to_string(),
         new.max_line_bytes.to_string(),
-    );
-    differ(
-        "baseline",
-        format!("{:?}", old.baseline),
-        format!("{:?}", new.baseline),
     );
     names
 }
