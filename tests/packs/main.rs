@@ -168,6 +168,20 @@ fn config_body(keys: &[&Path], body: &str) -> String {
     )
 }
 
+/// `vigil pack install PACK --config CONFIG`, expected to succeed; stdout.
+fn install(wd: &Workdir, pack: &Path, config: &Path) -> String {
+    ok(
+        wd.path(),
+        &[
+            "pack",
+            "install",
+            pack.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+}
+
 fn decisions(wd: &Workdir) -> Vec<String> {
     action_triples(&wd.audit_records())
         .into_iter()
@@ -212,16 +226,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
     );
 
     let cfg = config(&wd, &[&acme.public], "");
-    let out = ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            dist.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    let out = install(&wd, &dist, &cfg);
     assert!(out.contains("installed acme-mfa 1.0.0"), "{out}");
     assert!(
         out.contains("subscribes to:") && out.contains("may request:"),
@@ -309,7 +314,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
     let trusting_acme = config(&wd, &[&acme.public], "");
     let cfg = trusting_acme.to_str().unwrap();
-    let install = |pack: &Path, cfg: &str| {
+    let refused_install = |pack: &Path, cfg: &str| {
         refused(
             wd.path(),
             &["pack", "install", pack.to_str().unwrap(), "--config", cfg],
@@ -320,7 +325,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     let tampered = wd.path().join("tampered");
     copy_dir(&dist, &tampered);
     flip_byte(&tampered.join("rules/mfa-push-fatigue.wasm"), 100);
-    let err = install(&tampered, cfg);
+    let err = refused_install(&tampered, cfg);
     assert!(
         err.contains("rules/mfa-push-fatigue.wasm has sha256") && err.contains("altered"),
         "{err}"
@@ -333,7 +338,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         .unwrap()
         .replace("\"revoke-sessions\",", "");
     std::fs::write(&m, edited).unwrap();
-    assert!(install(&tampered, cfg).contains("altered after signing"));
+    assert!(refused_install(&tampered, cfg).contains("altered after signing"));
     // A manifest that hides an action the component may request, signed
     // by the vendor's own key: the disclosure must be what runs.
     let hiding = wd.path().join("hiding");
@@ -353,7 +358,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
             acme.key.to_str().unwrap(),
         ],
     );
-    let err = install(&hiding, cfg);
+    let err = refused_install(&hiding, cfg);
     assert!(
         err.contains("may request revoke-sessions which the manifest does not disclose"),
         "{err}"
@@ -362,26 +367,17 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     let unsigned = wd.path().join("unsigned");
     copy_dir(&dist, &unsigned);
     std::fs::remove_file(unsigned.join("manifest.sig")).unwrap();
-    assert!(install(&unsigned, cfg).contains("is not signed"));
+    assert!(refused_install(&unsigned, cfg).contains("is not signed"));
     // Signed by a key the operator does not trust.
     let trusting_other = config(&wd, &[&other.public], "");
-    let err = install(&dist, trusting_other.to_str().unwrap());
+    let err = refused_install(&dist, trusting_other.to_str().unwrap());
     assert!(err.contains("which is not trusted"), "{err}");
     // Nothing was installed by any of these.
     assert!(!wd.path().join("packs/acme-mfa").exists());
 
     // Rotation: the operator trusts the old and the new key.
     let both = config(&wd, &[&other.public, &acme.public], "");
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            dist.to_str().unwrap(),
-            "--config",
-            both.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &dist, &both);
     // Re-signed with the new key: the same version installs again.
     ok(
         wd.path(),
@@ -393,16 +389,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
             other.key.to_str().unwrap(),
         ],
     );
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            dist.to_str().unwrap(),
-            "--config",
-            both.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &dist, &both);
     ok(
         wd.path(),
         &["rules", "list", "--config", both.to_str().unwrap()],
@@ -463,7 +450,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         "{}",
         text(&out.stdout)
     );
-    let err = install(&dist, lax.to_str().unwrap());
+    let err = refused_install(&dist, lax.to_str().unwrap());
     assert!(err.contains("not trusted"), "{err}");
 }
 
@@ -670,16 +657,7 @@ fn a_reload_that_protects_an_account_applies_before_the_next_event() {
     let v1 = wd.path().join("v1");
     acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &v1);
     let cfg = config(&wd, &[&acme.public], "");
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            v1.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &v1, &cfg);
     let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
     let c = client();
 
@@ -919,16 +897,7 @@ fn reloads_under_http_load_judge_every_event_once_and_keep_rule_state() {
         &v2,
     );
     let cfg = config(&wd, &[&acme.public], "");
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            v1.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &v1, &cfg);
     let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
     let c = client();
 
@@ -961,16 +930,7 @@ fn reloads_under_http_load_judge_every_event_once_and_keep_rule_state() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["result"], "applied", "{body}");
     p.sighup();
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            v2.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &v2, &cfg);
     eventually("the upgrade to be loaded", &p, || {
         reloads(&wd, "applied")
             .iter()
@@ -1057,16 +1017,7 @@ fn a_broken_upgrade_leaves_the_old_rules_enforcing() {
     acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &v1);
     acme.pack(&wd, "acme-mfa", "1.1.0", &["mfa-push-fatigue"], &v2);
     let cfg = config(&wd, &[&acme.public], "");
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "install",
-            v1.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    install(&wd, &v1, &cfg);
     let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
     let c = client();
 

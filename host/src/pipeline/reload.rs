@@ -20,12 +20,12 @@ use crate::rules::{RuleInstance, RuleSet};
 /// What a swap changed, for the audit record and the admin answer.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct RulesChange {
-    /// Rules loaded now and not before (`id (origin)`).
+    /// Rules loaded now and not before (`id (origin, sha256 prefix)`).
     pub added: Vec<String>,
     /// Rules no longer loaded.
     pub removed: Vec<String>,
-    /// Rules whose component or origin changed (`id: origin version ->
-    /// origin version`).
+    /// Rules whose component or origin changed (`id: origin version
+    /// (sha256 prefix) -> origin version (sha256 prefix)`).
     pub upgraded: Vec<String>,
     /// Rules whose mode or granted kinds changed.
     pub grants: Vec<String>,
@@ -43,18 +43,25 @@ impl RulesChange {
         let mut change = RulesChange::default();
         for n in &new.rules {
             let Some(o) = old.find(n.id()) else {
-                change.added.push(format!("{} ({})", n.id(), n.origin()));
+                change.added.push(format!(
+                    "{} ({}, sha256 {})",
+                    n.id(),
+                    n.origin(),
+                    short(n.digest())
+                ));
                 continue;
             };
             // A new component, or the same one from a new pack version.
             if o.digest() != n.digest() || o.origin() != n.origin() {
                 change.upgraded.push(format!(
-                    "{}: {} {} -> {} {}",
+                    "{}: {} {} (sha256 {}) -> {} {} (sha256 {})",
                     n.id(),
                     o.origin(),
                     o.metadata().version,
+                    short(o.digest()),
                     n.origin(),
-                    n.metadata().version
+                    n.metadata().version,
+                    short(n.digest())
                 ));
             }
             let (before, after) = (grant_text(o), grant_text(n));
@@ -71,6 +78,12 @@ impl RulesChange {
         }
         change
     }
+}
+
+/// The first 16 hex digits of a component digest: enough to tell which
+/// build ran, short enough for a log line.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(16)]
 }
 
 fn grant_text(r: &RuleInstance) -> String {
