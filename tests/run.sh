@@ -45,5 +45,11 @@ if [ ! -x /usr/bin/docker-registry ] && ! command -v docker-registry >/dev/null;
   apt_install docker-registry
 fi
 
+# A NATS server with JetStream for the cluster tests (each starts its own
+# on loopback): Debian's nats-server.
+if [ ! -x /usr/sbin/nats-server ] && ! command -v nats-server >/dev/null; then
+  apt_install nats-server
+fi
+
 cd "$root"
 exec cargo test --workspace "$@"

@@ -42,6 +42,7 @@ use crate::store::{ScheduledUndo, Store};
 use crate::actions::connector::{ActionContext, ConnectorError, Undo};
 use crate::actions::dispatch::Dispatcher;
 use crate::clock::now_ms;
+use crate::cluster::{Claim, Claims};
 use crate::policy::targets::{Resolution, TargetCheck, TargetDenial};
 use crate::policy::{GroupResolver, ProtectedAccounts, TargetGuard};
 
@@ -110,6 +111,9 @@ pub struct ActionExecutor {
     targets: Arc<TargetGuard>,
     /// Earliest pending undo, kept in memory so the per-event check is free.
     next_undo_ms: Option<i64>,
+    /// `[cluster]`: each execution is claimed across replicas first
+    /// (shared with the worker).
+    claims: Option<Arc<Claims>>,
 }
 
 impl ActionExecutor {
@@ -122,7 +126,14 @@ impl ActionExecutor {
             groups: None,
             targets: Arc::new(TargetGuard::default()),
             next_undo_ms,
+            claims: None,
         })
+    }
+
+    /// Claims every execution in the cluster's bucket before calling a
+    /// connector (`crate::cluster`). Set before `start_worker`.
+    pub fn set_claims(&mut self, claims: Claims) {
+        self.claims = Some(Arc::new(claims));
     }
 
     /// An executor that only logs, with an in-memory store (tests,
@@ -213,7 +224,13 @@ impl ActionExecutor {
     /// failure, which stops the pipeline (Vigil does not act without its
     /// records).
     pub fn execute(&mut self, r: &ExecutionRequest<'_>) -> Result<Vec<ExecutionResult>> {
-        let results = execute_on(&mut lock(&self.dispatch), &self.store, &self.targets, r)?;
+        let results = execute_on(
+            &mut lock(&self.dispatch),
+            &self.store,
+            &self.targets,
+            self.claims.as_deref(),
+            r,
+        )?;
         for due in results.iter().filter_map(|x| x.undo.map(|(_, due)| due)) {
             self.note_undo(due);
         }
@@ -243,6 +260,7 @@ impl ActionExecutor {
         let store = Store::open(state_path)?;
         let dispatch = self.dispatch.clone();
         let targets = self.targets.clone();
+        let claims = self.claims.clone();
         let (jobs, job_rx) = mpsc::sync_channel::<ExecJob>(queue.max(1));
         let (done_tx, done) = mpsc::channel::<ExecDone>();
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -255,9 +273,14 @@ impl ActionExecutor {
                         // Dropped unrun; the store still says it is pending.
                         continue;
                     }
-                    let results =
-                        execute_on(&mut lock(&dispatch), &store, &targets, &job.request())
-                            .map_err(|e| format!("{e:#}"));
+                    let results = execute_on(
+                        &mut lock(&dispatch),
+                        &store,
+                        &targets,
+                        claims.as_deref(),
+                        &job.request(),
+                    )
+                    .map_err(|e| format!("{e:#}"));
                     if done_tx.send(ExecDone { job, results }).is_err() {
                         break;
                     }
@@ -471,6 +494,7 @@ fn execute_on(
     dispatch: &mut Dispatcher,
     store: &Store,
     guard: &TargetGuard,
+    claims: Option<&Claims>,
     r: &ExecutionRequest<'_>,
 ) -> Result<Vec<ExecutionResult>> {
     let kind = r.action.kind();
@@ -552,6 +576,34 @@ fn execute_on(
                 continue;
             }
         };
+        // Across replicas: only the one that claims the execution first
+        // calls the connector; none calls it when the claim cannot be made.
+        if let Some(claims) = claims {
+            let lost = match claims.claim(&key) {
+                Ok(Claim::Won) => None,
+                Ok(Claim::Lost { owner }) => Some((
+                    "duplicate",
+                    format!("replica {owner} claimed it first; not executed here"),
+                )),
+                Err(e) => Some((
+                    "failed",
+                    format!("cannot claim it across replicas, so it is not executed: {e:#}"),
+                )),
+            };
+            if let Some((decision, detail)) = lost {
+                results.push(ExecutionResult {
+                    connector: name,
+                    decision,
+                    error: (decision == "failed").then(|| ConnectorError::refused(detail.clone())),
+                    detail,
+                    undo: None,
+                    resolution,
+                    denial: None,
+                    diff: None,
+                });
+                continue;
+            }
+        }
         store.begin_execution(&key, r.action_id, &name, now_ms())?;
         let connector = dispatch.connector(index);
         let outcome = match &*action {

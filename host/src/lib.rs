@@ -29,7 +29,8 @@
 //! 8. `store`, `pack` — the SQLite state store; vendor rule packs
 //!    (manifest, signatures, `.vpack` files, OCI artifacts, the installed
 //!    packs directory)
-//! 9. `actions`, `audit` — connectors and dispatch; the audit log
+//! 9. `actions`, `audit`, `cluster` — connectors and dispatch; the audit
+//!    log; claims shared by replicas through NATS JetStream
 //! 10. `config`, `normalize` — `vigil.toml`; input formats → events
 //! 11. `model`, `engine`, `builtin`, `secret`, `clock` — the domain types,
 //!     the wasmtime engine, the built-in pack, credentials, the wall clock
@@ -40,6 +41,7 @@ pub mod baseline;
 pub mod builtin;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod executor;

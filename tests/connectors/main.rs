@@ -3,6 +3,7 @@
 //! `vigil_test_support::fake_idp`, on loopback. Nothing mocks the client.
 
 mod baseline;
+mod cluster;
 mod e2e;
 mod faults;
 mod grants;

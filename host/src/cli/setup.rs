@@ -36,6 +36,15 @@ pub fn executor(config: &Config, rules: &RuleSet) -> Result<ActionExecutor> {
     let dispatcher = dispatcher(config, rules)?;
     let store = Store::open(&config.state_path)?;
     let mut executor = ActionExecutor::new(dispatcher, store)?;
+    if let Some(cluster) = &config.cluster {
+        let claims = crate::cluster::Claims::connect(cluster)?;
+        tracing::info!(
+            replica = claims.replica(),
+            bucket = %cluster.claims_bucket,
+            "actions are claimed across replicas before they are executed"
+        );
+        executor.set_claims(claims);
+    }
     if let Some(gate) = rules.gate() {
         executor.resolve_protected_groups(&config.protected, gate.protected())?;
     }

@@ -13,6 +13,7 @@
 //! with the arguments its `groups` and `policies` grant ([`grants`]).
 
 pub mod audit;
+pub mod cluster;
 pub mod connectors;
 pub mod grants;
 pub mod guardrails;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 use crate::model::ActionKind;
 pub use audit::AuditConfig;
+pub use cluster::ClusterConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
 pub use guardrails::{ApprovalsConfig, BaselineConfig, BudgetsConfig};
@@ -122,6 +124,10 @@ pub struct Config {
     /// Installed vendor rule packs and the keys that may sign them.
     #[serde(default)]
     pub packs: PacksConfig,
+    /// Replicas sharing a NATS JetStream server (at most once per action
+    /// across them).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// The long-running service: with it, `vigil run` without `--events`
     /// serves HTTP ingestion, the admin API and metrics.
     #[serde(default)]
@@ -608,6 +614,9 @@ impl Config {
         self.approvals.validate()?;
         self.baseline.validate()?;
         self.packs.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         connectors::validate_dispatch("dispatch", &self.dispatch, &self.connectors)?;
         if let Some(server) = &self.server {
             server.validate()?;

@@ -9,6 +9,7 @@
 //!   and helpers to read the audit records back.
 //! - [`fake_idp`]: a fake Okta / Microsoft Graph / webhook HTTP server on
 //!   loopback that records every request and injects faults.
+//! - [`nats`]: a throwaway NATS server with JetStream on loopback.
 //! - [`registry`]: a throwaway OCI registry (Debian's `docker-registry`)
 //!   on loopback.
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 pub mod fake_idp;
+pub mod nats;
 pub mod process;
 pub mod registry;
 
