@@ -9,7 +9,8 @@ use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
-use vigil_host::pack::oci::{PackFiles, RegistryOptions, pull, push};
+use vigil_host::pack::PackFiles;
+use vigil_host::pack::oci::{RegistryOptions, pull, push};
 use vigil_test_support::registry::{RegistryGuard, start_registry, start_registry_with_htpasswd};
 
 const MIB: usize = 1024 * 1024;
@@ -35,7 +36,7 @@ fn sample_pack() -> PackFiles {
         components: vec![
             ("rules/push-flood.wasm".to_string(), bytes(1, 3000)),
             // Over oci-client's 4 MiB push chunk, so the chunked upload really takes two chunks.
-            ("rules/deep/big.wasm".to_string(), bytes(2, 5 * MIB)),
+            ("rules/big.wasm".to_string(), bytes(2, 5 * MIB)),
         ],
     }
 }
@@ -170,7 +171,7 @@ fn push_then_pull_by_tag_gives_identical_bytes() {
             ),
             (
                 "application/vnd.vigil.rule.component.v1+wasm",
-                "rules/deep/big.wasm"
+                "rules/big.wasm"
             ),
         ]
     );

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use super::setup;
 use crate::audit::{AuditSigner, PublicKey};
 use crate::config::Config;
+use crate::engine::VigilEngine;
 use crate::pack::installed::{self, PacksDir};
 use crate::pack::oci::{self, RegistryOptions};
 use crate::pack::{self, Manifest, ManifestRule, PackFiles, Trust, VerifiedPack};
@@ -107,10 +109,7 @@ pub fn build(dir: Option<&Path>, out: Option<&Path>, builtin: bool) -> Result<Ex
         let mut rules = Vec::new();
         let mut components = Vec::new();
         for b in crate::builtin::PACK {
-            let origin = format!("builtin:{}", b.id);
-            let (meta, contract) =
-                crate::rules::read_metadata(engine.clone(), &origin, b.wasm.to_vec())?;
-            let entry = ManifestRule::describe(&meta, contract.version(), b.wasm);
+            let entry = describe(&engine, &format!("builtin:{}", b.id), b.wasm)?;
             components.push((entry.file.clone(), b.wasm.to_vec()));
             rules.push(entry);
         }
@@ -144,13 +143,8 @@ pub fn build(dir: Option<&Path>, out: Option<&Path>, builtin: bool) -> Result<Ex
             let path = dir.join(&r.component);
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("{at}: cannot read {}", path.display()))?;
-            let (meta, contract) = crate::rules::read_metadata(
-                engine.clone(),
-                &path.display().to_string(),
-                bytes.clone(),
-            )
-            .with_context(|| at.clone())?;
-            let mut entry = ManifestRule::describe(&meta, contract.version(), &bytes);
+            let mut entry = describe(&engine, &path.display().to_string(), &bytes)
+                .with_context(|| at.clone())?;
             if let Some(docs) = &r.docs {
                 let p = dir.join(docs);
                 entry.docs = std::fs::read_to_string(&p)
@@ -225,7 +219,7 @@ pub fn verify(source: &str, keys: &[PathBuf], config: Option<&Path>) -> Result<E
     let cfg = setup::load_config(config)?;
     let files = fetch(source, &cfg)?;
     let trust = trust_for(keys, config)?;
-    let pack = pack::verify(&files, &trust)?;
+    let pack = pack::verify(files, &trust)?;
     check_components(&pack, &cfg)?;
     println!("{source}: verified");
     disclose(&pack);
@@ -274,10 +268,10 @@ pub fn install(source: &str, config: Option<&Path>) -> Result<ExitCode> {
     let cfg = setup::load_config(config)?;
     let files = fetch(source, &cfg)?;
     let trust = assemble::trust(&cfg)?;
-    let pack = pack::verify(&files, &trust).context("refused")?;
+    let pack = pack::verify(files, &trust).context("refused")?;
     check_components(&pack, &cfg)?;
     let dir = PacksDir::new(&cfg.packs.dir);
-    let done = dir.install(&pack, &files)?;
+    let done = dir.install(&pack)?;
     let m = &pack.manifest;
     match &done.previous {
         Some(old) => {
@@ -421,21 +415,24 @@ fn registry_options(cfg: &Config) -> RegistryOptions {
 /// (the disclosure must be what runs).
 fn check_components(pack: &VerifiedPack, cfg: &Config) -> Result<()> {
     let engine = setup::engine(cfg)?;
-    for (entry, bytes) in pack.manifest.rules.iter().zip(&pack.components) {
+    for entry in &pack.manifest.rules {
         let origin = format!("{}/{}", pack.manifest.name, entry.id);
-        let (meta, contract) = crate::rules::read_metadata(engine.clone(), &origin, bytes.clone())?;
+        let bytes = pack
+            .component(&entry.id)
+            .expect("verified: every rule has its component");
+        let (meta, contract) =
+            crate::rules::read_metadata(engine.clone(), &origin, bytes.to_vec())?;
         entry
-            .check_metadata(&meta)
+            .check_loaded(&meta, contract.version())
             .with_context(|| format!("rule {origin} does not match the manifest"))?;
-        if entry.wit != contract.version() {
-            bail!(
-                "rule {origin} imports contract {}; the manifest says {}",
-                contract.version(),
-                entry.wit
-            );
-        }
     }
     Ok(())
+}
+
+/// The manifest entry of a component, from what loading it reports.
+fn describe(engine: &Arc<VigilEngine>, origin: &str, bytes: &[u8]) -> Result<ManifestRule> {
+    let (meta, contract) = crate::rules::read_metadata(engine.clone(), origin, bytes.to_vec())?;
+    Ok(ManifestRule::describe(&meta, contract.version(), bytes))
 }
 
 /// What each rule subscribes to and may request.

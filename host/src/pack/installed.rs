@@ -143,7 +143,7 @@ impl PacksDir {
             .with_context(|| format!("pack {name} is not installed in {}", self.root.display()))?;
         let dir = self.version_dir(name, &state.current);
         let files = PackFiles::read(&dir)?;
-        let pack = super::verify(&files, trust)
+        let pack = super::verify(files, trust)
             .with_context(|| format!("installed pack {}", dir.display()))?;
         if pack.manifest.name != name || pack.manifest.version != state.current {
             bail!(
@@ -168,8 +168,8 @@ impl PacksDir {
     /// Installs a verified pack and makes its version current. The same
     /// version installed again with other content is refused: a version
     /// names one set of bytes.
-    pub fn install(&self, pack: &VerifiedPack, files: &PackFiles) -> Result<Installed> {
-        let m = &pack.manifest;
+    pub fn install(&self, pack: &VerifiedPack) -> Result<Installed> {
+        let (m, files) = (&pack.manifest, &pack.files);
         let dir = self.version_dir(&m.name, &m.version);
         let pack_root = self.root.join(&m.name);
         std::fs::create_dir_all(&pack_root)
@@ -244,7 +244,7 @@ impl PacksDir {
         };
         // The version rolled back to must still pass every check.
         let dir = self.version_dir(name, &to);
-        super::verify(&PackFiles::read(&dir)?, trust)
+        super::verify(PackFiles::read(&dir)?, trust)
             .with_context(|| format!("cannot roll back to {}", dir.display()))?;
         let from = std::mem::replace(&mut state.current, to.clone());
         self.write_state(name, &state)?;

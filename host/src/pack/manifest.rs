@@ -7,7 +7,7 @@
 //! names, malformed digests, unknown action kinds and duplicate rule ids are
 //! refused, each error naming the field. `vigil pack build` writes it from
 //! the components' own metadata; the host checks at load that each
-//! component still reports what its entry says (`check_metadata`).
+//! component still reports what its entry says (`check_loaded`).
 
 use std::collections::BTreeMap;
 
@@ -177,9 +177,16 @@ impl ManifestRule {
             .collect()
     }
 
-    /// Refuses a component whose metadata does not match its entry: the
-    /// disclosure an operator read must be what runs.
-    pub fn check_metadata(&self, meta: &Metadata) -> Result<()> {
+    /// Refuses a component whose metadata or contract (`wit`, the version
+    /// it imports) does not match its entry: the disclosure an operator
+    /// read must be what runs.
+    pub fn check_loaded(&self, meta: &Metadata, wit: &str) -> Result<()> {
+        if wit != self.wit {
+            bail!(
+                "the component imports contract {wit}; the manifest says {}",
+                self.wit
+            );
+        }
         if meta.id != self.id {
             bail!(
                 "the component reports id {:?}; the manifest says {:?}",

@@ -16,7 +16,7 @@
 //!
 //! The host then loads exactly the bytes it hashed, and refuses a
 //! component whose metadata differs from its manifest entry
-//! (`ManifestRule::check_metadata`). Installed packs live under
+//! (`ManifestRule::check_loaded`). Installed packs live under
 //! `[packs] dir` ([`installed`]).
 
 pub mod installed;
@@ -102,15 +102,19 @@ pub struct VerifiedPack {
     pub signer: Signer,
     /// sha256 of `manifest.json`.
     pub digest: String,
-    /// Component bytes in manifest order.
-    pub components: Vec<Vec<u8>>,
+    /// The files that passed (an install writes exactly these).
+    pub files: PackFiles,
 }
 
 impl VerifiedPack {
     /// The component of `rule` (an id from the manifest).
     pub fn component(&self, rule: &str) -> Option<&[u8]> {
-        let i = self.manifest.rules.iter().position(|r| r.id == rule)?;
-        Some(&self.components[i])
+        let file = &self.manifest.rule(rule)?.file;
+        self.files
+            .components
+            .iter()
+            .find(|(path, _)| path == file)
+            .map(|(_, bytes)| bytes.as_slice())
     }
 }
 
@@ -120,7 +124,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Runs every check of the module documentation, in order; the error
 /// names the pack and the check that failed.
-pub fn verify(files: &PackFiles, trust: &Trust) -> Result<VerifiedPack> {
+pub fn verify(files: PackFiles, trust: &Trust) -> Result<VerifiedPack> {
     let manifest = Manifest::parse(&files.manifest)?;
     let label = manifest.label();
     let digest = sha256_hex(&files.manifest);
@@ -174,12 +178,12 @@ pub fn verify(files: &PackFiles, trust: &Trust) -> Result<VerifiedPack> {
             Signer::Key(sig.key_id)
         }
     };
-    let components = contents(files, &manifest)?;
+    contents(&files, &manifest)?;
     Ok(VerifiedPack {
         manifest,
         signer,
         digest,
-        components,
+        files,
     })
 }
 
@@ -191,11 +195,9 @@ pub fn check_unsigned(files: &PackFiles) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Every component present with its manifest digest, nothing else; the
-/// components in manifest order.
-fn contents(files: &PackFiles, manifest: &Manifest) -> Result<Vec<Vec<u8>>> {
+/// Every component present with its manifest digest, nothing else.
+fn contents(files: &PackFiles, manifest: &Manifest) -> Result<()> {
     let label = manifest.label();
-    let mut components = Vec::with_capacity(manifest.rules.len());
     for rule in &manifest.rules {
         let Some((_, bytes)) = files.components.iter().find(|(p, _)| *p == rule.file) else {
             bail!("pack {label}: component {} is missing", rule.file);
@@ -209,7 +211,6 @@ fn contents(files: &PackFiles, manifest: &Manifest) -> Result<Vec<Vec<u8>>> {
                 rule.sha256
             );
         }
-        components.push(bytes.clone());
     }
     if let Some((extra, _)) = files
         .components
@@ -218,7 +219,7 @@ fn contents(files: &PackFiles, manifest: &Manifest) -> Result<Vec<Vec<u8>>> {
     {
         bail!("pack {label}: {extra} is not named by the manifest");
     }
-    Ok(components)
+    Ok(())
 }
 
 /// Signs the manifest of `files` with `key`, replacing any signature.
@@ -297,6 +298,7 @@ pub fn check_component_path(name: &str) -> Result<()> {
             && !file.contains('/')
             && !file.contains('\\')
             && !file.starts_with('.')
+            && !file.chars().any(char::is_control)
             && Path::new(name)
                 .components()
                 .all(|c| matches!(c, Component::Normal(_)))

@@ -83,9 +83,8 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
 
-pub use super::PackFiles;
+use super::{PackFiles, check_component_path};
 
 /// Artifact type of a Vigil pack (and config media type in the config-blob variant).
 const PACK_ARTIFACT_TYPE: &str = "application/vnd.vigil.pack.v1+json";
@@ -95,14 +94,15 @@ const EMPTY_CONFIG: &[u8] = b"{}";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.vigil.pack.manifest.v1+json";
 const SIGNATURE_MEDIA_TYPE: &str = "application/vnd.vigil.pack.signature.v1+json";
 const COMPONENT_MEDIA_TYPE: &str = "application/vnd.vigil.rule.component.v1+wasm";
-const MANIFEST_TITLE: &str = "manifest.json";
-const SIGNATURE_TITLE: &str = "manifest.sig";
+/// Layer titles are the pack's own file names.
+const MANIFEST_TITLE: &str = super::MANIFEST_FILE;
+const SIGNATURE_TITLE: &str = super::SIGNATURE_FILE;
 
 const MIB: u64 = 1024 * 1024;
 /// Default for [`RegistryOptions::max_blob_bytes`]: generous for a rule component.
-const DEFAULT_MAX_BLOB_BYTES: u64 = 64 * MIB;
+const DEFAULT_MAX_BLOB_BYTES: u64 = super::MAX_COMPONENT_BYTES;
 /// Default for [`RegistryOptions::max_total_bytes`].
-const DEFAULT_MAX_TOTAL_BYTES: u64 = 256 * MIB;
+const DEFAULT_MAX_TOTAL_BYTES: u64 = super::MAX_PACK_BYTES;
 /// Largest image manifest accepted; Docker's registry refuses to store bigger ones.
 const MAX_IMAGE_MANIFEST_BYTES: usize = 4 * MIB as usize;
 
@@ -436,9 +436,10 @@ fn plan_pull(manifest: &OciImageManifest, options: &RegistryOptions) -> Result<V
     Ok(plan)
 }
 
-/// The rules a pack's layers follow, on push and on pull: titles are safe relative paths, unique,
-/// the manifest and signature carry their fixed titles, exactly one manifest, at most one
-/// signature, and sizes stay within the limits.
+/// The rules a pack's layers follow, on push and on pull: titles are unique, the manifest and
+/// signature carry their fixed titles, components are named as in any pack
+/// (`rules/<file>.wasm`, [`check_component_path`]), exactly one manifest, at most one signature,
+/// and sizes stay within the limits.
 fn check_layout<'a>(
     layers: impl Iterator<Item = (LayerKind, &'a str, u64)>,
     options: &RegistryOptions,
@@ -446,7 +447,6 @@ fn check_layout<'a>(
     let mut titles = HashSet::new();
     let (mut manifests, mut signatures, mut total) = (0, 0, 0u64);
     for (kind, title, bytes) in layers {
-        check_title(title)?;
         ensure!(titles.insert(title), "two files are named {title:?}");
         match kind {
             LayerKind::Manifest => {
@@ -463,10 +463,8 @@ fn check_layout<'a>(
                     "the signature is named {title:?}, not {SIGNATURE_TITLE:?}"
                 );
             }
-            LayerKind::Component => ensure!(
-                title != MANIFEST_TITLE && title != SIGNATURE_TITLE,
-                "a component may not be named {title:?}"
-            ),
+            // The same rule as for a directory or a .vpack: `rules/<file>.wasm`.
+            LayerKind::Component => check_component_path(title)?,
         }
         ensure!(
             bytes <= options.max_blob_bytes,
@@ -490,28 +488,6 @@ fn check_layout<'a>(
         size(total),
         size(options.max_total_bytes)
     );
-    Ok(())
-}
-
-/// A title must be a plain relative path that cannot escape the directory it is written into.
-fn check_title(title: &str) -> Result<()> {
-    ensure!(!title.is_empty(), "a file has an empty name");
-    ensure!(!title.starts_with('/'), "file name {title:?} is absolute");
-    ensure!(
-        !title.contains('\\'),
-        "file name {title:?} contains a backslash"
-    );
-    ensure!(
-        !title.chars().any(char::is_control),
-        "file name {title:?} contains control characters"
-    );
-    for segment in title.split('/') {
-        ensure!(segment != "..", "file name {title:?} goes up with '..'");
-        ensure!(
-            !segment.is_empty() && segment != ".",
-            "file name {title:?} is not a normalized relative path"
-        );
-    }
     Ok(())
 }
 
@@ -701,7 +677,7 @@ fn registry_error(plain_http: bool) -> impl Fn(OciDistributionError) -> anyhow::
 }
 
 fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    format!("sha256:{}", super::sha256_hex(data))
 }
 
 /// A size for people: whole MiB when it is one, else MiB with a decimal, else bytes.
@@ -838,18 +814,22 @@ mod tests {
 
         let duplicate = pack_manifest(vec![
             manifest_layer(),
-            component("a.wasm"),
-            component("a.wasm"),
+            component("rules/a.wasm"),
+            component("rules/a.wasm"),
         ]);
-        assert!(refusal(&duplicate).contains("two files are named \"a.wasm\""));
+        assert!(refusal(&duplicate).contains("two files are named \"rules/a.wasm\""));
 
         let reserved = pack_manifest(vec![manifest_layer(), component(SIGNATURE_TITLE)]);
-        assert!(refusal(&reserved).contains("may not be named"));
+        assert!(refusal(&reserved).contains("is not a pack file"));
+        let nested = pack_manifest(vec![manifest_layer(), component("rules/deep/x.wasm")]);
+        assert!(refusal(&nested).contains("is not a pack file"));
     }
 
     #[test]
     fn refuses_wrong_layer_counts() {
-        assert!(refusal(&pack_manifest(vec![component("a.wasm")])).contains("0 manifest layers"));
+        assert!(
+            refusal(&pack_manifest(vec![component("rules/a.wasm")])).contains("0 manifest layers")
+        );
         let mut second = manifest_layer();
         second.annotations = Some(BTreeMap::from([(
             ORG_OPENCONTAINERS_IMAGE_TITLE.to_string(),
@@ -860,15 +840,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_digests_and_sizes() {
-        let mut layer = component("a.wasm");
+        let mut layer = component("rules/a.wasm");
         layer.digest = "sha512:00".to_string();
         assert!(refusal(&pack_manifest(vec![manifest_layer(), layer])).contains("not a sha256"));
 
-        let mut layer = component("a.wasm");
+        let mut layer = component("rules/a.wasm");
         layer.digest = layer.digest.to_uppercase().replace("SHA256", "sha256");
         assert!(refusal(&pack_manifest(vec![manifest_layer(), layer])).contains("not a sha256"));
 
-        let mut layer = component("a.wasm");
+        let mut layer = component("rules/a.wasm");
         layer.size = -1;
         assert!(refusal(&pack_manifest(vec![manifest_layer(), layer])).contains("negative size"));
 
@@ -881,7 +861,7 @@ mod tests {
 
         let layers = (0..5)
             .map(|i| {
-                let mut layer = component(&format!("{i}.wasm"));
+                let mut layer = component(&format!("rules/{i}.wasm"));
                 layer.size = 60 * MIB as i64;
                 layer
             })
@@ -895,7 +875,7 @@ mod tests {
         let files = PackFiles {
             manifest: b"{}".to_vec(),
             signature: None,
-            components: vec![("a.wasm".into(), Vec::new())],
+            components: vec![("rules/a.wasm".into(), Vec::new())],
         };
         let err = push(
             "127.0.0.1:1/acme/pack:1",
@@ -904,7 +884,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            format!("{err:#}").contains("file \"a.wasm\" is empty"),
+            format!("{err:#}").contains("file \"rules/a.wasm\" is empty"),
             "{err:#}"
         );
 
@@ -912,8 +892,8 @@ mod tests {
             manifest: b"{}".to_vec(),
             signature: None,
             components: vec![
-                ("a.wasm".into(), b"1".to_vec()),
-                ("a.wasm".into(), b"2".to_vec()),
+                ("rules/a.wasm".into(), b"1".to_vec()),
+                ("rules/a.wasm".into(), b"2".to_vec()),
             ],
         };
         let err = push(

@@ -60,7 +60,7 @@ fn trust(keys: &[&PublicKey]) -> Trust {
 }
 
 fn refusal(files: &PackFiles, trust: &Trust) -> String {
-    format!("{:#}", verify(files, trust).unwrap_err())
+    format!("{:#}", verify(files.clone(), trust).unwrap_err())
 }
 
 #[test]
@@ -70,14 +70,14 @@ fn each_check_fails_closed_naming_itself() {
     let mut files = pack("1.0.0", &["escalate"]);
     assert!(refusal(&files, &trust(&[&k.public])).contains("is not signed"));
     sign(&mut files, &k.signer).unwrap();
-    let ok = verify(&files, &trust(&[&k.public])).unwrap();
+    let ok = verify(files.clone(), &trust(&[&k.public])).unwrap();
     assert_eq!(ok.signer, Signer::Key(k.public.key_id().to_owned()));
 
     // Unknown key.
     let err = refusal(&files, &trust(&[&other.public]));
     assert!(err.contains("which is not trusted"), "{err}");
     // Rotation: the old key among several.
-    verify(&files, &trust(&[&other.public, &k.public])).unwrap();
+    verify(files.clone(), &trust(&[&other.public, &k.public])).unwrap();
 
     // One byte of a component.
     let mut tampered = files.clone();
@@ -120,7 +120,7 @@ fn each_check_fails_closed_naming_itself() {
         allow_unsigned: true,
     };
     assert_eq!(
-        verify(&pack("1.0.0", &[]), &lax).unwrap().signer,
+        verify(pack("1.0.0", &[]), &lax).unwrap().signer,
         Signer::Unsigned
     );
     assert!(refusal(&files, &lax).contains("not trusted"));
@@ -189,13 +189,13 @@ fn install_upgrade_holds_new_kinds_and_rolls_back() {
 
     let mut v1 = pack("1.0.0", &["escalate"]);
     sign(&mut v1, &k.signer).unwrap();
-    let out = packs.install(&verify(&v1, &t).unwrap(), &v1).unwrap();
+    let out = packs.install(&verify(v1.clone(), &t).unwrap()).unwrap();
     assert!(out.previous.is_none() && out.held.is_empty());
     assert_eq!(packs.names().unwrap(), vec!["acme-mfa"]);
 
     let mut v2 = pack("1.1.0", &["escalate", "suspend-user"]);
     sign(&mut v2, &k.signer).unwrap();
-    let out = packs.install(&verify(&v2, &t).unwrap(), &v2).unwrap();
+    let out = packs.install(&verify(v2.clone(), &t).unwrap()).unwrap();
     let previous = out.previous.unwrap();
     assert_eq!(previous.version, "1.0.0");
     assert_eq!(
@@ -218,7 +218,9 @@ fn install_upgrade_holds_new_kinds_and_rolls_back() {
     sign(&mut v2b, &k.signer).unwrap();
     let err = format!(
         "{:#}",
-        packs.install(&verify(&v2b, &t).unwrap(), &v2b).unwrap_err()
+        packs
+            .install(&verify(v2b.clone(), &t).unwrap())
+            .unwrap_err()
     );
     assert!(
         err.contains("already installed with a different manifest"),
@@ -235,7 +237,7 @@ fn install_upgrade_holds_new_kinds_and_rolls_back() {
         "1.0.0"
     );
     assert!(packs.rollback("acme-mfa", &t).is_err());
-    packs.install(&verify(&v2, &t).unwrap(), &v2).unwrap();
+    packs.install(&verify(v2.clone(), &t).unwrap()).unwrap();
     assert!(!packs.accept("acme-mfa", &t).unwrap().is_empty());
     assert!(packs.load("acme-mfa", &t).unwrap().held.is_empty());
 

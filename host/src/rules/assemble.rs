@@ -192,7 +192,7 @@ pub fn from_config(config: &Config, engine: Arc<VigilEngine>) -> Result<RuleSet>
         let origin = spec.source.origin.clone();
         let rule = loader.load(spec)?;
         if let Some(e) = entry {
-            e.check_metadata(rule.metadata())
+            e.check_loaded(rule.metadata(), rule.contract().version())
                 .with_context(|| format!("rule {origin} does not match its pack manifest"))?;
         }
         rules.push(rule);
