@@ -17,7 +17,7 @@ use crate::model::ActionKind;
 /// Connector names that are not webhook names.
 pub const RESERVED_NAMES: &[&str] = &["okta", "graph", "log"];
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorsConfig {
     /// Timeouts and retries shared by every connector.
@@ -195,7 +195,7 @@ pub enum OktaAuthScheme {
 }
 
 /// `[connectors.okta]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OktaConfig {
     /// `https://example.okta.com`.
@@ -213,7 +213,7 @@ pub struct OktaConfig {
 }
 
 /// `[connectors.graph]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConfig {
     #[serde(default = "default_graph_url")]
@@ -288,7 +288,7 @@ pub enum WebhookFormat {
 }
 
 /// `[[connectors.webhooks]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The connector's name in `[dispatch]` and the audit log.

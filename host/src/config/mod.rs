@@ -58,7 +58,7 @@ impl Mode {
 }
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Default mode for rules that do not set their own.
@@ -139,7 +139,7 @@ pub struct Config {
 }
 
 /// One rule: where it comes from and what it may do.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A built-in rule id (`mfa-push-fatigue`).
@@ -268,7 +268,7 @@ const MIN_AUDIT_BYTES_PER_CALL: usize = 32 * 1024;
 const MAX_AUDIT_BYTES_PER_CALL: usize = 64 * 1024 * 1024;
 
 /// `[rules.limits]`: any subset of [`Limits`].
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub deadline_ms: Option<u64>,
@@ -377,7 +377,7 @@ impl Limits {
 
 /// `[protected]`: accounts no action may target, whatever a rule's grant
 /// says (break-glass, service accounts, admins).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Protected {
     /// Exact user ids (`00u1breakglass`) or logins.
@@ -461,7 +461,7 @@ impl Protected {
 }
 
 /// `[[sources]]`: where `vigil run` reads events when `--events` is not given.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
 pub enum SourceConfig {
     /// A JSON Lines file, read once to its end.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::secret::{self, Secret};
 
 /// `[server]`. Every limit has a default.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Ingestion address (`/v1/events`, `/v1/hooks/okta`, health). Port 0

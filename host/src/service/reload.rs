@@ -211,6 +211,10 @@ impl Reloader {
                 })
             });
             let Some(request) = request else { continue };
+            // Requests that queued meanwhile (a burst of SIGHUPs, an admin
+            // call during a file change) are answered by this one reload:
+            // it reads everything as it is now.
+            let waiting: Vec<ReloadRequest> = requests.try_iter().collect();
             let outcome = self.reload(&request);
             // What was read this time is what the next look compares with.
             seen = fingerprint(&self.running, &self.config_path);
@@ -220,8 +224,11 @@ impl Reloader {
                     .rules
                     .store(outcome.rules_loaded, Ordering::SeqCst);
             }
-            if let Some(reply) = request.reply {
-                let _ = reply.send(outcome);
+            for reply in std::iter::once(request)
+                .chain(waiting)
+                .filter_map(|r| r.reply)
+            {
+                let _ = reply.send(outcome.clone());
             }
         }
     }
@@ -286,52 +293,28 @@ impl Reloader {
 
 /// The settings a reload cannot apply that differ between `old` and `new`.
 fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut differ = |name: &str, a: String, b: String| {
-        if a != b {
-            names.push(name.to_owned());
-        }
+    let per_rule_dispatch = |c: &Config| -> Vec<crate::config::Dispatch> {
+        c.rules.iter().map(|r| r.dispatch.clone()).collect()
     };
-    differ(
-        "server",
-        format!("{:?}", old.server),
-        format!("{:?}", new.server),
-    );
-    differ(
-        "sources",
-        format!("{:?}", old.sources),
-        format!("{:?}", new.sources),
-    );
-    differ(
-        "connectors",
-        format!("{:?}", old.connectors),
-        format!("{:?}", new.connectors),
-    );
-    let dispatch = |c: &Config| {
-        let per_rule: Vec<String> = c
-            .rules
-            .iter()
-            .map(|r| format!("{:?}", r.dispatch))
-            .collect();
-        format!("{:?} {per_rule:?}", c.dispatch)
-    };
-    differ("dispatch", dispatch(old), dispatch(new));
-    differ(
-        "audit",
-        format!("{:?} {:?}", old.audit_path, old.audit),
-        format!("{:?} {:?}", new.audit_path, new.audit),
-    );
-    differ(
-        "state_path",
-        format!("{:?}", old.state_path),
-        format!("{:?}", new.state_path),
-    );
-    differ(
-        "max_line_bytes",
-        old.max_line_bytes.to_string(),
-        new.max_line_bytes.to_string(),
-    );
-    names
+    [
+        ("server", old.server != new.server),
+        ("sources", old.sources != new.sources),
+        ("connectors", old.connectors != new.connectors),
+        (
+            "dispatch",
+            old.dispatch != new.dispatch || per_rule_dispatch(old) != per_rule_dispatch(new),
+        ),
+        (
+            "audit",
+            old.audit_path != new.audit_path || old.audit != new.audit,
+        ),
+        ("state_path", old.state_path != new.state_path),
+        ("max_line_bytes", old.max_line_bytes != new.max_line_bytes),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name.to_owned())
+    .collect()
 }
 
 /// Dotted paths of the keys whose values differ between two TOML texts.
