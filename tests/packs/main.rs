@@ -36,6 +36,11 @@ fn run(wd: &Path, args: &[&str]) -> Output {
     vigil(VIGIL, args, wd, &cache_home())
 }
 
+/// A path as the `&str` an argument list takes.
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
 /// Runs and expects success; returns stdout.
 fn ok(wd: &Path, args: &[&str]) -> String {
     let out = run(wd, args);
@@ -71,18 +76,12 @@ fn publisher(wd: &Workdir, name: &str) -> Publisher {
     let dir = wd.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key.pem");
-    let out = ok(wd.path(), &["pack", "keygen", key.to_str().unwrap()]);
+    let out = ok(wd.path(), &["pack", "keygen", s(&key)]);
     assert!(out.contains("key id"), "{out}");
     let components = dir.join("builtin");
     ok(
         wd.path(),
-        &[
-            "pack",
-            "build",
-            "--builtin",
-            "--out",
-            components.to_str().unwrap(),
-        ],
+        &["pack", "build", "--builtin", "--out", s(&components)],
     );
     Publisher {
         public: PathBuf::from(format!("{}.pub", key.display())),
@@ -101,7 +100,7 @@ impl Publisher {
             &[
                 "pack",
                 "init",
-                src.to_str().unwrap(),
+                s(&src),
                 "--name",
                 name,
                 "--publisher",
@@ -121,34 +120,16 @@ impl Publisher {
             };
             text.push_str(&format!(
                 "\n[[rules]]\ncomponent = {:?}\ndocs = \"docs.md\"\n",
-                component.to_str().unwrap()
+                s(&component)
             ));
         }
         std::fs::write(&toml, text).unwrap();
-        let built = ok(
-            wd.path(),
-            &[
-                "pack",
-                "build",
-                src.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
+        let built = ok(wd.path(), &["pack", "build", s(&src), "--out", s(out)]);
         assert!(
             built.contains(&format!("built {name} {version}")),
             "{built}"
         );
-        ok(
-            wd.path(),
-            &[
-                "pack",
-                "sign",
-                out.to_str().unwrap(),
-                "--key",
-                self.key.to_str().unwrap(),
-            ],
-        );
+        ok(wd.path(), &["pack", "sign", s(out), "--key", s(&self.key)]);
     }
 }
 
@@ -158,10 +139,7 @@ fn config(wd: &Workdir, keys: &[&Path], body: &str) -> PathBuf {
 }
 
 fn config_body(keys: &[&Path], body: &str) -> String {
-    let keys: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{:?}", k.to_str().unwrap()))
-        .collect();
+    let keys: Vec<String> = keys.iter().map(|k| format!("{:?}", s(k))).collect();
     format!(
         "builtin_pack = false\n{body}\n[packs]\ntrusted_keys = [{}]\n",
         keys.join(", ")
@@ -172,13 +150,7 @@ fn config_body(keys: &[&Path], body: &str) -> String {
 fn install(wd: &Workdir, pack: &Path, config: &Path) -> String {
     ok(
         wd.path(),
-        &[
-            "pack",
-            "install",
-            pack.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &["pack", "install", s(pack), "--config", s(config)],
     )
 }
 
@@ -211,13 +183,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
 
     let out = ok(
         wd.path(),
-        &[
-            "pack",
-            "verify",
-            dist.to_str().unwrap(),
-            "--key",
-            acme.public.to_str().unwrap(),
-        ],
+        &["pack", "verify", s(&dist), "--key", s(&acme.public)],
     );
     assert!(out.contains("verified"), "{out}");
     assert!(
@@ -233,10 +199,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
         "{out}"
     );
     assert!(out.contains("Nothing is granted"), "{out}");
-    let listed = ok(
-        wd.path(),
-        &["pack", "list", "--config", cfg.to_str().unwrap()],
-    );
+    let listed = ok(wd.path(), &["pack", "list", "--config", s(&cfg)]);
     assert!(
         listed.contains("acme-mfa 1.0.0 (installed: 1.0.0) by Acme Security, signed by key"),
         "{listed}"
@@ -248,13 +211,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
     let run_events = |wd: &Workdir| {
         ok(
             wd.path(),
-            &[
-                "run",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--events",
-                events.to_str().unwrap(),
-            ],
+            &["run", "--config", s(&cfg), "--events", s(&events)],
         )
     };
     let out = run_events(&wd);
@@ -280,10 +237,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
     );
     run_events(&wd);
     assert_eq!(decisions(&wd), vec!["accepted", "accepted"]);
-    let rules = ok(
-        wd.path(),
-        &["rules", "list", "--config", cfg.to_str().unwrap()],
-    );
+    let rules = ok(wd.path(), &["rules", "list", "--config", s(&cfg)]);
     assert!(
         rules.contains("pack:acme-mfa@1.0.0/mfa-push-fatigue"),
         "{rules}"
@@ -295,10 +249,7 @@ fn a_vendor_pack_is_built_signed_verified_installed_with_no_grants_then_granted(
         &[&acme.public],
         "[[rules]]\npack = \"acme-mfa/nope\"\n",
     );
-    let err = refused(
-        wd.path(),
-        &["rules", "list", "--config", cfg.to_str().unwrap()],
-    );
+    let err = refused(wd.path(), &["rules", "list", "--config", s(&cfg)]);
     assert!(
         err.contains("pack acme-mfa 1.0.0 has no rule \"nope\""),
         "{err}"
@@ -313,13 +264,9 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     let dist = wd.path().join("dist");
     acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
     let trusting_acme = config(&wd, &[&acme.public], "");
-    let cfg = trusting_acme.to_str().unwrap();
-    let refused_install = |pack: &Path, cfg: &str| {
-        refused(
-            wd.path(),
-            &["pack", "install", pack.to_str().unwrap(), "--config", cfg],
-        )
-    };
+    let cfg = s(&trusting_acme);
+    let refused_install =
+        |pack: &Path, cfg: &str| refused(wd.path(), &["pack", "install", s(pack), "--config", cfg]);
 
     // One byte of the component.
     let tampered = wd.path().join("tampered");
@@ -339,30 +286,36 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         .replace("\"revoke-sessions\",", "");
     std::fs::write(&m, edited).unwrap();
     assert!(refused_install(&tampered, cfg).contains("altered after signing"));
-    // A manifest that hides an action the component may request, signed
-    // by the vendor's own key: the disclosure must be what runs.
-    let hiding = wd.path().join("hiding");
-    copy_dir(&dist, &hiding);
-    let m = hiding.join("manifest.json");
-    let edited = std::fs::read_to_string(&m)
-        .unwrap()
-        .replace("\"revoke-sessions\",", "");
-    std::fs::write(&m, edited).unwrap();
-    ok(
-        wd.path(),
-        &[
-            "pack",
-            "sign",
-            hiding.to_str().unwrap(),
-            "--key",
-            acme.key.to_str().unwrap(),
-        ],
-    );
-    let err = refused_install(&hiding, cfg);
-    assert!(
-        err.contains("may request revoke-sessions which the manifest does not disclose"),
-        "{err}"
-    );
+    // Manifests the vendor signed that do not say what runs: one hides an
+    // action the component may request, one names another contract. The
+    // disclosure must be what runs.
+    for (name, from, to, want) in [
+        (
+            "hiding",
+            "\"revoke-sessions\",",
+            "",
+            "may request revoke-sessions which the manifest does not disclose",
+        ),
+        (
+            "wrong-contract",
+            "\"wit\": \"0.3.0\"",
+            "\"wit\": \"0.2.0\"",
+            "imports contract 0.3.0; the manifest says 0.2.0",
+        ),
+    ] {
+        let lying = wd.path().join(name);
+        copy_dir(&dist, &lying);
+        let m = lying.join("manifest.json");
+        let text = std::fs::read_to_string(&m).unwrap();
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&m, text.replace(from, to)).unwrap();
+        ok(
+            wd.path(),
+            &["pack", "sign", s(&lying), "--key", s(&acme.key)],
+        );
+        let err = refused_install(&lying, cfg);
+        assert!(err.contains(want), "{err}");
+    }
     // Unsigned.
     let unsigned = wd.path().join("unsigned");
     copy_dir(&dist, &unsigned);
@@ -370,7 +323,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     assert!(refused_install(&unsigned, cfg).contains("is not signed"));
     // Signed by a key the operator does not trust.
     let trusting_other = config(&wd, &[&other.public], "");
-    let err = refused_install(&dist, trusting_other.to_str().unwrap());
+    let err = refused_install(&dist, s(&trusting_other));
     assert!(err.contains("which is not trusted"), "{err}");
     // Nothing was installed by any of these.
     assert!(!wd.path().join("packs/acme-mfa").exists());
@@ -381,25 +334,13 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     // Re-signed with the new key: the same version installs again.
     ok(
         wd.path(),
-        &[
-            "pack",
-            "sign",
-            dist.to_str().unwrap(),
-            "--key",
-            other.key.to_str().unwrap(),
-        ],
+        &["pack", "sign", s(&dist), "--key", s(&other.key)],
     );
     install(&wd, &dist, &both);
-    ok(
-        wd.path(),
-        &["rules", "list", "--config", both.to_str().unwrap()],
-    );
+    ok(wd.path(), &["rules", "list", "--config", s(&both)]);
     // The old key retired: the pack, now signed by the new key, loads.
     let new_only = config(&wd, &[&other.public], "");
-    ok(
-        wd.path(),
-        &["rules", "list", "--config", new_only.to_str().unwrap()],
-    );
+    ok(wd.path(), &["rules", "list", "--config", s(&new_only)]);
 
     // At load: the installed component altered on disk stops the start.
     flip_byte(
@@ -410,20 +351,11 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
     let events = fixture("push-bombing.jsonl");
     let err = refused(
         wd.path(),
-        &[
-            "run",
-            "--config",
-            new_only.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
+        &["run", "--config", s(&new_only), "--events", s(&events)],
     );
     assert!(err.contains("was altered"), "{err}");
     assert!(!wd.audit_path().exists() || wd.records_of("finding").is_empty());
-    let listed = ok(
-        wd.path(),
-        &["pack", "list", "--config", new_only.to_str().unwrap()],
-    );
+    let listed = ok(wd.path(), &["pack", "list", "--config", s(&new_only)]);
     assert!(listed.contains("REFUSED"), "{listed}");
 
     // allow_unsigned admits an unsigned pack, loudly; never a bad one.
@@ -431,13 +363,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         wd.config("builtin_pack = false\n[packs]\nallow_unsigned = true\ndir = \"lax-packs\"\n");
     let out = run(
         wd.path(),
-        &[
-            "pack",
-            "install",
-            unsigned.to_str().unwrap(),
-            "--config",
-            lax.to_str().unwrap(),
-        ],
+        &["pack", "install", s(&unsigned), "--config", s(&lax)],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -450,7 +376,7 @@ fn tampered_unsigned_and_untrusted_packs_are_refused_at_install_and_at_load() {
         "{}",
         text(&out.stdout)
     );
-    let err = refused_install(&dist, lax.to_str().unwrap());
+    let err = refused_install(&dist, s(&lax));
     assert!(err.contains("not trusted"), "{err}");
 }
 
@@ -469,15 +395,9 @@ fn a_vpack_file_upgrades_with_a_diff_and_rolls_back() {
         &v2,
     );
     let cfg = config(&wd, &[&acme.public], "");
-    let cfg = cfg.to_str().unwrap();
-    ok(
-        wd.path(),
-        &["pack", "install", v1.to_str().unwrap(), "--config", cfg],
-    );
-    let out = ok(
-        wd.path(),
-        &["pack", "install", v2.to_str().unwrap(), "--config", cfg],
-    );
+    let cfg = s(&cfg);
+    ok(wd.path(), &["pack", "install", s(&v1), "--config", cfg]);
+    let out = ok(wd.path(), &["pack", "install", s(&v2), "--config", cfg]);
     assert!(out.contains("upgraded acme-mfa 1.0.0 -> 1.1.0"), "{out}");
     assert!(out.contains("+ rule impossible-travel"), "{out}");
     let listed = ok(wd.path(), &["pack", "list", "--config", cfg]);
@@ -534,22 +454,15 @@ fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
     acme.pack(&wd, "acme-mfa", "1.0.0", &["mfa-push-fatigue"], &dist);
     let cfg = wd.config(&format!(
         "builtin_pack = false\n[packs]\ntrusted_keys = [{:?}]\ninsecure_registries = [{:?}]\n",
-        acme.public.to_str().unwrap(),
+        s(&acme.public),
         registry.addr
     ));
-    let cfg = cfg.to_str().unwrap();
+    let cfg = s(&cfg);
 
     let tag = format!("{}/acme/mfa:1.0.0", registry.addr);
     let out = ok(
         wd.path(),
-        &[
-            "pack",
-            "push",
-            dist.to_str().unwrap(),
-            &tag,
-            "--config",
-            cfg,
-        ],
+        &["pack", "push", s(&dist), &tag, "--config", cfg],
     );
     let digest = out
         .split_whitespace()
@@ -561,20 +474,9 @@ fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
     let pulled = wd.path().join("pulled.vpack");
     ok(
         wd.path(),
-        &[
-            "pack",
-            "pull",
-            &tag,
-            "--out",
-            pulled.to_str().unwrap(),
-            "--config",
-            cfg,
-        ],
+        &["pack", "pull", &tag, "--out", s(&pulled), "--config", cfg],
     );
-    let out = ok(
-        wd.path(),
-        &["pack", "verify", pulled.to_str().unwrap(), "--config", cfg],
-    );
+    let out = ok(wd.path(), &["pack", "verify", s(&pulled), "--config", cfg]);
     assert!(out.contains("verified"), "{out}");
 
     // Installed by digest straight from the registry.
@@ -594,14 +496,7 @@ fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
     let bad_tag = format!("{}/acme/mfa:1.0.1-bad", registry.addr);
     let err = refused(
         wd.path(),
-        &[
-            "pack",
-            "push",
-            tampered.to_str().unwrap(),
-            &bad_tag,
-            "--config",
-            cfg,
-        ],
+        &["pack", "push", s(&tampered), &bad_tag, "--config", cfg],
     );
     assert!(err.contains("was altered"), "{err}");
     // One signed by a key the operator does not trust is pulled and
@@ -611,25 +506,12 @@ fn push_pull_and_install_through_a_real_registry_by_tag_and_digest() {
     copy_dir(&dist, &foreign);
     ok(
         wd.path(),
-        &[
-            "pack",
-            "sign",
-            foreign.to_str().unwrap(),
-            "--key",
-            other.key.to_str().unwrap(),
-        ],
+        &["pack", "sign", s(&foreign), "--key", s(&other.key)],
     );
     let foreign_tag = format!("{}/other/mfa:1.0.0", registry.addr);
     ok(
         wd.path(),
-        &[
-            "pack",
-            "push",
-            foreign.to_str().unwrap(),
-            &foreign_tag,
-            "--config",
-            cfg,
-        ],
+        &["pack", "push", s(&foreign), &foreign_tag, "--config", cfg],
     );
     let err = refused(
         wd.path(),
@@ -788,7 +670,7 @@ fn service(wd: &Workdir, keys: &[&Path], body: &str) -> VigilProcess {
     let cfg = service_config(wd, keys, body);
     let mut command = Command::new(VIGIL);
     command
-        .args(["run", "--config", cfg.to_str().unwrap()])
+        .args(["run", "--config", s(&cfg)])
         .current_dir(wd.path())
         .env("XDG_CACHE_HOME", cache_home())
         .env("VIGIL_LOG", "info")
@@ -1082,13 +964,7 @@ fn a_broken_upgrade_leaves_the_old_rules_enforcing() {
     // Rolled back: the watch reloads and the refusal is over.
     ok(
         wd.path(),
-        &[
-            "pack",
-            "rollback",
-            "acme-mfa",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
+        &["pack", "rollback", "acme-mfa", "--config", s(&cfg)],
     );
     eventually("the rollback reload", &p, || {
         !reloads(&wd, "applied").is_empty()
