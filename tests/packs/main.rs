@@ -543,12 +543,13 @@ fn a_reload_that_protects_an_account_applies_before_the_next_event() {
     let p = service(&wd, &[&acme.public], GRANT_PUSH_FATIGUE);
     let c = client();
 
-    // The bombed user becomes a protected account, and the limits change.
+    // The bombed user becomes a protected account and the limits change
+    // (applied), and so does max_line_bytes (only a restart applies it).
     service_config(
         &wd,
         &[&acme.public],
         &format!(
-            "{GRANT_PUSH_FATIGUE}[rules.limits]\ndeadline_ms = 40\n[protected]\nids = [\"00upushbomb01\"]\n"
+            "max_line_bytes = 4096\n{GRANT_PUSH_FATIGUE}[rules.limits]\ndeadline_ms = 40\n[protected]\nids = [\"00upushbomb01\"]\n"
         ),
     );
     let (status, body) = admin_reload(&c, &p);
@@ -559,6 +560,11 @@ fn a_reload_that_protects_an_account_applies_before_the_next_event() {
         "{body}"
     );
     assert_eq!(body["rules_loaded"], 1, "{body}");
+    assert_eq!(body["restart_needed"], json!(["max_line_bytes"]), "{body}");
+    // Still needed at the next reload: nothing restarted since.
+    let (_, body) = admin_reload(&c, &p);
+    assert_eq!(body["config"], json!([]), "{body}");
+    assert_eq!(body["restart_needed"], json!(["max_line_bytes"]), "{body}");
 
     post_events(&c, &p, &push_bombing());
     // Two requests from the rule, and the host's own escalation about the

@@ -127,6 +127,7 @@ pub fn run(
     let reload_stop = Arc::new(AtomicBool::new(false));
     let (reload_tx, reloader) = reload::Reloader {
         config_path: config_path.to_owned(),
+        started: config.clone(),
         running: config.clone(),
         running_text: std::fs::read_to_string(config_path).unwrap_or_default(),
         shards: pipeline.rules().shards(),

@@ -42,7 +42,7 @@ use super::admin::AdminCommand;
 use super::http::Health;
 use super::metrics::Metrics;
 use crate::audit::Entry;
-use crate::config::Config;
+use crate::config::{Config, Protected};
 use crate::engine::VigilEngine;
 use crate::pipeline::{Pipeline, RulesChange};
 use crate::rules::RuleSet;
@@ -93,7 +93,9 @@ impl ReloadOutcome {
 /// A new rule set and configuration, ready to swap in.
 pub struct Prepared {
     rules: RuleSet,
-    config: Config,
+    /// What the pipeline applies with the rules besides the gate's settings.
+    protected: Protected,
+    baseline_check_secs: u64,
     config_changes: Vec<String>,
     restart_needed: Vec<String>,
 }
@@ -109,10 +111,10 @@ pub fn apply(
 ) -> Result<ReloadOutcome> {
     let mut outcome = match prepared {
         Err(e) => ReloadOutcome::failed(e),
-        Ok(p) => match pipeline.replace_rules(p.rules, &p.config.protected)? {
+        Ok(p) => match pipeline.replace_rules(p.rules, &p.protected)? {
             Err(e) => ReloadOutcome::failed(e),
             Ok(rules) => {
-                pipeline.set_baseline_check_secs(p.config.baseline.check_secs);
+                pipeline.set_baseline_check_secs(p.baseline_check_secs);
                 ReloadOutcome {
                     result: "applied",
                     error: None,
@@ -161,7 +163,11 @@ pub fn apply(
 /// The reload thread's inputs.
 pub struct Reloader {
     pub config_path: PathBuf,
-    /// The configuration running now.
+    /// The configuration the process started with: what settings that
+    /// only a restart applies are compared with (they stay "needed" until
+    /// the restart, across reloads).
+    pub started: Config,
+    /// The configuration of the last applied reload (or the start).
     pub running: Config,
     pub running_text: String,
     /// Shards of the running rule set (a reload keeps them).
@@ -236,12 +242,10 @@ impl Reloader {
     /// Prepares the new set, has the pipeline thread swap it in, and
     /// remembers the new configuration once applied.
     fn reload(&mut self, request: &ReloadRequest) -> ReloadOutcome {
-        let loaded = self.prepare();
-        let new_config = loaded
-            .as_ref()
-            .ok()
-            .map(|(p, text)| (p.config.clone(), text.clone()));
-        let prepared = loaded.map(|(p, _)| Box::new(p));
+        let (prepared, new_config) = match self.prepare() {
+            Ok((p, config, text)) => (Ok(Box::new(p)), Some((config, text))),
+            Err(e) => (Err(e), None),
+        };
         let (reply, rx) = oneshot::channel();
         let command = AdminCommand::Reload {
             prepared,
@@ -264,10 +268,11 @@ impl Reloader {
         outcome
     }
 
-    fn prepare(&self) -> Result<(Prepared, String), String> {
+    /// The new rule set, the configuration it came from and its text.
+    fn prepare(&self) -> Result<(Prepared, Config, String), String> {
         let (mut config, text) =
             Config::load_with_text(&self.config_path).map_err(|e| format!("{e:#}"))?;
-        let mut restart_needed = restart_needed(&self.running, &config);
+        let mut restart_needed = restart_needed(&self.started, &config);
         if config.shard_count() != self.shards {
             restart_needed.push("shards".to_owned());
             config.shards = Some(self.shards);
@@ -282,10 +287,12 @@ impl Reloader {
         Ok((
             Prepared {
                 rules,
-                config,
+                protected: config.protected.clone(),
+                baseline_check_secs: config.baseline.check_secs,
                 config_changes,
                 restart_needed,
             },
+            config,
             text,
         ))
     }
