@@ -136,6 +136,11 @@ impl ActionExecutor {
         self.claims = Some(Arc::new(claims));
     }
 
+    /// The cluster's claim bucket, when `[cluster]` is set.
+    pub fn claims(&self) -> Option<&Arc<Claims>> {
+        self.claims.as_ref()
+    }
+
     /// An executor that only logs, with an in-memory store (tests,
     /// benchmarks).
     pub fn log_only() -> Result<Self> {

@@ -50,7 +50,7 @@ use crate::audit::{AuditLog, Entry};
 use crate::clock::now_ms;
 use crate::executor::{ActionExecutor, ExecDone, ExecJob, ExecutionResult, UndoResult};
 use crate::host_api::ActionRequest;
-use crate::model::{Action, Event, Finding};
+use crate::model::{Action, Event, Finding, PartitionKey};
 use crate::normalize::Normalizer;
 use crate::policy::GateDecision;
 use crate::policy::targets::{Resolution, TargetDenial};
@@ -157,6 +157,12 @@ pub struct Pipeline {
     /// since the last one with: the store gets a barrier before the audit
     /// log is next fsync'd.
     store_unsynced: bool,
+    /// In a cluster, the partition-key kind of the shard being judged: only
+    /// the rules keyed by it are called (see [`Pipeline::set_cluster_batch`]).
+    partition_filter: Option<PartitionKey>,
+    /// A cluster takeover's replay: rules rebuild their state, nothing is
+    /// recorded or executed.
+    replaying: bool,
 }
 
 impl Pipeline {
@@ -191,6 +197,8 @@ impl Pipeline {
             pool: None,
             outbox_last: 0,
             store_unsynced: false,
+            partition_filter: None,
+            replaying: false,
             baseline_watch: baseline_watch::BaselineWatch::new(
                 crate::config::BaselineConfig::default().check_secs,
                 now_ms(),
@@ -230,6 +238,53 @@ impl Pipeline {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// What the next events are, in a cluster (`crate::cluster::consume`):
+    /// events of a shard of `partition`'s kind, judged only by the rules
+    /// keyed by it (`None`: every rule, as on one machine), and whether they
+    /// are a takeover's replay (rules called with every request answered
+    /// dry-run; nothing recorded but faults, nothing executed; judged ids
+    /// kept). The host's own per-event checks (MFA baseline, new apps) run
+    /// with the `global` kind only, never in a replay. Events already
+    /// waiting for shards are judged first under the previous setting.
+    pub fn set_cluster_batch(
+        &mut self,
+        partition: Option<PartitionKey>,
+        replay: bool,
+    ) -> Result<()> {
+        if partition == self.partition_filter && replay == self.replaying {
+            return Ok(());
+        }
+        self.run_shards()?;
+        self.partition_filter = partition;
+        self.replaying = replay;
+        if let Some(gate) = self.rules.gate() {
+            gate.set_replaying(replay);
+        }
+        Ok(())
+    }
+
+    /// Rule `i` judges the current events (see [`Pipeline::set_cluster_batch`]).
+    fn in_partition(&self, i: usize) -> bool {
+        self.partition_filter
+            .is_none_or(|kind| self.rules.rules[i].metadata().partition == kind)
+    }
+
+    /// In a cluster, another replica already recorded this finding (it
+    /// judged the event and died before acknowledging it, or both replicas
+    /// received it): its owner. Unreachable claims record it anyway: a
+    /// finding twice is better than none.
+    fn finding_recorded_elsewhere(&self, rule: &str, event: &Event, n: usize) -> Option<String> {
+        let claims = self.executor.claims()?;
+        match claims.claim(&format!("finding:{rule}:{}:{n}", event.id)) {
+            Ok(crate::cluster::Claim::Won) => None,
+            Ok(crate::cluster::Claim::Lost { owner }) => Some(owner),
+            Err(e) => {
+                tracing::warn!(rule, event_id = %event.id, "cannot claim a finding; recording it: {e:#}");
+                None
+            }
+        }
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -331,14 +386,19 @@ impl Pipeline {
     /// [`Pipeline::tick`] or [`Pipeline::finish`]; nothing of it is
     /// committed before then.
     pub fn process_event(&mut self, event: Event) -> Result<()> {
+        let host_checks = !self.replaying
+            && self
+                .partition_filter
+                .is_none_or(|kind| kind == PartitionKey::Global);
         // Zones are in the baseline too (`zone.update` is not a policy
         // change to the rules).
-        if event.class == crate::model::EventClass::PolicyChange
-            || (event.source == "okta" && event.kind.starts_with("zone."))
+        if host_checks
+            && (event.class == crate::model::EventClass::PolicyChange
+                || (event.source == "okta" && event.kind.starts_with("zone.")))
         {
             self.note_policy_change(&event);
         }
-        if event.is_app_event() {
+        if host_checks && event.is_app_event() {
             self.check_apps(&event)?;
         }
         if self.rules.shards() > 1 {
@@ -359,7 +419,7 @@ impl Pipeline {
         let event = Arc::new(event);
         let judged_id = judged::digest(&event.id);
         for &i in route.iter() {
-            if !self.rules.wants(i, &event) {
+            if !self.rules.wants(i, &event) || !self.in_partition(i) {
                 continue;
             }
             let rule = &mut self.rules.rules[i];
@@ -389,9 +449,21 @@ impl Pipeline {
             // Aged by when it was judged, not by event time: a replay of
             // an old stream is still a repeat.
             self.judged.insert(&rule_id, judged_id, now);
+            let outcome = self.replayed(outcome);
             self.record(&rule_id, &event, outcome)?;
         }
         self.after_event(now)
+    }
+
+    /// In a takeover's replay only a call's faults are recorded (they
+    /// happened here); its findings and dry-run requests were recorded by
+    /// the replica that judged the event first.
+    fn replayed(&self, mut outcome: CallOutcome) -> CallOutcome {
+        if self.replaying {
+            outcome.findings.clear();
+            outcome.requests.clear();
+        }
+        outcome
     }
 
     /// What follows an event's calls: due undos, protected-group refresh,
@@ -564,7 +636,11 @@ impl Pipeline {
                 entry
             }
         };
-        for finding in &outcome.findings {
+        for (n, finding) in outcome.findings.iter().enumerate() {
+            if let Some(owner) = self.finding_recorded_elsewhere(rule, event, n) {
+                tracing::info!(rule, event_id = %event.id, "finding already recorded by replica {owner}");
+                continue;
+            }
             self.append(late(finding_entry(rule, event, finding)))?;
             self.stats.findings += 1;
         }

@@ -153,7 +153,7 @@ fn while_the_bucket_is_unreachable_nothing_is_executed() {
     use std::time::{Duration, Instant};
     use vigil_test_support::process::VigilProcess;
 
-    let mut nats = start_nats();
+    let nats = start_nats();
     let fake = FakeIdp::start();
     let wd = replica_dir();
     let body = replica_config(&fake, &nats.url, "replica-a")
@@ -166,8 +166,10 @@ fn while_the_bucket_is_unreachable_nothing_is_executed() {
         .env("XDG_CACHE_HOME", cache_home());
     let p = VigilProcess::spawn(command, "http");
 
-    // NATS goes away after the replica started.
-    nats.stop();
+    // The claim bucket goes away after the replica started; JetStream (and
+    // so ingestion) stays.
+    let answer = nats.request("$JS.API.STREAM.DELETE.KV_vigil-claims", b"");
+    assert!(answer.contains("\"success\":true"), "{answer}");
     let events: Vec<serde_json::Value> = std::fs::read_to_string(fixture("push-bombing.jsonl"))
         .unwrap()
         .lines()
@@ -192,6 +194,8 @@ fn while_the_bucket_is_unreachable_nothing_is_executed() {
             "{reason}"
         );
     }
+    // A finding that cannot be claimed is recorded all the same.
+    assert_eq!(wd.records_of("finding").len(), 1);
     assert!(
         fake.requests().iter().all(|r| r.method != "POST"),
         "{:?}",

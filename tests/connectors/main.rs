@@ -10,6 +10,7 @@ mod grants;
 mod graph;
 mod okta;
 mod protected_groups;
+mod replicas;
 mod resolution;
 mod undo;
 mod webhook;

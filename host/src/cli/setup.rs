@@ -37,7 +37,8 @@ pub fn executor(config: &Config, rules: &RuleSet) -> Result<ActionExecutor> {
     let store = Store::open(&config.state_path)?;
     let mut executor = ActionExecutor::new(dispatcher, store)?;
     if let Some(cluster) = &config.cluster {
-        let claims = crate::cluster::Claims::connect(cluster)?;
+        let nats = crate::cluster::Nats::connect(cluster)?;
+        let claims = crate::cluster::Claims::open(nats).context("[cluster] claims_bucket")?;
         tracing::info!(
             replica = claims.replica(),
             bucket = %cluster.claims_bucket,

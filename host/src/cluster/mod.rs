@@ -1,163 +1,206 @@
 //! Replicas sharing a NATS JetStream server (`[cluster]`).
 //!
-//! **At most once per action across replicas.** Two replicas can see the
-//! same event: a load balancer retries a delivery on the other one, both
-//! tail the same export, an Event Hook is fanned out to an active-active
-//! pair. Each judges it and, the rules being deterministic, accepts the
-//! same action with the same action id (`host_api::action_id`: rule,
-//! event id, action). Before a connector call, the executor claims
-//! `<action id>:<connector>` in a JetStream key-value bucket with a
-//! create-only put (the bucket refuses a key that exists, atomically,
-//! whichever replica asks): the replica that wins calls the identity
-//! provider, every other one records `duplicate` naming the winner and
-//! calls nothing. A replica that cannot reach the bucket does not call
-//! either (`failed`, "cannot claim"): at most once is kept even when NATS
-//! is down; the action's `failed` record says it was not executed.
+//! One process with no `[cluster]` stays the embedded default. With it:
 //!
-//! The claim outlives any replay (`claim_ttl_secs`, the bucket's max age).
-//! A replica's own claim counts as won (a retry of its failed call).
+//! - **At most once per action** ([`claims`]): before a connector call the
+//!   executor claims `<action id>:<connector>` in a key-value bucket with a
+//!   create-only put; only the replica that wins calls the identity
+//!   provider, every other one records `duplicate`. A finding is claimed
+//!   the same way before it is recorded, so an event judged twice (a
+//!   replica died after judging it and before acknowledging it) is
+//!   recorded once. This holds for `vigil run --events` too: active-active
+//!   sidecars that see the same events need nothing else.
+//! - **Durable ingest** ([`ingest`], the service only): an event taken over
+//!   HTTP, from the Okta hook or from a poller is published to the stream,
+//!   once per partition-key kind the rules use, on the subject of its shard
+//!   ([`layout`]), with `Nats-Msg-Id` so the server drops a repeat; the
+//!   client is answered 2xx only after JetStream acknowledged every
+//!   publish. JetStream unreachable: 503 with Retry-After.
+//! - **Shards and leases** ([`leases`]): each replica owns a fair share of
+//!   the shards through leases in a key-value bucket whose entries expire
+//!   after `lease_ttl_secs`; a dead replica's shards are taken over once
+//!   its leases expire, a joining replica is handed its share.
+//! - **Judging** ([`consume`]): each owned shard is read through its own
+//!   durable consumer, one batch at a time (ordered per shard), into the
+//!   pipeline; a batch is acknowledged only after its audit records are
+//!   synced; long batches report progress; unreadable messages are handed
+//!   back with a delay, and a message delivered more than `max_deliveries`
+//!   times goes to the dead-letter subject. On takeover the shard's recent
+//!   events up to the last acknowledged one are replayed first with actions
+//!   suppressed, rebuilding the rules' state.
 //!
-//! Not here yet (see the README's "Beyond one machine"): durable ingest
-//! through JetStream, sharding by partition key, shard ownership and
-//! takeover.
-//!
-//! The client (`async-nats`) is asynchronous; the executor is not. A
-//! one-worker tokio runtime owned here runs the client's connection (its
-//! pings and reconnects) all the time, and each claim blocks on it.
+//! The client (`async-nats`) is asynchronous; the pipeline and the executor
+//! are not. A small tokio runtime owned by [`Nats`] runs the connection
+//! (pings, reconnects), the lease keeper and the shard readers; blocking
+//! callers (claims) wait on it.
 
+pub mod claims;
+pub mod consume;
+pub mod ingest;
+pub mod layout;
+pub mod leases;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use async_nats::jetstream::{kv, stream};
-use sha2::{Digest, Sha256};
+use async_nats::jetstream::{self, kv, stream};
 
 use crate::config::ClusterConfig;
+pub use claims::{Claim, Claims};
 
-/// Who won a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This replica: go ahead.
-    Won,
-    /// Another replica claimed it first.
-    Lost { owner: String },
-}
-
-/// The claim bucket, connected.
-pub struct Claims {
+/// A connection to the cluster's NATS server, and the runtime it lives on.
+pub struct Nats {
     runtime: tokio::runtime::Runtime,
-    store: kv::Store,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: ClusterConfig,
     replica: String,
-    timeout: Duration,
 }
 
-impl std::fmt::Debug for Claims {
+impl std::fmt::Debug for Nats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Claims")
+        f.debug_struct("Nats")
             .field("replica", &self.replica)
             .finish_non_exhaustive()
     }
 }
 
-impl Claims {
-    /// Connects and opens (or creates) the bucket. An unreachable server
-    /// stops the start: a replica that cannot claim cannot act.
-    pub fn connect(config: &ClusterConfig) -> Result<Claims> {
+impl Nats {
+    /// Connects. An unreachable server stops the start: a replica that
+    /// cannot claim cannot act.
+    pub fn connect(config: &ClusterConfig) -> Result<Arc<Nats>> {
         let timeout = Duration::from_secs(config.timeout_secs);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("vigil-nats")
             .enable_all()
             .build()
             .context("cannot start the NATS client's runtime")?;
         let url = config.nats_url.clone();
-        let bucket = config.claims_bucket.clone();
-        let ttl = Duration::from_secs(config.claim_ttl_secs);
-        let store = runtime
-            .block_on(async move {
-                let client = async_nats::ConnectOptions::new()
+        let replica = config.replica_name();
+        let client = runtime
+            .block_on(async {
+                async_nats::ConnectOptions::new()
+                    .name(format!("vigil-{replica}"))
                     .connection_timeout(timeout)
                     .request_timeout(Some(timeout))
+                    // Keep trying for ever: an outage is answered 503 and
+                    // ends when the server is back.
+                    .max_reconnects(None)
                     .connect(url.as_str())
                     .await
-                    .map_err(|e| anyhow!("cannot connect to {url}: {e}"))?;
-                let js = async_nats::jetstream::new(client);
-                if let Ok(store) = js.get_key_value(bucket.as_str()).await {
-                    return Ok(store);
-                }
-                // The bucket's stream, made as `create_key_value` would
-                // make it: that call first asks the server for account
-                // information whose shape Debian's nats-server 2.9 does
-                // not match in async-nats 0.51.
-                let created = js
-                    .get_or_create_stream(stream::Config {
-                        name: format!("KV_{bucket}"),
-                        description: Some(
-                            "Vigil action claims: one replica executes each action".to_owned(),
-                        ),
-                        subjects: vec![format!("$KV.{bucket}.>")],
-                        max_messages_per_subject: 1,
-                        max_age: ttl,
-                        allow_rollup: true,
-                        deny_delete: true,
-                        allow_direct: true,
-                        discard: stream::DiscardPolicy::New,
-                        num_replicas: 1,
-                        ..Default::default()
-                    })
-                    .await;
-                if let Err(e) = created {
-                    return Err(anyhow!(
-                        "cannot create the claim bucket {bucket:?} (is JetStream enabled?): {e}"
-                    ));
-                }
-                js.get_key_value(bucket.as_str())
-                    .await
-                    .map_err(|e| anyhow!("cannot open the claim bucket {bucket:?}: {e}"))
+                    .map_err(|e| anyhow!("cannot connect to {url}: {e}"))
             })
             .with_context(|| format!("[cluster] {}", config.nats_url))?;
-        Ok(Claims {
+        // The context spawns a task of its own: made on the runtime.
+        let js = {
+            let _on_runtime = runtime.enter();
+            jetstream::new(client.clone())
+        };
+        Ok(Arc::new(Nats {
             runtime,
-            store,
-            replica: config.replica_name(),
-            timeout,
-        })
+            client,
+            js,
+            config: config.clone(),
+            replica,
+        }))
     }
 
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// This replica's name.
     pub fn replica(&self) -> &str {
         &self.replica
     }
 
-    /// Claims `key` (an execution key: `<action id>:<connector>`) for this
-    /// replica. An `Err` means nobody can tell: the caller must not act.
-    pub fn claim(&self, key: &str) -> Result<Claim> {
-        // Bucket keys allow few characters: the key's digest stands for it.
-        let id = hex::encode(Sha256::digest(key.as_bytes()));
-        let value = bytes::Bytes::from(self.replica.clone().into_bytes());
-        let store = &self.store;
-        let timeout = self.timeout;
-        self.runtime.block_on(async {
-            let created = tokio::time::timeout(timeout, store.create(&id, value)).await;
-            match created {
-                Err(_) => Err(anyhow!(
-                    "no answer from the claim bucket within {timeout:?}"
-                )),
-                Ok(Ok(_)) => Ok(Claim::Won),
-                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                    let owner = tokio::time::timeout(timeout, store.get(&id))
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_else(|| "another replica".to_owned());
-                    if owner == self.replica {
-                        Ok(Claim::Won)
-                    } else {
-                        Ok(Claim::Lost { owner })
-                    }
-                }
-                Ok(Err(e)) => Err(anyhow!("the claim bucket refused the claim: {e}")),
-            }
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Where the cluster's tasks run.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// Runs `f` on the runtime and waits for it (never call from inside it).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// The connection is up (readiness).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Opens the events stream (`vigil.events.>`, `vigil.dead.>`,
+    /// `vigil.audit.>`), creating it if needed.
+    pub fn ensure_stream(&self) -> Result<stream::Stream> {
+        let config = self.config.clone();
+        let js = self.js.clone();
+        self.block_on(async move {
+            js.get_or_create_stream(stream::Config {
+                name: config.stream.clone(),
+                description: Some(
+                    "Vigil: identity events by shard, dead letters, audit checkpoints".to_owned(),
+                ),
+                subjects: vec![
+                    format!("{}.>", layout::EVENTS),
+                    format!("{}.>", layout::DEAD),
+                    format!("{}.>", layout::AUDIT),
+                ],
+                max_age: Duration::from_secs(config.retention_secs),
+                // Nats-Msg-Id de-duplication: a client's retry of a
+                // delivery JetStream already took within this window is
+                // dropped by the server.
+                duplicate_window: layout::DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot open the stream {:?} (is JetStream enabled?): {e}",
+                    config.stream
+                )
+            })
         })
     }
+}
+
+/// Opens (or creates) a key-value bucket whose entries live `ttl`.
+///
+/// The bucket's stream is made as `create_key_value` would make it: that
+/// call first asks the server for account information whose shape
+/// Debian's nats-server 2.9 does not match in async-nats 0.51.
+pub(crate) async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    ttl: Duration,
+    description: &str,
+) -> Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow!("cannot create the bucket {bucket:?} (is JetStream enabled?): {e}"))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| anyhow!("cannot open the bucket {bucket:?}: {e}"))
 }

@@ -1,6 +1,8 @@
-//! `[cluster]`: replicas that share a NATS JetStream server. Today it
-//! gives one guarantee: an action is executed at most once across every
-//! replica that sees its event (see `crate::cluster`).
+//! `[cluster]`: replicas that share a NATS JetStream server (see
+//! `crate::cluster`). With `vigil run --events` it gives one guarantee: an
+//! action is executed at most once across every replica that sees its
+//! event. Under the service (`[server]`) it also makes ingestion durable in
+//! JetStream and shares the judging among the replicas by shard.
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -25,6 +27,82 @@ pub struct ClusterConfig {
     /// action is not executed). 1 to 60.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// The stream events are published to (subjects `vigil.events.>`,
+    /// dead letters `vigil.dead.>`, audit checkpoints `vigil.audit.>`).
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Shards per partition-key kind (`vigil.events.<kind>.<shard>`); the
+    /// `global` kind has one. Fixed for the life of the stream: changing it
+    /// re-shards new events only. 1 to 1024.
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    /// The key-value bucket that holds shard leases and replica heartbeats.
+    #[serde(default = "default_leases_bucket")]
+    pub leases_bucket: String,
+    /// A lease not renewed for this long is free (the bucket's max age):
+    /// how long a dead replica's shards wait before another takes them
+    /// over. Renewed every third of it. 3 to 300.
+    #[serde(default = "default_lease_ttl_secs")]
+    pub lease_ttl_secs: u64,
+    /// On taking a shard over, the events of the last this-many seconds up
+    /// to the last acknowledged one are replayed into the rules with their
+    /// actions suppressed, rebuilding their state: at least the longest
+    /// rule window. 0 to 7 days.
+    #[serde(default = "default_rebuild_window_secs")]
+    pub rebuild_window_secs: u64,
+    /// An event delivered more often than this (replicas crashed on it, or
+    /// none could read it) goes to the dead-letter subject instead. 1 to 100.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+    /// A message no replica could read is handed back (`nak`) to be
+    /// delivered again after this long. 1 to 3600.
+    #[serde(default = "default_retry_delay_secs")]
+    pub retry_delay_secs: u64,
+    /// An unacknowledged delivery is redelivered after this long (progress
+    /// is reported while a batch is being judged). 5 to 3600.
+    #[serde(default = "default_ack_wait_secs")]
+    pub ack_wait_secs: u64,
+    /// How long the stream keeps events (its max age). At least
+    /// `rebuild_window_secs`; 1 hour to 90 days.
+    #[serde(default = "default_retention_secs")]
+    pub retention_secs: u64,
+}
+
+fn default_stream() -> String {
+    "VIGIL".to_owned()
+}
+
+fn default_shards() -> u32 {
+    64
+}
+
+fn default_leases_bucket() -> String {
+    "vigil-leases".to_owned()
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    10
+}
+
+fn default_rebuild_window_secs() -> u64 {
+    // Push-bombing and impossible-travel windows are minutes to hours.
+    3600
+}
+
+fn default_max_deliveries() -> u32 {
+    5
+}
+
+fn default_retry_delay_secs() -> u64 {
+    10
+}
+
+fn default_ack_wait_secs() -> u64 {
+    30
+}
+
+fn default_retention_secs() -> u64 {
+    7 * 86_400
 }
 
 fn default_bucket() -> String {
@@ -55,16 +133,50 @@ impl ClusterConfig {
         {
             bail!("cluster.replica {r:?}: use 1 to 64 of letters, digits, - _ .");
         }
-        if !valid_name(&self.claims_bucket, 64) || self.claims_bucket.contains('.') {
-            bail!(
-                "cluster.claims_bucket {:?}: use 1 to 64 of letters, digits, - _",
-                self.claims_bucket
-            );
-        }
         if !(3600..=30 * 86_400).contains(&self.claim_ttl_secs) {
             bail!(
                 "cluster.claim_ttl_secs is {}; it must be between 3600 and 2592000",
                 self.claim_ttl_secs
+            );
+        }
+        for (key, name) in [
+            ("cluster.claims_bucket", &self.claims_bucket),
+            ("cluster.leases_bucket", &self.leases_bucket),
+            ("cluster.stream", &self.stream),
+        ] {
+            if !valid_name(name, 64) || name.contains('.') {
+                bail!("{key} {name:?}: use 1 to 64 of letters, digits, - _");
+            }
+        }
+        if self.claims_bucket == self.leases_bucket {
+            bail!("cluster.leases_bucket must differ from cluster.claims_bucket");
+        }
+        for (key, value, range) in [
+            ("shards", u64::from(self.shards), 1..=1024),
+            ("lease_ttl_secs", self.lease_ttl_secs, 3..=300),
+            (
+                "rebuild_window_secs",
+                self.rebuild_window_secs,
+                0..=7 * 86_400,
+            ),
+            ("max_deliveries", u64::from(self.max_deliveries), 1..=100),
+            ("retry_delay_secs", self.retry_delay_secs, 1..=3600),
+            ("ack_wait_secs", self.ack_wait_secs, 5..=3600),
+            ("retention_secs", self.retention_secs, 3600..=90 * 86_400),
+        ] {
+            if !range.contains(&value) {
+                bail!(
+                    "cluster.{key} is {value}; it must be between {} and {}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        if self.retention_secs < self.rebuild_window_secs {
+            bail!(
+                "cluster.retention_secs ({}) is shorter than cluster.rebuild_window_secs ({}): a takeover could not replay the window",
+                self.retention_secs,
+                self.rebuild_window_secs
             );
         }
         if !(1..=60).contains(&self.timeout_secs) {
@@ -99,6 +211,24 @@ fn valid_name(s: &str, max: usize) -> bool {
 mod tests {
     use crate::config::Config;
 
+    /// The configurations in deploy/ (compose and the Kubernetes
+    /// ConfigMap) are valid and in a cluster.
+    #[test]
+    fn the_deployment_examples_parse() {
+        let compose = include_str!("../../../deploy/vigil.toml");
+        let manifest = include_str!("../../../deploy/kubernetes/vigil.yaml");
+        let (_, rest) = manifest.split_once("vigil.toml: |\n").unwrap();
+        let configmap: String = rest
+            .lines()
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| format!("{}\n", &l[4..]))
+            .collect();
+        for (name, text) in [("deploy/vigil.toml", compose), ("ConfigMap", &configmap)] {
+            let c = Config::parse(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(c.server.is_some() && c.cluster.is_some(), "{name}");
+        }
+    }
+
     #[test]
     fn cluster_settings_are_checked() {
         let c = Config::parse("[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\n").unwrap();
@@ -122,6 +252,15 @@ mod tests {
             (
                 "nats_url = \"nats://x:1\"\ntimeout_secs = 0",
                 "cluster.timeout_secs",
+            ),
+            ("nats_url = \"nats://x:1\"\nshards = 0", "cluster.shards"),
+            (
+                "nats_url = \"nats://x:1\"\nleases_bucket = \"vigil-claims\"",
+                "cluster.leases_bucket",
+            ),
+            (
+                "nats_url = \"nats://x:1\"\nretention_secs = 3600\nrebuild_window_secs = 7200",
+                "cluster.retention_secs",
             ),
         ] {
             let err = format!(

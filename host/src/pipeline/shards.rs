@@ -137,6 +137,7 @@ impl Pipeline {
                 o.rule_call(&rule_id, elapsed, fault);
             }
             self.judged.insert(&rule_id, judged::digest(&event.id), now);
+            let outcome = self.replayed(outcome);
             self.record(&rule_id, event, outcome)?;
         }
         Ok(())
@@ -159,7 +160,10 @@ impl Pipeline {
             }
             let id = judged::digest(&event.id);
             for &i in route.iter() {
-                if !self.rules.wants(i, event) || self.rules.rules[i].is_quarantined() {
+                if !self.rules.wants(i, event)
+                    || !self.in_partition(i)
+                    || self.rules.rules[i].is_quarantined()
+                {
                     continue;
                 }
                 let rule = self.rules.rules[i].id();

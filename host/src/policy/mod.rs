@@ -128,6 +128,10 @@ pub struct PolicyGate {
     budgets: Arc<Mutex<Budgets>>,
     /// How long a parked action waits for an operator.
     approval_expiry_ms: i64,
+    /// A cluster takeover is replaying events to rebuild rule state: every
+    /// request is answered dry-run, nothing counted (see
+    /// `crate::cluster::consume`).
+    replaying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PolicyGate {
@@ -136,7 +140,15 @@ impl PolicyGate {
             protected,
             budgets: Arc::new(Mutex::new(budgets)),
             approval_expiry_ms: 24 * 3_600_000,
+            replaying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// While `true`, every request is answered dry-run without being
+    /// counted against budgets (a takeover's replay).
+    pub fn set_replaying(&self, replaying: bool) {
+        self.replaying
+            .store(replaying, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Sets how long parked actions wait (`[approvals] expire_secs`).
@@ -162,6 +174,9 @@ impl PolicyGate {
     }
 
     pub fn decide(&self, grant: &RuleGrant, action: &Action, event: &Event) -> GateDecision {
+        if self.replaying.load(std::sync::atomic::Ordering::SeqCst) {
+            return GateDecision::DryRun;
+        }
         let kind = action.kind();
         if !grant.declared.contains(&kind) {
             return denied(

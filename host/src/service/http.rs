@@ -101,6 +101,9 @@ pub struct AppState {
     pub dedup: tokio::sync::Mutex<Dedup>,
     /// Deliveries are written here before they are answered 2xx.
     pub spool: Arc<super::spool::Spool>,
+    /// In a cluster, deliveries are published to JetStream instead (and
+    /// judged by whichever replica owns their shards).
+    pub cluster: Option<crate::cluster::ingest::Publisher>,
     pub max_body_bytes: usize,
     pub max_events: usize,
 }
@@ -584,6 +587,44 @@ async fn spool(
     })
 }
 
+/// Makes an accepted delivery durable and hands it on, before the 2xx: in a
+/// cluster it is published to JetStream (answered once every publish is
+/// acknowledged); otherwise it is spooled, then queued.
+async fn accept(
+    state: &Arc<AppState>,
+    source: &'static str,
+    spool_kind: &'static str,
+    text: String,
+    events: Vec<Event>,
+) -> Result<(), Response> {
+    let n = events.len();
+    let Some(publisher) = &state.cluster else {
+        let id = spool(state, source, spool_kind, text, n).await?;
+        return enqueue(state, source, events, id);
+    };
+    match publisher.publish(&events).await {
+        Ok(()) => {
+            state.metrics.received(source, n);
+            Ok(())
+        }
+        Err(e @ crate::cluster::ingest::PublishError::Event { .. }) => {
+            state.metrics.rejected(source, "too-large", n);
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))
+        }
+        Err(e) => {
+            tracing::warn!(source, "cannot publish a delivery: {e}");
+            state.metrics.rejected(source, "jetstream-unavailable", n);
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{e}, so it is not accepted; send it again later"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Err(r)
+        }
+    }
+}
+
 /// Queues a batch (spooled as row `spool_id`), observing ingest-to-decision
 /// latency when it is done. A refused batch's spool row is removed: the
 /// client is told to send it again.
@@ -667,11 +708,7 @@ async fn post_events(
     let n = events.len();
     if n > 0 {
         // Durable before the 2xx.
-        let id = match spool(&state, SOURCE, spool_kind(kind), text, n).await {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
-        if let Err(r) = enqueue(&state, SOURCE, events, id) {
+        if let Err(r) = accept(&state, SOURCE, spool_kind(kind), text, events).await {
             return r;
         }
     }
@@ -777,11 +814,7 @@ async fn post_hook(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
         // concurrent copy of the delivery waits without holding a worker).
         // On replay the whole body is read again; events judged already
         // are skipped there.
-        let id = match spool(&state, SOURCE, "hook", text, accepted).await {
-            Ok(id) => id,
-            Err(r) => return r,
-        };
-        if let Err(r) = enqueue(&state, SOURCE, events, id) {
+        if let Err(r) = accept(&state, SOURCE, "hook", text, events).await {
             return r;
         }
         for id in &ids {
@@ -814,6 +847,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
     if h.stopping.load(Ordering::SeqCst) {
         not_ready.push("shutting down".into());
+    }
+    if state.cluster.as_ref().is_some_and(|c| !c.connected()) {
+        not_ready.push("JetStream is unreachable: events cannot be accepted".into());
     }
     let depth = state.queue.depth();
     let pipeline = h.watchdog.status(depth);

@@ -244,6 +244,44 @@ impl Metrics {
         metrics
     }
 
+    /// Registers the cluster's metrics (a replica in `[cluster]` only) and
+    /// returns them for the shard readers to count in.
+    pub fn register_cluster(&mut self) -> crate::cluster::consume::ClusterMetrics {
+        let m = crate::cluster::consume::ClusterMetrics::default();
+        let r = &mut self.registry;
+        r.register(
+            "vigil_cluster_shards_owned",
+            "Shards this replica holds the lease of",
+            m.shards_owned.clone(),
+        );
+        r.register(
+            "vigil_cluster_takeovers",
+            "Shards this replica took (at start, from a dead replica, or for a fair share)",
+            m.takeovers.clone(),
+        );
+        r.register(
+            "vigil_cluster_lease_losses",
+            "Leases lost because they expired before renewal (this replica stalled)",
+            m.lease_losses.clone(),
+        );
+        r.register(
+            "vigil_cluster_rebuilt_events",
+            "Events replayed, actions suppressed, to rebuild rule state on taking a shard",
+            m.rebuilt_events.clone(),
+        );
+        r.register(
+            "vigil_cluster_dead_letters",
+            "Poison events moved to the dead-letter subject after max_deliveries",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "vigil_cluster_unreadable",
+            "Messages that did not decode and were handed back for a later delivery",
+            m.unreadable.clone(),
+        );
+        m
+    }
+
     /// Shows `rules` (at 0) from the next scrape: at start and when a
     /// reload adds rules.
     pub fn register_rules<'a>(&self, rules: impl IntoIterator<Item = &'a str>) {

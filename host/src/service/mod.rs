@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod cluster;
 pub mod hooks;
 pub mod http;
 pub mod listener;
@@ -92,7 +93,9 @@ pub fn run(
         .iter()
         .map(|r| r.id().to_owned())
         .collect();
-    let metrics = Arc::new(Metrics::new(&rule_ids));
+    let mut metrics = Metrics::new(&rule_ids);
+    let cluster_metrics = config.cluster.as_ref().map(|_| metrics.register_cluster());
+    let metrics = Arc::new(metrics);
     let health = Arc::new(Health::new(Duration::from_secs(server.watchdog_secs)));
     pipeline.set_observer(Box::new(MetricsObserver {
         metrics: metrics.clone(),
@@ -111,8 +114,25 @@ pub fn run(
 
     let (queue, receiver) = queue::bounded(server.queue_capacity);
     let shutdown = Shutdown::new();
-    let sources =
-        spawn_sources(config, &queue, &shutdown, &metrics).inspect_err(|_| shutdown.stop())?;
+    // In a cluster the shards this replica owns feed the queue, and what
+    // the sources read is published first (see `cluster`).
+    let mut cluster = match cluster_metrics {
+        Some(m) => cluster::ClusterSide::start(&pipeline, &queue, m)?,
+        None => None,
+    };
+    let (sources, forward) = match &cluster {
+        None => (
+            spawn_sources(config, &queue, &shutdown, &metrics).inspect_err(|_| shutdown.stop())?,
+            None,
+        ),
+        Some(side) => {
+            let (to_publish, from_sources) = queue::bounded(server.queue_capacity);
+            let sources = spawn_sources(config, &to_publish, &shutdown, &metrics)
+                .inspect_err(|_| shutdown.stop())?;
+            let forward = side.forward(from_sources, shutdown.clone(), metrics.clone())?;
+            (sources, Some(forward))
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -170,6 +190,7 @@ pub fn run(
         queue: queue.clone(),
         normalizer,
         spool,
+        cluster: cluster.as_ref().map(|c| c.publisher.clone()),
         metrics: metrics.clone(),
         health: health.clone(),
         ingest: access(secrets.ingest, "ingest_token"),
@@ -220,8 +241,18 @@ pub fn run(
             tracing::error!(source = name, "source thread panicked");
         }
     }
+    if let Some(forward) = forward
+        && (!wait_until(&forward, deadline) || forward.join().is_err())
+    {
+        tracing::warn!("the forward thread did not stop cleanly");
+    }
     if !wait_until(&reloader, deadline) {
         tracing::warn!("the reload thread did not stop in time");
+    }
+    // The shard readers finish their batches in hand (the pipeline still
+    // runs) and hand their leases back before the drain.
+    if let Some(side) = &mut cluster {
+        side.stop_reading(deadline.saturating_duration_since(Instant::now()));
     }
     draining.store(true, Ordering::SeqCst);
     if !wait_until(&pipeline_thread, deadline) {
@@ -236,6 +267,8 @@ pub fn run(
         Err(_) => bail!("the pipeline thread panicked"),
     };
     served?;
+    // The connection's runtime goes last, on this thread.
+    drop(cluster);
     tracing::info!(
         events = stats.events,
         findings = stats.findings,
@@ -451,10 +484,12 @@ fn run_batch(
     done: &mut Vec<OnDone>,
 ) -> Result<()> {
     // HTTP counts its events when it queues them (it also counts what it
-    // refuses); every other source is counted here.
+    // refuses); every other source is counted here (in a cluster, events
+    // read from the stream count as `jetstream`).
     if !http::SOURCES.contains(&batch.source.as_str()) {
         metrics.received(&batch.source, batch.events.len());
     }
+    pipeline.set_cluster_batch(batch.partition, batch.replay)?;
     for event in batch.events {
         pipeline.process_event(event)?;
     }

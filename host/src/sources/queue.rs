@@ -25,6 +25,11 @@ pub struct Batch {
     /// The delivery's row in the spool (HTTP), deleted once its events are
     /// committed.
     pub spool_id: Option<i64>,
+    /// In a cluster, the events of one shard: only the rules keyed by this
+    /// kind judge them (`Pipeline::set_cluster_batch`).
+    pub partition: Option<crate::model::PartitionKey>,
+    /// In a cluster, a takeover's replay (nothing recorded or executed).
+    pub replay: bool,
 }
 
 impl Batch {
@@ -35,6 +40,8 @@ impl Batch {
             events,
             on_done: None,
             spool_id: None,
+            partition: None,
+            replay: false,
         }
     }
 

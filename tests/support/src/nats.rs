@@ -109,6 +109,41 @@ impl NatsGuard {
         }
     }
 
+    /// Publishes `payload` on `subject` with plain NATS (a stream whose
+    /// subjects match stores it), as any client could: the tests use it to
+    /// put messages Vigil did not write on its subjects.
+    pub fn publish(&self, subject: &str, payload: &[u8]) {
+        let mut c = RawClient::connect(self.port);
+        let mut frame = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
+        frame.extend_from_slice(payload);
+        frame.extend_from_slice(b"\r\n");
+        c.send(&frame);
+        c.ping();
+    }
+
+    /// Sends a request (e.g. to the JetStream API, `$JS.API.…`) and returns
+    /// the answer's payload.
+    pub fn request(&self, subject: &str, payload: &[u8]) -> String {
+        let inbox = "_INBOX.vigil-test";
+        let mut sub = self.subscribe(inbox);
+        let mut frame = format!("PUB {subject} {inbox} {}\r\n", payload.len()).into_bytes();
+        frame.extend_from_slice(payload);
+        frame.extend_from_slice(b"\r\n");
+        sub.client.send(&frame);
+        let answer = sub
+            .next(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no answer to {subject}"));
+        String::from_utf8_lossy(&answer.payload).into_owned()
+    }
+
+    /// Subscribes to `subject` (wildcards allowed) with plain NATS.
+    pub fn subscribe(&self, subject: &str) -> RawSubscription {
+        let mut c = RawClient::connect(self.port);
+        c.send(format!("SUB {subject} 1\r\n").as_bytes());
+        c.ping();
+        RawSubscription { client: c }
+    }
+
     /// What the server logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
@@ -118,5 +153,130 @@ impl NatsGuard {
 impl Drop for NatsGuard {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A minimal client of the NATS text protocol (INFO/CONNECT/PUB/SUB/PING):
+/// enough to publish and receive without a client library.
+struct RawClient {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RawClient {
+    fn connect(port: u16) -> RawClient {
+        use std::io::BufRead;
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to nats-server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let writer = stream.try_clone().unwrap();
+        let mut reader = std::io::BufReader::new(stream);
+        let mut info = String::new();
+        reader.read_line(&mut info).expect("INFO from nats-server");
+        assert!(info.starts_with("INFO"), "{info}");
+        let mut c = RawClient { reader, writer };
+        c.send(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"lang\":\"test\",\"version\":\"0\"}\r\n");
+        c
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.writer.write_all(bytes).expect("write to nats-server");
+    }
+
+    /// Waits for the server's PONG: everything sent before was processed.
+    fn ping(&mut self) {
+        use std::io::BufRead;
+        self.send(b"PING\r\n");
+        loop {
+            let mut line = String::new();
+            self.reader
+                .read_line(&mut line)
+                .expect("PONG from nats-server");
+            assert!(!line.starts_with("-ERR"), "nats-server: {line}");
+            if line.starts_with("PONG") {
+                return;
+            }
+        }
+    }
+}
+
+/// A message received on a [`RawSubscription`].
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub subject: String,
+    /// The header block as sent (`NATS/1.0\r\nName: value\r\n…`), empty
+    /// without headers.
+    pub headers: String,
+    pub payload: Vec<u8>,
+}
+
+impl RawMessage {
+    /// The value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+pub struct RawSubscription {
+    client: RawClient,
+}
+
+impl RawSubscription {
+    /// The next message, waiting up to `timeout` (`None` if none came).
+    pub fn next(&mut self, timeout: Duration) -> Option<RawMessage> {
+        use std::io::{BufRead, Read};
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.client
+                .reader
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut line = String::new();
+            match self.client.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.first().copied() {
+                Some("PING") => self.client.send(b"PONG\r\n"),
+                // MSG <subject> <sid> [reply] <bytes>
+                Some("MSG") => {
+                    let len: usize = parts.last()?.parse().ok()?;
+                    let mut body = vec![0; len + 2];
+                    self.client.reader.read_exact(&mut body).ok()?;
+                    body.truncate(len);
+                    return Some(RawMessage {
+                        subject: parts[1].to_owned(),
+                        headers: String::new(),
+                        payload: body,
+                    });
+                }
+                // HMSG <subject> <sid> [reply] <header bytes> <total bytes>
+                Some("HMSG") => {
+                    let total: usize = parts[parts.len() - 1].parse().ok()?;
+                    let head: usize = parts[parts.len() - 2].parse().ok()?;
+                    let mut body = vec![0; total + 2];
+                    self.client.reader.read_exact(&mut body).ok()?;
+                    body.truncate(total);
+                    let payload = body.split_off(head);
+                    return Some(RawMessage {
+                        subject: parts[1].to_owned(),
+                        headers: String::from_utf8_lossy(&body).into_owned(),
+                        payload,
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 }
