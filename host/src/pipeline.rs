@@ -253,12 +253,12 @@ impl Pipeline {
         partition: Option<PartitionKey>,
         replay: bool,
     ) -> Result<()> {
-        if partition == self.partition_filter && replay == self.replaying {
-            return Ok(());
+        if partition != self.partition_filter || replay != self.replaying {
+            self.run_shards()?;
+            self.partition_filter = partition;
+            self.replaying = replay;
         }
-        self.run_shards()?;
-        self.partition_filter = partition;
-        self.replaying = replay;
+        // Always: a reload may have brought another gate.
         if let Some(gate) = self.rules.gate() {
             gate.set_replaying(replay);
         }

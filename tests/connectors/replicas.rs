@@ -36,7 +36,22 @@ impl Replica {
     /// Starts replica `name`: enforcing push fatigue through the fake Okta
     /// and webhook, on a loopback listener, in the cluster at `nats`.
     fn start(name: &str, fake: &FakeIdp, nats: &NatsGuard, extra: &str) -> Replica {
+        Replica::start_with(name, fake, nats, extra, "[cluster]", "")
+    }
+
+    /// [`Replica::start`] with `before_cluster` in place of the
+    /// `[cluster]` header (sources go there) and `export.jsonl` holding
+    /// `export`.
+    fn start_with(
+        name: &str,
+        fake: &FakeIdp,
+        nats: &NatsGuard,
+        extra: &str,
+        before_cluster: &str,
+        export: &str,
+    ) -> Replica {
         let wd = Workdir::new();
+        std::fs::write(wd.path().join("export.jsonl"), export).unwrap();
         std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
         let cfg = wd.config(&format!(
             r#"mode = "enforce"
@@ -53,7 +68,7 @@ name = "soc"
 url = "{hook}"
 [server]
 listen = "127.0.0.1:0"
-[cluster]
+{before_cluster}
 nats_url = "{nats}"
 replica = "{name}"
 shards = {SHARDS}
@@ -373,4 +388,39 @@ fn without_jetstream_nothing_is_accepted_and_it_recovers_when_back() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(suspensions(&fake).values().sum::<usize>(), 1);
     assert_eq!(r.wd.records_of("finding").len(), 1);
+}
+
+#[test]
+fn replicas_tailing_the_same_export_publish_it_and_judge_it_once() {
+    let nats = start_nats();
+    let fake = FakeIdp::start();
+    let client = client();
+    let (first, second) = bursts(1, BURST);
+    let lines: String = first
+        .iter()
+        .chain(&second)
+        .map(|e| format!("{e}\n"))
+        .collect();
+    // Two replicas tail their own copy of the same export: each publishes
+    // it (message ids make that once), whichever owns the shard judges.
+    let tail = "[[sources]]\ntype = \"tail\"\npath = \"export.jsonl\"\nfrom = \"start\"\npoll_ms = 50\n[cluster]";
+    let a = Replica::start_with("r1", &fake, &nats, "", tail, &lines);
+    let b = Replica::start_with("r2", &fake, &nats, "", tail, &lines);
+    eventually("the burst caught", &|| a.p.log() + &b.p.log(), || {
+        suspensions(&fake).len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(suspensions(&fake).values().sum::<usize>(), 1);
+    let findings = a.wd.records_of("finding").len() + b.wd.records_of("finding").len();
+    assert_eq!(findings, 1);
+    // Each tail's lines went through JetStream (counted once published).
+    for r in [&a, &b] {
+        let tailed: f64 = r
+            .metrics(&client)
+            .iter()
+            .filter(|(k, _)| k.starts_with("vigil_events_received_total{source=\"tail:"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(tailed, (first.len() + second.len()) as f64, "{}", r.p.log());
+    }
 }

@@ -493,6 +493,12 @@ fn run_batch(
     for event in batch.events {
         pipeline.process_event(event)?;
     }
+    if batch.replay {
+        // Judged (the shards' pending events too) before anything else
+        // reaches the gate: an operator's approval must not be answered
+        // dry-run.
+        pipeline.set_cluster_batch(batch.partition, false)?;
+    }
     if let Some(f) = batch.on_done {
         done.push(f);
     }
