@@ -62,6 +62,16 @@
 //! URL, which catches a log cut back to an older signed point. What is and
 //! is not detected is tabled in the README ("The audit log").
 //!
+//! # Replicas
+//!
+//! In a cluster each replica keeps its own log, a chain of its own. With
+//! `[cluster]` configured (see [`AuditOptions::replica`]) every `checkpoint`
+//! record also carries `"replica": "<name>"`, so a log says whose chain it
+//! is; it is an ordinary field, covered by the record's `hash` like any
+//! other (the signature is unchanged: it commits to the chain before the
+//! checkpoint, and the next checkpoint or the signed head commits to this
+//! one). Without `[cluster]` checkpoints have no `replica` field.
+//!
 //! # Durability
 //!
 //! Appending a record only buffers it. A record is durable once the log has

@@ -78,7 +78,7 @@ impl Setup {
     fn with_keys(&self, keys: &[&str]) -> VerifyOptions {
         VerifyOptions {
             public_keys: keys.iter().map(|k| self.key(k).1).collect(),
-            witness: None,
+            ..VerifyOptions::default()
         }
     }
 }
@@ -453,7 +453,7 @@ fn witness_file_detects_a_cut_even_after_reseal() {
         &s.log,
         &VerifyOptions {
             witness: Some(s.witness_path()),
-            public_keys: vec![],
+            ..VerifyOptions::default()
         },
     )
     .unwrap_err();
@@ -528,6 +528,55 @@ fn witness_url_receives_checkpoints_and_failures_are_recorded() {
     let last = s.records().pop().unwrap();
     assert_eq!(last["type"], "checkpoint");
     assert_eq!(last["witness_failed"], 1);
+}
+
+/// With a replica name every checkpoint record carries it (and the log
+/// verifies); without one, checkpoints are as they always were.
+#[test]
+fn checkpoints_name_the_replica_when_set() {
+    let s = Setup::new();
+    let mut options = s.signed("k1", 2);
+    options.replica = Some("replica-a".to_owned());
+    write(&s.log, options, 5);
+    let records = s.records();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "finding",
+            "finding",
+            "checkpoint",
+            "finding",
+            "finding",
+            "checkpoint",
+            "finding",
+            "checkpoint"
+        ]
+    );
+    for r in &records {
+        if r["type"] == "checkpoint" {
+            assert_eq!(r["replica"], "replica-a", "{r:?}");
+        } else {
+            assert!(!r.contains_key("replica"), "{r:?}");
+        }
+    }
+    let report = verify_with(&s.log, &s.with_keys(&["k1"])).unwrap();
+    assert_eq!(report.checkpoints, 3);
+
+    let plain = Setup::new();
+    write(&plain.log, plain.signed("k1", 2), 5);
+    let records = plain.records();
+    assert!(records.iter().all(|r| !r.contains_key("replica")));
+    let checkpoint = records.iter().find(|r| r["type"] == "checkpoint").unwrap();
+    let keys: Vec<&str> = checkpoint.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["hash", "key_id", "prev_hash", "seq", "sig", "time", "type"]
+    );
+    verify_with(&plain.log, &plain.with_keys(&["k1"])).unwrap();
 }
 
 /// Opening a log whose last record is 48 MiB works (reading the last
