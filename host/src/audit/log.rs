@@ -291,7 +291,7 @@ impl AuditLog {
                 }
             }
         }
-        let witnesses = if options.witness.file.is_some() || options.witness.url.is_some() {
+        let witnesses = if options.witness.any() {
             Some(
                 Witnesses::start(&options.witness).map_err(|source| AuditError::Io {
                     path: options.witness.file.clone().unwrap_or_default(),

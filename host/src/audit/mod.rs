@@ -70,7 +70,9 @@
 //! is; it is an ordinary field, covered by the record's `hash` like any
 //! other (the signature is unchanged: it commits to the chain before the
 //! checkpoint, and the next checkpoint or the signed head commits to this
-//! one). Without `[cluster]` checkpoints have no `replica` field.
+//! one). Without `[cluster]` checkpoints have no `replica` field. The
+//! checkpoints can also be published to a NATS JetStream stream (subject
+//! `vigil.audit.<replica>`, see [`witness::CheckpointPublisher`]).
 //!
 //! # Durability
 //!
@@ -115,6 +117,7 @@ pub use options::AuditOptions;
 pub use reseal::{ResealReport, reseal};
 pub use signing::{AuditSigner, KeyError, PublicKey, keygen};
 pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify, verify_with};
+pub use witness::CheckpointPublisher;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

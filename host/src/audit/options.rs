@@ -54,7 +54,8 @@ impl Default for AuditOptions {
 impl AuditOptions {
     /// The options of a (validated) `[audit]` table for the log at `log`.
     /// Errors name the key (`audit.signing_key_file`, …) and the file.
-    /// `replica` comes from elsewhere (`[cluster]`) and is left unset.
+    /// `replica` and `witness.publish` come from elsewhere (`[cluster]`) and
+    /// are left unset.
     pub fn from_config(config: &AuditConfig, log: &Path) -> Result<AuditOptions> {
         let log_dir = log
             .parent()
@@ -90,6 +91,7 @@ impl AuditOptions {
             witness: WitnessConfig {
                 file: config.witness_file.clone(),
                 url,
+                publish: None,
             },
             replica: None,
         })

@@ -443,6 +443,7 @@ fn witness_file_detects_a_cut_even_after_reseal() {
             witness: witness::WitnessConfig {
                 file: Some(s.witness_path()),
                 url: None,
+                publish: None,
             },
             ..AuditOptions::default()
         },
@@ -577,6 +578,102 @@ fn checkpoints_name_the_replica_when_set() {
         ["hash", "key_id", "prev_hash", "seq", "sig", "time", "type"]
     );
     verify_with(&plain.log, &plain.with_keys(&["k1"])).unwrap();
+}
+
+/// Polls `done` every 20 ms for up to `secs` seconds.
+fn wait_for(secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The publisher gets each checkpoint line exactly as the log holds it,
+/// and only once the log has synced it; a publisher that fails never stops
+/// the log (three attempts, then counted), and the next checkpoint says how
+/// many checkpoints were not delivered.
+#[test]
+fn publisher_gets_checkpoints_after_sync_and_failures_are_recorded() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let s = Setup::new();
+    /// Each line published, and whether the log file held it by then.
+    type Published = Vec<(Vec<u8>, bool)>;
+    let got: Arc<Mutex<Published>> = Arc::default();
+    let publisher = {
+        let got = got.clone();
+        let log = s.log.clone();
+        CheckpointPublisher::new("vigil.audit.replica-a", move |line: &[u8]| {
+            let on_disk = fs::read(&log).map_err(|e| e.to_string())?;
+            let durable = on_disk.split(|&b| b == b'\n').any(|l| l == line);
+            got.lock().unwrap().push((line.to_vec(), durable));
+            Ok(())
+        })
+    };
+    assert_eq!(
+        format!("{publisher:?}"),
+        r#"CheckpointPublisher { name: "vigil.audit.replica-a", .. }"#
+    );
+    let mut options = s.signed("k1", 2);
+    options.replica = Some("replica-a".to_owned());
+    options.witness.publish = Some(publisher);
+    let mut log = AuditLog::open_with(&s.log, options).unwrap();
+    log.append(finding(1)).unwrap();
+    log.append(finding(2)).unwrap(); // + checkpoint, buffered
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "a checkpoint not yet synced is not published"
+    );
+    log.sync().unwrap();
+    wait_for(10, "the checkpoint is published", || {
+        got.lock().unwrap().len() == 1
+    });
+    log.append(finding(3)).unwrap();
+    log.append(finding(4)).unwrap(); // + checkpoint
+    log.sync().unwrap();
+    drop(log); // waits for the queue
+    let lines = s.lines();
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], (lines[2].as_bytes().to_vec(), true));
+    assert_eq!(got[1], (lines[5].as_bytes().to_vec(), true));
+    assert!(
+        lines[5].contains(r#""replica":"replica-a""#),
+        "{}",
+        lines[5]
+    );
+
+    let calls = Arc::new(AtomicU64::new(0));
+    let failing = {
+        let calls = calls.clone();
+        CheckpointPublisher::new("vigil.audit.replica-a", move |_: &[u8]| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err("no responders available for request".to_owned())
+        })
+    };
+    let mut options = s.signed("k1", 1);
+    options.witness.publish = Some(failing);
+    let mut log = AuditLog::open_with(&s.log, options).unwrap();
+    log.append(finding(5)).unwrap(); // + checkpoint
+    let started = Instant::now();
+    log.sync().unwrap(); // published: fails in the background
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a failing publisher does not hold up the log"
+    );
+    wait_for(30, "the failed publication is counted", || {
+        log.pending_witness_failures() == 1
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "three attempts");
+    log.append(finding(6)).unwrap(); // + checkpoint carrying the count
+    log.sync().unwrap();
+    drop(log);
+    let last = s.records().pop().unwrap();
+    assert_eq!(last["type"], "checkpoint");
+    assert_eq!(last["witness_failed"], 1);
 }
 
 /// Opening a log whose last record is 48 MiB works (reading the last
