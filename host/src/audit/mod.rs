@@ -72,7 +72,10 @@
 //! checkpoint, and the next checkpoint or the signed head commits to this
 //! one). Without `[cluster]` checkpoints have no `replica` field. The
 //! checkpoints can also be published to a NATS JetStream stream (subject
-//! `vigil.audit.<replica>`, see [`witness::CheckpointPublisher`]).
+//! `vigil.audit.<replica>`, see [`witness::CheckpointPublisher`] and
+//! [`nats`]); `vigil audit verify a.jsonl b.jsonl … --nats URL` verifies a
+//! set of replica logs and checks that each replica's newest published
+//! checkpoint is still in its log.
 //!
 //! # Durability
 //!
@@ -103,6 +106,7 @@
 
 pub mod cap;
 pub mod log;
+pub mod nats;
 pub mod options;
 pub mod reseal;
 pub mod signing;
@@ -116,7 +120,10 @@ pub use log::{AuditError, AuditLog, Entry};
 pub use options::AuditOptions;
 pub use reseal::{ResealReport, reseal};
 pub use signing::{AuditSigner, KeyError, PublicKey, keygen};
-pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify, verify_with};
+pub use verify::{
+    PublishedCheckpoint, VerifyError, VerifyOptions, VerifyReport, verify, verify_member,
+    verify_with,
+};
 pub use witness::CheckpointPublisher;
 
 use serde_json::{Map, Value};

@@ -531,8 +531,8 @@ fn witness_url_receives_checkpoints_and_failures_are_recorded() {
     assert_eq!(last["witness_failed"], 1);
 }
 
-/// With a replica name every checkpoint record carries it (and the log
-/// verifies); without one, checkpoints are as they always were.
+/// With a replica name every checkpoint record carries it, and the
+/// verifier reads it back; without one, checkpoints are as they always were.
 #[test]
 fn checkpoints_name_the_replica_when_set() {
     let s = Setup::new();
@@ -564,7 +564,10 @@ fn checkpoints_name_the_replica_when_set() {
             assert!(!r.contains_key("replica"), "{r:?}");
         }
     }
-    let report = verify_with(&s.log, &s.with_keys(&["k1"])).unwrap();
+    let (names, result) = verify_member(&s.log, &s.with_keys(&["k1"]));
+    assert_eq!(names, ["replica-a"]);
+    let report = result.unwrap();
+    assert_eq!(report.replicas, ["replica-a"]);
     assert_eq!(report.checkpoints, 3);
 
     let plain = Setup::new();
@@ -577,7 +580,9 @@ fn checkpoints_name_the_replica_when_set() {
         keys,
         ["hash", "key_id", "prev_hash", "seq", "sig", "time", "type"]
     );
-    verify_with(&plain.log, &plain.with_keys(&["k1"])).unwrap();
+    let (names, result) = verify_member(&plain.log, &plain.with_keys(&["k1"]));
+    assert!(names.is_empty());
+    assert!(result.unwrap().replicas.is_empty());
 }
 
 /// Polls `done` every 20 ms for up to `secs` seconds.
@@ -674,6 +679,130 @@ fn publisher_gets_checkpoints_after_sync_and_failures_are_recorded() {
     let last = s.records().pop().unwrap();
     assert_eq!(last["type"], "checkpoint");
     assert_eq!(last["witness_failed"], 1);
+}
+
+/// The newest checkpoint a replica published catches its log cut back
+/// behind it, even under a genuinely signed head saved before the cut
+/// (which the head file and the signatures cannot catch); a log rewritten
+/// from there fails too; another replica's checkpoint is not compared.
+#[test]
+fn published_checkpoint_catches_a_cut() {
+    let s = Setup::new();
+    let named = |every| {
+        let mut o = s.signed("k1", every);
+        o.replica = Some("a".to_owned());
+        o
+    };
+    write(&s.log, named(3), 5); // f f f cp f f cp
+    let saved_lines = s.lines();
+    let saved_head = fs::read(head_path(&s.log)).unwrap();
+    assert_eq!(saved_lines.len(), 7);
+    write(&s.log, named(3), 3); // f f f cp
+    let lines = s.lines();
+    assert_eq!(lines.len(), 11);
+    let newest: Value = serde_json::from_str(&lines[10]).unwrap();
+    let published = PublishedCheckpoint::from_value("a", &newest).unwrap();
+    assert_eq!((published.replica.as_str(), published.seq), ("a", 11));
+    let with_published = VerifyOptions {
+        published: vec![published.clone()],
+        ..s.with_keys(&["k1"])
+    };
+    let report = verify_with(&s.log, &with_published).unwrap();
+    assert_eq!(report.published, [("a".to_owned(), 11)]);
+
+    // What is not a checkpoint of replica "a" is refused as such.
+    let err = PublishedCheckpoint::from_value("b", &newest).unwrap_err();
+    assert!(err.contains(r#"names replica "a", not "b""#), "{err}");
+    let mut altered = newest.clone();
+    altered["time"] = "2020-01-01T00:00:00.000Z".into();
+    let err = PublishedCheckpoint::from_value("a", &altered).unwrap_err();
+    assert!(err.contains("altered"), "{err}");
+    let finding: Value = serde_json::from_str(&lines[0]).unwrap();
+    let err = PublishedCheckpoint::from_value("a", &finding).unwrap_err();
+    assert!(err.contains("not a checkpoint"), "{err}");
+
+    // Cut back to the saved point, with the head saved then: the log, its
+    // head and every signature fit.
+    s.write_lines(&saved_lines);
+    fs::write(head_path(&s.log), &saved_head).unwrap();
+    verify_with(&s.log, &s.with_keys(&["k1"])).unwrap();
+    let err = verify_with(&s.log, &with_published).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::PublishedMissing { replica, seq: 11, last_seq: 7 } if replica == "a"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "replica a published checkpoint seq 11 (on vigil.audit.a) but the log ends at seq 7: \
+         records were cut from the log"
+    );
+
+    // Written on from the cut: seq 11 is now another record.
+    write(&s.log, named(3), 3);
+    let err = verify_with(&s.log, &with_published).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::PublishedMismatch {
+                seq: 11,
+                resealed: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cut and rewritten"), "{err}");
+
+    // Another replica's checkpoint says nothing about this log.
+    let b = Setup::new();
+    let mut options = b.signed("k1", 3);
+    options.replica = Some("b".to_owned());
+    write(&b.log, options, 30);
+    let b_newest: Value = serde_json::from_str(b.lines().last().unwrap()).unwrap();
+    let options = VerifyOptions {
+        published: vec![PublishedCheckpoint::from_value("b", &b_newest).unwrap()],
+        ..s.with_keys(&["k1"])
+    };
+    let report = verify_with(&s.log, &options).unwrap();
+    assert!(report.published.is_empty());
+
+    // With keys, a published checkpoint they did not sign is refused before
+    // it is compared (re-hashed, so that it fits its own hash).
+    let mut forged: Map<String, Value> = serde_json::from_value(b_newest.clone()).unwrap();
+    let sig = forged["sig"].as_str().unwrap().to_owned();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('a') { "b" } else { "a" },
+        &sig[1..]
+    );
+    forged.insert("sig".into(), flipped.into());
+    forged.remove("hash");
+    let prev = forged["prev_hash"].as_str().unwrap().to_owned();
+    let hash = record_hash(&prev, &mut forged);
+    forged.insert("hash".into(), hash.into());
+    let forged = PublishedCheckpoint::from_value("b", &Value::Object(forged)).unwrap();
+    let options = VerifyOptions {
+        published: vec![forged],
+        ..b.with_keys(&["k1"])
+    };
+    let err = verify_with(&b.log, &options).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::PublishedSignature { replica, .. } if replica == "b"),
+        "{err}"
+    );
+    // Without keys it is only compared, and its hash is not the log's.
+    let options = VerifyOptions {
+        published: options.published,
+        ..VerifyOptions::default()
+    };
+    let err = verify_with(&b.log, &options).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::PublishedMismatch { .. }),
+        "{err}"
+    );
 }
 
 /// Opening a log whose last record is 48 MiB works (reading the last

@@ -18,6 +18,7 @@ pub fn verify(path: &Path, pubkeys: &[PathBuf], witness: Option<&Path>) -> Resul
     let options = VerifyOptions {
         public_keys,
         witness: witness.map(Path::to_owned),
+        published: Vec::new(),
     };
     match audit::verify_with(path, &options) {
         Ok(report) => {
