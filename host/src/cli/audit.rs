@@ -38,7 +38,7 @@ pub fn reseal(path: &Path, by: &str, reason: &str, config: Option<&Path>) -> Res
     let options = match config {
         Some(c) => {
             let config = setup::load_config(Some(c))?;
-            AuditOptions::from_config(&config.audit, path)
+            setup::audit_options(&config, path)
                 .with_context(|| format!("invalid [audit] in {}", c.display()))?
         }
         None => AuditOptions::default(),
