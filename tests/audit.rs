@@ -3,9 +3,10 @@
 //! recovery) until `vigil audit reseal` accepts it on the record; keys from
 //! `vigil audit keygen` sign checkpoints and the head, and `verify --pubkey`
 //! catches a forged head and a wrong key; the witness file catches a cut;
-//! a key file others can read is refused. Also the start-up checks of issue
-//! 11 item 8: a damaged state database stops the start, and a cache
-//! directory others can write is not used.
+//! a key file others can read is refused; replica logs are verified as a
+//! set against the checkpoints they published to NATS. Also the start-up
+//! checks of issue 11 item 8: a damaged state database stops the start, and
+//! a cache directory others can write is not used.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -287,6 +288,241 @@ fn witness_file_catches_a_cut() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("vigil audit reseal"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `[audit]` signing with `key` (a checkpoint every 2 records) and
+/// `[cluster]` naming the replica, on the NATS server at `nats_url`.
+fn replica_config(key: &Path, nats_url: &str, replica: &str) -> String {
+    format!(
+        "[audit]\nsigning_key_file = {key:?}\ncheckpoint_records = 2\n\
+         [cluster]\nnats_url = \"{nats_url}\"\nreplica = \"{replica}\"\ntimeout_secs = 5\n"
+    )
+}
+
+/// Publishes every checkpoint line of `log` on `vigil.audit.<replica>` of
+/// the stream `VIGIL` (subjects `vigil.>`, created if needed), as a
+/// replica's checkpoint publisher does.
+fn publish_checkpoints(nats_url: &str, replica: &str, log: &Path) {
+    let lines: Vec<String> = std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""type":"checkpoint""#))
+        .map(str::to_owned)
+        .collect();
+    assert!(!lines.is_empty(), "{} has checkpoints", log.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats_url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "VIGIL".to_owned(),
+            subjects: vec!["vigil.>".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for line in lines {
+            js.publish(format!("vigil.audit.{replica}"), line.into_bytes().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// Replica logs (`[cluster] replica`) name their replica in every
+/// checkpoint; `vigil audit verify` takes them as a set: one line per log
+/// and a summary; with `--nats` each replica's newest published checkpoint
+/// must be in its log, which catches a log cut back under a genuinely
+/// signed head saved before the cut (which nothing else catches); two logs
+/// of one replica fail; a replica that published but whose log is missing
+/// is warned about; one log alone reports as it always did.
+#[test]
+fn replica_logs_verified_as_a_set_against_published_checkpoints() {
+    let nats = vigil_test_support::nats::start_nats();
+    let keys = tempfile::tempdir().unwrap();
+    let mut pubkeys = Vec::new();
+    let mut logs = Vec::new();
+    let mut dirs = Vec::new();
+    for replica in ["a", "b", "c"] {
+        let (key, public) = keygen(keys.path(), &format!("{replica}.key"));
+        let wd = Workdir::new();
+        let out = run(&wd, &replica_config(&key, &nats.url, replica));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let records = wd.audit_records();
+        let checkpoints: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["type"] == "checkpoint")
+            .collect();
+        assert!(checkpoints.len() >= 2, "{records:#?}");
+        assert!(checkpoints.iter().all(|c| c["replica"] == replica));
+        assert!(
+            records
+                .iter()
+                .filter(|r| r["type"] != "checkpoint")
+                .all(|r| r.get("replica").is_none())
+        );
+        pubkeys.push(public);
+        logs.push(wd.audit_path());
+        dirs.push((wd, key));
+    }
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let mut key_args: Vec<String> = Vec::new();
+    for p in &pubkeys {
+        key_args.extend(["--pubkey".to_owned(), path(p)]);
+    }
+    let verify_set = |files: &[&PathBuf], extra: &[&str]| {
+        let mut args: Vec<String> = vec!["audit".into(), "verify".into()];
+        args.extend(files.iter().map(|f| path(f)));
+        args.extend(key_args.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        vigil(&args, keys.path())
+    };
+
+    // Replica b runs again on other events; keep a copy of its log and
+    // its signed head as they were before.
+    let (b_dir, b_key) = &dirs[1];
+    let before_log = std::fs::read(&logs[1]).unwrap();
+    let before_head = std::fs::read(head_path(b_dir)).unwrap();
+    let out = b_dir.run(
+        VIGIL,
+        &replica_config(b_key, &nats.url, "b"),
+        &fixture("protected-push-bombing.jsonl"),
+        &b_dir.path().join("xdg-cache"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read(&logs[1]).unwrap().len() > before_log.len());
+    for (replica, log) in ["a", "b", "c"].iter().zip(&logs) {
+        publish_checkpoints(&nats.url, replica, log);
+    }
+
+    // The set verifies, each log under its replica's name.
+    let all: Vec<&PathBuf> = logs.iter().collect();
+    let out = verify_set(&all, &["--nats", &nats.url]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for (replica, log) in ["a", "b", "c"].iter().zip(&logs) {
+        assert!(
+            text.contains(&format!("{}: replica {replica}: ok, ", log.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("the newest checkpoint {replica} published (seq ")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("every signature verified"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("set ok: 3 logs: 3 ok, 0 failed"),
+        "{text}"
+    );
+
+    // Without c's log: a warning, not a failure.
+    let out = verify_set(&all[..2], &["--nats", &nats.url]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: replica c published checkpoints to stream VIGIL")
+            && text.contains("but its log was not given"),
+        "{text}"
+    );
+
+    // Cut b back to its first run, with the head signed then: alone, with
+    // the key, it verifies (a genuinely signed, older history)...
+    std::fs::write(&logs[1], &before_log).unwrap();
+    std::fs::write(head_path(b_dir), &before_head).unwrap();
+    let out = verify(b_dir, &["--pubkey", pubkeys[1].to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("ok: chain intact"),
+        "{}",
+        stdout(&out)
+    );
+    // ...but b published a checkpoint past its end.
+    let out = verify_set(&all, &["--nats", &nats.url]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let b_line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{}:", logs[1].display())))
+        .unwrap();
+    assert!(
+        b_line.contains(": replica b: FAILED: replica b published checkpoint seq ")
+            && b_line.contains("(on vigil.audit.b) but the log ends at seq ")
+            && b_line.contains("records were cut from the log"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}: replica a: ok, ", logs[0].display())),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("set FAILED: 3 logs: 2 ok, 1 failed"),
+        "{text}"
+    );
+    // Without --nats the set cannot tell.
+    let out = verify_set(&all, &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // Two logs of one replica: a copy (or a fork).
+    let copy = Workdir::new();
+    std::fs::copy(&logs[0], copy.audit_path()).unwrap();
+    std::fs::copy(head_path(&dirs[0].0), head_path(&copy)).unwrap();
+    let copied = copy.audit_path();
+    let out = verify_set(&[&logs[0], &copied, &logs[2]], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAILED: replica a is named by 2 logs ({}, {})",
+            logs[0].display(),
+            copied.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().unwrap().starts_with(
+            "set FAILED: 3 logs: 3 ok, 0 failed; replicas named by more than one log: 1"
+        ),
+        "{text}"
+    );
+
+    // A log of no cluster is unnamed; a witness file serves one log only.
+    let plain = Workdir::new();
+    let plain_body = format!("[audit]\nsigning_key_file = {:?}\n", dirs[0].1);
+    let out = run(&plain, &plain_body);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain_log = plain.audit_path();
+    let out = verify_set(&[&logs[0], &plain_log], &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("{}: replica (unnamed): ok, ", plain_log.display())),
+        "{}",
+        stdout(&out)
+    );
+    let witness = keys.path().join("witness.jsonl");
+    std::fs::write(&witness, "").unwrap();
+    let out = verify_set(
+        &[&logs[0], &logs[2]],
+        &["--witness", witness.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--witness compares one log with its own witness file"),
         "{}",
         stderr(&out)
     );

@@ -199,6 +199,8 @@ pub struct AuditLog {
     checkpoint_every: Duration,
     max_record_bytes: usize,
     witnesses: Option<Witnesses>,
+    /// Named in every checkpoint (`replica`), when set.
+    replica: Option<String>,
     /// Records (other than checkpoints) since the last checkpoint, or 1 when
     /// the log was opened on records no checkpoint covers yet.
     since_checkpoint: u64,
@@ -289,7 +291,7 @@ impl AuditLog {
                 }
             }
         }
-        let witnesses = if options.witness.file.is_some() || options.witness.url.is_some() {
+        let witnesses = if options.witness.any() {
             Some(
                 Witnesses::start(&options.witness).map_err(|source| AuditError::Io {
                     path: options.witness.file.clone().unwrap_or_default(),
@@ -315,6 +317,7 @@ impl AuditLog {
             checkpoint_every: Duration::from_secs(options.checkpoint_secs),
             max_record_bytes: options.max_record_bytes.max(cap::MIN_RECORD_BYTES),
             witnesses,
+            replica: options.replica,
             since_checkpoint: u64::from(pending),
             last_checkpoint: Instant::now(),
             unshipped: Vec::new(),
@@ -437,6 +440,9 @@ impl AuditLog {
         record.insert("type".into(), "checkpoint".into());
         record.insert("key_id".into(), signer.key_id().into());
         record.insert("sig".into(), sig.into());
+        if let Some(replica) = &self.replica {
+            record.insert("replica".into(), replica.clone().into());
+        }
         let failures = self.witnesses.as_ref().map_or(0, Witnesses::take_failures);
         if failures > 0 {
             record.insert("witness_failed".into(), failures.into());

@@ -62,6 +62,21 @@
 //! URL, which catches a log cut back to an older signed point. What is and
 //! is not detected is tabled in the README ("The audit log").
 //!
+//! # Replicas
+//!
+//! In a cluster each replica keeps its own log, a chain of its own. With
+//! `[cluster]` configured (see [`AuditOptions::replica`]) every `checkpoint`
+//! record also carries `"replica": "<name>"`, so a log says whose chain it
+//! is; it is an ordinary field, covered by the record's `hash` like any
+//! other (the signature is unchanged: it commits to the chain before the
+//! checkpoint, and the next checkpoint or the signed head commits to this
+//! one). Without `[cluster]` checkpoints have no `replica` field. The
+//! checkpoints can also be published to a NATS JetStream stream (subject
+//! `vigil.audit.<replica>`, see [`witness::CheckpointPublisher`] and
+//! [`nats`]); `vigil audit verify a.jsonl b.jsonl … --nats URL` verifies a
+//! set of replica logs and checks that each replica's newest published
+//! checkpoint is still in its log.
+//!
 //! # Durability
 //!
 //! Appending a record only buffers it. A record is durable once the log has
@@ -91,6 +106,7 @@
 
 pub mod cap;
 pub mod log;
+pub mod nats;
 pub mod options;
 pub mod reseal;
 pub mod signing;
@@ -104,7 +120,11 @@ pub use log::{AuditError, AuditLog, Entry};
 pub use options::AuditOptions;
 pub use reseal::{ResealReport, reseal};
 pub use signing::{AuditSigner, KeyError, PublicKey, keygen};
-pub use verify::{VerifyError, VerifyOptions, VerifyReport, verify, verify_with};
+pub use verify::{
+    PublishedCheckpoint, VerifyError, VerifyOptions, VerifyReport, verify, verify_member,
+    verify_with,
+};
+pub use witness::CheckpointPublisher;
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

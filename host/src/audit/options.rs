@@ -32,6 +32,10 @@ pub struct AuditOptions {
     pub max_record_bytes: usize,
     /// Where checkpoints are shipped.
     pub witness: WitnessConfig,
+    /// The replica whose chain this log is (`[cluster] replica`): every
+    /// checkpoint record names it in a `replica` field. `None` (one
+    /// machine): checkpoints carry no such field.
+    pub replica: Option<String>,
 }
 
 impl Default for AuditOptions {
@@ -42,6 +46,7 @@ impl Default for AuditOptions {
             checkpoint_secs: DEFAULT_CHECKPOINT_SECS,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             witness: WitnessConfig::default(),
+            replica: None,
         }
     }
 }
@@ -49,6 +54,8 @@ impl Default for AuditOptions {
 impl AuditOptions {
     /// The options of a (validated) `[audit]` table for the log at `log`.
     /// Errors name the key (`audit.signing_key_file`, …) and the file.
+    /// `replica` and `witness.publish` come from elsewhere (`[cluster]`) and
+    /// are left unset.
     pub fn from_config(config: &AuditConfig, log: &Path) -> Result<AuditOptions> {
         let log_dir = log
             .parent()
@@ -84,7 +91,9 @@ impl AuditOptions {
             witness: WitnessConfig {
                 file: config.witness_file.clone(),
                 url,
+                publish: None,
             },
+            replica: None,
         })
     }
 }

@@ -78,7 +78,7 @@ impl Setup {
     fn with_keys(&self, keys: &[&str]) -> VerifyOptions {
         VerifyOptions {
             public_keys: keys.iter().map(|k| self.key(k).1).collect(),
-            witness: None,
+            ..VerifyOptions::default()
         }
     }
 }
@@ -443,6 +443,7 @@ fn witness_file_detects_a_cut_even_after_reseal() {
             witness: witness::WitnessConfig {
                 file: Some(s.witness_path()),
                 url: None,
+                publish: None,
             },
             ..AuditOptions::default()
         },
@@ -453,7 +454,7 @@ fn witness_file_detects_a_cut_even_after_reseal() {
         &s.log,
         &VerifyOptions {
             witness: Some(s.witness_path()),
-            public_keys: vec![],
+            ..VerifyOptions::default()
         },
     )
     .unwrap_err();
@@ -528,6 +529,280 @@ fn witness_url_receives_checkpoints_and_failures_are_recorded() {
     let last = s.records().pop().unwrap();
     assert_eq!(last["type"], "checkpoint");
     assert_eq!(last["witness_failed"], 1);
+}
+
+/// With a replica name every checkpoint record carries it, and the
+/// verifier reads it back; without one, checkpoints are as they always were.
+#[test]
+fn checkpoints_name_the_replica_when_set() {
+    let s = Setup::new();
+    let mut options = s.signed("k1", 2);
+    options.replica = Some("replica-a".to_owned());
+    write(&s.log, options, 5);
+    let records = s.records();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "finding",
+            "finding",
+            "checkpoint",
+            "finding",
+            "finding",
+            "checkpoint",
+            "finding",
+            "checkpoint"
+        ]
+    );
+    for r in &records {
+        if r["type"] == "checkpoint" {
+            assert_eq!(r["replica"], "replica-a", "{r:?}");
+        } else {
+            assert!(!r.contains_key("replica"), "{r:?}");
+        }
+    }
+    let (names, result) = verify_member(&s.log, &s.with_keys(&["k1"]));
+    assert_eq!(names, ["replica-a"]);
+    let report = result.unwrap();
+    assert_eq!(report.replicas, ["replica-a"]);
+    assert_eq!(report.checkpoints, 3);
+
+    let plain = Setup::new();
+    write(&plain.log, plain.signed("k1", 2), 5);
+    let records = plain.records();
+    assert!(records.iter().all(|r| !r.contains_key("replica")));
+    let checkpoint = records.iter().find(|r| r["type"] == "checkpoint").unwrap();
+    let keys: Vec<&str> = checkpoint.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["hash", "key_id", "prev_hash", "seq", "sig", "time", "type"]
+    );
+    let (names, result) = verify_member(&plain.log, &plain.with_keys(&["k1"]));
+    assert!(names.is_empty());
+    assert!(result.unwrap().replicas.is_empty());
+}
+
+/// Polls `done` every 20 ms for up to `secs` seconds.
+fn wait_for(secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The publisher gets each checkpoint line exactly as the log holds it,
+/// and only once the log has synced it; a publisher that fails never stops
+/// the log (three attempts, then counted), and the next checkpoint says how
+/// many checkpoints were not delivered.
+#[test]
+fn publisher_gets_checkpoints_after_sync_and_failures_are_recorded() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let s = Setup::new();
+    /// Each line published, and whether the log file held it by then.
+    type Published = Vec<(Vec<u8>, bool)>;
+    let got: Arc<Mutex<Published>> = Arc::default();
+    let publisher = {
+        let got = got.clone();
+        let log = s.log.clone();
+        CheckpointPublisher::new("vigil.audit.replica-a", move |line: &[u8]| {
+            let on_disk = fs::read(&log).map_err(|e| e.to_string())?;
+            let durable = on_disk.split(|&b| b == b'\n').any(|l| l == line);
+            got.lock().unwrap().push((line.to_vec(), durable));
+            Ok(())
+        })
+    };
+    assert_eq!(
+        format!("{publisher:?}"),
+        r#"CheckpointPublisher { name: "vigil.audit.replica-a", .. }"#
+    );
+    let mut options = s.signed("k1", 2);
+    options.replica = Some("replica-a".to_owned());
+    options.witness.publish = Some(publisher);
+    let mut log = AuditLog::open_with(&s.log, options).unwrap();
+    log.append(finding(1)).unwrap();
+    log.append(finding(2)).unwrap(); // + checkpoint, buffered
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "a checkpoint not yet synced is not published"
+    );
+    log.sync().unwrap();
+    wait_for(10, "the checkpoint is published", || {
+        got.lock().unwrap().len() == 1
+    });
+    log.append(finding(3)).unwrap();
+    log.append(finding(4)).unwrap(); // + checkpoint
+    log.sync().unwrap();
+    drop(log); // waits for the queue
+    let lines = s.lines();
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], (lines[2].as_bytes().to_vec(), true));
+    assert_eq!(got[1], (lines[5].as_bytes().to_vec(), true));
+    assert!(
+        lines[5].contains(r#""replica":"replica-a""#),
+        "{}",
+        lines[5]
+    );
+
+    let calls = Arc::new(AtomicU64::new(0));
+    let failing = {
+        let calls = calls.clone();
+        CheckpointPublisher::new("vigil.audit.replica-a", move |_: &[u8]| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err("no responders available for request".to_owned())
+        })
+    };
+    let mut options = s.signed("k1", 1);
+    options.witness.publish = Some(failing);
+    let mut log = AuditLog::open_with(&s.log, options).unwrap();
+    log.append(finding(5)).unwrap(); // + checkpoint
+    let started = Instant::now();
+    log.sync().unwrap(); // published: fails in the background
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a failing publisher does not hold up the log"
+    );
+    wait_for(30, "the failed publication is counted", || {
+        log.pending_witness_failures() == 1
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "three attempts");
+    log.append(finding(6)).unwrap(); // + checkpoint carrying the count
+    log.sync().unwrap();
+    drop(log);
+    let last = s.records().pop().unwrap();
+    assert_eq!(last["type"], "checkpoint");
+    assert_eq!(last["witness_failed"], 1);
+}
+
+/// The newest checkpoint a replica published catches its log cut back
+/// behind it, even under a genuinely signed head saved before the cut
+/// (which the head file and the signatures cannot catch); a log rewritten
+/// from there fails too; another replica's checkpoint is not compared.
+#[test]
+fn published_checkpoint_catches_a_cut() {
+    let s = Setup::new();
+    let named = |every| {
+        let mut o = s.signed("k1", every);
+        o.replica = Some("a".to_owned());
+        o
+    };
+    write(&s.log, named(3), 5); // f f f cp f f cp
+    let saved_lines = s.lines();
+    let saved_head = fs::read(head_path(&s.log)).unwrap();
+    assert_eq!(saved_lines.len(), 7);
+    write(&s.log, named(3), 3); // f f f cp
+    let lines = s.lines();
+    assert_eq!(lines.len(), 11);
+    let newest: Value = serde_json::from_str(&lines[10]).unwrap();
+    let published = PublishedCheckpoint::from_value("a", &newest).unwrap();
+    assert_eq!((published.replica.as_str(), published.seq), ("a", 11));
+    let with_published = VerifyOptions {
+        published: vec![published.clone()],
+        ..s.with_keys(&["k1"])
+    };
+    let report = verify_with(&s.log, &with_published).unwrap();
+    assert_eq!(report.published, [("a".to_owned(), 11)]);
+
+    // What is not a checkpoint of replica "a" is refused as such.
+    let err = PublishedCheckpoint::from_value("b", &newest).unwrap_err();
+    assert!(err.contains(r#"names replica "a", not "b""#), "{err}");
+    let mut altered = newest.clone();
+    altered["time"] = "2020-01-01T00:00:00.000Z".into();
+    let err = PublishedCheckpoint::from_value("a", &altered).unwrap_err();
+    assert!(err.contains("altered"), "{err}");
+    let finding: Value = serde_json::from_str(&lines[0]).unwrap();
+    let err = PublishedCheckpoint::from_value("a", &finding).unwrap_err();
+    assert!(err.contains("not a checkpoint"), "{err}");
+
+    // Cut back to the saved point, with the head saved then: the log, its
+    // head and every signature fit.
+    s.write_lines(&saved_lines);
+    fs::write(head_path(&s.log), &saved_head).unwrap();
+    verify_with(&s.log, &s.with_keys(&["k1"])).unwrap();
+    let err = verify_with(&s.log, &with_published).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::PublishedMissing { replica, seq: 11, last_seq: 7 } if replica == "a"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "replica a published checkpoint seq 11 (on vigil.audit.a) but the log ends at seq 7: \
+         records were cut from the log"
+    );
+
+    // Written on from the cut: seq 11 is now another record.
+    write(&s.log, named(3), 3);
+    let err = verify_with(&s.log, &with_published).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            VerifyError::PublishedMismatch {
+                seq: 11,
+                resealed: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cut and rewritten"), "{err}");
+
+    // Another replica's checkpoint says nothing about this log.
+    let b = Setup::new();
+    let mut options = b.signed("k1", 3);
+    options.replica = Some("b".to_owned());
+    write(&b.log, options, 30);
+    let b_newest: Value = serde_json::from_str(b.lines().last().unwrap()).unwrap();
+    let options = VerifyOptions {
+        published: vec![PublishedCheckpoint::from_value("b", &b_newest).unwrap()],
+        ..s.with_keys(&["k1"])
+    };
+    let report = verify_with(&s.log, &options).unwrap();
+    assert!(report.published.is_empty());
+
+    // With keys, a published checkpoint they did not sign is refused before
+    // it is compared (re-hashed, so that it fits its own hash).
+    let mut forged: Map<String, Value> = serde_json::from_value(b_newest.clone()).unwrap();
+    let sig = forged["sig"].as_str().unwrap().to_owned();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('a') { "b" } else { "a" },
+        &sig[1..]
+    );
+    forged.insert("sig".into(), flipped.into());
+    forged.remove("hash");
+    let prev = forged["prev_hash"].as_str().unwrap().to_owned();
+    let hash = record_hash(&prev, &mut forged);
+    forged.insert("hash".into(), hash.into());
+    let forged = PublishedCheckpoint::from_value("b", &Value::Object(forged)).unwrap();
+    let options = VerifyOptions {
+        published: vec![forged],
+        ..b.with_keys(&["k1"])
+    };
+    let err = verify_with(&b.log, &options).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::PublishedSignature { replica, .. } if replica == "b"),
+        "{err}"
+    );
+    // Without keys it is only compared, and its hash is not the log's.
+    let options = VerifyOptions {
+        published: options.published,
+        ..VerifyOptions::default()
+    };
+    let err = verify_with(&b.log, &options).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::PublishedMismatch { .. }),
+        "{err}"
+    );
 }
 
 /// Opening a log whose last record is 48 MiB works (reading the last

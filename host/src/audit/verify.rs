@@ -1,13 +1,16 @@
 //! Checking an audit log: [`verify_with`] walks the hash chain from the
 //! first record, checks every checkpoint's signature (given public keys),
 //! compares the end against the head file (and its signature), and compares
-//! the log with a witness file. The format is described in the [module
+//! the log with a witness file and with the newest checkpoint its replica
+//! published. The format is described in the [module
 //! documentation](crate::audit).
 //!
 //! What fails: any break in the chain; a non-empty log without a head file;
 //! a head that names a record the log does not have; with public keys, a
 //! checkpoint or head not signed by one of them; with a witness, a
-//! witnessed checkpoint the log no longer holds. What is reported but does
+//! witnessed checkpoint the log no longer holds; with published
+//! checkpoints, one published by the log's replica that the log no longer
+//! holds (or one not signed by the keys). What is reported but does
 //! not fail: reseals, records cut to the size cap, and (with keys) records
 //! at the end covered by no signature yet (normal right after a crash).
 
@@ -15,7 +18,7 @@ use super::signing::{CHECKPOINT_CONTEXT, PublicKey};
 use super::witness::{WitnessEntry, read_witness};
 use super::{GENESIS_HASH, Head, cap, head_path, parse_record};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
@@ -29,6 +32,61 @@ pub struct VerifyOptions {
     pub public_keys: Vec<PublicKey>,
     /// Compare the log with this witness file.
     pub witness: Option<PathBuf>,
+    /// Checkpoints replicas published (the newest of each, see
+    /// [`super::nats`]): those of the replica the log names must be in it.
+    /// Those of other replicas are ignored.
+    pub published: Vec<PublishedCheckpoint>,
+}
+
+/// A checkpoint a replica published (to `vigil.audit.<replica>`), checked
+/// to be a checkpoint record of that replica that matches its own hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedCheckpoint {
+    pub replica: String,
+    pub seq: u64,
+    pub hash: String,
+    /// The record, without `hash` (for checking its signature).
+    record: Map<String, Value>,
+}
+
+impl PublishedCheckpoint {
+    /// Reads a published message (the checkpoint line as JSON) found for
+    /// `replica`. The error is a reason for a message: not a checkpoint, not
+    /// matching its own hash (altered), or naming another replica.
+    pub fn from_value(replica: &str, message: &Value) -> Result<PublishedCheckpoint, String> {
+        let record = parse_record(message.to_string().as_bytes())
+            .map_err(|reason| format!("not a checkpoint record: {reason}"))?;
+        if record.kind.as_deref() != Some("checkpoint") {
+            return Err(format!(
+                "a record of type {:?}, not a checkpoint",
+                record.kind.unwrap_or_default()
+            ));
+        }
+        if record.computed_hash != record.hash {
+            return Err(format!(
+                "checkpoint seq {} does not match its own hash: it was altered",
+                record.seq
+            ));
+        }
+        match record.map.get("replica").and_then(Value::as_str) {
+            Some(named) if named == replica => {}
+            Some(named) => {
+                return Err(format!(
+                    "checkpoint seq {} names replica {named:?}, not {replica:?}",
+                    record.seq
+                ));
+            }
+            None => {
+                return Err(format!("checkpoint seq {} names no replica", record.seq));
+            }
+        }
+        Ok(PublishedCheckpoint {
+            replica: replica.to_owned(),
+            seq: record.seq,
+            hash: record.hash,
+            record: record.map,
+        })
+    }
 }
 
 /// A `resealed` record found in the log.
@@ -73,6 +131,13 @@ pub struct VerifyReport {
     /// With a witness: checkpoints compared, and witness lines that were not
     /// JSON (skipped).
     pub witness: Option<(u64, Vec<u64>)>,
+    /// The replicas the checkpoints name (`replica`), in the order they
+    /// first appear; empty for a log of no cluster (unnamed). More than one
+    /// only if the replica was renamed.
+    pub replicas: Vec<String>,
+    /// Published checkpoints of those replicas found in the log: replica
+    /// and seq.
+    pub published: Vec<(String, u64)>,
 }
 
 impl fmt::Display for VerifyReport {
@@ -128,6 +193,12 @@ impl fmt::Display for VerifyReport {
                     unreadable
                 )?;
             }
+        }
+        for (replica, seq) in &self.published {
+            write!(
+                f,
+                "\npublished: checkpoint seq {seq} of replica {replica} is in the log"
+            )?;
         }
         for r in &self.reseals {
             write!(
@@ -236,6 +307,41 @@ pub enum VerifyError {
         witness_line: u64,
         resealed: bool,
     },
+    /// The log's replica published a checkpoint past the end of the log.
+    #[error(
+        "replica {replica} published checkpoint seq {seq} (on {}) but the log ends at seq \
+         {last_seq}: records were cut from the log",
+        super::nats::subject(replica)
+    )]
+    PublishedMissing {
+        replica: String,
+        seq: u64,
+        last_seq: u64,
+    },
+    /// The log's record at a published seq is not the published checkpoint.
+    #[error(
+        "record seq {seq} is not the checkpoint replica {replica} published for that seq (on \
+         {}): the log was cut and rewritten from there on{}",
+        super::nats::subject(replica),
+        if *.resealed { " (the log was resealed after the cut)" } else { "" }
+    )]
+    PublishedMismatch {
+        replica: String,
+        seq: u64,
+        resealed: bool,
+    },
+    /// With public keys: the checkpoint the log's replica published is not
+    /// signed by one of them.
+    #[error(
+        "the checkpoint replica {replica} published (seq {seq}, on {}) {reason}: it was not \
+         written by the holder of the key",
+        super::nats::subject(replica)
+    )]
+    PublishedSignature {
+        replica: String,
+        seq: u64,
+        reason: String,
+    },
 }
 
 fn missing_message(line: &u64, expected: &u64, found: &u64) -> String {
@@ -263,6 +369,26 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
 /// the log. Streams the file, so memory use does not grow with the log. An
 /// empty log is valid.
 pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    verify_member(path, options).1
+}
+
+/// [`verify_with`], also returning the replicas the log's checkpoints name
+/// (in the order they first appear), as far as it was read: a log in a set
+/// is reported under its replica's name even when it fails.
+pub fn verify_member(
+    path: &Path,
+    options: &VerifyOptions,
+) -> (Vec<String>, Result<VerifyReport, VerifyError>) {
+    let mut replicas = Vec::new();
+    let result = verify_inner(path, options, &mut replicas);
+    (replicas, result)
+}
+
+fn verify_inner(
+    path: &Path,
+    options: &VerifyOptions,
+    replicas: &mut Vec<String>,
+) -> Result<VerifyReport, VerifyError> {
     let keys = &options.public_keys;
     let head = read_head(path)?;
     let witness = match &options.witness {
@@ -291,6 +417,10 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
             witnessed.entry(entry.seq).or_default().push(entry);
         }
     }
+    // The hashes of the records at published seqs (a handful: one per
+    // replica), compared once the log has said which replica it is.
+    let published_seqs: BTreeSet<u64> = options.published.iter().map(|p| p.seq).collect();
+    let mut at_published: BTreeMap<u64, String> = BTreeMap::new();
 
     let io_err = |source| VerifyError::Io {
         path: path.to_owned(),
@@ -382,6 +512,11 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
                 }
                 checkpoints += 1;
                 last_checkpoint = Some(record.seq);
+                if let Some(name) = record.map.get("replica").and_then(Value::as_str)
+                    && !replicas.iter().any(|r| r == name)
+                {
+                    replicas.push(name.to_owned());
+                }
             }
             Some("resealed") => reseals.push(reseal_note(record.seq, &record.map)),
             _ => {}
@@ -397,6 +532,9 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
                 witness_line: entry.line,
                 resealed: !reseals.is_empty(),
             });
+        }
+        if published_seqs.contains(&record.seq) {
+            at_published.insert(record.seq, record.hash.clone());
         }
         last_seq = record.seq;
         last_hash = record.hash;
@@ -423,6 +561,43 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
             witness_line: entries[0].line,
             last_seq,
         });
+    }
+    let mut published = Vec::new();
+    for p in &options.published {
+        if !replicas.contains(&p.replica) {
+            continue;
+        }
+        if !keys.is_empty() {
+            let prev = p
+                .record
+                .get("prev_hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            check_checkpoint(&p.record, p.seq, prev, keys).map_err(|reason| {
+                VerifyError::PublishedSignature {
+                    replica: p.replica.clone(),
+                    seq: p.seq,
+                    reason,
+                }
+            })?;
+        }
+        match at_published.get(&p.seq) {
+            None => {
+                return Err(VerifyError::PublishedMissing {
+                    replica: p.replica.clone(),
+                    seq: p.seq,
+                    last_seq,
+                });
+            }
+            Some(hash) if *hash != p.hash => {
+                return Err(VerifyError::PublishedMismatch {
+                    replica: p.replica.clone(),
+                    seq: p.seq,
+                    resealed: !reseals.is_empty(),
+                });
+            }
+            Some(_) => published.push((p.replica.clone(), p.seq)),
+        }
     }
     let mut head_signed_by = None;
     let mut unsigned_tail = None;
@@ -456,6 +631,8 @@ pub fn verify_with(path: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         reseals,
         truncated_records,
         witness: witness.map(|w| (w.entries.len() as u64, w.unreadable_lines)),
+        replicas: replicas.clone(),
+        published,
     })
 }
 

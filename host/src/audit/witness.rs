@@ -11,6 +11,10 @@
 //!   a slow witness never holds up the pipeline (deliveries queue up to
 //!   [`QUEUE`]; three attempts each). A checkpoint is signed, so the receiver
 //!   can check it with the public key; no shared secret is needed.
+//! - A **publisher** ([`CheckpointPublisher`], in a cluster: a NATS
+//!   JetStream publish on `vigil.audit.<replica>`) gets each checkpoint line
+//!   the same way: queued (up to [`QUEUE`]) for a thread of its own, three
+//!   attempts each.
 //!
 //! Invariants: a checkpoint is shipped only after the log holding it was
 //! fsync'd, so a witness never holds a checkpoint that a crash could take
@@ -26,9 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Checkpoints waiting for the witness URL; more are dropped (and counted).
+/// Checkpoints waiting for the witness URL (or the publisher); more are
+/// dropped (and counted).
 pub const QUEUE: usize = 256;
 /// Time allowed for one POST to the witness URL.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,19 +47,78 @@ pub struct WitnessConfig {
     /// Validated (https, or http on loopback). It may carry a credential, so it
     /// is never logged.
     pub url: Option<reqwest::Url>,
+    /// Called with each checkpoint line, from a thread of its own.
+    pub publish: Option<CheckpointPublisher>,
+}
+
+impl WitnessConfig {
+    /// Whether any witness is configured.
+    pub fn any(&self) -> bool {
+        self.file.is_some() || self.url.is_some() || self.publish.is_some()
+    }
+}
+
+/// The signature of a publisher's callback.
+type PublishFn = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+
+/// A third witness: a callback that publishes one checkpoint line (the
+/// exact bytes the log holds, without the newline) somewhere out of the
+/// log's reach, e.g. to a NATS JetStream subject. It is called from the
+/// log's publishing thread, never from the pipeline, so it may block (with
+/// a timeout of its own: closing the log waits at most 10 s for the queue);
+/// an `Err` is a failed attempt, its text is logged.
+#[derive(Clone)]
+pub struct CheckpointPublisher {
+    name: String,
+    publish: Arc<PublishFn>,
+}
+
+impl CheckpointPublisher {
+    /// A publisher called `name` in log messages (e.g. the subject).
+    pub fn new(
+        name: impl Into<String>,
+        publish: impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static,
+    ) -> CheckpointPublisher {
+        CheckpointPublisher {
+            name: name.into(),
+            publish: Arc::new(publish),
+        }
+    }
+
+    /// The name given to [`CheckpointPublisher::new`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Publishes one checkpoint line.
+    pub fn publish(&self, line: &[u8]) -> Result<(), String> {
+        (self.publish)(line)
+    }
+}
+
+impl std::fmt::Debug for CheckpointPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointPublisher")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The running witnesses of one open log.
 #[derive(Debug)]
 pub(crate) struct Witnesses {
     file: Option<(PathBuf, File)>,
-    url: Option<UrlWitness>,
-    /// Failed deliveries since the last checkpoint (file and URL).
+    url: Option<Queued>,
+    publish: Option<Queued>,
+    /// Failed deliveries since the last checkpoint (file, URL, publisher).
     failed: Arc<AtomicU64>,
 }
 
+/// A witness fed through a bounded queue by a thread of its own.
 #[derive(Debug)]
-struct UrlWitness {
+struct Queued {
+    /// For messages: "audit witness URL", "audit checkpoint publisher …".
+    label: String,
     sender: Option<SyncSender<Vec<u8>>>,
     done: Receiver<()>,
 }
@@ -89,11 +153,26 @@ impl Witnesses {
             None => None,
         };
         let failed = Arc::new(AtomicU64::new(0));
-        let url = config
-            .url
-            .clone()
-            .map(|url| UrlWitness::start(url, failed.clone()));
-        Ok(Witnesses { file, url, failed })
+        let url = config.url.clone().map(|url| {
+            let failed = failed.clone();
+            Queued::start("audit witness URL".to_owned(), "audit-witness", move |r| {
+                deliver_all(&url, &r, &failed);
+            })
+        });
+        let publish = config.publish.clone().map(|publisher| {
+            let failed = failed.clone();
+            Queued::start(
+                format!("audit checkpoint publisher {}", publisher.name()),
+                "audit-publish",
+                move |r| publish_all(&publisher, &r, &failed),
+            )
+        });
+        Ok(Witnesses {
+            file,
+            url,
+            publish,
+            failed,
+        })
     }
 
     /// Ships one checkpoint line (without its newline) to every witness.
@@ -108,22 +187,8 @@ impl Witnesses {
                 tracing::warn!(witness = %path.display(), "cannot write the audit witness file: {e}");
             }
         }
-        if let Some(url) = &self.url
-            && let Some(sender) = &url.sender
-        {
-            match sender.try_send(line.to_vec()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.failed.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!(
-                        "audit witness URL: {QUEUE} checkpoints already waiting; this one is dropped"
-                    );
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.failed.fetch_add(1, Ordering::SeqCst);
-                    tracing::warn!("audit witness URL: the delivery thread has stopped");
-                }
-            }
+        for queued in [&self.url, &self.publish].into_iter().flatten() {
+            queued.enqueue(line, &self.failed);
         }
     }
 
@@ -140,29 +205,91 @@ impl Witnesses {
 }
 
 impl Drop for Witnesses {
-    /// Lets queued URL deliveries finish, for at most [`CLOSE_WAIT`].
+    /// Lets queued URL deliveries and publications finish, for at most
+    /// [`CLOSE_WAIT`] in all.
     fn drop(&mut self) {
-        if let Some(url) = &mut self.url {
-            url.sender = None;
-            let _ = url.done.recv_timeout(CLOSE_WAIT);
+        let deadline = Instant::now() + CLOSE_WAIT;
+        // Both queues are closed first, so they drain side by side.
+        for queued in [&mut self.url, &mut self.publish].into_iter().flatten() {
+            queued.sender = None;
+        }
+        for queued in [&self.url, &self.publish].into_iter().flatten() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = queued.done.recv_timeout(left);
         }
     }
 }
 
-impl UrlWitness {
-    fn start(url: reqwest::Url, failed: Arc<AtomicU64>) -> UrlWitness {
+impl Queued {
+    /// Starts thread `thread_name` running `deliver` on the queue's
+    /// receiving end until the queue is closed.
+    fn start(
+        label: String,
+        thread_name: &str,
+        deliver: impl FnOnce(Receiver<Vec<u8>>) + Send + 'static,
+    ) -> Queued {
         let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
         let (done_tx, done) = mpsc::channel();
         thread::Builder::new()
-            .name("audit-witness".into())
+            .name(thread_name.into())
             .spawn(move || {
-                deliver_all(&url, &receiver, &failed);
+                deliver(receiver);
                 let _ = done_tx.send(());
             })
             .expect("spawning a thread succeeds");
-        UrlWitness {
+        Queued {
+            label,
             sender: Some(sender),
             done,
+        }
+    }
+
+    /// Queues one line; a full queue or a stopped thread is a failed
+    /// delivery (counted, logged), never a wait.
+    fn enqueue(&self, line: &[u8], failed: &AtomicU64) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        match sender.try_send(line.to_vec()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(
+                    "{}: {QUEUE} checkpoints already waiting; this one is dropped",
+                    self.label
+                );
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!("{}: the delivery thread has stopped", self.label);
+            }
+        }
+    }
+}
+
+/// Calls the publisher for each queued line, three attempts each.
+fn publish_all(publisher: &CheckpointPublisher, receiver: &Receiver<Vec<u8>>, failed: &AtomicU64) {
+    for line in receiver.iter() {
+        let mut last_error = String::new();
+        let mut published = false;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+            }
+            match publisher.publish(&line) {
+                Ok(()) => {
+                    published = true;
+                    break;
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        if !published {
+            failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                publisher = %publisher.name(),
+                "audit checkpoint not published after 3 attempts: {last_error}"
+            );
         }
     }
 }

@@ -391,17 +391,29 @@ enum ConnectorsCommand {
 enum AuditCommand {
     /// Verify the hash chain and the head file; with --pubkey every
     /// checkpoint's and the head's signature; with --witness that every
-    /// witnessed checkpoint is still in the log.
+    /// witnessed checkpoint is still in the log. Several logs: a cluster's
+    /// replica logs, one per replica (each named by its checkpoints); with
+    /// --nats, that each replica's newest published checkpoint is still in
+    /// its log.
     Verify {
-        /// The audit log (JSON Lines).
-        file: PathBuf,
+        /// The audit log (JSON Lines); several: one log per replica.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
         /// A public key (PEM, from `vigil audit keygen`); repeat for keys
-        /// used before a rotation.
+        /// used before a rotation, or by other replicas.
         #[arg(long)]
         pubkey: Vec<PathBuf>,
-        /// A witness file ([audit] witness_file) to compare with the log.
+        /// A witness file ([audit] witness_file) to compare with the log
+        /// (one log only).
         #[arg(long)]
         witness: Option<PathBuf>,
+        /// The NATS server whose JetStream stream holds the checkpoints the
+        /// replicas published (on vigil.audit.<replica>).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The stream holding the published checkpoints (with --nats).
+        #[arg(long, value_name = "NAME", default_value = crate::audit::nats::DEFAULT_STREAM, requires = "nats")]
+        stream: String,
     },
     /// Accept a log whose head file is missing or no longer fits (records
     /// cut, key changed), after keeping a copy as evidence: appends a
@@ -464,10 +476,17 @@ pub fn main() -> ExitCode {
         Command::Inspect { rule } => inspect::inspect(&rule),
         Command::Audit { command } => match command {
             AuditCommand::Verify {
-                file,
+                files,
                 pubkey,
                 witness,
-            } => audit::verify(&file, &pubkey, witness.as_deref()),
+                nats,
+                stream,
+            } => audit::verify(
+                &files,
+                &pubkey,
+                witness.as_deref(),
+                nats.as_deref().map(|url| (url, stream.as_str())),
+            ),
             AuditCommand::Reseal {
                 file,
                 by,

@@ -223,7 +223,7 @@ fn clear_and_audit(
 pub(super) fn open_audit(config: &crate::config::Config) -> Result<AuditLog> {
     use anyhow::Context;
     let path = &config.audit_path;
-    let options = crate::audit::AuditOptions::from_config(&config.audit, path)?;
+    let options = setup::audit_options(config, path)?;
     AuditLog::open_with(path, options).with_context(|| {
         format!(
             "cannot open the audit log {} (if a `vigil run` service holds it, use its admin API)",

@@ -80,9 +80,18 @@ pub fn pipeline(config: &Config) -> Result<crate::pipeline::Pipeline> {
 /// witnesses, record cap).
 pub fn audit_log(config: &Config) -> Result<crate::audit::AuditLog> {
     let path = &config.audit_path;
-    let options = crate::audit::AuditOptions::from_config(&config.audit, path)?;
+    let options = audit_options(config, path)?;
     crate::audit::AuditLog::open_with(path, options)
         .with_context(|| format!("cannot open the audit log {}", path.display()))
+}
+
+/// The `[audit]` options of `config` for the log at `path`; with
+/// `[cluster]`, the log's checkpoints name the replica (its chain is that
+/// replica's).
+pub fn audit_options(config: &Config, path: &Path) -> Result<crate::audit::AuditOptions> {
+    let mut options = crate::audit::AuditOptions::from_config(&config.audit, path)?;
+    options.replica = config.cluster.as_ref().map(|c| c.replica_name());
+    Ok(options)
 }
 
 /// Who an operator command acts as: `--by`, else `$USER`, else `operator`.
