@@ -30,6 +30,10 @@ fn cache_home() -> PathBuf {
 struct Replica {
     wd: Workdir,
     p: VigilProcess,
+    /// Its audit signing key's public half (the private one is beside it,
+    /// outside the workdir).
+    pubkey: PathBuf,
+    _keys: tempfile::TempDir,
 }
 
 impl Replica {
@@ -52,6 +56,15 @@ impl Replica {
     ) -> Replica {
         let wd = Workdir::new();
         std::fs::write(wd.path().join("export.jsonl"), export).unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let key = keys.path().join("audit.key");
+        let out = vigil(
+            VIGIL,
+            &["audit", "keygen", "--out", key.to_str().unwrap()],
+            keys.path(),
+            &cache_home(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
         std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
         let cfg = wd.config(&format!(
             r#"mode = "enforce"
@@ -76,6 +89,10 @@ lease_ttl_secs = 3
 ack_wait_secs = 5
 timeout_secs = 2
 {extra}
+# Signed checkpoints, published to the stream by each replica.
+[audit]
+signing_key_file = {key:?}
+checkpoint_records = 10
 # Budgets are counted per replica; these bursts are all attacks.
 [budgets]
 per_rule = {{ suspend-user = 100, escalate = 100 }}
@@ -91,7 +108,12 @@ global = {{ suspend-user = 100, escalate = 100 }}
             .current_dir(wd.path())
             .env("XDG_CACHE_HOME", cache_home());
         let p = VigilProcess::spawn(command, "http");
-        Replica { wd, p }
+        Replica {
+            wd,
+            p,
+            pubkey: keys.path().join("audit.key.pub"),
+            _keys: keys,
+        }
     }
 
     fn post(&self, client: &Client, events: &[Value]) -> reqwest::blocking::Response {
@@ -291,6 +313,31 @@ fn three_replicas_share_the_shards_and_a_kill_9_loses_and_repeats_nothing() {
     for r in &mut replicas {
         assert!(r.p.stop().success(), "{}", r.p.log());
     }
+
+    // Three chains, one per replica, each matching the checkpoints its
+    // replica published (the dead one's up to its last).
+    let all: Vec<&Replica> = replicas.iter().chain([&dead]).collect();
+    let mut args: Vec<String> = vec!["audit".into(), "verify".into()];
+    for r in &all {
+        args.push(r.wd.audit_path().display().to_string());
+    }
+    for r in &all {
+        args.extend(["--pubkey".into(), r.pubkey.display().to_string()]);
+    }
+    args.extend(["--nats".into(), nats.url.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = vigil(VIGIL, &args, dead.wd.path(), &cache_home());
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    for name in ["r1", "r3"] {
+        assert!(report.contains(&format!("replica {name}: ok")), "{report}");
+        assert!(
+            report.contains(&format!("the newest checkpoint {name} published")),
+            "{report}"
+        );
+    }
+    // The dead replica had recorded nothing (its bursts were not complete).
+    assert!(report.contains("3 logs: 3 ok, 0 failed"), "{report}");
 }
 
 #[test]

@@ -27,8 +27,8 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
         "rules judge events on {} shard(s)",
         rules.shards()
     );
-    let audit = setup::audit_log(&config)?;
     let executor = setup::executor(&config, &rules)?;
+    let audit = setup::run_audit_log(&config, &executor)?;
     if config.connectors.is_empty()
         && rules
             .rules

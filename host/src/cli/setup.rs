@@ -85,6 +85,23 @@ pub fn audit_log(config: &Config) -> Result<crate::audit::AuditLog> {
         .with_context(|| format!("cannot open the audit log {}", path.display()))
 }
 
+/// The audit log of `vigil run`: as [`audit_log`], and in a cluster each
+/// signed checkpoint is also published to the stream (`vigil.audit.<replica>`).
+pub fn run_audit_log(config: &Config, executor: &ActionExecutor) -> Result<crate::audit::AuditLog> {
+    let path = &config.audit_path;
+    let mut options = audit_options(config, path)?;
+    if let Some(claims) = executor.claims()
+        && options.signer.is_some()
+    {
+        let nats = claims.nats();
+        nats.ensure_stream()
+            .with_context(|| format!("[cluster] stream {:?}", nats.config().stream))?;
+        options.witness.publish = Some(nats.checkpoint_publisher());
+    }
+    crate::audit::AuditLog::open_with(path, options)
+        .with_context(|| format!("cannot open the audit log {}", path.display()))
+}
+
 /// The `[audit]` options of `config` for the log at `path`; with
 /// `[cluster]`, the log's checkpoints name the replica (its chain is that
 /// replica's).

@@ -135,6 +135,31 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// A witness for this replica's audit log: each signed checkpoint is
+    /// published on `vigil.audit.<replica>` of the stream (see
+    /// `crate::audit::witness`; `vigil audit verify --nats` compares the
+    /// logs with them). Called from the witness thread.
+    pub fn checkpoint_publisher(self: &Arc<Self>) -> crate::audit::witness::CheckpointPublisher {
+        let nats = self.clone();
+        let subject = crate::audit::nats::subject(&self.replica);
+        let timeout = Duration::from_secs(self.config.timeout_secs);
+        crate::audit::witness::CheckpointPublisher::new(format!("NATS {subject}"), move |line| {
+            let body = bytes::Bytes::copy_from_slice(line);
+            // The timer is made on the runtime (inside the async block).
+            let published = nats.block_on(async {
+                tokio::time::timeout(timeout, async {
+                    nats.js.publish(subject.clone(), body).await?.await
+                })
+                .await
+            });
+            match published {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("JetStream did not store the checkpoint: {e}")),
+                Err(_) => Err(format!("no acknowledgement within {timeout:?}")),
+            }
+        })
+    }
+
     /// Opens the events stream (`vigil.events.>`, `vigil.dead.>`,
     /// `vigil.audit.>`), creating it if needed.
     pub fn ensure_stream(&self) -> Result<stream::Stream> {
