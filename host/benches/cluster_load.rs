@@ -36,7 +36,8 @@
 //! `VIGIL_TAKEOVER_WARMUP_SECS`, load before the kill, default 10;
 //! `VIGIL_TAKEOVER_AFTER_SECS`, load after it, default 10;
 //! `VIGIL_CLUSTER_PARTS`, which parts to run, default
-//! `baseline,1,2,3,takeover`). The dev
+//! `baseline,1,2,3,takeover`; `VIGIL_CLUSTER_LOG_DIR`, where to keep the
+//! replicas' logs). The dev
 //! profile keeps the build short (dependencies, wasmtime among them, are
 //! optimized; Vigil's own crates are not): compare the parts of one run
 //! with each other, not with release figures. Everything — replicas,
@@ -357,8 +358,24 @@ fn drained(nats: &NatsGuard, total: f64) -> bool {
     c.len() as f64 == total && c.values().all(|&(p, a)| p == 0 && a == 0)
 }
 
+/// `(command name, parent pid, CPU seconds)` from a `/proc/…/stat` file.
+fn stat(path: &str, tick: f64) -> Option<(String, i32, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((
+        stat[open + 1..close].to_owned(),
+        ppid,
+        (utime + stime) / tick,
+    ))
+}
+
 /// CPU seconds (user + system) of this process's children by command name,
-/// and of this process as `bench` (the load clients and the polling).
+/// of this process as `bench` (the load clients and the polling), and of
+/// the `vigil` children's threads by thread name as `vigil/<thread>`.
 fn cpu() -> BTreeMap<String, f64> {
     // SAFETY: plain queries.
     let (tick, me) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::getpid()) };
@@ -370,29 +387,26 @@ fn cpu() -> BTreeMap<String, f64> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let (Some(ppid), Some(utime), Some(stime)) = (
-            fields.get(1).and_then(|f| f.parse::<i32>().ok()),
-            fields.get(11).and_then(|f| f.parse::<f64>().ok()),
-            fields.get(12).and_then(|f| f.parse::<f64>().ok()),
-        ) else {
+        let Some((comm, ppid, secs)) = stat(&format!("/proc/{pid}/stat"), tick) else {
             continue;
         };
         let name = if pid == me {
-            "bench"
+            "bench".to_owned()
         } else if ppid == me {
             comm
         } else {
             continue;
         };
-        *out.entry(name.to_owned()).or_default() += (utime + stime) / tick;
+        if name == "vigil" {
+            let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+            for task in tasks.into_iter().flatten().flatten() {
+                let path = format!("{}/stat", task.path().display());
+                if let Some((thread, _, secs)) = stat(&path, tick) {
+                    *out.entry(format!("vigil/{thread}")).or_default() += secs;
+                }
+            }
+        }
+        *out.entry(name).or_default() += secs;
     }
     out
 }
@@ -625,9 +639,21 @@ impl Figures {
         let cpu: Vec<String> = self
             .cpu
             .iter()
+            .filter(|(k, _)| !k.contains('/'))
             .map(|(k, v)| format!("{k} {v:.1} s ({:.2} cores)", v / wall))
             .collect();
         println!("  CPU until judged: {}", cpu.join(", "));
+        let mut threads: Vec<(&String, &f64)> = self
+            .cpu
+            .iter()
+            .filter(|(k, v)| k.starts_with("vigil/") && **v >= 0.05)
+            .collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        let threads: Vec<String> = threads
+            .iter()
+            .map(|(k, v)| format!("{} {v:.1} s", &k["vigil/".len()..]))
+            .collect();
+        println!("  vigil CPU by thread name: {}", threads.join(", "));
         println!("  shutdown (SIGTERM): {}", self.exits.join(", "));
     }
 }
@@ -724,6 +750,9 @@ fn replicas(
         .enumerate()
         .map(|(i, (_, p))| exit(&format!("r{}", i + 1), p.wait(Duration::from_secs(120))))
         .collect();
+    for (i, (_, p)) in nodes.iter().enumerate() {
+        keep_log(&format!("{n}-replicas-r{}", i + 1), p);
+    }
     Figures {
         accepted: posted.accepted,
         deliveries: posted.deliveries,
@@ -736,6 +765,15 @@ fn replicas(
         cpu,
         exits,
         kinds,
+    }
+}
+
+/// Writes `p`'s log to `$VIGIL_CLUSTER_LOG_DIR/<name>.log` if that is set.
+fn keep_log(name: &str, p: &VigilProcess) {
+    if let Some(dir) = std::env::var_os("VIGIL_CLUSTER_LOG_DIR") {
+        let dir = Path::new(&dir);
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join(format!("{name}.log")), p.log());
     }
 }
 
@@ -784,8 +822,9 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
     let takeovers_before = survivors_before("vigil_cluster_takeovers_total");
     let losses_before = survivors_before("vigil_cluster_lease_losses_total");
     let killed = Instant::now();
+    let killed_utc = chrono::Utc::now();
     nodes[1].1.kill9();
-    let (_dead_dir, _dead) = nodes.remove(1);
+    let (_dead_dir, dead) = nodes.remove(1);
     // A probe right after the kill: every template once, so every shard
     // with traffic (the dead replica's among them) gets some of it.
     let probe = delivery(templates, "probe", 0, templates.len());
@@ -854,6 +893,9 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
         .zip(["r1", "r3"])
         .map(|((_, p), name)| exit(name, p.wait(Duration::from_secs(120))))
         .collect();
+    keep_log("takeover-r1", &nodes[0].1);
+    keep_log("takeover-r2-killed", &dead);
+    keep_log("takeover-r3", &nodes[1].1);
 
     let mut took: Vec<u64> = reads.iter().map(|r| r.1).collect();
     took.sort();
@@ -899,7 +941,10 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
         ms(posted.pct(0.50)),
         ms(posted.pct(0.99))
     );
-    println!("  shards owned at the end: {settled} of {total}");
+    println!(
+        "  shards owned at the end: {settled} of {total}; killed at {}",
+        killed_utc.format("%H:%M:%S%.3f UTC")
+    );
     println!(
         "  shutdown (SIGTERM): {}; r2: killed (SIGKILL)",
         exits.join(", ")

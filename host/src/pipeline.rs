@@ -163,6 +163,9 @@ pub struct Pipeline {
     /// A cluster takeover's replay: rules rebuild their state, nothing is
     /// recorded or executed.
     replaying: bool,
+    /// In a cluster, the claim keys of findings recorded since the last
+    /// audit sync (claimed after it).
+    findings_to_claim: Vec<String>,
 }
 
 impl Pipeline {
@@ -199,6 +202,7 @@ impl Pipeline {
             store_unsynced: false,
             partition_filter: None,
             replaying: false,
+            findings_to_claim: Vec::new(),
             baseline_watch: baseline_watch::BaselineWatch::new(
                 crate::config::BaselineConfig::default().check_secs,
                 now_ms(),
@@ -273,16 +277,41 @@ impl Pipeline {
 
     /// In a cluster, another replica already recorded this finding (it
     /// judged the event and died before acknowledging it, or both replicas
-    /// received it): its owner. Unreachable claims record it anyway: a
-    /// finding twice is better than none.
-    fn finding_recorded_elsewhere(&self, rule: &str, event: &Event, n: usize) -> Option<String> {
+    /// received it): its name. Otherwise the finding is to be recorded, and
+    /// claimed once its record is durable ([`Pipeline::claim_findings`]).
+    /// Unreachable claims record it anyway: a finding twice is better than
+    /// none (see `crate::cluster::claims`).
+    fn finding_recorded_elsewhere(
+        &mut self,
+        rule: &str,
+        event: &Event,
+        n: usize,
+    ) -> Option<String> {
         let claims = self.executor.claims()?;
-        match claims.claim(&format!("finding:{rule}:{}:{n}", event.id)) {
-            Ok(crate::cluster::Claim::Won) => None,
-            Ok(crate::cluster::Claim::Lost { owner }) => Some(owner),
+        let key = format!("finding:{rule}:{}:{n}", event.id);
+        match claims.owner(&key) {
+            Ok(Some(owner)) if owner != claims.replica() => return Some(owner),
+            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(rule, event_id = %event.id, "cannot claim a finding; recording it: {e:#}");
-                None
+                tracing::warn!(rule, event_id = %event.id, "cannot read a finding's claim; recording it: {e:#}");
+            }
+        }
+        self.findings_to_claim.push(key);
+        None
+    }
+
+    /// Claims the findings recorded since the last sync, now durable.
+    fn claim_findings(&mut self) {
+        let Some(claims) = self.executor.claims().cloned() else {
+            return;
+        };
+        for key in self.findings_to_claim.drain(..) {
+            match claims.claim(&key) {
+                Ok(crate::cluster::Claim::Won) => {}
+                Ok(crate::cluster::Claim::Lost { owner }) => tracing::warn!(
+                    "replica {owner} recorded the same finding at the same time ({key})"
+                ),
+                Err(e) => tracing::warn!("cannot claim a recorded finding ({key}): {e:#}"),
             }
         }
     }
@@ -896,6 +925,7 @@ impl Pipeline {
             self.store_unsynced = false;
         }
         self.audit.sync().context("cannot sync the audit log")?;
+        self.claim_findings();
         if self.outbox_last > 0 {
             self.executor
                 .store()

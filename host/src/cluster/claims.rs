@@ -13,9 +13,12 @@
 //! either (`failed`, "cannot claim"): at most once is kept even when NATS
 //! is down; the action's `failed` record says it was not executed.
 //!
-//! Findings are claimed the same way (`finding:<rule>:<event id>:<n>`)
-//! by the pipeline before they are recorded, so the replicas' audit logs
-//! hold each finding once.
+//! Findings are claimed too (`finding:<rule>:<event id>:<n>`), but the
+//! other way round: a finding is recorded unless another replica's claim is
+//! already there, and claimed once its record is durable (after the audit
+//! sync). A replica that dies between judging and its sync leaves no claim,
+//! so the replica that judges the event again records it: a finding may be
+//! recorded twice in that window, never lost.
 //!
 //! The claim outlives any replay (`claim_ttl_secs`, the bucket's max age).
 //! A replica's own claim counts as won (a retry of its failed call, a
@@ -83,6 +86,22 @@ impl Claims {
     /// shares it).
     pub fn nats(&self) -> &Arc<Nats> {
         &self.nats
+    }
+
+    /// Who claimed `key`, if anyone (`None`: nobody yet).
+    pub fn owner(&self, key: &str) -> Result<Option<String>> {
+        let id = hex::encode(Sha256::digest(key.as_bytes()));
+        let store = &self.store;
+        let timeout = self.timeout;
+        self.nats.block_on(async {
+            match tokio::time::timeout(timeout, store.get(&id)).await {
+                Err(_) => Err(anyhow!(
+                    "no answer from the claim bucket within {timeout:?}"
+                )),
+                Ok(Err(e)) => Err(anyhow!("cannot read the claim bucket: {e}")),
+                Ok(Ok(v)) => Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+            }
+        })
     }
 
     /// Claims `key` (`<action id>:<connector>`, or a finding's key) for

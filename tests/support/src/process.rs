@@ -86,6 +86,12 @@ impl VigilProcess {
         self.signal(libc::SIGHUP);
     }
 
+    /// SIGSTOP: the process freezes where it is (what it was sent stays
+    /// unanswered), as a replica that hangs or is about to die mid-batch.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
     /// `kill -9`, and reaps the process.
     pub fn kill9(&mut self) {
         self.signal(libc::SIGKILL);
