@@ -668,3 +668,43 @@ fn replicas_tailing_the_same_export_publish_it_and_judge_it_once() {
         assert_eq!(tailed, (first.len() + second.len()) as f64, "{}", r.p.log());
     }
 }
+
+#[test]
+fn a_batch_judged_longer_than_ack_wait_reports_progress_and_is_not_redelivered() {
+    let nats = start_nats();
+    let fake = FakeIdp::start();
+    let client = client();
+    // A global rule whose every call runs to a 2.5 s deadline: the global
+    // shard's batch of six events takes 15 s, three times ack_wait (5 s).
+    let slow = format!(
+        "[[rules]]\npath = {:?}\nlimits = {{ deadline_ms = 2500, quarantine_after = 100 }}\n[cluster]",
+        GUEST_LOOP
+    );
+    let r = Replica::start_with("r1", &fake, &nats, "", &slow, "");
+    eventually("the shards taken", &|| r.p.log(), || {
+        r.metric(&client, "vigil_cluster_shards_owned") == f64::from(SHARDS + 1)
+    });
+    let events = noise(6, "slow");
+    assert_eq!(r.post(&client, &events).status(), StatusCode::ACCEPTED);
+    eventually("the slow batch acknowledged", &|| r.p.log(), || {
+        let info: Value =
+            serde_json::from_str(&nats.request("$JS.API.CONSUMER.INFO.VIGIL.vigil-global-0", b""))
+                .unwrap();
+        info["num_ack_pending"] == 0
+            && info["num_pending"] == 0
+            && info["delivered"]["consumer_seq"].as_u64() >= Some(6)
+    });
+    // Each message was delivered once: progress kept the server from
+    // handing the batch out again while it was judged.
+    let info: Value =
+        serde_json::from_str(&nats.request("$JS.API.CONSUMER.INFO.VIGIL.vigil-global-0", b""))
+            .unwrap();
+    assert_eq!(info["delivered"]["consumer_seq"], 6, "{info}");
+    assert_eq!(info["num_redelivered"], 0, "{info}");
+    let faults =
+        r.wd.records_of("rule-fault")
+            .into_iter()
+            .filter(|f| f["rule"] == "guest-loop")
+            .count();
+    assert_eq!(faults, 6, "each event judged once");
+}
