@@ -335,11 +335,7 @@ async fn read_shard_inner(
         if *stopped.borrow() {
             return Ok(());
         }
-        let mut batch = consumer
-            .fetch()
-            .max_messages(BATCH)
-            .expires(FETCH_WAIT)
-            .messages()
+        let mut batch = fetch(&consumer)
             .await
             .map_err(|e| anyhow!("cannot fetch from {}: {e}", shard.consumer()));
         let mut held = Vec::new();
@@ -445,11 +441,7 @@ async fn rebuild(ctx: &Ctx, stream: &stream::Stream, shard: ShardKey, floor: u64
     let mut replayed = 0;
     let result = async {
         loop {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(BATCH)
-                .expires(FETCH_WAIT)
-                .messages()
+            let mut batch = fetch(&consumer)
                 .await
                 .map_err(|e| anyhow!("cannot replay shard {}: {e}", shard.label()))?;
             let mut events = Vec::new();
@@ -489,6 +481,18 @@ async fn rebuild(ctx: &Ctx, stream: &stream::Stream, shard: ShardKey, floor: u64
     .await;
     let _ = stream.delete_consumer(&name).await;
     result
+}
+
+/// The next batch: up to [`BATCH`] messages, waiting at most [`FETCH_WAIT`].
+async fn fetch(
+    consumer: &consumer::PullConsumer,
+) -> Result<consumer::pull::Batch, consumer::pull::BatchError> {
+    consumer
+        .fetch()
+        .max_messages(BATCH)
+        .expires(FETCH_WAIT)
+        .messages()
+        .await
 }
 
 /// Moves a message delivered too often to the dead-letter subject.
