@@ -69,7 +69,8 @@ impl Replica {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         std::fs::write(wd.path().join("okta-token"), format!("{OKTA_TOKEN}\n")).unwrap();
-        let cfg = wd.config(&format!(
+        // Written as vigil.toml (what `spawn` and `restart` run).
+        wd.config(&format!(
             r#"mode = "enforce"
 state_path = "state.db"
 builtin_pack = false
