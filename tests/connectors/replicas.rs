@@ -709,3 +709,55 @@ fn a_batch_judged_longer_than_ack_wait_reports_progress_and_is_not_redelivered()
             .count();
     assert_eq!(faults, 6, "each event judged once");
 }
+
+#[test]
+fn a_stalled_replica_hands_its_shards_to_the_others() {
+    let nats = start_nats();
+    let fake = FakeIdp::start();
+    let client = client();
+    // r1's global rule runs 10 s per call and its watchdog calls the
+    // pipeline stuck after 1 s; r2 runs the same rule with a short deadline.
+    let looping = |deadline_ms: u32, watchdog: &str| {
+        format!(
+            "{watchdog}\n[[rules]]\npath = {:?}\nlimits = {{ deadline_ms = {deadline_ms}, quarantine_after = 100 }}\n[cluster]",
+            GUEST_LOOP
+        )
+    };
+    let r1 = Replica::start_with(
+        "r1",
+        &fake,
+        &nats,
+        "",
+        &looping(10_000, "watchdog_secs = 1"),
+        "",
+    );
+    eventually("r1 holding every shard", &|| r1.p.log(), || {
+        r1.metric(&client, "vigil_cluster_shards_owned") == f64::from(SHARDS + 1)
+    });
+    let stuck = noise(1, "stuck");
+    assert_eq!(r1.post(&client, &stuck).status(), StatusCode::ACCEPTED);
+    // Stuck: r1 hands everything back (its HTTP side still answers).
+    eventually("r1 handing its shards back", &|| r1.p.log(), || {
+        r1.metric(&client, "vigil_cluster_shards_owned") == 0.0
+    });
+    let r2 = Replica::start_with("r2", &fake, &nats, "", &looping(100, ""), "");
+    let both = || r1.p.log() + "\n-----\n" + &r2.p.log();
+    eventually("r2 holding every shard", &both, || {
+        r2.metric(&client, "vigil_cluster_shards_owned") == f64::from(SHARDS + 1)
+    });
+    // r2 judges what r1 was stuck on (redelivered: r1 stopped reporting
+    // progress), and what comes next.
+    let (first, second) = bursts(1, BURST);
+    let burst: Vec<Value> = first.into_iter().chain(second).collect();
+    assert_eq!(r2.post(&client, &burst).status(), StatusCode::ACCEPTED);
+    eventually("the burst caught by r2", &both, || {
+        suspensions(&fake).len() == 1
+    });
+    let stuck_id = stuck[0]["uuid"].as_str().unwrap().to_owned();
+    eventually("the stuck event judged by r2", &both, || {
+        r2.wd
+            .records_of("rule-fault")
+            .iter()
+            .any(|f| f["rule"] == "guest-loop" && f["event_id"] == stuck_id.as_str())
+    });
+}

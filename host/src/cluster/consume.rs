@@ -72,6 +72,24 @@ pub struct Closed;
 /// its queue is full. Blocking: called on the runtime's blocking pool.
 pub type Sink = Arc<dyn Fn(Delivery) -> Result<(), Closed> + Send + Sync>;
 
+/// Whether the pipeline makes progress (the service's watchdog): a
+/// replica whose pipeline is stuck hands its shards back and leaves until
+/// it moves again.
+pub type Healthy = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What a shard reader is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Run,
+    /// Finish the batch in hand (acknowledge it), then end: the shard is
+    /// handed back in good order (fair share, shutdown).
+    Finish,
+    /// End now, acknowledging nothing and reporting no more progress: the
+    /// lease is lost or the pipeline stuck, and the batch in hand must be
+    /// redelivered to the shard's next owner.
+    Abandon,
+}
+
 /// What the cluster side counts (registered by the service's metrics).
 #[derive(Clone, Default)]
 pub struct ClusterMetrics {
@@ -95,13 +113,14 @@ struct Ctx {
     replica: String,
     normalizer: Normalizer,
     sink: Sink,
+    healthy: Healthy,
     metrics: ClusterMetrics,
 }
 
 /// One owned shard.
 struct Owned {
     revision: u64,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -111,6 +130,7 @@ pub fn start(
     kinds: &[Kind],
     normalizer: Normalizer,
     sink: Sink,
+    healthy: Healthy,
     metrics: ClusterMetrics,
 ) -> Result<Runner> {
     let config = nats.config().clone();
@@ -120,6 +140,7 @@ pub fn start(
         config,
         normalizer,
         sink,
+        healthy,
         metrics,
     });
     let leases = nats
@@ -176,7 +197,7 @@ async fn keep(
     // A clean stop: every reader finishes its batch, then the shards are
     // free at once (no waiting for the leases to expire).
     for (shard, o) in std::mem::take(&mut owned) {
-        let _ = o.stop.send(true);
+        let _ = o.stop.send(Stop::Finish);
         let _ = o.task.await;
         if let Err(e) = leases.release(shard, o.revision).await {
             tracing::warn!("cluster: {e:#}");
@@ -194,6 +215,21 @@ async fn keep_once(
     order: &[ShardKey],
     owned: &mut BTreeMap<ShardKey, Owned>,
 ) -> Result<()> {
+    if !(ctx.healthy)() {
+        // Stuck (the watchdog): every shard to the others now, the batches
+        // in hand redelivered to them; back when the pipeline moves again.
+        if !owned.is_empty() {
+            tracing::error!(
+                shards = owned.len(),
+                "cluster: the pipeline is stalled; handing every shard back"
+            );
+            for (shard, o) in std::mem::take(owned) {
+                let _ = o.stop.send(Stop::Abandon);
+                leases.release(shard, o.revision).await?;
+            }
+        }
+        return leases.leave().await;
+    }
     leases.heartbeat().await?;
     // Renew first: a lease lost (this replica stalled past the TTL and
     // another took the shard) stops its reader now.
@@ -220,7 +256,7 @@ async fn keep_once(
     }
     for shard in lost {
         if let Some(o) = owned.remove(&shard) {
-            let _ = o.stop.send(true);
+            let _ = o.stop.send(Stop::Abandon);
             if o.task.is_finished() {
                 let _ = leases.release(shard, o.revision).await;
             }
@@ -237,7 +273,7 @@ async fn keep_once(
                 continue;
             }
             if let Some(revision) = leases.acquire(shard).await? {
-                let (stop, stopped) = watch::channel(false);
+                let (stop, stopped) = watch::channel(Stop::Run);
                 let task = tokio::spawn(read_shard(ctx.clone(), shard, stopped));
                 ctx.metrics.takeovers.inc();
                 owned.insert(
@@ -263,7 +299,7 @@ async fn keep_once(
         let wait = Duration::from_secs(ctx.config.lease_ttl_secs) / 6;
         for shard in extra {
             let o = owned.get_mut(&shard).expect("listed above");
-            let _ = o.stop.send(true);
+            let _ = o.stop.send(Stop::Finish);
             // The batch in hand is finished and acknowledged before the
             // shard is handed back; one not done soon is tried next time.
             if tokio::time::timeout(wait, &mut o.task).await.is_ok() {
@@ -277,7 +313,7 @@ async fn keep_once(
 }
 
 /// Reads one owned shard until told to stop (see the module docs).
-async fn read_shard(ctx: Arc<Ctx>, shard: ShardKey, stopped: watch::Receiver<bool>) {
+async fn read_shard(ctx: Arc<Ctx>, shard: ShardKey, stopped: watch::Receiver<Stop>) {
     if let Err(e) = read_shard_inner(&ctx, shard, stopped).await {
         tracing::error!(shard = %shard.label(), "cluster: shard reader stopped: {e:#}");
     }
@@ -286,7 +322,7 @@ async fn read_shard(ctx: Arc<Ctx>, shard: ShardKey, stopped: watch::Receiver<boo
 async fn read_shard_inner(
     ctx: &Arc<Ctx>,
     shard: ShardKey,
-    stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<Stop>,
 ) -> Result<()> {
     let started = Instant::now();
     let stream = ctx
@@ -316,7 +352,7 @@ async fn read_shard_inner(
         .ack_floor
         .stream_sequence;
     let rebuilt = if floor > 0 && ctx.config.rebuild_window_secs > 0 {
-        rebuild(ctx, &stream, shard, floor).await?
+        rebuild(ctx, &stream, shard, floor, &mut stopped).await?
     } else {
         0
     };
@@ -332,7 +368,7 @@ async fn read_shard_inner(
     let max_deliveries = i64::from(ctx.config.max_deliveries);
     let retry = Duration::from_secs(ctx.config.retry_delay_secs);
     loop {
-        if *stopped.borrow() {
+        if *stopped.borrow() != Stop::Run {
             return Ok(());
         }
         let mut batch = fetch(&consumer)
@@ -374,8 +410,9 @@ async fn read_shard_inner(
         if held.is_empty() {
             continue;
         }
-        if !deliver(ctx, shard, events, false, &held).await? {
-            // The pipeline stopped: nothing acknowledged, all redelivered.
+        if !deliver(ctx, shard, events, false, &held, &mut stopped).await? {
+            // The pipeline stopped, or the shard was abandoned: nothing
+            // acknowledged, all redelivered.
             return Ok(());
         }
         for message in &held {
@@ -387,13 +424,15 @@ async fn read_shard_inner(
 }
 
 /// Hands events to the pipeline and waits until they are durable
-/// (reporting progress on `held`). `false`: the pipeline stopped.
+/// (reporting progress on `held`). `false`: the pipeline stopped, or the
+/// shard was abandoned meanwhile.
 async fn deliver(
     ctx: &Ctx,
     shard: ShardKey,
     events: Vec<Event>,
     replay: bool,
     held: &[jetstream::Message],
+    stopped: &mut watch::Receiver<Stop>,
 ) -> Result<bool> {
     let (done, mut judged) = oneshot::channel();
     let delivery = Delivery {
@@ -413,6 +452,12 @@ async fn deliver(
     loop {
         tokio::select! {
             r = &mut judged => return Ok(r.is_ok()),
+            changed = stopped.changed() => {
+                // Abandoned, or the keeper gone: nothing acknowledged.
+                if changed.is_err() || *stopped.borrow() == Stop::Abandon {
+                    return Ok(false);
+                }
+            }
             _ = progress.tick() => {
                 for message in held {
                     let _ = message.ack_with(AckKind::Progress).await;
@@ -423,7 +468,13 @@ async fn deliver(
 }
 
 /// Replays the shard's recent events up to the acknowledged `floor`.
-async fn rebuild(ctx: &Ctx, stream: &stream::Stream, shard: ShardKey, floor: u64) -> Result<usize> {
+async fn rebuild(
+    ctx: &Ctx,
+    stream: &stream::Stream,
+    shard: ShardKey,
+    floor: u64,
+    stopped: &mut watch::Receiver<Stop>,
+) -> Result<usize> {
     let since = chrono::Utc::now()
         - chrono::Duration::seconds(ctx.config.rebuild_window_secs.min(i64::MAX as u64) as i64);
     let consumer: consumer::PullConsumer = stream
@@ -466,7 +517,7 @@ async fn rebuild(ctx: &Ctx, stream: &stream::Stream, shard: ShardKey, floor: u64
             }
             if !events.is_empty() {
                 replayed += events.len();
-                if !deliver(ctx, shard, events, true, &[]).await? {
+                if !deliver(ctx, shard, events, true, &[], stopped).await? {
                     bail!(
                         "the pipeline stopped during the rebuild of shard {}",
                         shard.label()

@@ -7,7 +7,8 @@
 //!   acknowledged the batch. While JetStream is down the forward thread
 //!   retries and the sources wait (backpressure); what they had not
 //!   published at a stop is read again from their cursor at the next start.
-//! - Judging comes from the shards this replica owns
+//! - Judging comes from the shards this replica owns (all of them handed
+//!   back while the watchdog says the pipeline is stuck)
 //!   (`crate::cluster::consume`): their deliveries are queued for the
 //!   pipeline thread as batches that name their partition-key kind (and
 //!   whether they are a takeover's replay), and are acknowledged from the
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::http::Health;
 use super::metrics::Metrics;
 use crate::cluster::consume::{self, Closed, Delivery};
 use crate::cluster::ingest::Publisher;
@@ -44,6 +46,7 @@ impl ClusterSide {
     pub fn start(
         pipeline: &Pipeline,
         queue: &QueueSender,
+        health: &Arc<Health>,
         metrics: consume::ClusterMetrics,
     ) -> Result<Option<ClusterSide>> {
         let Some(claims) = pipeline.executor().claims() else {
@@ -78,7 +81,13 @@ impl ClusterSide {
                 queue.send(batch).map_err(|_| Closed)
             })
         };
-        let runner = consume::start(&nats, &kinds, Normalizer::default(), sink, metrics)?;
+        // Stuck (the watchdog's view, as `/readyz` reports it): the shards
+        // go to the other replicas until the pipeline moves again.
+        let healthy: consume::Healthy = {
+            let (health, queue) = (health.clone(), queue.clone());
+            Arc::new(move || !health.watchdog.status(queue.depth()).stalled)
+        };
+        let runner = consume::start(&nats, &kinds, Normalizer::default(), sink, healthy, metrics)?;
         tracing::info!(
             replica = nats.replica(),
             stream = %nats.config().stream,

@@ -117,7 +117,7 @@ pub fn run(
     // In a cluster the shards this replica owns feed the queue, and what
     // the sources read is published first (see `cluster`).
     let mut cluster = match cluster_metrics {
-        Some(m) => cluster::ClusterSide::start(&pipeline, &queue, m)?,
+        Some(m) => cluster::ClusterSide::start(&pipeline, &queue, &health, m)?,
         None => None,
     };
     let (sources, forward) = match &cluster {
