@@ -294,11 +294,14 @@ fn witness_file_catches_a_cut() {
 }
 
 /// `[audit]` signing with `key` (a checkpoint every 2 records) and
-/// `[cluster]` naming the replica, on the NATS server at `nats_url`.
+/// `[cluster]` naming the replica, on the NATS server at `nats_url`. Each
+/// replica claims in a bucket of its own: they all judge the same fixture,
+/// and each log must hold the whole of it.
 fn replica_config(key: &Path, nats_url: &str, replica: &str) -> String {
     format!(
         "[audit]\nsigning_key_file = {key:?}\ncheckpoint_records = 2\n\
-         [cluster]\nnats_url = \"{nats_url}\"\nreplica = \"{replica}\"\ntimeout_secs = 5\n"
+         [cluster]\nnats_url = \"{nats_url}\"\nreplica = \"{replica}\"\ntimeout_secs = 5\n\
+         claims_bucket = \"claims-{replica}\"\n"
     )
 }
 
