@@ -16,14 +16,16 @@
 //!    after the audit sync); POST → 2xx p50/p99; ratios to the baseline;
 //!    the CPU each kind of process used;
 //! 3. **takeover**: 3 replicas with `lease_ttl_secs = 3`, `ack_wait_secs =
-//!    5`, a light paced load; `kill -9` of one replica, then a probe
+//!    5`, a light paced load; `kill -9` of one replica (the load goes on,
+//!    a post that cannot connect is sent to the next replica), then a probe
 //!    delivery (every template once: every shard that has traffic gets
-//!    some) posted to a survivor. Reported: time from the kill until the
-//!    survivors own every shard (sum of `vigil_cluster_shards_owned`), until
-//!    every shard consumer has been seen drained (nothing pending, nothing
-//!    unacknowledged) after the probe was accepted — so the probe's events
-//!    on the dead replica's shards were judged —, and the rebuilds the
-//!    survivors logged after the kill (`rebuilt=`, `took_ms=`).
+//!    some) posted to a survivor. Reported, from the kill: until the
+//!    survivors own every shard (sum of `vigil_cluster_shards_owned`);
+//!    until every shard consumer has been seen, after the probe was
+//!    accepted, with nothing pending (the probe handed to live owners) and
+//!    with nothing pending or unacknowledged (all judged); the rebuilds the
+//!    survivors logged after the kill (`rebuilt=`, `took_ms=`); the
+//!    redeliveries (deliveries beyond one per stored message).
 //!
 //! Every process is stopped with SIGTERM at the end of its part (the killed
 //! one excepted) and its exit status printed.
@@ -37,12 +39,12 @@
 //! `VIGIL_TAKEOVER_AFTER_SECS`, load after it, default 10;
 //! `VIGIL_CLUSTER_PARTS`, which parts to run, default
 //! `baseline,1,2,3,takeover`; `VIGIL_CLUSTER_LOG_DIR`, where to keep the
-//! replicas' logs). The dev
-//! profile keeps the build short (dependencies, wasmtime among them, are
-//! optimized; Vigil's own crates are not): compare the parts of one run
-//! with each other, not with release figures. Everything — replicas,
-//! nats-server, the client threads — shares one machine's cores.
-//! Needs `nats-server` (see `vigil_test_support::nats`).
+//! replicas' logs). The dev profile keeps the build short (dependencies,
+//! wasmtime among them, are optimized; Vigil's own crates are not):
+//! compare the parts of one run with each other, not with release
+//! figures. Everything — replicas, nats-server, the client threads —
+//! shares one machine's cores. Needs `nats-server` (see
+//! `vigil_test_support::nats`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -330,8 +332,19 @@ fn settle(client: &Client, ps: &[&VigilProcess], total: f64) {
     });
 }
 
-/// The shard consumers of the stream: name → (pending, unacknowledged).
-fn consumers(nats: &NatsGuard) -> BTreeMap<String, (u64, u64)> {
+/// A shard consumer's state.
+#[derive(Clone, Copy)]
+struct Consumer {
+    /// Stored, not yet delivered to a reader.
+    pending: u64,
+    /// Delivered, not yet acknowledged.
+    unacked: u64,
+    /// Deliveries so far, redeliveries included.
+    deliveries: u64,
+}
+
+/// The shard consumers of the stream by name.
+fn consumers(nats: &NatsGuard) -> BTreeMap<String, Consumer> {
     let text = nats.request("$JS.API.CONSUMER.LIST.VIGIL", b"{\"offset\":0}");
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     v["consumers"]
@@ -343,19 +356,33 @@ fn consumers(nats: &NatsGuard) -> BTreeMap<String, (u64, u64)> {
             name.starts_with("vigil-").then(|| {
                 (
                     name.to_owned(),
-                    (
-                        c["num_pending"].as_u64().unwrap_or(0),
-                        c["num_ack_pending"].as_u64().unwrap_or(0),
-                    ),
+                    Consumer {
+                        pending: c["num_pending"].as_u64().unwrap_or(0),
+                        unacked: c["num_ack_pending"].as_u64().unwrap_or(0),
+                        deliveries: c["delivered"]["consumer_seq"].as_u64().unwrap_or(0),
+                    },
                 )
             })
         })
         .collect()
 }
 
+/// How many messages the stream holds on the shards' subjects.
+fn stored(nats: &NatsGuard) -> u64 {
+    let text = nats.request(
+        "$JS.API.STREAM.INFO.VIGIL",
+        b"{\"subjects_filter\":\"vigil.events.>\"}",
+    );
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    v["state"]["subjects"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
+}
+
 fn drained(nats: &NatsGuard, total: f64) -> bool {
     let c = consumers(nats);
-    c.len() as f64 == total && c.values().all(|&(p, a)| p == 0 && a == 0)
+    c.len() as f64 == total && c.values().all(|c| c.pending == 0 && c.unacked == 0)
 }
 
 /// `(command name, parent pid, CPU seconds)` from a `/proc/…/stat` file.
@@ -777,8 +804,9 @@ fn keep_log(name: &str, p: &VigilProcess) {
     }
 }
 
-/// `(rebuilt, took_ms)` of every `cluster: reading shard` line in `log`.
-fn shard_reads(log: &str) -> Vec<(u64, u64)> {
+/// `(seconds after since, rebuilt, took_ms)` of every `cluster: reading
+/// shard` line in `log` (its time is when the rebuild ended).
+fn shard_reads(log: &str, since: chrono::DateTime<chrono::Utc>) -> Vec<(f64, u64, u64)> {
     let field = |line: &str, name: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name))
@@ -786,7 +814,11 @@ fn shard_reads(log: &str) -> Vec<(u64, u64)> {
     };
     log.lines()
         .filter(|l| l.contains("cluster: reading shard"))
-        .filter_map(|l| Some((field(l, "rebuilt=")?, field(l, "took_ms=")?)))
+        .filter_map(|l| {
+            let at = chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok()?;
+            let after = (at.with_timezone(&chrono::Utc) - since).as_seconds_f64();
+            Some((after, field(l, "rebuilt=")?, field(l, "took_ms=")?))
+        })
         .collect()
 }
 
@@ -847,24 +879,31 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
             .collect::<Vec<_>>()
             .join("\n---\n")
     };
-    // Each consumer is done once seen with nothing pending and nothing
-    // unacknowledged after the probe was accepted.
+    // After the probe was accepted, each consumer is seen once with
+    // nothing pending (everything stored, the probe included, went to a
+    // live owner: at this load judged within milliseconds), and once with
+    // nothing unacknowledged either (what the dead replica had been handed
+    // is redelivered only when its ack wait expires).
+    let mut seen_delivered: BTreeMap<String, bool> = BTreeMap::new();
     let mut seen_drained: BTreeMap<String, bool> = BTreeMap::new();
-    let (mut owned_at, mut judged_at) = (None, None);
+    let (mut owned_at, mut delivered_at, mut judged_at) = (None, None, None);
+    let all =
+        |seen: &BTreeMap<String, bool>| seen.len() as f64 == total && seen.values().all(|&d| d);
     let deadline = Instant::now() + PATIENCE;
     while owned_at.is_none() || judged_at.is_none() {
         assert!(Instant::now() < deadline, "no takeover\n{}", logs());
         if owned_at.is_none() && sum(&client, &ps, OWNED) == total {
             owned_at = Some(killed.elapsed());
         }
-        if judged_at.is_none() {
-            for (name, (pending, unacked)) in consumers(&nats) {
-                let done = seen_drained.entry(name).or_default();
-                *done |= pending == 0 && unacked == 0;
-            }
-            if seen_drained.len() as f64 == total && seen_drained.values().all(|&d| d) {
-                judged_at = Some(killed.elapsed());
-            }
+        for (name, c) in consumers(&nats) {
+            *seen_delivered.entry(name.clone()).or_default() |= c.pending == 0;
+            *seen_drained.entry(name).or_default() |= c.pending == 0 && c.unacked == 0;
+        }
+        if delivered_at.is_none() && all(&seen_delivered) {
+            delivered_at = Some(killed.elapsed());
+        }
+        if judged_at.is_none() && all(&seen_drained) {
+            judged_at = Some(killed.elapsed());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -875,13 +914,16 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
     wait_until("every shard drained after the load", &logs, || {
         drained(&nats, total)
     });
+    // Deliveries beyond one per stored message: redeliveries.
+    let deliveries: u64 = consumers(&nats).values().map(|c| c.deliveries).sum();
+    let redelivered = deliveries.saturating_sub(stored(&nats));
     let settled = sum(&client, &ps, OWNED);
     let takeovers = sum(&client, &ps, "vigil_cluster_takeovers_total");
     let rebuilt_metric = sum(&client, &ps, "vigil_cluster_rebuilt_events_total");
-    let reads: Vec<(u64, u64)> = nodes
+    let reads: Vec<(f64, u64, u64)> = nodes
         .iter()
         .zip(&marks)
-        .flat_map(|((_, p), &mark)| shard_reads(&p.log()[mark..]))
+        .flat_map(|((_, p), &mark)| shard_reads(&p.log()[mark..], killed_utc))
         .collect();
     let losses = sum(&client, &ps, "vigil_cluster_lease_losses_total");
     drop(ps);
@@ -897,9 +939,11 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
     keep_log("takeover-r2-killed", &dead);
     keep_log("takeover-r3", &nodes[1].1);
 
-    let mut took: Vec<u64> = reads.iter().map(|r| r.1).collect();
+    let mut took: Vec<u64> = reads.iter().map(|r| r.2).collect();
     took.sort();
-    let rebuilt: u64 = reads.iter().map(|r| r.0).sum();
+    let rebuilt: u64 = reads.iter().map(|r| r.1).sum();
+    let first_read = reads.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+    let last_read = reads.iter().map(|r| r.0).fold(0.0, f64::max);
     println!(
         "\ntakeover: 3 replicas, lease_ttl_secs = 3, ack_wait_secs = 5, {} shards ({kinds:?}), paced {rate} events/s, kill -9 of r2 (owned {dead_owned}) after {:.0} s",
         total,
@@ -916,12 +960,18 @@ fn takeover(shards: u64, load: Load, templates: &Arc<Vec<(String, String)>>, cac
         owned_at.unwrap().as_secs_f64()
     );
     println!(
-        "  every shard drained after the probe (the probe judged on the dead replica's shards): {:.2} s after the kill",
+        "  every shard seen with nothing pending after the probe (the probe handed to live owners): {:.2} s after the kill",
+        delivered_at.unwrap().as_secs_f64()
+    );
+    println!(
+        "  every shard seen with nothing pending or unacknowledged after the probe (all judged): {:.2} s after the kill; redeliveries (ack wait expired; deliveries beyond one per stored message): {redelivered}",
         judged_at.unwrap().as_secs_f64()
     );
     println!(
-        "  shards read by the survivors after the kill: {} ({} events rebuilt; took_ms min {} / median {} / max {}); shards taken (vigil_cluster_takeovers_total) since the kill: {}; vigil_cluster_rebuilt_events_total {rebuilt_metric}",
+        "  shards read by the survivors after the kill: {} ({:.2}–{:.2} s after it; {} events rebuilt; took_ms min {} / median {} / max {}); shards taken (vigil_cluster_takeovers_total) since the kill: {}; vigil_cluster_rebuilt_events_total {rebuilt_metric}",
         reads.len(),
+        first_read,
+        last_read,
         rebuilt,
         took.first().copied().unwrap_or(0),
         took.get(took.len() / 2).copied().unwrap_or(0),

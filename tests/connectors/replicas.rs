@@ -306,6 +306,16 @@ fn three_replicas_share_the_shards_and_a_kill_9_loses_and_repeats_nothing() {
         },
     );
 
+    // Handing shards back for a fair share kept every other lease alive.
+    for r in &replicas {
+        assert_eq!(
+            r.metric(&client, "vigil_cluster_lease_losses_total"),
+            0.0,
+            "{}",
+            r.p.log()
+        );
+    }
+
     // The first three denials of every burst, with benign traffic, spread
     // over the replicas.
     let (mut first, mut second) = bursts(USERS, 3);

@@ -196,8 +196,11 @@ async fn keep(
     }
     // A clean stop: every reader finishes its batch, then the shards are
     // free at once (no waiting for the leases to expire).
-    for (shard, o) in std::mem::take(&mut owned) {
+    let owned = std::mem::take(&mut owned);
+    for o in owned.values() {
         let _ = o.stop.send(Stop::Finish);
+    }
+    for (shard, o) in owned {
         let _ = o.task.await;
         if let Err(e) = leases.release(shard, o.revision).await {
             tracing::warn!("cluster: {e:#}");
@@ -296,13 +299,19 @@ async fn keep_once(
             .take(owned.len() - share)
             .copied()
             .collect();
+        // All told at once, then one wait for them together: the batch in
+        // hand is finished and acknowledged before its shard is handed
+        // back. Waiting for each in turn let the other leases lapse
+        // (found by the cluster bench). One not done in time is handed
+        // back at a later tick.
+        for shard in &extra {
+            let _ = owned[shard].stop.send(Stop::Finish);
+        }
         let wait = Duration::from_secs(ctx.config.lease_ttl_secs) / 6;
+        let deadline = tokio::time::Instant::now() + wait;
         for shard in extra {
             let o = owned.get_mut(&shard).expect("listed above");
-            let _ = o.stop.send(Stop::Finish);
-            // The batch in hand is finished and acknowledged before the
-            // shard is handed back; one not done soon is tried next time.
-            if tokio::time::timeout(wait, &mut o.task).await.is_ok() {
+            if tokio::time::timeout_at(deadline, &mut o.task).await.is_ok() {
                 let o = owned.remove(&shard).expect("listed above");
                 leases.release(shard, o.revision).await?;
                 tracing::info!(shard = %shard.label(), members, "cluster: handed shard back for a fair share");
