@@ -643,6 +643,11 @@ fn without_jetstream_nothing_is_accepted_and_it_recovers_when_back() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(suspensions(&fake).values().sum::<usize>(), 1);
     assert_eq!(r.wd.records_of("finding").len(), 1);
+    // Stored to judged, per message (each event is on two subjects).
+    assert_eq!(
+        r.metric(&client, "vigil_ingest_to_decision_seconds_count"),
+        (2 * events.len()) as f64
+    );
 }
 
 #[test]

@@ -99,6 +99,10 @@ pub struct ClusterMetrics {
     pub rebuilt_events: Counter,
     pub dead_letters: Counter,
     pub unreadable: Counter,
+    /// From JetStream storing an event to its batch being judged and
+    /// synced on the owning replica (the service's
+    /// `vigil_ingest_to_decision_seconds`).
+    pub ingest_to_decision: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// The running keeper; [`Runner::stop`] hands every shard back.
@@ -424,7 +428,12 @@ async fn read_shard_inner(
             // acknowledged, all redelivered.
             return Ok(());
         }
+        let now = chrono::Utc::now();
         for message in &held {
+            if let (Some(h), Ok(info)) = (&ctx.metrics.ingest_to_decision, message.info()) {
+                let waited = (now - info.published).to_std().unwrap_or_default();
+                h.observe(waited.as_secs_f64());
+            }
             if let Err(e) = message.ack().await {
                 tracing::warn!(shard = %shard.label(), "cluster: cannot acknowledge: {e}");
             }

@@ -181,7 +181,7 @@ impl Metrics {
         let ingest_to_decision = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
         registry.register(
             "vigil_ingest_to_decision_seconds",
-            "From an HTTP delivery being queued to all its events having gone through the rules with the audit log synced",
+            "From an HTTP delivery being queued to all its events having gone through the rules with the audit log synced (in a cluster: from JetStream storing a message to its batch being judged and synced, per message)",
             ingest_to_decision.clone(),
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
@@ -247,7 +247,10 @@ impl Metrics {
     /// Registers the cluster's metrics (a replica in `[cluster]` only) and
     /// returns them for the shard readers to count in.
     pub fn register_cluster(&mut self) -> crate::cluster::consume::ClusterMetrics {
-        let m = crate::cluster::consume::ClusterMetrics::default();
+        let m = crate::cluster::consume::ClusterMetrics {
+            ingest_to_decision: Some(self.ingest_to_decision.clone()),
+            ..Default::default()
+        };
         let r = &mut self.registry;
         r.register(
             "vigil_cluster_shards_owned",
