@@ -129,6 +129,49 @@ fn two_replicas_judging_the_same_burst_suspend_the_user_once() {
 }
 
 #[test]
+fn a_replica_presents_the_cluster_token_and_never_shows_it() {
+    const TOKEN: &str = "nats-s3cret-0123456789";
+    let nats = vigil_test_support::nats::start_nats_with(&["--auth", TOKEN]);
+    let fake = FakeIdp::start();
+    let events = fixture("push-bombing.jsonl");
+
+    // Without it the server refuses the replica, which does not start.
+    let wd = replica_dir();
+    let out = wd.run(
+        VIGIL,
+        &replica_config(&fake, &nats.url, "replica-a"),
+        &events,
+        &cache_home(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to {}", nats.url)),
+        "{err}"
+    );
+
+    // With it (from a file), the replica claims and acts.
+    let wd = replica_dir();
+    std::fs::write(wd.path().join("nats-token"), format!("{TOKEN}\n")).unwrap();
+    let config = format!(
+        "{}token_file = \"nats-token\"\n",
+        replica_config(&fake, &nats.url, "replica-a")
+    );
+    let out = wd.run(VIGIL, &config, &events, &cache_home());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("executed 2"),
+        "{}",
+        text(&out.stdout)
+    );
+    for (what, bytes) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
+        assert!(!text(bytes).contains(TOKEN), "the token is in {what}");
+    }
+    let log = std::fs::read_to_string(wd.audit_path()).unwrap();
+    assert!(!log.contains(TOKEN));
+}
+
+#[test]
 fn a_replica_that_cannot_reach_the_claim_bucket_does_not_start() {
     let mut nats = start_nats();
     let url = nats.url.clone();

@@ -79,9 +79,14 @@ impl Nats {
             .context("cannot start the NATS client's runtime")?;
         let url = config.nats_url.clone();
         let replica = config.replica_name();
+        let token = config.token()?;
         let client = runtime
             .block_on(async {
-                async_nats::ConnectOptions::new()
+                let options = match token {
+                    Some(t) => async_nats::ConnectOptions::with_token(t.expose().to_owned()),
+                    None => async_nats::ConnectOptions::new(),
+                };
+                options
                     .name(format!("vigil-{replica}"))
                     .connection_timeout(timeout)
                     .request_timeout(Some(timeout))

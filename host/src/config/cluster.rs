@@ -10,8 +10,15 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The NATS server (`nats://host:4222`), with JetStream enabled.
+    /// The NATS server (`nats://host:4222`), with JetStream enabled. No
+    /// credentials in it: see `token_env` / `token_file`.
     pub nats_url: String,
+    /// The server's authorization token (its `authorization { token }`),
+    /// from an environment variable or a file; none by default.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
     /// This replica's name in claims and messages: 1 to 64 of letters,
     /// digits, `-`, `_`, `.`. Default: the host name.
     #[serde(default)]
@@ -128,6 +135,12 @@ impl ClusterConfig {
                 self.nats_url
             );
         }
+        if url.contains('@') {
+            bail!(
+                "cluster.nats_url must not carry credentials (they would reach logs); \
+                 set cluster.token_env or cluster.token_file"
+            );
+        }
         if let Some(r) = &self.replica
             && !valid_name(r, 64)
         {
@@ -186,6 +199,15 @@ impl ClusterConfig {
             );
         }
         Ok(())
+    }
+
+    /// The authorization token, if configured (read now).
+    pub fn token(&self) -> Result<Option<crate::secret::Secret>> {
+        crate::secret::load_optional(
+            "cluster.token",
+            self.token_env.as_deref(),
+            self.token_file.as_deref(),
+        )
     }
 
     /// `replica`, else the host name, else `vigil`.
@@ -252,6 +274,10 @@ mod tests {
             (
                 "nats_url = \"nats://x:1\"\ntimeout_secs = 0",
                 "cluster.timeout_secs",
+            ),
+            (
+                "nats_url = \"nats://user:pw@x:1\"",
+                "must not carry credentials",
             ),
             ("nats_url = \"nats://x:1\"\nshards = 0", "cluster.shards"),
             (

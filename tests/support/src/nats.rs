@@ -19,6 +19,8 @@ pub struct NatsGuard {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
     port: u16,
+    /// More `nats-server` arguments (e.g. `--auth TOKEN`).
+    extra: Vec<String>,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -36,6 +38,11 @@ fn binary() -> PathBuf {
 
 /// Starts a server with JetStream.
 pub fn start_nats() -> NatsGuard {
+    start_nats_with(&[])
+}
+
+/// Starts a server with JetStream and these further arguments.
+pub fn start_nats_with(extra: &[&str]) -> NatsGuard {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -43,6 +50,7 @@ pub fn start_nats() -> NatsGuard {
     let mut guard = NatsGuard {
         url: format!("nats://127.0.0.1:{port}"),
         port,
+        extra: extra.iter().map(|a| a.to_string()).collect(),
         dir: tempfile::tempdir().expect("a temporary directory"),
         child: None,
     };
@@ -67,6 +75,7 @@ impl NatsGuard {
                 "-sd",
             ])
             .arg(&store)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
