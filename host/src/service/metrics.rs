@@ -500,4 +500,87 @@ mod tests {
         }
         assert!(text.contains("vigil_rule_call_duration_seconds_bucket{"));
     }
+
+    /// The series names `text` exposes, from its `# TYPE` lines (a family
+    /// shows there before it has a sample): counters as `_total`,
+    /// histograms as `_bucket`, `_sum` and `_count`.
+    fn exported(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            if (parts.next(), parts.next()) != (Some("#"), Some("TYPE")) {
+                continue;
+            }
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            match kind {
+                "counter" => {
+                    names.insert(format!("{name}_total"));
+                }
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{name}{suffix}"));
+                    }
+                }
+                _ => {
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    /// Every metric the Grafana dashboard in deploy/grafana queries is one
+    /// the service exports (a replica's cluster metrics included).
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let mut m = Metrics::new(&["r1".into()]);
+        let _ = m.register_cluster();
+        // A labelled family shows once it has a sample: one of each.
+        let m = std::sync::Arc::new(m);
+        m.received("http", 1);
+        m.rejected("http", "invalid-json", 1);
+        m.judged_duplicate("r1");
+        m.connections("ingest", 1);
+        m.connection_timeout("ingest", "header");
+        let watchdog = std::sync::Arc::new(Watchdog::new(Duration::from_secs(30)));
+        let o = MetricsObserver {
+            metrics: m.clone(),
+            watchdog: watchdog.clone(),
+        };
+        o.rule_call("r1", Duration::from_micros(5), Some("timeout"));
+        o.action("escalate", "accepted", None);
+        let names = exported(&m.encode(0, &watchdog.status(0)));
+        assert!(names.contains("vigil_events_received_total"), "{names:?}");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/grafana/vigil-dashboard.json"))
+                .expect("the dashboard is JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 8);
+        let mut queried = 0;
+        for panel in panels {
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{}", panel["title"]);
+            for target in targets {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(at) = rest.find("vigil_") {
+                    let tail = &rest[at..];
+                    let end = tail
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(tail.len());
+                    let metric = &tail[..end];
+                    assert!(
+                        names.contains(metric),
+                        "panel {}: {metric} is not exported",
+                        panel["title"]
+                    );
+                    queried += 1;
+                    rest = &tail[end..];
+                }
+            }
+        }
+        assert!(queried >= panels.len());
+    }
 }
