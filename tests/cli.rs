@@ -683,3 +683,44 @@ fn the_whole_pack_finds_each_attack_in_a_mixed_stream_and_nothing_else() {
         ]
     );
 }
+
+/// `vigil run --events` draws its progress on a terminal (here a pty made
+/// by `script`), and writes nothing of it when stderr is a pipe.
+#[test]
+fn progress_shows_on_a_terminal_and_nowhere_else() {
+    let wd = Workdir::new();
+    let events = fixture("push-bombing.jsonl");
+    let piped = run_config(&wd, ENFORCE_PUSH_FATIGUE, "push-bombing.jsonl");
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains('\r'), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains("events ("), "{}", stderr(&piped));
+
+    // Under script(1) (util-linux, in every Debian base system), with a
+    // terminal as stdout and stderr.
+    let wd = Workdir::new();
+    let cfg = wd.config(ENFORCE_PUSH_FATIGUE);
+    let command = format!(
+        "{VIGIL} run --config {} --events {}",
+        cfg.display(),
+        events.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(wd.path())
+        .env("XDG_CACHE_HOME", wd.path().join("xdg-cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script(1) (util-linux)");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{shown}");
+    // The last drawing: every line read, the counts of the summary.
+    assert!(
+        shown.contains(&format!("vigil: {}: line 8, 8 events (", events.display())),
+        "{shown}"
+    );
+    assert!(shown.contains("1 findings, 0 rejected"), "{shown}");
+    assert!(
+        shown.contains("vigil run: "),
+        "the summary follows: {shown}"
+    );
+}

@@ -343,6 +343,17 @@ impl Pipeline {
     /// before a read that may wait for more input (a pipe fed one event at
     /// a time is judged as it comes).
     pub fn run_stream(&mut self, reader: &mut LineReader) -> Result<()> {
+        self.run_stream_with(reader, &mut |_, _, _| {})
+    }
+
+    /// [`Pipeline::run_stream`], telling `progress` the stream's name, the
+    /// line just read and the counts so far after every line (a progress
+    /// display decides itself how often to draw).
+    pub fn run_stream_with(
+        &mut self,
+        reader: &mut LineReader,
+        progress: &mut dyn FnMut(&str, u64, &RunStats),
+    ) -> Result<()> {
         let name = reader.name.clone();
         loop {
             if !reader.has_buffered_input() {
@@ -352,6 +363,7 @@ impl Pipeline {
                 return Ok(());
             };
             self.process_line(&name, line_no, line)?;
+            progress(&name, line_no, &self.stats);
         }
     }
 

@@ -10,6 +10,7 @@ mod inspect;
 mod normalize;
 mod operate;
 mod pack;
+mod progress;
 mod run;
 mod scaffold;
 pub mod setup;

@@ -80,8 +80,12 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
             }
         }
     }
+    let mut progress = super::progress::Progress::on_stderr();
     for reader in &mut readers {
-        pipeline.run_stream(reader)?;
+        pipeline.run_stream_with(reader, &mut |name, line, stats| {
+            progress.tick(name, line, stats)
+        })?;
+        progress.finish(&reader.name, &pipeline.stats);
     }
     pipeline.run_due_undos()?;
     let stats = pipeline.finish()?;
