@@ -392,7 +392,15 @@ async fn read_shard_inner(
         if let Ok(batch) = &mut batch {
             while let Some(message) = batch.next().await {
                 let Ok(message) = message else { break };
-                let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                let delivered = match message.info() {
+                    Ok(info) => info.delivered,
+                    // Said aloud: such a message escapes the count that
+                    // dead-letters poison.
+                    Err(e) => {
+                        tracing::warn!(shard = %shard.label(), "cluster: cannot read a message's delivery count: {e}");
+                        1
+                    }
+                };
                 if delivered > max_deliveries {
                     dead_letter(ctx, shard, &message, delivered).await;
                     continue;
