@@ -26,7 +26,8 @@
 //! events this replica judged before (its judged ids) are skipped, so its
 //! state never counts one twice. What the dead replica took and did not
 //! acknowledge is redelivered and judged normally; the claims keep its
-//! findings and actions from being recorded or executed twice.
+//! actions from being executed twice and its findings from being recorded
+//! twice (but for the window described in `claims`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

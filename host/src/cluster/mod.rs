@@ -5,11 +5,13 @@
 //! - **At most once per action** ([`claims`]): before a connector call the
 //!   executor claims `<action id>:<connector>` in a key-value bucket with a
 //!   create-only put; only the replica that wins calls the identity
-//!   provider, every other one records `duplicate`. A finding is claimed
-//!   the same way before it is recorded, so an event judged twice (a
-//!   replica died after judging it and before acknowledging it) is
-//!   recorded once. This holds for `vigil run --events` too: active-active
-//!   sidecars that see the same events need nothing else.
+//!   provider, every other one records `duplicate`. A finding is recorded
+//!   unless another replica's claim for it exists, and claimed once its
+//!   record is durable, so an event judged twice (a replica died after
+//!   judging it and before acknowledging it) is recorded once — twice only
+//!   if that replica died between its audit sync and its claim. This holds
+//!   for `vigil run --events` too: active-active sidecars that see the
+//!   same events need nothing else.
 //! - **Durable ingest** ([`ingest`], the service only): an event taken over
 //!   HTTP, from the Okta hook or from a poller is published to the stream,
 //!   once per partition-key kind the rules use, on the subject of its shard
