@@ -26,9 +26,10 @@
 //! 7. `policy`, `sources`, `baseline` — the gate and protected accounts;
 //!    event inputs; the MFA baselines (capture, drift, the approved policy
 //!    a restore writes back)
-//! 8. `store`, `pack` — the SQLite state store; vendor rule packs
+//! 8. `store`, `pack`, `chat` — the SQLite state store; vendor rule packs
 //!    (manifest, signatures, `.vpack` files, OCI artifacts, the installed
-//!    packs directory)
+//!    packs directory); approval requests posted to chat and the checks on
+//!    the decisions that come back (Slack signatures, signed links)
 //! 9. `actions`, `audit`, `cluster` — connectors and dispatch; the audit
 //!    log; claims shared by replicas through NATS JetStream
 //! 10. `config`, `normalize` — `vigil.toml`; input formats → events
@@ -39,6 +40,7 @@ pub mod actions;
 pub mod audit;
 pub mod baseline;
 pub mod builtin;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

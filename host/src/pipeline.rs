@@ -166,6 +166,11 @@ pub struct Pipeline {
     /// In a cluster, the claim keys of findings recorded since the last
     /// audit sync (claimed after it).
     findings_to_claim: Vec<String>,
+    /// Posts parked actions to chat (`[approvals] notify`).
+    approval_notifier: Option<crate::chat::request::ApprovalNotifier>,
+    /// Parked actions to post once their `pending-approval` record is
+    /// durable.
+    approval_requests: Vec<crate::chat::ApprovalRequest>,
 }
 
 impl Pipeline {
@@ -203,6 +208,8 @@ impl Pipeline {
             partition_filter: None,
             replaying: false,
             findings_to_claim: Vec::new(),
+            approval_notifier: None,
+            approval_requests: Vec::new(),
             baseline_watch: baseline_watch::BaselineWatch::new(
                 crate::config::BaselineConfig::default().check_secs,
                 now_ms(),
@@ -227,6 +234,12 @@ impl Pipeline {
     /// baseline besides after policy changes (`[baseline] check_secs`).
     pub fn set_baseline_check_secs(&mut self, secs: u64) {
         self.baseline_watch.set_interval(secs, now_ms());
+    }
+
+    /// Posts every action parked from now on to the `[approvals] notify`
+    /// webhooks, with buttons or signed links (see `crate::chat`).
+    pub fn set_approval_notifier(&mut self, notifier: crate::chat::request::ApprovalNotifier) {
+        self.approval_notifier = Some(notifier);
     }
 
     /// Installs the observer told about rule calls and actions.
@@ -787,6 +800,14 @@ impl Pipeline {
         loop {
             let jobs = self.commit_once()?;
             if jobs.is_empty() {
+                if !self.approval_requests.is_empty() {
+                    // Their approvals are committed: a decision coming back
+                    // finds them. The deliveries' records commit next turn.
+                    self.sync_log()?;
+                    self.post_approval_requests()?;
+                    executed = true;
+                    continue;
+                }
                 if executed {
                     // What the executions recorded is durable before the
                     // caller goes on (and visible to whoever reads the log).

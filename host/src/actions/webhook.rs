@@ -219,6 +219,59 @@ impl WebhookConnector {
         })
     }
 
+    /// The webhook's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The body format this webhook takes.
+    pub fn format(&self) -> WebhookFormat {
+        self.format
+    }
+
+    /// The PagerDuty routing key (`format = "pagerduty"` only).
+    pub fn routing_key(&self) -> Option<&str> {
+        self.routing_key.as_ref().map(Secret::expose)
+    }
+
+    /// Posts one JSON body (signed when an HMAC secret is set) and answers
+    /// the 2xx status; anything else is an error naming the webhook, never
+    /// its URL.
+    pub fn post(&mut self, body: String) -> Result<u16, ConnectorError> {
+        let what = format!("webhook {}", self.name);
+        let response = self.http.send(&what, |client| {
+            let request = client
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, "application/json");
+            let request = match &self.hmac_secret {
+                Some(secret) => {
+                    let timestamp = unix_now().to_string();
+                    request.header(TIMESTAMP_HEADER, &timestamp).header(
+                        self.signature_header.clone(),
+                        signature(secret.expose(), &timestamp, body.as_bytes()),
+                    )
+                }
+                None => request,
+            };
+            request.body(body.clone())
+        })?;
+        if !(200..300).contains(&response.status) {
+            // Redirects are not followed (and the Location is not quoted: it
+            // may hold a credential too).
+            return Err(ConnectorError {
+                status: Some(response.status),
+                vendor_code: None,
+                message: format!(
+                    "webhook {}: answered with a redirect, which is not followed; \
+                     the message was not delivered (check the webhook's URL)",
+                    self.name
+                ),
+                attempts: 1,
+            });
+        }
+        Ok(response.status)
+    }
+
     fn format_name(&self) -> &'static str {
         match self.format {
             WebhookFormat::Slack => "slack",
@@ -290,41 +343,11 @@ impl Connector for WebhookConnector {
         // Serialised once: the signature covers exactly the bytes sent.
         let body = serde_json::to_string(&self.body(kind, message, ctx))
             .expect("a JSON value always serialises");
-        let what = format!("webhook {}", self.name);
-        let response = self.http.send(&what, |client| {
-            let request = client
-                .post(self.url.clone())
-                .header(CONTENT_TYPE, "application/json");
-            let request = match &self.hmac_secret {
-                Some(secret) => {
-                    let timestamp = unix_now().to_string();
-                    request.header(TIMESTAMP_HEADER, &timestamp).header(
-                        self.signature_header.clone(),
-                        signature(secret.expose(), &timestamp, body.as_bytes()),
-                    )
-                }
-                None => request,
-            };
-            request.body(body.clone())
-        })?;
-        if !(200..300).contains(&response.status) {
-            // Redirects are not followed (and the Location is not quoted: it
-            // may hold a credential too).
-            return Err(ConnectorError {
-                status: Some(response.status),
-                vendor_code: None,
-                message: format!(
-                    "webhook {}: answered with a redirect, which is not followed; \
-                     the message was not delivered (check the webhook's URL)",
-                    self.name
-                ),
-                attempts: 1,
-            });
-        }
+        let response = self.post(body)?;
         tracing::debug!(
             webhook = %self.name,
             action_id = ctx.action_id,
-            status = response.status,
+            status = response,
             "posted {}",
             kind.name()
         );
@@ -333,7 +356,7 @@ impl Connector for WebhookConnector {
             self.name,
             kind.name(),
             self.format_name(),
-            response.status
+            response
         )))
     }
 

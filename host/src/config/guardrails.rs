@@ -1,6 +1,7 @@
-//! `[budgets]` and `[approvals]`: how much a rule (and all rules together)
+//! `[budgets]` and `[baseline]`: how much a rule (and all rules together)
 //! may do per window before the circuit breaker holds it in audit-only, and
-//! how long a parked action waits for an operator.
+//! how often the MFA configuration is compared with its baseline.
+//! (`[approvals]` is in `super::approvals`.)
 
 use std::collections::BTreeMap;
 
@@ -115,32 +116,6 @@ pub(super) fn validate_limits(at: &str, limits: &BTreeMap<String, u32>) -> Resul
         }
     }
     Ok(())
-}
-
-/// `[approvals]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApprovalsConfig {
-    /// A parked action not decided within this long expires and is never
-    /// executed.
-    pub expire_secs: u64,
-}
-
-impl Default for ApprovalsConfig {
-    fn default() -> Self {
-        ApprovalsConfig {
-            expire_secs: 24 * 3600,
-        }
-    }
-}
-
-impl ApprovalsConfig {
-    pub(super) fn validate(&self) -> Result<()> {
-        if self.expire_secs < 60 || self.expire_secs > 30 * 24 * 3600 {
-            bail!("approvals.expire_secs must be 60 to 2592000 (30 days)");
-        }
-        Ok(())
-    }
 }
 
 /// `[baseline]`: how the service watches the MFA configuration against its

@@ -12,6 +12,7 @@
 //! file is default-deny: a rule may only do what its `allow` list grants,
 //! with the arguments its `groups` and `policies` grant ([`grants`]).
 
+pub mod approvals;
 pub mod audit;
 pub mod cluster;
 pub mod connectors;
@@ -28,11 +29,12 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::model::ActionKind;
+pub use approvals::ApprovalsConfig;
 pub use audit::AuditConfig;
 pub use cluster::ClusterConfig;
 pub use connectors::{ConnectorsConfig, Dispatch};
 pub use grants::{PolicyGrant, ProtectedNetwork};
-pub use guardrails::{ApprovalsConfig, BaselineConfig, BudgetsConfig};
+pub use guardrails::{BaselineConfig, BudgetsConfig};
 pub use packs::PacksConfig;
 pub use server::ServerConfig;
 pub use sources::{OktaPollConfig, Start, TailConfig, TailFrom};
@@ -611,7 +613,7 @@ impl Config {
         self.audit.validate()?;
         self.connectors.validate()?;
         self.budgets.validate()?;
-        self.approvals.validate()?;
+        self.approvals.validate(&self.connectors)?;
         self.baseline.validate()?;
         self.packs.validate()?;
         if let Some(cluster) = &self.cluster {
@@ -673,6 +675,7 @@ impl Config {
             resolve(dir);
         }
         self.packs.resolve_paths(resolve);
+        self.approvals.resolve_paths(resolve);
         if let Some(server) = &mut self.server {
             server.resolve_paths(resolve);
         }

@@ -130,6 +130,16 @@ impl Pipeline {
             decided_by: String::new(),
         })?;
         if added {
+            if self.approval_notifier.is_some() && !self.replaying {
+                self.approval_requests.push(crate::chat::ApprovalRequest {
+                    action_id: r.action_id.clone(),
+                    rule: rule.to_owned(),
+                    event_id: event.id.clone(),
+                    action: r.action.kind().name(),
+                    target: target.to_owned(),
+                    expires_ms: expires,
+                });
+            }
             tracing::warn!(
                 rule,
                 action_id = %r.action_id,
@@ -138,6 +148,40 @@ impl Pipeline {
                 super::rfc3339(expires),
                 r.action_id
             );
+        }
+        Ok(())
+    }
+
+    /// Posts the parked actions waiting in `approval_requests` to chat and
+    /// records each delivery (`approval-request`): which webhook, and the
+    /// status or why it failed. A failed post leaves the approval pending
+    /// (the CLI, the admin API and the console still decide it).
+    pub(super) fn post_approval_requests(&mut self) -> Result<()> {
+        let requests = std::mem::take(&mut self.approval_requests);
+        let Some(notifier) = self.approval_notifier.as_mut() else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        for r in &requests {
+            for d in notifier.send(r, now_ms()) {
+                let entry = Entry::new("approval-request")
+                    .rule(&r.rule)
+                    .event(&r.event_id)
+                    .field("action_id", r.action_id.as_str())
+                    .field("action", r.action)
+                    .field("target", r.target.as_str())
+                    .field("webhook", d.webhook.as_str());
+                records.push(match d.result {
+                    Ok(status) => entry.field("result", "delivered").field("status", status),
+                    Err(e) => {
+                        tracing::warn!(webhook = %d.webhook, action_id = %r.action_id, "approval request not delivered: {e}");
+                        entry.field("result", "failed").field("error", e)
+                    }
+                });
+            }
+        }
+        for entry in records {
+            self.append(entry)?;
         }
         Ok(())
     }

@@ -169,6 +169,16 @@ pub enum AdminCommand {
         by: String,
         reply: oneshot::Sender<Result<(), AdminError>>,
     },
+    /// Audits a decision refused before it reached the approval (a chat
+    /// user who is not an approver): `approval-refused`.
+    RecordRefusal {
+        action_id: String,
+        /// `approve` or `reject`, as asked.
+        decision: &'static str,
+        by: String,
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
     /// Swap in a rule set the reload thread prepared (or record why it
     /// could not): see `super::reload`.
     Reload {
@@ -273,6 +283,28 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             };
             let _ = reply.send(Ok(answer));
         }
+        AdminCommand::RecordRefusal {
+            action_id,
+            decision,
+            by,
+            reason,
+            reply,
+        } => {
+            let mut entry = Entry::new("approval-refused")
+                .field("action_id", action_id.as_str())
+                .field("decision", decision)
+                .field("by", by.as_str())
+                .field("reason", reason.as_str());
+            if let Some(p) = pipeline.executor().store().approval(&action_id)? {
+                entry = entry
+                    .rule(&p.rule)
+                    .event(&p.event_id)
+                    .field("action", p.action.kind().name())
+                    .field("target", p.action.target());
+            }
+            pipeline.audit_external(entry)?;
+            let _ = reply.send(());
+        }
         AdminCommand::ResetBreaker { rule, by, reply } => {
             let answer = if pipeline.reset_breaker(&rule, &by)? {
                 Ok(())
@@ -367,7 +399,7 @@ pub async fn reset_breaker(
 }
 
 /// Sends `command` to the pipeline thread and waits for its answer.
-async fn ask<T>(
+pub(super) async fn ask<T>(
     state: &AdminState,
     command: AdminCommand,
     rx: oneshot::Receiver<T>,

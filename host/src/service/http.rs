@@ -106,6 +106,9 @@ pub struct AppState {
     pub cluster: Option<crate::cluster::ingest::Publisher>,
     pub max_body_bytes: usize,
     pub max_events: usize,
+    /// Decisions from Slack and signed links (`[approvals.slack]`,
+    /// `[approvals.links]`), served on the ingest listener.
+    pub chat: Option<Arc<super::chat::ChatState>>,
 }
 
 impl axum::extract::FromRef<Arc<AppState>> for AdminState {
@@ -146,6 +149,17 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
             get(verify_hook).post(post_hook),
         );
         r = r.route("/v1/events", events).route("/v1/hooks/okta", hook);
+        if let Some(chat) = &state.chat {
+            if chat.slack.is_some() {
+                r = r.route("/v1/chat/slack/actions", post(super::chat::slack_actions));
+            }
+            if chat.links.is_some() {
+                r = r.route(
+                    "/v1/chat/links/{token}",
+                    get(super::chat::link_page).post(super::chat::link_decide),
+                );
+            }
+        }
     }
     if routes.admin {
         r = r

@@ -11,6 +11,9 @@
 //!   normalizing bodies before they are queued; `listener` accepts within
 //!   a connection cap and cuts clients that send nothing, too slowly, or
 //!   idle too long;
+//! - approvals decided from chat (Slack's buttons, signed links) arrive on
+//!   the ingest listener (`chat`) and go to the pipeline thread as admin
+//!   commands;
 //! - each `[[sources]]` entry runs on its own thread and delivers through
 //!   the same queue (file/stdin here; `okta-poll` and `tail` in
 //!   `crate::sources`).
@@ -36,6 +39,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod chat;
 pub mod cluster;
 pub mod hooks;
 pub mod http;
@@ -209,6 +213,7 @@ pub fn run(
         )),
         max_body_bytes: server.max_body_bytes,
         max_events: server.max_events_per_request,
+        chat: chat::ChatState::from_config(&config.approvals)?,
     });
     drop(queue);
     let drain_timeout = Duration::from_secs(server.drain_timeout_secs);

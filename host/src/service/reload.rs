@@ -317,6 +317,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         ),
         ("state_path", old.state_path != new.state_path),
         ("max_line_bytes", old.max_line_bytes != new.max_line_bytes),
+        (
+            "approvals (notify, slack, links)",
+            old.approvals.chat_settings_differ(&new.approvals),
+        ),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

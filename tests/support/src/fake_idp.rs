@@ -20,6 +20,7 @@
 //! | [`FakeIdp::token_url`] | Entra ID client-credentials token endpoint for [`GRAPH_TENANT`] |
 //! | [`FakeIdp::graph_url`] | Graph `/v1.0`, `Authorization: Bearer` a token from the token endpoint |
 //! | [`FakeIdp::webhook_url`] | `POST /hooks/{name}`, answered `200 ok` |
+//! | [`FakeIdp::slack_api_url`] | Slack's Web API: `GET /slack/api/usergroups.users.list?usergroup=S…`, `Authorization: Bearer` [`SLACK_BOT_TOKEN`] |
 //!
 //! Users: any id is a user (`GET /api/v1/users/{id}` and `GET
 //! /v1.0/users/{id}` answer it, with the login `{id}@example.com`), except
@@ -87,6 +88,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+
+/// The bot token the fake Slack Web API accepts.
+pub const SLACK_BOT_TOKEN: &str = "xoxb-fake-slack-bot";
 
 /// The Okta API token the fake accepts: `Authorization: SSWS fake-okta-token`
 /// (or `Bearer fake-okta-token`).
@@ -525,6 +529,20 @@ impl FakeIdp {
 
     // --- Protected groups support (group member listings) ---
 
+    /// Slack's Web API base (`…/slack/api`): see [`FakeIdp::set_slack_usergroup`].
+    pub fn slack_api_url(&self) -> String {
+        format!("{}/slack/api", self.shared.base)
+    }
+
+    /// Makes the Slack user group `id` (`S…`) hold exactly `users`, for
+    /// `usergroups.users.list`.
+    pub fn set_slack_usergroup(&self, id: &str, users: &[&str]) {
+        self.state().slack_usergroups.insert(
+            id.to_owned(),
+            users.iter().map(|u| (*u).to_owned()).collect(),
+        );
+    }
+
     /// Makes the Okta group `gid` hold exactly `members` (`(user id,
     /// login)`), in this order, for `GET /api/v1/groups/{gid}/users`
     /// (paged with `limit` and an `after` cursor, `Link: <…>; rel="next"`).
@@ -925,6 +943,8 @@ struct State {
     /// in insertion order.
     graph_ca_objects: Vec<Value>,
     graph_auth_methods_policy: Value,
+    /// Slack user groups ([`FakeIdp::set_slack_usergroup`]).
+    slack_usergroups: HashMap<String, Vec<String>>,
     /// For request and error ids.
     serial: u64,
 }
@@ -986,6 +1006,7 @@ impl State {
             okta_apps: Vec::new(),
             graph_ca_objects: Vec::new(),
             graph_auth_methods_policy: default_auth_methods_policy(),
+            slack_usergroups: HashMap::new(),
             serial: 0,
         }
     }
@@ -1385,6 +1406,7 @@ fn route(shared: &Shared, r: &Recorded) -> Reply {
         ["api", "v1", rest @ ..] => okta(state, &shared.base, r, rest),
         ["v1.0", rest @ ..] => graph(state, r, rest),
         [tenant, "oauth2", "v2.0", "token"] => token(state, r, tenant),
+        ["slack", "api", "usergroups.users.list"] => slack_usergroup(state, r),
         ["hooks", name] if !name.is_empty() => {
             if r.method == "POST" {
                 Reply::text(200, "ok")
@@ -1396,6 +1418,19 @@ fn route(shared: &Shared, r: &Recorded) -> Reply {
             404,
             &json!({"error": "not_found", "message": format!("no route for {} {}", r.method, r.path)}),
         ),
+    }
+}
+
+/// Slack's `usergroups.users.list`: 200 with `ok: false` and Slack's
+/// error codes, as Slack answers.
+fn slack_usergroup(state: &mut State, r: &Recorded) -> Reply {
+    if r.header("authorization") != Some(format!("Bearer {SLACK_BOT_TOKEN}").as_str()) {
+        return Reply::json(200, &json!({"ok": false, "error": "invalid_auth"}));
+    }
+    let group = r.query_param("usergroup").unwrap_or_default();
+    match state.slack_usergroups.get(&group) {
+        Some(users) => Reply::json(200, &json!({"ok": true, "users": users})),
+        None => Reply::json(200, &json!({"ok": false, "error": "no_such_subteam"})),
     }
 }
 

@@ -2,7 +2,8 @@
 //! real HTTP on loopback. Okta Event Hook verification, delivery and
 //! de-duplication; the shared secret; bad bodies; backpressure (503 when
 //! the queue is full, nothing accepted ever lost); SIGTERM during a burst;
-//! the admin API; `/metrics` as Prometheus text; file sources; TLS.
+//! the admin API; `/metrics` as Prometheus text; file sources; TLS;
+//! approvals decided from Slack and signed links (`chat`).
 //!
 //! Each test starts its own service on port 0 and learns the address from
 //! the `vigil: listening on http://ADDR` line on stderr. Waits are polls
@@ -19,6 +20,8 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use vigil_test_support::process::VigilProcess;
 use vigil_test_support::*;
+
+mod chat;
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 const HOOK_SECRET: &str = "Basic c2VjcmV0LXZhbHVl";
