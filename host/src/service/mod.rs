@@ -37,6 +37,7 @@
 pub mod admin;
 pub mod body;
 pub mod cluster;
+pub mod console;
 pub mod hooks;
 pub mod http;
 pub mod listener;
@@ -102,6 +103,8 @@ pub fn run(
         watchdog: health.watchdog.clone(),
     }));
     health.rules.store(rule_ids.len(), Ordering::SeqCst);
+    // The console reads the log the pipeline writes.
+    let pipeline_audit_path = pipeline.audit().path().to_owned();
     health.audit_ok.store(true, Ordering::SeqCst);
 
     // Deliveries answered 2xx by a previous run and not processed: before
@@ -186,6 +189,16 @@ pub fn run(
         None if loopback => Access::Open { key },
         None => Access::Disabled { key },
     };
+    let admin_auth = Arc::new(AdminAuth {
+        token: secrets.admin,
+        name: server.admin_name.clone(),
+    });
+    let console = Arc::new(console::Console::new(
+        admin_auth.clone(),
+        admin_tx.clone(),
+        metrics.clone(),
+        pipeline_audit_path.clone(),
+    ));
     let state = Arc::new(AppState {
         queue: queue.clone(),
         normalizer,
@@ -196,13 +209,11 @@ pub fn run(
         ingest: access(secrets.ingest, "ingest_token"),
         okta_hook: access(secrets.okta_hook, "okta_hook_secret"),
         admin: AdminState {
-            auth: Arc::new(AdminAuth {
-                token: secrets.admin,
-                name: server.admin_name.clone(),
-            }),
+            auth: admin_auth,
             tx: admin_tx,
             reload: reload_tx.clone(),
         },
+        console,
         dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
             server.dedup_capacity,
