@@ -31,6 +31,10 @@
 //!   field by field; a bad value gets an error page naming it, never a
 //!   panic.
 
+// The `Err` of the helpers here is the answer itself (a redirect or an
+// error page), built once per refused request, as in `admin` and `http`.
+#![allow(clippy::result_large_err)]
+
 mod audit_view;
 mod html;
 mod pages;
