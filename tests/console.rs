@@ -236,7 +236,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
     }
     // A wrong token is refused, and no session cookie is set.
     b.type_into(&b.find("#token"), "not-the-token");
-    b.click(&b.find("#sign-in"));
+    b.submit(&b.find("#sign-in"));
     assert!(
         b.body_text().contains("Wrong admin token"),
         "{}",
@@ -245,7 +245,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
     assert!(b.cookies().iter().all(|c| c["name"] != "vigil_console"));
     b.screenshot(&shots, "login");
     b.type_into(&b.find("#token"), ADMIN_TOKEN);
-    b.click(&b.find("#sign-in"));
+    b.submit(&b.find("#sign-in"));
     assert!(b.url().ends_with("/console/rules"), "{}", b.url());
     // The session cookie, as Chromium stored it over http://127.0.0.1 (a
     // potentially trustworthy origin, so `Secure` is accepted).
@@ -290,7 +290,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
     b.screenshot(&shots, "approvals");
 
     // Approve the first: executed at Okta, and the audit log says who.
-    b.click(&b.find(&format!("tr[data-id=\"{first}\"] button.approve")));
+    b.submit(&b.find(&format!("tr[data-id=\"{first}\"] button.approve")));
     assert!(b.url().ends_with("/console/approvals"), "{}", b.url());
     let n = notice(&b);
     assert!(n.contains("approved") && n.contains("accepted"), "{n}");
@@ -315,7 +315,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
         "{row}"
     );
     b.screenshot(&shots, "actions");
-    b.click(&b.find("#undos tbody tr button"));
+    b.submit(&b.find("#undos tbody tr button"));
     let n = notice(&b);
     assert!(
         n.starts_with("executed unsuspend-user on 00uconsole1"),
@@ -331,14 +331,14 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
 
     // Approving the third goes past the budget: denied, breaker tripped.
     b.goto(&s.console("/console/approvals"));
-    b.click(&b.find(&format!("tr[data-id=\"{third}\"] button.approve")));
+    b.submit(&b.find(&format!("tr[data-id=\"{third}\"] button.approve")));
     let n = notice(&b);
     assert!(n.contains("denied"), "{n}");
     b.goto(&s.console("/console/breakers"));
     let row = b.text(&b.find("tr[data-rule=\"guest-protected\"]"));
     assert!(row.contains("budget of rule guest-protected"), "{row}");
     b.screenshot(&shots, "breakers");
-    b.click(&b.find("tr[data-rule=\"guest-protected\"] button"));
+    b.submit(&b.find("tr[data-rule=\"guest-protected\"] button"));
     assert!(notice(&b).contains("reset"), "{}", notice(&b));
     assert!(b.find_all("#breakers tbody tr").is_empty());
     let reset = s.wd.records_of("breaker-reset");
@@ -347,7 +347,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
 
     // Reject the hostile one.
     b.goto(&s.console("/console/approvals"));
-    b.click(&b.find(&format!("tr[data-id=\"{hostile}\"] button.reject")));
+    b.submit(&b.find(&format!("tr[data-id=\"{hostile}\"] button.reject")));
     assert!(notice(&b).contains("rejected"), "{}", notice(&b));
     assert!(b.find_all("#approvals").is_empty());
     let rejected = s.records("approval", "action_id", &hostile);
@@ -376,7 +376,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
     // Filters narrow the rows: a user (through the form), a decision, a
     // rule, a time range.
     b.type_into(&b.find("#f-user"), "00uconsole1");
-    b.click(&b.find("#filter"));
+    b.submit(&b.find("#filter"));
     assert!(b.url().contains("user=00uconsole1"), "{}", b.url());
     let who: Vec<String> = b
         .find_all("#audit td.who")
@@ -402,7 +402,7 @@ fn an_operator_works_through_every_page_in_a_real_browser() {
 
     // Sign out: the pages lead to the sign-in form again.
     b.goto(&s.console("/console/rules"));
-    b.click(&b.find("form.logout button"));
+    b.submit(&b.find("form.logout button"));
     assert!(b.url().ends_with("/console/login"), "{}", b.url());
     b.goto(&s.console("/console/approvals"));
     assert!(b.url().ends_with("/console/login"), "{}", b.url());

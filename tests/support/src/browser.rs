@@ -209,10 +209,36 @@ impl Browser {
         self.post(&format!("/element/{}/value", e.0), json!({ "text": text }));
     }
 
-    /// Clicks an element (a button submits its form; the call returns once
-    /// the next page has loaded).
+    /// Clicks an element.
     pub fn click(&self, e: &Element) {
         self.post(&format!("/element/{}/click", e.0), json!({}));
+    }
+
+    /// Clicks a button that submits its form and waits until the page it
+    /// was on is gone (a click can return before the navigation starts);
+    /// the next command then waits for the new page to load.
+    pub fn submit(&self, e: &Element) {
+        self.click(e);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let still_there = self
+                .http
+                .get(format!(
+                    "{}{}",
+                    self.base,
+                    self.session_path(&format!("/element/{}/name", e.0))
+                ))
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if !still_there {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page did not change after a submit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every cookie the browser holds for the current page, as WebDriver
