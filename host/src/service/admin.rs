@@ -52,7 +52,7 @@ pub struct AdminAuth {
 
 impl AdminAuth {
     /// The operator's name, or the error response.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<&str, Response> {
+    fn check(&self, headers: &HeaderMap) -> Result<&str, Response> {
         let Some(token) = &self.token else {
             return Err(error(
                 StatusCode::NOT_FOUND,

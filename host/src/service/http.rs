@@ -1,6 +1,7 @@
 //! The HTTP surface: ingestion (`POST /v1/events`), Okta Event Hooks
 //! (`GET`/`POST /v1/hooks/okta`), health (`/healthz`, `/readyz`),
-//! `/metrics`, and the admin routes (`admin`).
+//! `/metrics`, and the admin routes (`admin`, and the web console under
+//! `/console/`, `console`).
 //!
 //! Bodies are bounded while they are read (never buffered past
 //! `max_body_bytes`) and normalized here, before queueing: a malformed

@@ -7,7 +7,8 @@
 //!   their events through the rules, syncs the audit log, then calls each
 //!   batch's `on_done`; between batches it runs admin commands and due
 //!   undos;
-//! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`),
+//! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`,
+//!   the web `console`),
 //!   normalizing bodies before they are queued; `listener` accepts within
 //!   a connection cap and cuts clients that send nothing, too slowly, or
 //!   idle too long;
@@ -197,7 +198,7 @@ pub fn run(
         admin_auth.clone(),
         admin_tx.clone(),
         metrics.clone(),
-        pipeline_audit_path.clone(),
+        pipeline_audit_path,
     ));
     let state = Arc::new(AppState {
         queue: queue.clone(),
