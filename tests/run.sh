@@ -51,5 +51,11 @@ if [ ! -x /usr/sbin/nats-server ] && ! command -v nats-server >/dev/null; then
   apt_install nats-server
 fi
 
+# A headless browser for the web console's tests (tests/console.rs drives
+# it through chromedriver): Debian's chromium and chromium-driver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  apt_install chromium chromium-driver
+fi
+
 cd "$root"
 exec cargo test --workspace "$@"

@@ -121,8 +121,8 @@ pub use options::AuditOptions;
 pub use reseal::{ResealReport, reseal};
 pub use signing::{AuditSigner, KeyError, PublicKey, keygen};
 pub use verify::{
-    PublishedCheckpoint, VerifyError, VerifyOptions, VerifyReport, verify, verify_member,
-    verify_with,
+    ChainWalker, PublishedCheckpoint, VerifyError, VerifyOptions, VerifyReport, verify,
+    verify_member, verify_with,
 };
 pub use witness::CheckpointPublisher;
 

@@ -428,101 +428,48 @@ fn verify_inner(
     };
     let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
     let mut buf = Vec::new();
-    let mut line = 0u64;
-    let mut last_seq = 0u64;
-    let mut last_hash = GENESIS_HASH.to_owned();
-    let mut checkpoints = 0u64;
-    let mut last_checkpoint = None;
-    let mut reseals = Vec::new();
-    let mut truncated_records = 0u64;
+    let mut chain = ChainWalker::new();
 
     loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
             break;
         }
-        line += 1;
         if buf.pop() != Some(b'\n') {
             return Err(VerifyError::Malformed {
-                line,
+                line: chain.line + 1,
                 reason: "the line is incomplete (no trailing newline), most likely a write torn by a crash"
                     .to_owned(),
             });
         }
-        let record =
-            parse_record(&buf).map_err(|reason| VerifyError::Malformed { line, reason })?;
-        let expected = last_seq + 1;
-        if record.seq != expected {
-            // A jump forward is a gap, unless the next line holds the expected
-            // record, in which case two records were swapped.
-            let swapped =
-                record.seq > expected && next_seq(&mut reader).map_err(io_err)? == Some(expected);
-            return Err(if record.seq > expected && !swapped {
-                VerifyError::Missing {
+        let record = match chain.step(&buf, keys) {
+            Ok(record) => record,
+            // A jump forward is a gap, unless the next line holds the
+            // expected record, in which case two records were swapped.
+            Err(VerifyError::Missing {
+                line,
+                expected,
+                found,
+            }) if next_seq(&mut reader).map_err(io_err)? == Some(expected) => {
+                return Err(VerifyError::Sequence {
                     line,
                     expected,
-                    found: record.seq,
-                }
-            } else {
-                VerifyError::Sequence {
-                    line,
-                    expected,
-                    found: record.seq,
-                }
-            });
-        }
-        if record.prev_hash != last_hash {
-            return Err(VerifyError::BrokenLink {
-                line,
-                seq: record.seq,
-            });
-        }
-        if record.computed_hash != record.hash {
-            return Err(VerifyError::Edited {
-                line,
-                seq: record.seq,
-            });
-        }
-        if !record.canonical {
-            return Err(VerifyError::Malformed {
-                line,
-                reason: format!(
-                    "record seq {} is not in the exact form Vigil writes (extra whitespace, \
-                     reordered or duplicated keys): the line was altered",
-                    record.seq
-                ),
-            });
-        }
+                    found,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(head) = &head
             && head.seq == record.seq
             && head.hash != record.hash
         {
             return Err(VerifyError::HeadMismatch { seq: record.seq });
         }
-        match record.kind.as_deref() {
-            Some("checkpoint") => {
-                if !keys.is_empty() {
-                    check_checkpoint(&record.map, record.seq, &record.prev_hash, keys).map_err(
-                        |reason| VerifyError::Checkpoint {
-                            line,
-                            seq: record.seq,
-                            reason,
-                        },
-                    )?;
-                }
-                checkpoints += 1;
-                last_checkpoint = Some(record.seq);
-                if let Some(name) = record.map.get("replica").and_then(Value::as_str)
-                    && !replicas.iter().any(|r| r == name)
-                {
-                    replicas.push(name.to_owned());
-                }
-            }
-            Some("resealed") => reseals.push(reseal_note(record.seq, &record.map)),
-            _ => {}
-        }
-        if record.map.contains_key(cap::MARKER) {
-            truncated_records += 1;
+        if record.kind.as_deref() == Some("checkpoint")
+            && let Some(name) = record.map.get("replica").and_then(Value::as_str)
+            && !replicas.iter().any(|r| r == name)
+        {
+            replicas.push(name.to_owned());
         }
         if let Some(entries) = witnessed.get(&record.seq)
             && let Some(entry) = entries.iter().find(|e| e.hash != record.hash)
@@ -530,15 +477,22 @@ fn verify_inner(
             return Err(VerifyError::WitnessMismatch {
                 seq: record.seq,
                 witness_line: entry.line,
-                resealed: !reseals.is_empty(),
+                resealed: !chain.reseals.is_empty(),
             });
         }
         if published_seqs.contains(&record.seq) {
             at_published.insert(record.seq, record.hash.clone());
         }
-        last_seq = record.seq;
-        last_hash = record.hash;
     }
+    let ChainWalker {
+        last_seq,
+        last_hash,
+        checkpoints,
+        last_checkpoint,
+        reseals,
+        truncated_records,
+        ..
+    } = chain;
 
     match &head {
         None if last_seq > 0 => return Err(VerifyError::HeadMissing { last_seq }),
@@ -634,6 +588,127 @@ fn verify_inner(
         replicas: replicas.clone(),
         published,
     })
+}
+
+/// The streaming part of a verification: checks one line after another
+/// against the chain so far (`seq` in order, `prev_hash` linking to the
+/// previous record, `hash` matching the content, canonical form, and with
+/// keys, checkpoint signatures) and counts what it passes. [`verify_with`]
+/// runs it over a whole log; the web console keeps one and feeds it only
+/// the lines appended since it last looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWalker {
+    /// Lines checked so far (the next line is `line + 1`).
+    pub line: u64,
+    /// `seq` of the last record checked; 0 before any.
+    pub last_seq: u64,
+    /// `hash` of the last record checked (64 zeros before any).
+    pub last_hash: String,
+    /// `checkpoint` records passed.
+    pub checkpoints: u64,
+    /// `seq` of the last checkpoint passed.
+    pub last_checkpoint: Option<u64>,
+    /// Every reseal passed, in order.
+    pub reseals: Vec<ResealNote>,
+    /// Records passed that were written truncated to the size cap.
+    pub truncated_records: u64,
+}
+
+impl Default for ChainWalker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChainWalker {
+    /// At the start of a log.
+    pub fn new() -> Self {
+        ChainWalker {
+            line: 0,
+            last_seq: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+            checkpoints: 0,
+            last_checkpoint: None,
+            reseals: Vec::new(),
+            truncated_records: 0,
+        }
+    }
+
+    /// Checks the next line (without its newline) and moves past it.
+    /// A `seq` ahead of the expected one is reported as
+    /// [`VerifyError::Missing`] (the caller may look further to tell a swap
+    /// from a gap), one behind as [`VerifyError::Sequence`]. On an error
+    /// the walker is left where it was.
+    pub(crate) fn step(
+        &mut self,
+        line_bytes: &[u8],
+        keys: &[PublicKey],
+    ) -> Result<super::ParsedRecord, VerifyError> {
+        let line = self.line + 1;
+        let record =
+            parse_record(line_bytes).map_err(|reason| VerifyError::Malformed { line, reason })?;
+        let expected = self.last_seq + 1;
+        if record.seq > expected {
+            return Err(VerifyError::Missing {
+                line,
+                expected,
+                found: record.seq,
+            });
+        }
+        if record.seq != expected {
+            return Err(VerifyError::Sequence {
+                line,
+                expected,
+                found: record.seq,
+            });
+        }
+        if record.prev_hash != self.last_hash {
+            return Err(VerifyError::BrokenLink {
+                line,
+                seq: record.seq,
+            });
+        }
+        if record.computed_hash != record.hash {
+            return Err(VerifyError::Edited {
+                line,
+                seq: record.seq,
+            });
+        }
+        if !record.canonical {
+            return Err(VerifyError::Malformed {
+                line,
+                reason: format!(
+                    "record seq {} is not in the exact form Vigil writes (extra whitespace, \
+                     reordered or duplicated keys): the line was altered",
+                    record.seq
+                ),
+            });
+        }
+        match record.kind.as_deref() {
+            Some("checkpoint") => {
+                if !keys.is_empty() {
+                    check_checkpoint(&record.map, record.seq, &record.prev_hash, keys).map_err(
+                        |reason| VerifyError::Checkpoint {
+                            line,
+                            seq: record.seq,
+                            reason,
+                        },
+                    )?;
+                }
+                self.checkpoints += 1;
+                self.last_checkpoint = Some(record.seq);
+            }
+            Some("resealed") => self.reseals.push(reseal_note(record.seq, &record.map)),
+            _ => {}
+        }
+        if record.map.contains_key(cap::MARKER) {
+            self.truncated_records += 1;
+        }
+        self.line = line;
+        self.last_seq = record.seq;
+        self.last_hash.clone_from(&record.hash);
+        Ok(record)
+    }
 }
 
 /// Checks a checkpoint record's signature against the key it names, which

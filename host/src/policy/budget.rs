@@ -255,6 +255,18 @@ impl Budgets {
         self.breakers.keys().cloned().collect()
     }
 
+    /// Every tripped breaker with when and why, by rule (read only: a
+    /// cool-down is applied by [`Budgets::tripped`], not here).
+    pub fn trips(&self) -> Vec<(String, Trip)> {
+        let mut trips: Vec<(String, Trip)> = self
+            .breakers
+            .iter()
+            .map(|(rule, trip)| (rule.clone(), trip.clone()))
+            .collect();
+        trips.sort_by(|a, b| a.0.cmp(&b.0));
+        trips
+    }
+
     /// Usage counted and refunded since the last call, for the store.
     #[allow(clippy::type_complexity)]
     pub fn take_usage(&mut self) -> (Vec<(String, String, i64)>, Vec<(String, String)>) {

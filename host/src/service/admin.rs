@@ -128,6 +128,44 @@ pub struct ApprovalView {
     pub expires: String,
 }
 
+/// A temporary action in force (its scheduled undo), as the console lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UndoView {
+    /// The undo's id (`vigil actions undo ID`).
+    pub id: i64,
+    pub action_id: String,
+    pub rule: String,
+    pub connector: String,
+    /// The action in force (`suspend-user`, `block-ip`, …).
+    pub action: &'static str,
+    /// What lifts it (`unsuspend-user`, …).
+    pub undo: &'static str,
+    pub target: String,
+    /// When it is lifted by itself: RFC 3339, or `on demand`.
+    pub due: String,
+    pub attempts: u32,
+}
+
+/// The result of lifting a temporary action early.
+#[derive(Debug, Clone, Serialize)]
+pub struct UndoOutcome {
+    pub id: i64,
+    pub undo: &'static str,
+    pub target: String,
+    /// `executed`, or `failed` (then still scheduled for its due time).
+    pub decision: &'static str,
+    pub detail: String,
+}
+
+/// A tripped breaker.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerView {
+    pub rule: String,
+    /// When it tripped (RFC 3339).
+    pub tripped: String,
+    pub reason: String,
+}
+
 /// Why an admin command failed (answered as JSON).
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -178,6 +216,21 @@ pub enum AdminCommand {
         by: String,
         reason: String,
         reply: oneshot::Sender<()>,
+    },
+    /// Temporary actions in force, soonest due first.
+    ListUndos {
+        reply: oneshot::Sender<anyhow::Result<Vec<UndoView>>>,
+    },
+    /// Lift a temporary action now (as `vigil actions undo`); audited as
+    /// `action-undo` with `by` and `early: true`.
+    UndoNow {
+        id: i64,
+        by: String,
+        reply: oneshot::Sender<Result<UndoOutcome, AdminError>>,
+    },
+    /// Tripped breakers, by rule.
+    ListBreakers {
+        reply: oneshot::Sender<Vec<BreakerView>>,
     },
     /// Swap in a rule set the reload thread prepared (or record why it
     /// could not): see `super::reload`.
@@ -304,6 +357,62 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             }
             pipeline.audit_external(entry)?;
             let _ = reply.send(());
+        }
+        AdminCommand::ListUndos { reply } => {
+            let listed = pipeline.executor().store().pending_undos().map(|list| {
+                list.into_iter()
+                    .map(|u| UndoView {
+                        id: u.id,
+                        action: u.undo.reverses().name(),
+                        undo: u.undo.name(),
+                        target: u.undo.target().to_owned(),
+                        due: if u.due_ms == crate::executor::ON_DEMAND_MS {
+                            "on demand".to_owned()
+                        } else {
+                            rfc3339(u.due_ms)
+                        },
+                        action_id: u.action_id,
+                        rule: u.rule,
+                        connector: u.connector,
+                        attempts: u.attempts,
+                    })
+                    .collect()
+            });
+            let _ = reply.send(listed);
+        }
+        AdminCommand::UndoNow { id, by, reply } => {
+            // An unknown or finished undo is a refusal, not an error: an
+            // error here stops the pipeline.
+            if pipeline.executor().store().pending_undo(id)?.is_none() {
+                let _ = reply.send(Err(AdminError::Refused(format!(
+                    "no temporary action with undo id {id} is in force (lifted already, or never scheduled)"
+                ))));
+                return Ok(());
+            }
+            let r = pipeline.undo_now(id, &by)?;
+            let _ = reply.send(Ok(UndoOutcome {
+                id,
+                undo: r.scheduled.undo.name(),
+                target: r.scheduled.undo.target().to_owned(),
+                decision: r.decision,
+                detail: r.detail,
+            }));
+        }
+        AdminCommand::ListBreakers { reply } => {
+            let trips = pipeline
+                .rules()
+                .gate()
+                .map(|gate| gate.budgets().trips())
+                .unwrap_or_default();
+            let listed = trips
+                .into_iter()
+                .map(|(rule, trip)| BreakerView {
+                    rule,
+                    tripped: rfc3339(trip.at_ms),
+                    reason: trip.reason,
+                })
+                .collect();
+            let _ = reply.send(listed);
         }
         AdminCommand::ResetBreaker { rule, by, reply } => {
             let answer = if pipeline.reset_breaker(&rule, &by)? {

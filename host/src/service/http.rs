@@ -1,6 +1,7 @@
 //! The HTTP surface: ingestion (`POST /v1/events`), Okta Event Hooks
 //! (`GET`/`POST /v1/hooks/okta`), health (`/healthz`, `/readyz`),
-//! `/metrics`, and the admin routes (`admin`).
+//! `/metrics`, and the admin routes (`admin`, and the web console under
+//! `/console/`, `console`).
 //!
 //! Bodies are bounded while they are read (never buffered past
 //! `max_body_bytes`) and normalized here, before queueing: a malformed
@@ -97,6 +98,8 @@ pub struct AppState {
     pub okta_hook: Access,
     /// The admin routes' share (`admin::AdminState`).
     pub admin: AdminState,
+    /// The web console (on the admin listener, with the admin routes).
+    pub console: Arc<super::console::Console>,
     /// An async lock: it is held across the delivery's spool write.
     pub dedup: tokio::sync::Mutex<Dedup>,
     /// Deliveries are written here before they are answered 2xx.
@@ -173,7 +176,8 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
             .route(
                 "/v1/admin/breakers/{rule}/reset",
                 post(admin::reset_breaker),
-            );
+            )
+            .merge(super::console::router(state.console.clone()));
     }
     r.fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)

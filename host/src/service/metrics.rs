@@ -101,6 +101,18 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     pipeline_last_progress: Gauge<f64, std::sync::atomic::AtomicU64>,
     connectors: Mutex<BTreeMap<String, ConnectorStatus>>,
+    /// The same calls and faults as `rule_calls` and `rule_faults`, summed
+    /// per rule for the web console (a `Family` cannot be listed).
+    rule_counts: Mutex<BTreeMap<String, RuleCounts>>,
+}
+
+/// A rule's on-event calls and faulted calls since the service started
+/// (`vigil_rule_calls_total`, and `vigil_rule_faults_total` summed over
+/// kinds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounts {
+    pub calls: u64,
+    pub faults: u64,
 }
 
 impl Metrics {
@@ -239,6 +251,7 @@ impl Metrics {
             reloads,
             pipeline_last_progress,
             connectors: Mutex::new(BTreeMap::new()),
+            rule_counts: Mutex::new(BTreeMap::new()),
         };
         metrics.register_rules(rules.iter().map(String::as_str));
         metrics
@@ -379,6 +392,14 @@ impl Metrics {
             .clone()
     }
 
+    /// Every rule's calls and faults since the start, by rule id.
+    pub fn rule_counts(&self) -> BTreeMap<String, RuleCounts> {
+        self.rule_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The OpenMetrics text, with the queue depth and the watchdog's view
     /// read now.
     pub fn encode(&self, queue_depth: usize, pipeline: &PipelineStatus) -> String {
@@ -420,6 +441,12 @@ impl PipelineObserver for MetricsObserver {
             rule: rule.to_owned(),
         };
         m.rule_calls.get_or_create(&l).inc();
+        {
+            let mut counts = m.rule_counts.lock().unwrap_or_else(|e| e.into_inner());
+            let c = counts.entry(rule.to_owned()).or_default();
+            c.calls += 1;
+            c.faults += u64::from(fault.is_some());
+        }
         m.rule_call_duration
             .get_or_create(&l)
             .observe(elapsed.as_secs_f64());

@@ -7,7 +7,8 @@
 //!   their events through the rules, syncs the audit log, then calls each
 //!   batch's `on_done`; between batches it runs admin commands and due
 //!   undos;
-//! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`),
+//! - a small **tokio runtime** (2 workers) serves HTTP (`http`, `admin`,
+//!   the web `console`),
 //!   normalizing bodies before they are queued; `listener` accepts within
 //!   a connection cap and cuts clients that send nothing, too slowly, or
 //!   idle too long;
@@ -41,6 +42,7 @@ pub mod admin;
 pub mod body;
 pub mod chat;
 pub mod cluster;
+pub mod console;
 pub mod hooks;
 pub mod http;
 pub mod listener;
@@ -106,6 +108,8 @@ pub fn run(
         watchdog: health.watchdog.clone(),
     }));
     health.rules.store(rule_ids.len(), Ordering::SeqCst);
+    // The console reads the log the pipeline writes.
+    let pipeline_audit_path = pipeline.audit().path().to_owned();
     health.audit_ok.store(true, Ordering::SeqCst);
 
     // Deliveries answered 2xx by a previous run and not processed: before
@@ -190,6 +194,16 @@ pub fn run(
         None if loopback => Access::Open { key },
         None => Access::Disabled { key },
     };
+    let admin_auth = Arc::new(AdminAuth {
+        token: secrets.admin,
+        name: server.admin_name.clone(),
+    });
+    let console = Arc::new(console::Console::new(
+        admin_auth.clone(),
+        admin_tx.clone(),
+        metrics.clone(),
+        pipeline_audit_path,
+    ));
     let state = Arc::new(AppState {
         queue: queue.clone(),
         normalizer,
@@ -200,13 +214,11 @@ pub fn run(
         ingest: access(secrets.ingest, "ingest_token"),
         okta_hook: access(secrets.okta_hook, "okta_hook_secret"),
         admin: AdminState {
-            auth: Arc::new(AdminAuth {
-                token: secrets.admin,
-                name: server.admin_name.clone(),
-            }),
+            auth: admin_auth,
             tx: admin_tx,
             reload: reload_tx.clone(),
         },
+        console,
         dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
             server.dedup_capacity,

@@ -12,6 +12,8 @@
 //! - [`nats`]: a throwaway NATS server with JetStream on loopback.
 //! - [`registry`]: a throwaway OCI registry (Debian's `docker-registry`)
 //!   on loopback.
+//! - [`browser`]: a headless Chromium driven through chromedriver (the web
+//!   console's tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,6 +22,7 @@ use serde_json::Value;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+pub mod browser;
 pub mod fake_idp;
 pub mod nats;
 pub mod process;
