@@ -4,36 +4,35 @@
 //! [`Browser::start`] runs Debian's `chromedriver` (`/usr/bin/chromedriver`,
 //! driving `/usr/bin/chromium`; `tests/run.sh` installs both) on a free
 //! loopback port with a throwaway profile, opens one session, and ends both
-//! when dropped. The client is the handful of WebDriver commands the tests
-//! use, over the blocking `reqwest` client the other tests already build:
-//! navigate, find elements by CSS selector, type, click, read text and the
-//! page source, cookies, screenshots.
+//! when dropped. The WebDriver client is `fantoccini`; this wraps the
+//! handful of its commands the tests use (navigate, find elements by CSS
+//! selector, type, click, read text and the page source, cookies,
+//! screenshots) as blocking calls.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-
-/// The key of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A Chromium session (and the chromedriver that runs it).
+/// A Chromium session (and the chromedriver that runs it). The tests are
+/// synchronous: each command runs to completion on a runtime of its own.
 pub struct Browser {
     driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::blocking::Client,
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
     _profile: tempfile::TempDir,
 }
 
 /// An element on the current page.
 #[derive(Clone, Debug)]
-pub struct Element(String);
+pub struct Element(fantoccini::elements::Element);
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium with no network beyond
@@ -52,34 +51,11 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(120))
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Browser {
-            driver,
-            base,
-            session: String::new(),
-            http,
-            _profile: tempfile::tempdir().expect("a temporary profile directory"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = browser
-                .http
-                .get(format!("{}/status", browser.base))
-                .send()
-                .ok()
-                .and_then(|r| r.json::<Value>().ok())
-                .is_some_and(|v| v["value"]["ready"] == true);
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let profile = browser._profile.path().display().to_string();
+            .expect("a runtime for the WebDriver client");
+        let profile = tempfile::tempdir().expect("a temporary profile directory");
         let args = [
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
@@ -91,88 +67,77 @@ impl Browser {
             "--disable-component-update".to_owned(),
             "--disable-sync".to_owned(),
             "--window-size=1366,900".to_owned(),
-            format!("--user-data-dir={profile}"),
+            format!("--user-data-dir={}", profile.path().display()),
         ];
-        let answer = browser.command(
-            reqwest::Method::POST,
-            "/session",
-            json!({
-                "capabilities": {"alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
-                }}
-            }),
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": CHROMIUM, "args": args}),
         );
-        browser.session = answer["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_owned();
-        browser
-    }
-
-    /// Sends one WebDriver command; panics with the driver's message on an
-    /// error answer. Returns `value`.
-    fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
-        if method == reqwest::Method::POST {
-            request = request.json(&body);
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = loop {
+            let connected = rt.block_on(
+                ClientBuilder::new(HttpConnector::new())
+                    .capabilities(capabilities.clone())
+                    .connect(&url),
+            );
+            match connected {
+                Ok(client) => break client,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no WebDriver session from chromedriver: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        };
+        Browser {
+            driver,
+            rt,
+            client: Some(client),
+            _profile: profile,
         }
-        let r = request
-            .send()
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-        let status = r.status();
-        let v: Value = r
-            .json()
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: not JSON: {e}"));
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path} failed ({status}): {}",
-            v["value"]
-        );
-        v["value"].clone()
     }
 
-    fn session_path(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    fn client(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("the session is open until drop")
     }
 
-    fn post(&self, rest: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, &self.session_path(rest), body)
-    }
-
-    fn get(&self, rest: &str) -> Value {
-        self.command(reqwest::Method::GET, &self.session_path(rest), Value::Null)
+    /// Runs one command; panics with the driver's message on an error.
+    fn run<T, E: std::fmt::Display>(&self, what: &str, f: impl Future<Output = Result<T, E>>) -> T {
+        self.rt
+            .block_on(f)
+            .unwrap_or_else(|e| panic!("WebDriver {what}: {e}"))
     }
 
     /// Opens `url` and waits for the page to load.
     pub fn goto(&self, url: &str) {
-        self.post("/url", json!({ "url": url }));
+        self.run("goto", self.client().goto(url));
     }
 
     /// The URL of the current page.
     pub fn url(&self) -> String {
-        self.get("/url").as_str().unwrap_or_default().to_owned()
+        self.run("current url", self.client().current_url())
+            .to_string()
     }
 
     /// The current page's serialized DOM.
     pub fn source(&self) -> String {
-        self.get("/source").as_str().unwrap_or_default().to_owned()
+        self.run("source", self.client().source())
     }
 
     /// Every element matching a CSS selector (possibly none).
     pub fn find_all(&self, css: &str) -> Vec<Element> {
-        self.post(
-            "/elements",
-            json!({ "using": "css selector", "value": css }),
-        )
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|e| e[ELEMENT].as_str().map(|id| Element(id.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+        self.run("find elements", self.client().find_all(Locator::Css(css)))
+            .into_iter()
+            .map(Element)
+            .collect()
     }
 
     /// The one element matching a CSS selector; panics (with the page's
@@ -189,10 +154,7 @@ impl Browser {
 
     /// The visible text of an element.
     pub fn text(&self, e: &Element) -> String {
-        self.get(&format!("/element/{}/text", e.0))
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.run("element text", e.0.text())
     }
 
     /// The visible text of the page's body.
@@ -205,13 +167,13 @@ impl Browser {
 
     /// Types `text` into an input.
     pub fn type_into(&self, e: &Element, text: &str) {
-        self.post(&format!("/element/{}/clear", e.0), json!({}));
-        self.post(&format!("/element/{}/value", e.0), json!({ "text": text }));
+        self.run("clear", e.0.clear());
+        self.run("send keys", e.0.send_keys(text));
     }
 
     /// Clicks an element.
     pub fn click(&self, e: &Element) {
-        self.post(&format!("/element/{}/click", e.0), json!({}));
+        self.run("click", e.0.click());
     }
 
     /// Clicks a button that submits its form and waits until the page it
@@ -220,19 +182,8 @@ impl Browser {
     pub fn submit(&self, e: &Element) {
         self.click(e);
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let still_there = self
-                .http
-                .get(format!(
-                    "{}{}",
-                    self.base,
-                    self.session_path(&format!("/element/{}/name", e.0))
-                ))
-                .send()
-                .is_ok_and(|r| r.status().is_success());
-            if !still_there {
-                return;
-            }
+        // The old page's element goes stale once the new page replaces it.
+        while self.rt.block_on(e.0.tag_name()).is_ok() {
             assert!(
                 Instant::now() < deadline,
                 "the page did not change after a submit"
@@ -241,27 +192,32 @@ impl Browser {
         }
     }
 
-    /// Every cookie the browser holds for the current page, as WebDriver
-    /// reports them (`name`, `value`, `httpOnly`, `secure`, `sameSite`, …).
+    /// Every cookie the browser holds for the current page, in WebDriver's
+    /// terms (`name`, `value`, `path`, `httpOnly`, `secure`, `sameSite`).
     pub fn cookies(&self) -> Vec<Value> {
-        self.get("/cookie").as_array().cloned().unwrap_or_default()
+        self.run("cookies", self.client().get_all_cookies())
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "name": c.name(),
+                    "value": c.value(),
+                    "path": c.path(),
+                    "httpOnly": c.http_only().unwrap_or(false),
+                    "secure": c.secure().unwrap_or(false),
+                    "sameSite": c.same_site().map(|s| s.to_string()),
+                })
+            })
+            .collect()
     }
 
     /// Forgets every cookie of the current page's site.
     pub fn delete_cookies(&self) {
-        self.command(
-            reqwest::Method::DELETE,
-            &self.session_path("/cookie"),
-            Value::Null,
-        );
+        self.run("delete cookies", self.client().delete_all_cookies());
     }
 
     /// Saves a PNG of the window to `dir/name.png` and returns its path.
     pub fn screenshot(&self, dir: &Path, name: &str) -> PathBuf {
-        let b64 = self.get("/screenshot");
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().expect("a screenshot"))
-            .expect("a base64 screenshot");
+        let png = self.run("screenshot", self.client().screenshot());
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
@@ -271,11 +227,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = self
-                .http
-                .delete(format!("{}/session/{}", self.base, self.session))
-                .send();
+        if let Some(client) = self.client.take() {
+            let _ = self.rt.block_on(client.close());
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
