@@ -168,8 +168,7 @@ pub struct Pipeline {
     findings_to_claim: Vec<String>,
     /// Posts parked actions to chat (`[approvals] notify`).
     approval_notifier: Option<crate::chat::request::ApprovalNotifier>,
-    /// Parked actions to post once their `pending-approval` record is
-    /// durable.
+    /// Parked actions to post once their approval is committed.
     approval_requests: Vec<crate::chat::ApprovalRequest>,
 }
 
@@ -530,6 +529,7 @@ impl Pipeline {
         self.executor.refresh_groups(now)?;
         self.check_baseline(now)?;
         self.drain_executions(false)?;
+        self.audit_approval_requests(false)?;
         if self.unsynced >= SYNC_EVERY {
             self.sync_batch()?;
         }
@@ -541,6 +541,7 @@ impl Pipeline {
     pub fn tick(&mut self) -> Result<()> {
         self.run_shards()?;
         self.drain_executions(false)?;
+        self.audit_approval_requests(false)?;
         let now = now_ms();
         if self.executor.undo_due(now) {
             self.run_due_undos()?;
@@ -800,14 +801,9 @@ impl Pipeline {
         loop {
             let jobs = self.commit_once()?;
             if jobs.is_empty() {
-                if !self.approval_requests.is_empty() {
-                    // Their approvals are committed: a decision coming back
-                    // finds them. The deliveries' records commit next turn.
-                    self.sync_log()?;
-                    self.post_approval_requests()?;
-                    executed = true;
-                    continue;
-                }
+                // Their approvals are committed: a decision coming back
+                // finds them. The deliveries are audited when they arrive.
+                self.submit_approval_requests();
                 if executed {
                     // What the executions recorded is durable before the
                     // caller goes on (and visible to whoever reads the log).
@@ -974,6 +970,7 @@ impl Pipeline {
     pub fn finish(&mut self) -> Result<RunStats> {
         self.run_shards()?;
         self.drain_executions(true)?;
+        self.audit_approval_requests(true)?;
         self.expire_approvals()?;
         self.sync()?;
         self.audit

@@ -487,3 +487,47 @@ fn an_unreachable_chat_leaves_the_approval_pending_and_says_so() {
     );
     assert!(s.stop().success(), "{}", s.log());
 }
+
+#[test]
+fn a_slow_chat_does_not_hold_up_detection() {
+    // The first approval request takes 8 s to be answered. Meanwhile a
+    // second burst is judged and parked: posting happens off the pipeline
+    // thread (posting on it would judge the second burst only after the
+    // first request's record).
+    let fake = FakeIdp::start();
+    fake.inject(
+        "POST",
+        "/hooks/soc",
+        Fault::Delay(Duration::from_secs(8)),
+        1,
+    );
+    let approvals =
+        "[approvals.links]\nbase_url = \"https://vigil.example.com\"\nkey_file = \"link-key\"\n";
+    let mut s = Service::start_in(chat_workdir(), "", &chat_config(&fake, approvals), "http");
+    let pending = |s: &Service| {
+        s.wd.records_of("action")
+            .iter()
+            .filter(|a| a["decision"] == "pending")
+            .count()
+    };
+    for (n, user) in ["00upushbomb01", "00upushbomb02"].into_iter().enumerate() {
+        let r = client()
+            .post(s.url("/v1/hooks/okta"))
+            .header("Authorization", HOOK_SECRET)
+            .json(&push_bombing_of(user))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        eventually("the parked suspension", &s, || pending(&s) == n + 1);
+    }
+    assert!(
+        s.wd.records_of("approval-request").is_empty(),
+        "the second burst was judged only after the first request was posted"
+    );
+    // Both requests are delivered in the end (the slow one included), and
+    // a stop waits for them.
+    assert!(s.stop().success(), "{}", s.log());
+    let delivered = s.wd.records_of("approval-request");
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(delivered.iter().all(|r| r["result"] == "delivered"));
+}

@@ -1,5 +1,6 @@
 //! Posting a parked action to the `[approvals] notify` webhooks as a
-//! request for a decision.
+//! request for a decision, on a thread of its own (retries and a slow chat
+//! never hold up detection).
 //!
 //! A `slack`-format webhook gets a Block Kit message (`text` for
 //! notifications, `blocks` with the buttons) plus the structure under
@@ -7,6 +8,8 @@
 //! trigger whose custom details hold the links. The links are credentials
 //! (whoever holds one can decide): they go only to the configured
 //! receivers, never to a log line or the audit log.
+
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -18,12 +21,22 @@ use crate::actions::webhook::{WebhookConnector, slack_escape};
 use crate::config::Config;
 use crate::config::connectors::WebhookFormat;
 
-/// The webhooks approval requests go to, and what the requests offer.
+/// Posts approval requests on a thread of its own, so a slow or
+/// unreachable chat (retries included) never holds up the pipeline; the
+/// pipeline collects the deliveries with [`ApprovalNotifier::completed`]
+/// and audits them.
 pub struct ApprovalNotifier {
-    webhooks: Vec<WebhookConnector>,
-    links: Option<LinkSigner>,
-    /// `[approvals.slack]` is set: Slack messages carry interactive buttons.
-    interactive: bool,
+    tx: Option<mpsc::Sender<ApprovalRequest>>,
+    done: mpsc::Receiver<Posted>,
+    in_flight: usize,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One request's deliveries, one per webhook.
+#[derive(Debug)]
+pub struct Posted {
+    pub request: ApprovalRequest,
+    pub deliveries: Vec<Delivery>,
 }
 
 /// One webhook's delivery of one request.
@@ -34,8 +47,17 @@ pub struct Delivery {
     pub result: Result<u16, String>,
 }
 
+/// The webhooks approval requests go to, and what the requests offer.
+struct Poster {
+    webhooks: Vec<WebhookConnector>,
+    links: Option<LinkSigner>,
+    /// `[approvals.slack]` is set: Slack messages carry interactive buttons.
+    interactive: bool,
+}
+
 impl ApprovalNotifier {
-    /// The notifier of `config`, if `[approvals] notify` names webhooks.
+    /// The notifier of `config`, if `[approvals] notify` names webhooks
+    /// (its thread started).
     pub fn from_config(config: &Config) -> Result<Option<Self>> {
         let approvals = &config.approvals;
         if approvals.notify.is_empty() {
@@ -62,15 +84,78 @@ impl ApprovalNotifier {
                 l.expire_secs,
             )
         });
-        Ok(Some(ApprovalNotifier {
+        let mut poster = Poster {
             webhooks,
             links,
             interactive: approvals.slack.is_some(),
+        };
+        let (tx, requests) = mpsc::channel::<ApprovalRequest>();
+        let (posted, done) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("vigil-approval-chat".into())
+            .spawn(move || {
+                for request in requests {
+                    let deliveries = poster.send(&request, crate::clock::now_ms());
+                    if posted
+                        .send(Posted {
+                            request,
+                            deliveries,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+            .context("cannot start the approval-request thread")?;
+        Ok(Some(ApprovalNotifier {
+            tx: Some(tx),
+            done,
+            in_flight: 0,
+            worker: Some(worker),
         }))
     }
 
+    /// Queues `r` for posting.
+    pub fn submit(&mut self, r: ApprovalRequest) {
+        if let Some(tx) = &self.tx
+            && tx.send(r).is_ok()
+        {
+            self.in_flight += 1;
+        }
+    }
+
+    /// The requests posted since the last call; with `wait`, every one
+    /// submitted (the end of a run).
+    pub fn completed(&mut self, wait: bool) -> Vec<Posted> {
+        let mut out = Vec::new();
+        while self.in_flight > 0 {
+            let next = if wait {
+                self.done.recv().ok()
+            } else {
+                self.done.try_recv().ok()
+            };
+            let Some(p) = next else { break };
+            self.in_flight -= 1;
+            out.push(p);
+        }
+        out
+    }
+}
+
+impl Drop for ApprovalNotifier {
+    fn drop(&mut self) {
+        // The thread ends once its queue is closed and drained.
+        self.tx.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Poster {
     /// Posts `r` to every webhook, made at `now_ms`; one delivery each.
-    pub fn send(&mut self, r: &ApprovalRequest, now_ms: i64) -> Vec<Delivery> {
+    fn send(&mut self, r: &ApprovalRequest, now_ms: i64) -> Vec<Delivery> {
         let links = self
             .links
             .as_ref()
@@ -91,7 +176,7 @@ impl ApprovalNotifier {
                     .post(body.to_string())
                     .map_err(|e| format!("webhook {name}: {e}"));
                 Delivery {
-                    webhook: w.name().to_owned(),
+                    webhook: name,
                     result,
                 }
             })

@@ -152,18 +152,34 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Posts the parked actions waiting in `approval_requests` to chat and
-    /// records each delivery (`approval-request`): which webhook, and the
-    /// status or why it failed. A failed post leaves the approval pending
-    /// (the CLI, the admin API and the console still decide it).
-    pub(super) fn post_approval_requests(&mut self) -> Result<()> {
+    /// Hands the parked actions waiting in `approval_requests` to the
+    /// notifier's thread (after the commit that made their approvals
+    /// durable).
+    pub(super) fn submit_approval_requests(&mut self) {
         let requests = std::mem::take(&mut self.approval_requests);
+        if let Some(notifier) = self.approval_notifier.as_mut() {
+            for r in requests {
+                notifier.submit(r);
+            }
+        }
+    }
+
+    /// Records each delivery of an approval request the notifier finished
+    /// (`approval-request`: which webhook, and the status or why it
+    /// failed); with `wait`, of every one submitted. A failed post leaves
+    /// the approval pending (the CLI, the admin API and the console still
+    /// decide it).
+    pub(super) fn audit_approval_requests(&mut self, wait: bool) -> Result<()> {
         let Some(notifier) = self.approval_notifier.as_mut() else {
             return Ok(());
         };
-        let mut records = Vec::new();
-        for r in &requests {
-            for d in notifier.send(r, now_ms()) {
+        let posted = notifier.completed(wait);
+        if posted.is_empty() {
+            return Ok(());
+        }
+        for p in posted {
+            let r = &p.request;
+            for d in p.deliveries {
                 let entry = Entry::new("approval-request")
                     .rule(&r.rule)
                     .event(&r.event_id)
@@ -171,19 +187,17 @@ impl Pipeline {
                     .field("action", r.action)
                     .field("target", r.target.as_str())
                     .field("webhook", d.webhook.as_str());
-                records.push(match d.result {
+                let entry = match d.result {
                     Ok(status) => entry.field("result", "delivered").field("status", status),
                     Err(e) => {
                         tracing::warn!(webhook = %d.webhook, action_id = %r.action_id, "approval request not delivered: {e}");
                         entry.field("result", "failed").field("error", e)
                     }
-                });
+                };
+                self.append(entry)?;
             }
         }
-        for entry in records {
-            self.append(entry)?;
-        }
-        Ok(())
+        self.sync()
     }
 
     /// Audits breaker trips (and raises one escalation per trip) and
