@@ -63,13 +63,7 @@ fn push_bombing_of(user: &str) -> Value {
 /// Posts a delivery and waits for its parked suspension's request to reach
 /// the `soc` webhook; answers that message.
 fn park(s: &Service, fake: &FakeIdp, user: &str) -> Value {
-    let r = client()
-        .post(s.url("/v1/hooks/okta"))
-        .header("Authorization", HOOK_SECRET)
-        .json(&push_bombing_of(user))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    post_burst(s, user);
     let mut found = None;
     eventually("the approval request in chat", s, || {
         found = fake
@@ -89,6 +83,17 @@ fn park(s: &Service, fake: &FakeIdp, user: &str) -> Value {
         "{requested:?}"
     );
     message
+}
+
+/// Delivers a push-bombing burst against `user` through the Okta hook.
+fn post_burst(s: &Service, user: &str) {
+    let r = client()
+        .post(s.url("/v1/hooks/okta"))
+        .header("Authorization", HOOK_SECRET)
+        .json(&push_bombing_of(user))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 /// A Slack interaction callback body for a click.
@@ -464,13 +469,7 @@ fn an_unreachable_chat_leaves_the_approval_pending_and_says_so() {
     let approvals =
         "[approvals.links]\nbase_url = \"https://vigil.example.com\"\nkey_file = \"link-key\"\n";
     let mut s = Service::start_in(chat_workdir(), "", &chat_config(&fake, approvals), "http");
-    let r = client()
-        .post(s.url("/v1/hooks/okta"))
-        .header("Authorization", HOOK_SECRET)
-        .json(&push_bombing_of("00upushbomb01"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    post_burst(&s, "00upushbomb01");
     eventually("the failed request", &s, || {
         !s.wd.records_of("approval-request").is_empty()
     });
@@ -511,13 +510,7 @@ fn a_slow_chat_does_not_hold_up_detection() {
             .count()
     };
     for (n, user) in ["00upushbomb01", "00upushbomb02"].into_iter().enumerate() {
-        let r = client()
-            .post(s.url("/v1/hooks/okta"))
-            .header("Authorization", HOOK_SECRET)
-            .json(&push_bombing_of(user))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        post_burst(&s, user);
         eventually("the parked suspension", &s, || pending(&s) == n + 1);
     }
     assert!(

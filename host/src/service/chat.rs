@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use super::admin::{AdminCommand, AdminError, AdminState, ask};
 use super::body::{error, read_body};
+use super::console::esc as escape;
 use super::http::AppState;
 use crate::chat::links::{LinkError, LinkSigner};
 use crate::chat::slack::{self, Click, PayloadError, ReplayGuard};
@@ -484,20 +485,4 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         html,
     )
         .into_response()
-}
-
-/// HTML text escaping.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -58,6 +58,8 @@ use super::admin::{AdminAuth, AdminCommand};
 use super::metrics::Metrics;
 pub use audit_view::VerifyCache;
 use html::error_page;
+/// HTML escaping, for the service's other pages (the signed-link pages).
+pub use html::esc;
 use session::{LoginThrottle, SessionInfo, Sessions};
 
 /// How long a console request waits for the pipeline thread (an undo
