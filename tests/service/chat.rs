@@ -75,13 +75,12 @@ fn park(s: &Service, fake: &FakeIdp, user: &str) -> Value {
     });
     let message = found.unwrap();
     let id = message["vigil"]["action_id"].as_str().unwrap();
-    let requested = s.wd.records_of("approval-request");
-    assert!(
-        requested
+    // The delivery is audited once the notifier's thread reports it.
+    eventually("the audited delivery", s, || {
+        s.wd.records_of("approval-request")
             .iter()
-            .any(|r| r["action_id"] == id && r["webhook"] == "soc" && r["result"] == "delivered"),
-        "{requested:?}"
-    );
+            .any(|r| r["action_id"] == id && r["webhook"] == "soc" && r["result"] == "delivered")
+    });
     message
 }
 

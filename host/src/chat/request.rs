@@ -14,9 +14,9 @@ use std::sync::mpsc;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::ApprovalRequest;
 use super::links::LinkSigner;
 use super::slack::{Buttons, approval_blocks};
+use super::{ApprovalRequest, rfc3339};
 use crate::actions::webhook::{WebhookConnector, slack_escape};
 use crate::config::Config;
 use crate::config::connectors::WebhookFormat;
@@ -256,13 +256,6 @@ fn vigil_fields(r: &ApprovalRequest) -> Value {
         "target": r.target,
         "expires": rfc3339(r.expires_ms),
     })
-}
-
-/// Unix milliseconds as RFC 3339 (UTC, seconds).
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

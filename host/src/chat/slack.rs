@@ -230,7 +230,7 @@ pub fn approval_blocks(
     buttons: Buttons<'_>,
     escape: impl Fn(&str) -> String,
 ) -> Vec<Value> {
-    let expires = super::request::rfc3339(r.expires_ms);
+    let expires = super::rfc3339(r.expires_ms);
     let mut blocks = vec![
         json!({
             "type": "section",

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::body::{error, read_body};
 use super::hooks::secret_matches;
-use super::reload::{Prepared, ReloadOutcome, ReloadRequest};
+use super::reload::{ApplyReload, ReloadRequest};
 use crate::audit::Entry;
 use crate::config::Mode;
 use crate::pipeline::Pipeline;
@@ -234,12 +234,7 @@ pub enum AdminCommand {
     },
     /// Swap in a rule set the reload thread prepared (or record why it
     /// could not): see `super::reload`.
-    Reload {
-        prepared: Result<Box<Prepared>, String>,
-        reason: &'static str,
-        by: String,
-        reply: oneshot::Sender<ReloadOutcome>,
-    },
+    Reload(ApplyReload),
 }
 
 /// Runs one command on the pipeline thread. An error is an audit failure
@@ -250,14 +245,9 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             let rules = pipeline.rules().rules.iter().map(RuleView::of).collect();
             let _ = reply.send(rules);
         }
-        AdminCommand::Reload {
-            prepared,
-            reason,
-            by,
-            reply,
-        } => {
-            let outcome = super::reload::apply(pipeline, prepared, reason, &by)?;
-            let _ = reply.send(outcome);
+        AdminCommand::Reload(job) => {
+            let outcome = super::reload::apply(pipeline, job.prepared, job.reason, &job.by)?;
+            let _ = job.reply.send(outcome);
         }
         AdminCommand::SetMode {
             rule,

@@ -25,20 +25,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::admin::{AdminCommand, AdminError, AdminState, ask};
 use super::body::{error, read_body};
 use super::console::esc as escape;
-use super::http::AppState;
 use crate::chat::links::{LinkError, LinkSigner};
 use crate::chat::slack::{self, Click, PayloadError, ReplayGuard};
-use crate::chat::{Decision, request::rfc3339};
+use crate::chat::{Decision, rfc3339};
 use crate::config::approvals::{ApprovalSecrets, ApprovalsConfig};
 use crate::secret::Secret;
 
@@ -50,9 +51,23 @@ const SLACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the chat routes share.
 pub struct ChatState {
-    pub slack: Option<SlackReceiver>,
-    pub links: Option<LinkSigner>,
+    slack: Option<SlackReceiver>,
+    links: Option<LinkSigner>,
+    /// Where decisions go (the pipeline thread).
+    admin: AdminState,
     http: reqwest::Client,
+}
+
+/// The chat routes `chat` serves (for the ingest listener's router).
+pub fn router<S: Clone + Send + Sync + 'static>(chat: Arc<ChatState>) -> Router<S> {
+    let mut r = Router::new();
+    if chat.slack.is_some() {
+        r = r.route("/v1/chat/slack/actions", post(slack_actions));
+    }
+    if chat.links.is_some() {
+        r = r.route("/v1/chat/links/{token}", get(link_page).post(link_decide));
+    }
+    r.with_state(chat)
 }
 
 /// `[approvals.slack]`, ready to check callbacks.
@@ -68,7 +83,10 @@ pub struct SlackReceiver {
 
 impl ChatState {
     /// The receivers `[approvals]` configures (None when neither is).
-    pub fn from_config(approvals: &ApprovalsConfig) -> anyhow::Result<Option<Arc<ChatState>>> {
+    pub fn from_config(
+        approvals: &ApprovalsConfig,
+        admin: AdminState,
+    ) -> anyhow::Result<Option<Arc<ChatState>>> {
         if approvals.slack.is_none() && approvals.links.is_none() {
             return Ok(None);
         }
@@ -97,7 +115,12 @@ impl ChatState {
             .timeout(SLACK_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Some(Arc::new(ChatState { slack, links, http })))
+        Ok(Some(Arc::new(ChatState {
+            slack,
+            links,
+            admin,
+            http,
+        })))
     }
 }
 
@@ -109,14 +132,11 @@ fn unix_now() -> i64 {
 // Slack
 
 /// `POST /v1/chat/slack/actions`
-pub async fn slack_actions(
-    State(state): State<Arc<AppState>>,
+async fn slack_actions(
+    State(chat): State<Arc<ChatState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(chat) = state.chat.clone() else {
-        return error(StatusCode::NOT_FOUND, "no such endpoint");
-    };
     let Some(slack) = &chat.slack else {
         return error(
             StatusCode::NOT_FOUND,
@@ -166,13 +186,14 @@ pub async fn slack_actions(
     };
     // Slack wants its answer within 3 s; the decision (a connector call
     // when approved) may take longer, so it is reported on `response_url`.
-    tokio::spawn(decide_click(state.admin.clone(), chat.clone(), click));
+    tokio::spawn(decide_click(chat.clone(), click));
     StatusCode::OK.into_response()
 }
 
 /// Checks the approver, takes the decision, and tells the user.
-async fn decide_click(admin: AdminState, chat: Arc<ChatState>, click: Click) {
+async fn decide_click(chat: Arc<ChatState>, click: Click) {
     let slack = chat.slack.as_ref().expect("checked by the handler");
+    let admin = &chat.admin;
     let by = format!("slack {} ({})", click.user_id, click.user_name);
     let response_url = match click.response_url.as_deref() {
         Some(url) if slack.response_url_allowed(url) => Some(url.to_owned()),
@@ -209,7 +230,7 @@ async fn decide_click(admin: AdminState, chat: Arc<ChatState>, click: Click) {
             reason: reason.clone(),
             reply: tx,
         };
-        if ask(&admin, command, rx).await.is_err() {
+        if ask(admin, command, rx).await.is_err() {
             tracing::error!(by, action_id = %click.action_id, "the refusal could not be audited: the pipeline did not answer");
         }
         reply(
@@ -222,7 +243,7 @@ async fn decide_click(admin: AdminState, chat: Arc<ChatState>, click: Click) {
         .await;
         return;
     }
-    let outcome = decide(&admin, &click.action_id, click.decision, by.clone()).await;
+    let outcome = decide(admin, &click.action_id, click.decision, by.clone()).await;
     let (text, ephemeral) = match outcome {
         Ok(v) => (
             format!(
@@ -357,13 +378,13 @@ async fn decide(
 // Signed links
 
 /// `GET /v1/chat/links/{token}`: what the link would do, with a button.
-pub async fn link_page(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
-    let signed = match check_link(&state, &token) {
+async fn link_page(State(chat): State<Arc<ChatState>>, Path(token): Path<String>) -> Response {
+    let signed = match check_link(&chat, &token) {
         Ok(v) => v,
         Err(r) => return r,
     };
     let (tx, rx) = oneshot::channel();
-    let pending = match ask(&state.admin, AdminCommand::ListApprovals { reply: tx }, rx).await {
+    let pending = match ask(&chat.admin, AdminCommand::ListApprovals { reply: tx }, rx).await {
         Ok(Ok(list)) => list.into_iter().find(|a| a.id == signed.action_id),
         _ => {
             return page(
@@ -405,17 +426,17 @@ pub async fn link_page(State(state): State<Arc<AppState>>, Path(token): Path<Str
 }
 
 /// `POST /v1/chat/links/{token}`: takes the link's decision.
-pub async fn link_decide(
-    State(state): State<Arc<AppState>>,
+async fn link_decide(
+    State(chat): State<Arc<ChatState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
-    let signed = match check_link(&state, &token) {
+    let signed = match check_link(&chat, &token) {
         Ok(s) => s,
         Err(r) => return r,
     };
     let by = format!("signed link from {}", peer.ip());
-    match decide(&state.admin, &signed.action_id, signed.decision, by).await {
+    match decide(&chat.admin, &signed.action_id, signed.decision, by).await {
         Ok(v) => page(
             StatusCode::OK,
             if signed.decision == Decision::Approve {
@@ -435,12 +456,9 @@ pub async fn link_decide(
 
 /// The link's signed decision, or the error page.
 fn check_link(
-    state: &AppState,
+    chat: &ChatState,
     token: &str,
 ) -> Result<crate::chat::links::SignedDecision, Response> {
-    let Some(chat) = &state.chat else {
-        return Err(error(StatusCode::NOT_FOUND, "no such endpoint"));
-    };
     let Some(signer) = &chat.links else {
         return Err(error(
             StatusCode::NOT_FOUND,

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::http::Health;
 use super::metrics::Metrics;
+use super::watchdog::Health;
 use crate::cluster::consume::{self, Closed, Delivery};
 use crate::cluster::ingest::Publisher;
 use crate::cluster::{Nats, layout};

@@ -25,7 +25,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -42,7 +42,7 @@ use super::admin::{self, AdminState, bearer};
 pub use super::body::{error, read_body};
 use super::hooks::{Dedup, secret_matches};
 use super::metrics::Metrics;
-use super::watchdog::Watchdog;
+use super::watchdog::Health;
 use crate::model::Event;
 use crate::normalize::{NormalizeError, Normalizer};
 use crate::secret::Secret;
@@ -62,30 +62,6 @@ pub enum Access {
     /// No credential configured on a non-loopback listener: the endpoint
     /// answers 404 naming the key to set.
     Disabled { key: &'static str },
-}
-
-/// What the pipeline thread and the service report to `/readyz`.
-pub struct Health {
-    pub pipeline_alive: AtomicBool,
-    pub audit_ok: AtomicBool,
-    pub stopping: AtomicBool,
-    pub rules: AtomicUsize,
-    /// The pipeline thread's progress stamps (`server.watchdog_secs`).
-    pub watchdog: Arc<Watchdog>,
-}
-
-impl Health {
-    /// Nothing ready yet; a stall is reported after `watchdog` without
-    /// progress.
-    pub fn new(watchdog: std::time::Duration) -> Self {
-        Health {
-            pipeline_alive: AtomicBool::new(false),
-            audit_ok: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            rules: AtomicUsize::new(0),
-            watchdog: Arc::new(Watchdog::new(watchdog)),
-        }
-    }
 }
 
 /// Everything the handlers share.
@@ -153,15 +129,7 @@ pub fn router(state: Arc<AppState>, routes: Routes) -> Router {
         );
         r = r.route("/v1/events", events).route("/v1/hooks/okta", hook);
         if let Some(chat) = &state.chat {
-            if chat.slack.is_some() {
-                r = r.route("/v1/chat/slack/actions", post(super::chat::slack_actions));
-            }
-            if chat.links.is_some() {
-                r = r.route(
-                    "/v1/chat/links/{token}",
-                    get(super::chat::link_page).post(super::chat::link_decide),
-                );
-            }
+            r = r.merge(super::chat::router(chat.clone()));
         }
     }
     if routes.admin {

@@ -69,9 +69,10 @@ use crate::sources;
 use crate::sources::queue::{self, Batch, QueueReceiver, QueueSender, Recv, Shutdown};
 use admin::{AdminAuth, AdminCommand, AdminState};
 use hooks::Dedup;
-use http::{Access, AppState, Health, Routes};
+use http::{Access, AppState, Routes};
 use listener::{ConnLimits, Listener};
 use metrics::{Metrics, MetricsObserver};
+use watchdog::Health;
 
 /// How long the pipeline thread waits for a batch before looking at admin
 /// commands, due undos and the drain flag.
@@ -161,7 +162,10 @@ pub fn run(
         shards: pipeline.rules().shards(),
         watch: (server.reload_watch_secs > 0)
             .then(|| Duration::from_secs(server.reload_watch_secs)),
-        admin: admin_tx.clone(),
+        to_pipeline: {
+            let admin_tx = admin_tx.clone();
+            Box::new(move |job| admin_tx.send(AdminCommand::Reload(job)).is_ok())
+        },
         metrics: metrics.clone(),
         health: health.clone(),
         stop: reload_stop.clone(),
@@ -204,6 +208,12 @@ pub fn run(
         metrics.clone(),
         pipeline_audit_path,
     ));
+    let admin = AdminState {
+        auth: admin_auth,
+        tx: admin_tx,
+        reload: reload_tx.clone(),
+    };
+    let chat = chat::ChatState::from_config(&config.approvals, admin.clone())?;
     let state = Arc::new(AppState {
         queue: queue.clone(),
         normalizer,
@@ -213,11 +223,7 @@ pub fn run(
         health: health.clone(),
         ingest: access(secrets.ingest, "ingest_token"),
         okta_hook: access(secrets.okta_hook, "okta_hook_secret"),
-        admin: AdminState {
-            auth: admin_auth,
-            tx: admin_tx,
-            reload: reload_tx.clone(),
-        },
+        admin,
         console,
         dedup: tokio::sync::Mutex::new(Dedup::new(
             Duration::from_secs(server.dedup_window_secs),
@@ -225,7 +231,7 @@ pub fn run(
         )),
         max_body_bytes: server.max_body_bytes,
         max_events: server.max_events_per_request,
-        chat: chat::ChatState::from_config(&config.approvals)?,
+        chat,
     });
     drop(queue);
     let drain_timeout = Duration::from_secs(server.drain_timeout_secs);

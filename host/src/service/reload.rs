@@ -38,9 +38,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::admin::AdminCommand;
-use super::http::Health;
 use super::metrics::Metrics;
+use super::watchdog::Health;
 use crate::audit::Entry;
 use crate::config::{Config, Protected};
 use crate::engine::VigilEngine;
@@ -49,6 +48,15 @@ use crate::rules::RuleSet;
 
 /// How long the reload thread waits between looks at its stop flag.
 const TURN: Duration = Duration::from_millis(200);
+
+/// A prepared rule set for the pipeline thread to swap in (or why it
+/// could not be prepared), with who asked and where the outcome goes.
+pub struct ApplyReload {
+    pub prepared: Result<Box<Prepared>, String>,
+    pub reason: &'static str,
+    pub by: String,
+    pub reply: oneshot::Sender<ReloadOutcome>,
+}
 
 /// A reload someone asked for.
 pub struct ReloadRequest {
@@ -173,7 +181,9 @@ pub struct Reloader {
     /// Shards of the running rule set (a reload keeps them).
     pub shards: usize,
     pub watch: Option<Duration>,
-    pub admin: mpsc::Sender<AdminCommand>,
+    /// Hands a prepared reload to the pipeline thread (as an admin
+    /// command); false when it is not running.
+    pub to_pipeline: Box<dyn Fn(ApplyReload) -> bool + Send>,
     pub metrics: Arc<Metrics>,
     /// `/readyz` counts the rules loaded.
     pub health: Arc<Health>,
@@ -247,13 +257,13 @@ impl Reloader {
             Err(e) => (Err(e), None),
         };
         let (reply, rx) = oneshot::channel();
-        let command = AdminCommand::Reload {
+        let job = ApplyReload {
             prepared,
             reason: request.reason,
             by: request.by.clone(),
             reply,
         };
-        if self.admin.send(command).is_err() {
+        if !(self.to_pipeline)(job) {
             return ReloadOutcome::failed("the pipeline is not running".to_owned());
         }
         let Ok(outcome) = rx.blocking_recv() else {

@@ -11,9 +11,11 @@
 //! Invariant: "stalled" means work is waiting — a delivery in the queue,
 //! or a rule call under way — and nothing moved for `limit`. An idle
 //! pipeline is never stalled: its loop turns every poll interval.
+//!
+//! [`Health`] gathers it with the other facts `/readyz` reports.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// No rule call is under way.
@@ -125,6 +127,30 @@ impl Watchdog {
             since_progress,
             stalled: waiting && since_progress >= self.limit,
             in_call,
+        }
+    }
+}
+
+/// What the pipeline thread and the service report to `/readyz`.
+pub struct Health {
+    pub pipeline_alive: AtomicBool,
+    pub audit_ok: AtomicBool,
+    pub stopping: AtomicBool,
+    pub rules: AtomicUsize,
+    /// The pipeline thread's progress stamps (`server.watchdog_secs`).
+    pub watchdog: Arc<Watchdog>,
+}
+
+impl Health {
+    /// Nothing ready yet; a stall is reported after `watchdog` without
+    /// progress.
+    pub fn new(watchdog: std::time::Duration) -> Self {
+        Health {
+            pipeline_alive: AtomicBool::new(false),
+            audit_ok: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            rules: AtomicUsize::new(0),
+            watchdog: Arc::new(Watchdog::new(watchdog)),
         }
     }
 }

@@ -12,8 +12,8 @@ use axum::response::Response;
 use serde_json::{Map, Value};
 
 use super::super::audit_view::{self, ChainStatus, Filter, MAX_SCAN_BYTES, PAGE_ROWS};
+use super::super::context::{Console, logged_in, query_fields};
 use super::super::html::{esc, link};
-use super::super::{Console, logged_in, query_fields};
 
 /// How long a page view waits for the verification to catch up before it
 /// shows its progress instead (it goes on in the background).
@@ -283,7 +283,7 @@ fn chain_html(chain: &ChainStatus, head: Option<(u64, String)>) -> String {
 }
 
 /// The filter form (a GET: no state changes, no CSRF token needed).
-fn filter_form(q: &super::super::Fields) -> String {
+fn filter_form(q: &super::super::context::Fields) -> String {
     let select = |name: &str, values: &[&str]| {
         let current = q.get(name);
         let mut s =

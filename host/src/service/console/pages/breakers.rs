@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tokio::sync::oneshot;
 
+use super::super::context::{Console, ask, checked_post, done, logged_in};
 use super::super::html::{button_form, esc};
-use super::super::{Console, ask, checked_post, done, logged_in};
 use crate::service::admin::AdminCommand;
 
 /// `GET /console/breakers`

@@ -15,8 +15,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use super::super::context::{Console, cookie, logged_in, read_form, same_origin};
 use super::super::html::{Page, error_page, see_other};
-use super::super::{Console, cookie, logged_in, read_form, same_origin};
 use crate::service::hooks::secret_matches;
 
 /// The pause before a failed login is answered.
@@ -105,7 +105,7 @@ pub async fn logout(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (session, _) = match super::super::checked_post(&c, peer, &headers, body).await {
+    let (session, _) = match super::super::context::checked_post(&c, peer, &headers, body).await {
         Ok(s) => s,
         Err(r) => return r,
     };

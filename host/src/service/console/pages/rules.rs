@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tokio::sync::oneshot;
 
+use super::super::context::{Console, ask, logged_in};
 use super::super::html::{esc, link};
-use super::super::{Console, ask, logged_in};
 use crate::service::admin::{AdminCommand, RuleView};
 
 /// What a rule is doing, in words, and its CSS class.
