@@ -237,8 +237,25 @@ impl Pipeline {
 
     /// Posts every action parked from now on to the `[approvals] notify`
     /// webhooks, with buttons or signed links (see `crate::chat`).
-    pub fn set_approval_notifier(&mut self, notifier: crate::chat::request::ApprovalNotifier) {
+    /// Approvals parked before a stop whose request was never posted are
+    /// posted now.
+    pub fn set_approval_notifier(
+        &mut self,
+        mut notifier: crate::chat::request::ApprovalNotifier,
+    ) -> Result<()> {
+        for p in self.executor.store().approvals_unposted(now_ms())? {
+            tracing::info!(action_id = %p.action_id, "posting the request for a decision the last run did not post");
+            notifier.submit(crate::chat::ApprovalRequest {
+                action: p.action.kind().name(),
+                target: p.action.target().to_owned(),
+                action_id: p.action_id,
+                rule: p.rule,
+                event_id: p.event_id,
+                expires_ms: p.expires_ms,
+            });
+        }
         self.approval_notifier = Some(notifier);
+        Ok(())
     }
 
     /// Installs the observer told about rule calls and actions.

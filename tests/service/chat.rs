@@ -523,3 +523,57 @@ fn a_slow_chat_does_not_hold_up_detection() {
     assert_eq!(delivered.len(), 2, "{delivered:?}");
     assert!(delivered.iter().all(|r| r["result"] == "delivered"));
 }
+
+#[test]
+fn a_request_not_posted_before_a_kill_is_posted_at_the_next_start_and_only_then() {
+    // The first post hangs; the service is killed (-9) while it waits, so
+    // the request was sent but never confirmed. The next start posts it
+    // again (at least once); the start after that does not.
+    let fake = FakeIdp::start();
+    fake.inject(
+        "POST",
+        "/hooks/soc",
+        Fault::Delay(Duration::from_secs(60)),
+        1,
+    );
+    let approvals =
+        "[approvals.links]\nbase_url = \"https://vigil.example.com\"\nkey_file = \"link-key\"\n";
+    let config = chat_config(&fake, approvals);
+    let mut s = Service::start_in(chat_workdir(), "", &config, "http");
+    post_burst(&s, "00upushbomb01");
+    eventually("the post under way", &s, || {
+        !fake.requests_matching("POST", "/hooks/soc").is_empty()
+    });
+    s.p.kill9();
+    assert!(s.wd.records_of("approval-request").is_empty());
+    let id = fake.requests_matching("POST", "/hooks/soc")[0].json()["vigil"]["action_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let Service { wd, p } = s;
+    drop(p);
+    let mut s = Service::start_in(wd, "", &config, "http");
+    eventually("the request posted again", &s, || {
+        s.wd.records_of("approval-request")
+            .iter()
+            .any(|r| r["action_id"] == id.as_str() && r["result"] == "delivered")
+    });
+    assert!(s.log().contains("the last run did not post"), "{}", s.log());
+    let posts = fake.requests_matching("POST", "/hooks/soc");
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[1].json()["vigil"]["action_id"], id.as_str());
+    assert_eq!(pending_ids(&s), [id.as_str()], "still decidable");
+    assert!(s.stop().success(), "{}", s.log());
+
+    let Service { wd, p } = s;
+    drop(p);
+    let mut s = Service::start_in(wd, "", &config, "http");
+    assert_eq!(pending_ids(&s), [id.as_str()]);
+    assert!(s.stop().success(), "{}", s.log());
+    assert_eq!(
+        fake.requests_matching("POST", "/hooks/soc").len(),
+        2,
+        "posted once it was confirmed: not again"
+    );
+}

@@ -42,7 +42,7 @@ pub fn run(config_path: Option<&Path>, events: Option<&Path>) -> Result<ExitCode
     let mut pipeline = Pipeline::new(rules, audit, executor)?;
     pipeline.set_baseline_check_secs(config.baseline.check_secs);
     if let Some(notifier) = crate::chat::request::ApprovalNotifier::from_config(&config)? {
-        pipeline.set_approval_notifier(notifier);
+        pipeline.set_approval_notifier(notifier)?;
     }
     // Undos that fell due while Vigil was not running.
     pipeline.run_due_undos()?;

@@ -177,6 +177,7 @@ impl Pipeline {
         if posted.is_empty() {
             return Ok(());
         }
+        let ids: Vec<String> = posted.iter().map(|p| p.request.action_id.clone()).collect();
         for p in posted {
             let r = &p.request;
             for d in p.deliveries {
@@ -197,7 +198,13 @@ impl Pipeline {
                 self.append(entry)?;
             }
         }
-        self.sync()
+        self.sync()?;
+        // Only once the deliveries' records are durable: a stop before this
+        // posts the request again at the next start (at least once).
+        for id in ids {
+            self.executor.store().mark_approval_posted(&id)?;
+        }
+        Ok(())
     }
 
     /// Audits breaker trips (and raises one escalation per trip) and

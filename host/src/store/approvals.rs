@@ -59,6 +59,22 @@ fn finish(row: (PendingApproval, String, String)) -> Result<PendingApproval> {
     Ok(p)
 }
 
+/// Stores made before approvals were posted to chat get the column that
+/// says whether one was.
+pub(super) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('approvals') WHERE name = 'chat_posted'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE approvals ADD COLUMN chat_posted INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Parks an action; a second request with the same action id (a
     /// replayed event) is ignored. Returns whether it was new.
@@ -112,6 +128,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Pending, unexpired approvals whose request for a decision was never
+    /// posted to chat (the service stopped first), oldest first.
+    pub fn approvals_unposted(&self, now_ms: i64) -> Result<Vec<PendingApproval>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND chat_posted = 0 \
+             AND expires_ms > ?1 ORDER BY created_ms, action_id"
+        ))?;
+        let rows = stmt.query_map([now_ms], from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(finish(row.with_context(|| self.failed("read approvals"))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Notes that an approval's request was posted (delivered or given up
+    /// on, as audited).
+    pub fn mark_approval_posted(&self, action_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE approvals SET chat_posted = 1 WHERE action_id = ?1",
+                [action_id],
+            )
+            .with_context(|| self.failed("write the approval"))?;
+        Ok(())
+    }
+
     /// Moves a pending approval to `state`; false if it was no longer
     /// pending (someone decided first).
     pub fn decide_approval(
@@ -130,5 +173,31 @@ impl Store {
             )
             .with_context(|| self.failed("write the approval"))?;
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // A store from before approvals were posted to chat gains the column;
+    // its pending approvals count as not posted (the next start posts them
+    // when `[approvals] notify` is set). A second migration changes nothing.
+    #[test]
+    fn old_stores_gain_the_posted_column() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE approvals (action_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+             INSERT INTO approvals VALUES ('act-1', 'pending');",
+        )
+        .unwrap();
+        super::migrate(&conn).unwrap();
+        super::migrate(&conn).unwrap();
+        let posted: i64 = conn
+            .query_row(
+                "SELECT chat_posted FROM approvals WHERE action_id = 'act-1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(posted, 0);
     }
 }

@@ -102,7 +102,8 @@ CREATE TABLE IF NOT EXISTS approvals (
     expires_ms INTEGER NOT NULL,
     state      TEXT NOT NULL,     -- pending | approved | rejected | expired
     decided_by TEXT NOT NULL DEFAULT '',
-    decided_ms INTEGER NOT NULL DEFAULT 0
+    decided_ms INTEGER NOT NULL DEFAULT 0,
+    chat_posted INTEGER NOT NULL DEFAULT 0  -- 1 once its request for a decision was posted
 );
 CREATE TABLE IF NOT EXISTS meta (
     key        TEXT PRIMARY KEY,  -- e.g. 'okta-poller:<base url>:cursor'
@@ -177,6 +178,7 @@ impl Store {
         // Layouts of earlier versions, brought up to date in place.
         durable::migrate(&conn).with_context(at)?;
         rule_state::migrate(&conn).with_context(at)?;
+        approvals::migrate(&conn).with_context(at)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),
