@@ -34,10 +34,12 @@
 mod baseline_watch;
 mod guard;
 mod judged;
+mod modes;
 mod recover;
 mod reload;
 mod shards;
 
+pub use modes::ModesApplied;
 pub use reload::RulesChange;
 
 use std::collections::BTreeMap;
@@ -226,6 +228,9 @@ impl Pipeline {
         // outbox, then a result for every accepted action without one.
         pipeline.recover_outbox()?;
         pipeline.reconcile()?;
+        // Modes an operator set before the stop, where the configuration
+        // still gives what it gave then.
+        pipeline.apply_mode_overrides()?;
         Ok(pipeline)
     }
 

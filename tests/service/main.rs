@@ -800,6 +800,85 @@ fn admin_api_needs_the_token_lists_rules_and_audits_mode_changes() {
 }
 
 #[test]
+fn an_operators_mode_outlasts_reloads_and_restarts_until_the_configuration_changes_it() {
+    let server = "admin_name = \"sec-oncall\"\nreload_watch_secs = 0\n";
+    let mut s = Service::start(server, PUSH_FATIGUE);
+    let c = client();
+    let mode = |s: &Service| -> String {
+        let list: Value = c
+            .get(s.url("/v1/admin/rules"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        list["rules"][0]["mode"].as_str().unwrap().to_owned()
+    };
+    let reload = |s: &Service| -> Value {
+        let r = c
+            .post(s.url("/v1/admin/reload"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().unwrap()
+    };
+    // The configuration gives audit-only (the default); the operator
+    // enforces.
+    let r = c
+        .post(s.url("/v1/admin/rules/mfa-push-fatigue/mode"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"mode": "enforce"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // An unrelated edit reloads: the operator's mode stays.
+    let body = format!("mode = \"audit-only\"\n{PUSH_FATIGUE}");
+    s.wd.config(&format!(
+        "{body}\n[server]\nlisten = \"127.0.0.1:0\"\nokta_hook_secret_env = \"TEST_HOOK_SECRET\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n{server}"
+    ));
+    let answer = reload(&s);
+    assert_eq!(
+        answer["rules"]["modes_kept"],
+        json!(["mfa-push-fatigue: enforce (set by sec-oncall)"]),
+        "{answer}"
+    );
+    assert_eq!(mode(&s), "enforce");
+    let record = s.wd.records_of("reload").pop().unwrap();
+    assert_eq!(record["modes_kept"], answer["rules"]["modes_kept"]);
+
+    // A restart keeps it too.
+    assert!(s.stop().success(), "{}", s.log());
+    let Service { wd, p } = s;
+    drop(p);
+    let mut s = Service::start_in(wd, server, &body, "http");
+    assert_eq!(mode(&s), "enforce");
+
+    // The configuration now gives the rule another mode: the newer intent
+    // wins and the override is dropped, said in the answer and the log.
+    let edit = |s: &Service, top: &str| {
+        s.wd.config(&format!(
+            "{top}\n{PUSH_FATIGUE}\n[server]\nlisten = \"127.0.0.1:0\"\nokta_hook_secret_env = \"TEST_HOOK_SECRET\"\nadmin_token_env = \"TEST_ADMIN_TOKEN\"\n{server}"
+        ));
+    };
+    edit(&s, "mode = \"enforce\"");
+    let answer = reload(&s);
+    let dropped = answer["rules"]["modes_dropped"].to_string();
+    assert!(
+        dropped.contains("mfa-push-fatigue: the configuration now gives it enforce"),
+        "{answer}"
+    );
+    assert_eq!(mode(&s), "enforce");
+    // Gone: the configuration decides again.
+    edit(&s, "mode = \"audit-only\"");
+    let answer = reload(&s);
+    assert!(answer["rules"]["modes_kept"].is_null(), "{answer}");
+    assert_eq!(mode(&s), "audit-only");
+    assert!(s.stop().success(), "{}", s.log());
+}
+
+#[test]
 fn admin_api_without_a_token_is_disabled() {
     let mut s = Service::start_with(Workdir::new(), "", PUSH_FATIGUE, "http", false);
     let r = client()

@@ -40,7 +40,7 @@ pub use server::ServerConfig;
 pub use sources::{OktaPollConfig, Start, TailConfig, TailFrom};
 
 /// Whether granted actions are executed or only recorded.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Record what would be done (`dry-run`), execute nothing.

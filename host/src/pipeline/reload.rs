@@ -29,6 +29,12 @@ pub struct RulesChange {
     pub upgraded: Vec<String>,
     /// Rules whose mode or granted kinds changed.
     pub grants: Vec<String>,
+    /// Modes an operator set that still apply (`rule: mode (set by who)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modes_kept: Vec<String>,
+    /// Modes an operator set that the new configuration overrides.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modes_dropped: Vec<String>,
 }
 
 impl RulesChange {
@@ -120,10 +126,12 @@ impl Pipeline {
         // Everything the old set was given is judged and committed.
         self.run_shards()?;
         self.commit()?;
-        let change = RulesChange::between(&self.rules, &new);
+        let mut change = RulesChange::between(&self.rules, &new);
         self.rules = new;
         self.newest.clear();
         self.restore()?;
+        let modes = self.apply_mode_overrides()?;
+        (change.modes_kept, change.modes_dropped) = (modes.kept, modes.dropped);
         if let Some(gate) = self.rules.gate() {
             self.executor.set_protected(gate.protected().clone());
             if let Some(observer) = &self.observer {

@@ -256,12 +256,12 @@ pub fn handle(pipeline: &mut Pipeline, command: AdminCommand) -> anyhow::Result<
             peer,
             reply,
         } => {
-            let Some(from) = pipeline.rules().find(&rule).map(|r| r.grant().mode) else {
+            // Every shard's instance, from its next call; kept across
+            // reloads and restarts (`pipeline::modes`).
+            let Some(from) = pipeline.set_mode_override(&rule, mode, &by)? else {
                 let _ = reply.send(Err(AdminError::UnknownRule(rule)));
                 return Ok(());
             };
-            // Every shard's instance, from its next call.
-            pipeline.rules_mut().set_mode(&rule, mode);
             let view = RuleView::of(pipeline.rules().find(&rule).expect("found above"));
             if from != mode {
                 pipeline.audit_external(

@@ -148,6 +148,8 @@ pub fn apply(
             .field("removed", c.removed.clone())
             .field("upgraded", c.upgraded.clone())
             .field("grants", c.grants.clone())
+            .field("modes_kept", c.modes_kept.clone())
+            .field("modes_dropped", c.modes_dropped.clone())
             .field("config", outcome.config.clone())
             .field("restart_needed", outcome.restart_needed.clone());
     }
