@@ -392,7 +392,16 @@ async fn read_shard_inner(
         let mut events = Vec::new();
         if let Ok(batch) = &mut batch {
             while let Some(message) = batch.next().await {
-                let Ok(message) = message else { break };
+                // An error ends the fetch (async-nats terminates the batch
+                // after it): what came before is in hand, nothing after
+                // it was delivered.
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(shard = %shard.label(), "cluster: fetch ended early: {e}");
+                        break;
+                    }
+                };
                 let delivered = match message.info() {
                     Ok(info) => info.delivered,
                     // Said aloud: such a message escapes the count that
