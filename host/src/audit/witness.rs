@@ -230,10 +230,26 @@ impl Queued {
     ) -> Queued {
         let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
         let (done_tx, done) = mpsc::channel();
+        let who = label.clone();
         thread::Builder::new()
             .name(thread_name.into())
             .spawn(move || {
-                deliver(receiver);
+                // A panic must not end deliveries quietly: it is said
+                // once here, and every later line counts as a failed
+                // delivery (the queue's receiver is gone).
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    deliver(receiver)
+                }));
+                if let Err(panic) = run {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(
+                        "{who}: the delivery thread panicked ({what}); later checkpoints count as failed deliveries"
+                    );
+                }
                 let _ = done_tx.send(());
             })
             .expect("spawning a thread succeeds");
@@ -416,4 +432,27 @@ pub(crate) fn last_witnessed_seq(path: &Path) -> Result<Option<u64>, String> {
         return Ok(None);
     }
     Ok(read_witness(path)?.entries.last().map(|e| e.seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A delivery thread that panics: said, and every later line is a
+    // counted failure instead of vanishing.
+    #[test]
+    fn a_panicking_delivery_thread_turns_later_lines_into_failures() {
+        let queued = Queued::start("test witness".into(), "vigil-test-witness", |receiver| {
+            let _ = receiver.recv();
+            panic!("boom");
+        });
+        let failed = AtomicU64::new(0);
+        queued.enqueue(b"first", &failed);
+        queued
+            .done
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread ends");
+        queued.enqueue(b"second", &failed);
+        assert_eq!(failed.load(Ordering::SeqCst), 1);
+    }
 }
