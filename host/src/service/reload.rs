@@ -196,15 +196,18 @@ impl Reloader {
     /// Starts the reload thread; requests go to the returned sender.
     pub fn spawn(self) -> Result<(mpsc::Sender<ReloadRequest>, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel();
+        // Taken here, before the listeners open: taken on the new thread, a
+        // change made once the service answers could land before the first
+        // look and never be seen (a busy machine schedules the thread late).
+        let seen = fingerprint(&self.running, &self.config_path);
         let handle = std::thread::Builder::new()
             .name("vigil-reload".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || self.run(rx, seen))
             .context("cannot start the reload thread")?;
         Ok((tx, handle))
     }
 
-    fn run(mut self, requests: mpsc::Receiver<ReloadRequest>) {
-        let mut seen = fingerprint(&self.running, &self.config_path);
+    fn run(mut self, requests: mpsc::Receiver<ReloadRequest>, mut seen: Fingerprint) {
         let mut next_look = self.watch.map(|w| Instant::now() + w);
         while !self.stop.load(Ordering::SeqCst) {
             let request = match requests.recv_timeout(TURN) {
