@@ -39,7 +39,6 @@ mod recover;
 mod reload;
 mod shards;
 
-pub use modes::ModesApplied;
 pub use reload::RulesChange;
 
 use std::collections::BTreeMap;
@@ -250,14 +249,7 @@ impl Pipeline {
     ) -> Result<()> {
         for p in self.executor.store().approvals_unposted(now_ms())? {
             tracing::info!(action_id = %p.action_id, "posting the request for a decision the last run did not post");
-            notifier.submit(crate::chat::ApprovalRequest {
-                action: p.action.kind().name(),
-                target: p.action.target().to_owned(),
-                action_id: p.action_id,
-                rule: p.rule,
-                event_id: p.event_id,
-                expires_ms: p.expires_ms,
-            });
+            notifier.submit(guard::approval_request(&p));
         }
         self.approval_notifier = Some(notifier);
         Ok(())

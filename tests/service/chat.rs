@@ -223,6 +223,12 @@ fn slack_buttons_decide_approvals_and_refuse_forgeries_replays_and_strangers() {
     eventually("the suspension", &s, || {
         fake.okta_user_status("00upushbomb01") == "SUSPENDED"
     });
+    // Executed with its intent and result in the audit log.
+    eventually("the audited execution", &s, || {
+        s.wd.records_of("action-result")
+            .iter()
+            .any(|r| r["action_id"] == id.as_str() && r["decision"] == "executed")
+    });
     eventually("the answer in Slack", &s, || {
         !fake
             .requests_matching("POST", "/hooks/slack-response")
@@ -448,6 +454,12 @@ fn signed_links_decide_once_refuse_expired_or_tampered_links_and_previews_decide
     assert_eq!(approval[0]["by"], "signed link from 127.0.0.1");
     eventually("the suspension", &s, || {
         fake.okta_user_status("00upushbomb01") == "SUSPENDED"
+    });
+    // Executed with its intent and result in the audit log.
+    eventually("the audited execution", &s, || {
+        s.wd.records_of("action-result")
+            .iter()
+            .any(|r| r["action_id"] == id.as_str() && r["decision"] == "executed")
     });
     // Used once: the same link again, or its sibling, decides nothing.
     for url in [&approve_url, &reject_url] {

@@ -117,7 +117,7 @@ impl Pipeline {
             .gate()
             .map_or(24 * 3_600_000, |g| g.approval_expiry_ms());
         let expires = now + expiry;
-        let added = self.executor.store().add_approval(&PendingApproval {
+        let parked = PendingApproval {
             action_id: r.action_id.clone(),
             rule: rule.to_owned(),
             event_id: event.id.clone(),
@@ -128,17 +128,11 @@ impl Pipeline {
             expires_ms: expires,
             state: "pending".to_owned(),
             decided_by: String::new(),
-        })?;
+        };
+        let added = self.executor.store().add_approval(&parked)?;
         if added {
-            if self.approval_notifier.is_some() && !self.replaying {
-                self.approval_requests.push(crate::chat::ApprovalRequest {
-                    action_id: r.action_id.clone(),
-                    rule: rule.to_owned(),
-                    event_id: event.id.clone(),
-                    action: r.action.kind().name(),
-                    target: target.to_owned(),
-                    expires_ms: expires,
-                });
+            if self.approval_notifier.is_some() {
+                self.approval_requests.push(approval_request(&parked));
             }
             tracing::warn!(
                 rule,
@@ -511,6 +505,18 @@ impl Pipeline {
         self.audit_breaker_changes(&operator_event())?;
         self.sync()?;
         Ok(true)
+    }
+}
+
+/// A parked action as chat is asked to decide it.
+pub(super) fn approval_request(p: &PendingApproval) -> crate::chat::ApprovalRequest {
+    crate::chat::ApprovalRequest {
+        action_id: p.action_id.clone(),
+        rule: p.rule.clone(),
+        event_id: p.event_id.clone(),
+        action: p.action.kind().name(),
+        target: p.action.target().to_owned(),
+        expires_ms: p.expires_ms,
     }
 }
 

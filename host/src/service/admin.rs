@@ -497,27 +497,33 @@ pub async fn reset_breaker(
     }
 }
 
-/// Sends `command` to the pipeline thread and waits for its answer.
+/// Sends `command` to the pipeline thread and waits up to `timeout` for
+/// its answer; the error says why there is none. Every caller of the
+/// pipeline thread (the API, the console, chat) goes through here.
+pub(super) async fn send_and_wait<T>(
+    tx: &std::sync::mpsc::Sender<AdminCommand>,
+    command: AdminCommand,
+    rx: oneshot::Receiver<T>,
+    timeout: Duration,
+) -> Result<T, &'static str> {
+    tx.send(command)
+        .map_err(|_| "the pipeline is not running")?;
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err("the pipeline is not running"),
+        Err(_) => Err("the pipeline did not answer in time; try again"),
+    }
+}
+
+/// [`send_and_wait`] for the admin API: no answer is a 503.
 pub(super) async fn ask<T>(
     state: &AdminState,
     command: AdminCommand,
     rx: oneshot::Receiver<T>,
 ) -> Result<T, Response> {
-    let unavailable = || {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline is not running",
-        )
-    };
-    state.tx.send(command).map_err(|_| unavailable())?;
-    match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(unavailable()),
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline did not answer in time; try again",
-        )),
-    }
+    send_and_wait(&state.tx, command, rx, REPLY_TIMEOUT)
+        .await
+        .map_err(|why| error(StatusCode::SERVICE_UNAVAILABLE, why))
 }
 
 /// How long `POST /v1/admin/reload` waits: a reload compiles components.

@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::admin::{AdminCommand, AdminError, AdminState, ask};
+use super::admin::{AdminCommand, AdminError, AdminState, send_and_wait};
 use super::body::{error, read_body};
 use super::console::esc as escape;
 use crate::chat::links::{LinkError, LinkSigner};
@@ -45,6 +45,10 @@ use crate::secret::Secret;
 
 /// The largest interaction payload read (Slack's carry the whole message).
 const MAX_SLACK_BODY: usize = 256 * 1024;
+
+/// How long a decision waits for the pipeline thread (an approval calls
+/// the identity provider from there), as in the console.
+const DECIDE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a call to Slack (membership, `response_url`) may take.
 const SLACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -230,7 +234,10 @@ async fn decide_click(chat: Arc<ChatState>, click: Click) {
             reason: reason.clone(),
             reply: tx,
         };
-        if ask(admin, command, rx).await.is_err() {
+        if send_and_wait(&admin.tx, command, rx, DECIDE_TIMEOUT)
+            .await
+            .is_err()
+        {
             tracing::error!(by, action_id = %click.action_id, "the refusal could not be audited: the pipeline did not answer");
         }
         reply(
@@ -367,10 +374,10 @@ async fn decide(
         by,
         reply: tx,
     };
-    match ask(admin, command, rx).await {
+    match send_and_wait(&admin.tx, command, rx, DECIDE_TIMEOUT).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e @ (AdminError::Refused(_) | AdminError::UnknownRule(_)))) => Err(e.to_string()),
-        Err(_) => Err("Vigil's pipeline did not answer; try again".to_owned()),
+        Err(why) => Err(why.to_owned()),
     }
 }
 
@@ -384,14 +391,24 @@ async fn link_page(State(chat): State<Arc<ChatState>>, Path(token): Path<String>
         Err(r) => return r,
     };
     let (tx, rx) = oneshot::channel();
-    let pending = match ask(&chat.admin, AdminCommand::ListApprovals { reply: tx }, rx).await {
+    let listed = send_and_wait(
+        &chat.admin.tx,
+        AdminCommand::ListApprovals { reply: tx },
+        rx,
+        DECIDE_TIMEOUT,
+    )
+    .await;
+    let pending = match listed {
         Ok(Ok(list)) => list.into_iter().find(|a| a.id == signed.action_id),
-        _ => {
+        Ok(Err(e)) => {
             return page(
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "Try again",
-                "Vigil's pipeline did not answer.",
+                &escape(&format!("the approvals could not be read: {e:#}")),
             );
+        }
+        Err(why) => {
+            return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", &escape(why));
         }
     };
     let Some(a) = pending else {

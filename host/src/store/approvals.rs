@@ -117,10 +117,19 @@ impl Store {
 
     /// Approvals in `state`, oldest first.
     pub fn approvals(&self, state: &str) -> Result<Vec<PendingApproval>> {
+        self.approvals_where("state = ?1", [state])
+    }
+
+    /// Approvals matching `condition` (with `params`), oldest first.
+    fn approvals_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<PendingApproval>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE state = ?1 ORDER BY created_ms, action_id"
+            "SELECT {COLUMNS} FROM approvals WHERE {condition} ORDER BY created_ms, action_id"
         ))?;
-        let rows = stmt.query_map([state], from_row)?;
+        let rows = stmt.query_map(params, from_row)?;
         let mut out = Vec::new();
         for row in rows {
             out.push(finish(row.with_context(|| self.failed("read approvals"))?)?);
@@ -131,16 +140,10 @@ impl Store {
     /// Pending, unexpired approvals whose request for a decision was never
     /// posted to chat (the service stopped first), oldest first.
     pub fn approvals_unposted(&self, now_ms: i64) -> Result<Vec<PendingApproval>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND chat_posted = 0 \
-             AND expires_ms > ?1 ORDER BY created_ms, action_id"
-        ))?;
-        let rows = stmt.query_map([now_ms], from_row)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(finish(row.with_context(|| self.failed("read approvals"))?)?);
-        }
-        Ok(out)
+        self.approvals_where(
+            "state = 'pending' AND chat_posted = 0 AND expires_ms > ?1",
+            [now_ms],
+        )
     }
 
     /// Notes that an approval's request was posted (delivered or given up

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use tokio::sync::oneshot;
 
-use super::super::admin::{AdminAuth, AdminCommand};
+use super::super::admin::{AdminAuth, AdminCommand, send_and_wait};
 use super::super::metrics::Metrics;
 use super::audit_view::VerifyCache;
 use super::html::{self, error_page};
@@ -222,13 +222,9 @@ pub(super) async fn ask<T>(
     command: AdminCommand,
     rx: oneshot::Receiver<T>,
 ) -> Result<T, String> {
-    c.tx.send(command)
-        .map_err(|_| "the pipeline is not running".to_owned())?;
-    match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err("the pipeline is not running".to_owned()),
-        Err(_) => Err("the pipeline did not answer in time; try again".to_owned()),
-    }
+    send_and_wait(&c.tx, command, rx, REPLY_TIMEOUT)
+        .await
+        .map_err(str::to_owned)
 }
 
 /// After a POST: leave `message` for the page at `location` and go there.
