@@ -67,6 +67,19 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind (the metrics' `kind` label takes these names).
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Timeout,
+        FaultKind::StackOverflow,
+        FaultKind::MemoryLimit,
+        FaultKind::StateLimit,
+        FaultKind::Partition,
+        FaultKind::OutputLimit,
+        FaultKind::WouldBlock,
+        FaultKind::Trap,
+        FaultKind::RuleError,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Timeout => "timeout",

@@ -101,9 +101,6 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     pipeline_last_progress: Gauge<f64, std::sync::atomic::AtomicU64>,
     connectors: Mutex<BTreeMap<String, ConnectorStatus>>,
-    /// The same calls and faults as `rule_calls` and `rule_faults`, summed
-    /// per rule for the web console (a `Family` cannot be listed).
-    rule_counts: Mutex<BTreeMap<String, RuleCounts>>,
 }
 
 /// A rule's on-event calls and faulted calls since the service started
@@ -251,7 +248,6 @@ impl Metrics {
             reloads,
             pipeline_last_progress,
             connectors: Mutex::new(BTreeMap::new()),
-            rule_counts: Mutex::new(BTreeMap::new()),
         };
         metrics.register_rules(rules.iter().map(String::as_str));
         metrics
@@ -392,12 +388,26 @@ impl Metrics {
             .clone()
     }
 
-    /// Every rule's calls and faults since the start, by rule id.
-    pub fn rule_counts(&self) -> BTreeMap<String, RuleCounts> {
-        self.rule_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// A rule's calls and faults since the start, read from the exported
+    /// counters (faults summed over their kinds).
+    pub fn rule_counts(&self, rule: &str) -> RuleCounts {
+        let calls = self
+            .rule_calls
+            .get(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .map_or(0, |c| c.get());
+        let faults = crate::rules::FaultKind::ALL
+            .iter()
+            .filter_map(|k| {
+                self.rule_faults.get(&FaultLabels {
+                    rule: rule.to_owned(),
+                    kind: k.name().to_owned(),
+                })
+            })
+            .map(|c| c.get())
+            .sum();
+        RuleCounts { calls, faults }
     }
 
     /// The OpenMetrics text, with the queue depth and the watchdog's view
@@ -441,12 +451,6 @@ impl PipelineObserver for MetricsObserver {
             rule: rule.to_owned(),
         };
         m.rule_calls.get_or_create(&l).inc();
-        {
-            let mut counts = m.rule_counts.lock().unwrap_or_else(|e| e.into_inner());
-            let c = counts.entry(rule.to_owned()).or_default();
-            c.calls += 1;
-            c.faults += u64::from(fault.is_some());
-        }
         m.rule_call_duration
             .get_or_create(&l)
             .observe(elapsed.as_secs_f64());
@@ -556,6 +560,29 @@ mod tests {
             }
         }
         names
+    }
+
+    /// The console's per-rule counts are the exported counters, faults
+    /// summed over their kinds.
+    #[test]
+    fn rule_counts_read_the_exported_counters() {
+        let m = std::sync::Arc::new(Metrics::new(&["r1".into()]));
+        let watchdog = std::sync::Arc::new(Watchdog::new(Duration::from_secs(30)));
+        let o = MetricsObserver {
+            metrics: m.clone(),
+            watchdog,
+        };
+        o.rule_call("r1", Duration::from_micros(5), None);
+        o.rule_call("r1", Duration::from_micros(5), Some("timeout"));
+        o.rule_call("r1", Duration::from_micros(5), Some("trap"));
+        assert_eq!(
+            m.rule_counts("r1"),
+            RuleCounts {
+                calls: 3,
+                faults: 2
+            }
+        );
+        assert_eq!(m.rule_counts("unknown"), RuleCounts::default());
     }
 
     /// Every metric the Grafana dashboard in deploy/grafana queries is one

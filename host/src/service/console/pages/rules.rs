@@ -38,7 +38,6 @@ pub async fn show(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
         Ok(r) => r,
         Err(why) => return session.error(StatusCode::SERVICE_UNAVAILABLE, &why),
     };
-    let counts = c.metrics.rule_counts();
     let mut page = session.page("Rules", "rules");
     if rules.is_empty() {
         page.push("<p>No rule is loaded.</p>");
@@ -49,7 +48,7 @@ pub async fn show(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response
              <th>Contract</th><th>Partition</th><th>Origin</th></tr></thead><tbody>",
         );
         for r in &rules {
-            let n = counts.get(&r.id).copied().unwrap_or_default();
+            let n = c.metrics.rule_counts(&r.id);
             let (words, class) = status(r);
             let audit = link("/console/audit", &[("rule", &r.id)]);
             let _ = write!(
