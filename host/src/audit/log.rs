@@ -721,28 +721,16 @@ fn read_tail(file: &mut File, path: &Path) -> Result<Tail, AuditError> {
 }
 
 /// Reads the last line of a file of `len` bytes that ends in `\n`, without
-/// that newline. Scans backwards in fixed-size chunks only to *find* the
+/// that newline. Looks backwards one chunk at a time only to *find* the
 /// line's start (each byte looked at once), then reads the line in one
 /// piece: linear in the line's length. (Prepending each chunk to the bytes
 /// gathered so far, as this once did, copied the line again for every chunk:
 /// quadratic, 177 s for a 48 MiB line.)
 fn read_last_line(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
-    const CHUNK: u64 = 64 * 1024;
     let end = len - 1; // exclude the trailing newline
-    let mut start = 0;
-    let mut pos = end;
-    let mut chunk = vec![0u8; CHUNK as usize];
-    while pos > 0 {
-        let from = pos.saturating_sub(CHUNK);
-        let buf = &mut chunk[..(pos - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(buf)?;
-        if let Some(i) = memchr::memrchr(b'\n', buf) {
-            start = from + i as u64 + 1;
-            break;
-        }
-        pos = from;
-    }
+    let start = super::backwards::Backwards::new(file)
+        .last_newline_before(end)?
+        .map_or(0, |nl| nl + 1);
     let mut line = vec![0u8; (end - start) as usize];
     file.seek(SeekFrom::Start(start))?;
     file.read_exact(&mut line)?;

@@ -104,6 +104,7 @@
 //! written truncated with a marker ([`cap`]). Opening reads only the last
 //! line, in time linear in its length.
 
+pub mod backwards;
 pub mod cap;
 pub mod log;
 pub mod nats;

@@ -4,7 +4,7 @@
 //!
 //! Memory and time are bounded per page view whatever the log's size: a
 //! page reads at most [`MAX_SCAN_BYTES`] of the log (then offers to go on
-//! from where it stopped), holds one [`CHUNK`] and one record at a time,
+//! from where it stopped), holds one chunk (`audit::backwards`) and one record at a time,
 //! and shows a record longer than [`MAX_SHOWN_RECORD`] as its size only.
 //! Offsets in links are line starts; any other offset is refused.
 //!
@@ -28,9 +28,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::audit::ChainWalker;
+use crate::audit::backwards::Backwards;
 
-/// Bytes read at a time while looking backwards for line starts.
-pub const CHUNK: usize = 64 * 1024;
 /// At most this much of the log is read for one page.
 pub const MAX_SCAN_BYTES: u64 = 8 * 1024 * 1024;
 /// Records longer than this are listed by size only (the cap on new
@@ -192,7 +191,7 @@ pub fn read_page(
     };
     let file = File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
-    let mut chunk = Chunk::new(&file);
+    let mut chunk = Backwards::new(&file);
     // The end: a line start. At the log's end, a last line still being
     // written (no newline yet) is left for the next view.
     let end = match before {
@@ -269,59 +268,6 @@ pub fn read_page(
         });
     }
     Ok(page)
-}
-
-/// A window of the file read backwards, one [`CHUNK`] at a time.
-struct Chunk<'f> {
-    file: &'f File,
-    start: u64,
-    buf: Vec<u8>,
-}
-
-impl<'f> Chunk<'f> {
-    fn new(file: &'f File) -> Self {
-        Chunk {
-            file,
-            start: 0,
-            buf: Vec::new(),
-        }
-    }
-
-    /// Makes the window hold the chunk that ends at `end` (exclusive).
-    fn load_ending_at(&mut self, end: u64) -> io::Result<()> {
-        let start = end.saturating_sub(CHUNK as u64);
-        self.buf.resize((end - start) as usize, 0);
-        self.file.read_exact_at(&mut self.buf, start)?;
-        self.start = start;
-        Ok(())
-    }
-
-    fn holds(&self, pos: u64) -> bool {
-        pos >= self.start && pos < self.start + self.buf.len() as u64
-    }
-
-    fn byte(&mut self, pos: u64) -> io::Result<u8> {
-        if !self.holds(pos) {
-            self.load_ending_at(pos + 1)?;
-        }
-        Ok(self.buf[(pos - self.start) as usize])
-    }
-
-    /// The position of the last `\n` before `pos` (exclusive), if any.
-    fn last_newline_before(&mut self, pos: u64) -> io::Result<Option<u64>> {
-        let mut end = pos;
-        while end > 0 {
-            if !self.holds(end - 1) {
-                self.load_ending_at(end)?;
-            }
-            let upto = (end - self.start) as usize;
-            if let Some(i) = memchr::memrchr(b'\n', &self.buf[..upto]) {
-                return Ok(Some(self.start + i as u64));
-            }
-            end = self.start;
-        }
-        Ok(None)
-    }
 }
 
 /// The chain's state as the console shows it.
@@ -594,8 +540,11 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let mut log = AuditLog::open(&path).unwrap();
         for i in 0..3 {
-            log.append(Entry::new("finding").field("details", "x".repeat(CHUNK * 2 + i)))
-                .unwrap();
+            log.append(Entry::new("finding").field(
+                "details",
+                "x".repeat(crate::audit::backwards::CHUNK * 2 + i),
+            ))
+            .unwrap();
         }
         log.finish().unwrap();
         let page = read_page(&path, None, &Filter::default(), 10, u64::MAX).unwrap();
